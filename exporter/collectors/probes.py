@@ -1,0 +1,136 @@
+"""Renders every target's ``ProbeStats`` as the probe metric families of the contract.
+
+Sample of the exposition (one target, labels shortened)::
+
+    # HELP lookout_probe_success 1 if the latest scheduled probe passed every check, else 0.
+    # TYPE lookout_probe_success gauge
+    lookout_probe_success{target="orders-api",kind="http",service="orders"} 1
+    # TYPE lookout_probe_duration_seconds histogram
+    lookout_probe_duration_seconds_bucket{target="orders-api",kind="http",le="0.005"} 0
+    ...
+    lookout_probe_failures_total{target="orders-api",kind="http",reason="status"} 3
+    lookout_probe_phase_seconds{target="orders-api",kind="http",phase="connect"} 0.0004
+    lookout_tls_cert_expiry_timestamp_seconds{target="orders-api",kind="http"} 1.7e+09
+
+Each target's text is cached per family on its ``ProbeStats`` and rebuilt only after that target
+finished a probe, so a scrape of 10,000 quiet targets is mostly string joins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from exporter.exposition import format_value, header, label_pairs
+from exporter.stats import ProbeStats
+
+__all__ = ["FAMILIES", "ProbeCollector"]
+
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("lookout_probe_success", "gauge", "1 if the latest scheduled probe passed every check, else 0."),
+    ("lookout_probe_duration_seconds", "histogram", "Duration of every probe, passed or failed."),
+    ("lookout_probe_failures_total", "counter", "Failed probes by failure reason."),
+    ("lookout_probe_phase_seconds", "gauge", "Duration of each phase of the latest scheduled probe."),
+    (
+        "lookout_probe_last_run_timestamp_seconds",
+        "gauge",
+        "When the latest scheduled probe finished, in seconds since the epoch.",
+    ),
+    ("lookout_http_status_code", "gauge", "HTTP status code of the latest scheduled probe."),
+    (
+        "lookout_http_response_size_bytes",
+        "gauge",
+        "Body size read by the latest scheduled probe (capped at expect.max_size + 1).",
+    ),
+    ("lookout_probe_slo_objective_ratio", "gauge", "The target's declared SLO objective as a ratio."),
+    (
+        "lookout_probe_latency_threshold_seconds",
+        "gauge",
+        "The target's latency SLO threshold.",
+    ),
+    ("lookout_probe_slow_total", "counter", "Probes slower than the target's latency threshold."),
+    (
+        "lookout_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        "Earliest NotAfter in the certificate chain presented to the latest scheduled probe, "
+        "also when verification failed.",
+    ),
+    ("lookout_tls_cert_info", "gauge", "Identity of the leaf certificate seen by the latest probe."),
+    ("lookout_tls_version_info", "gauge", "TLS version negotiated by the latest scheduled probe."),
+    ("lookout_dns_answers", "gauge", "Number of answer records of the latest scheduled DNS probe."),
+)
+
+
+def render_target(stats: ProbeStats, location: str | None) -> dict[str, str]:
+    """One target's sample lines keyed by family name (families without samples are absent)."""
+    target = stats.target
+    pairs = [("target", target.name), ("kind", target.kind)]
+    if location:
+        pairs.append(("location", location))
+    pairs.extend(target.labels)
+    base = label_pairs(pairs)
+    out: dict[str, str] = {
+        "lookout_probe_duration_seconds": stats.durations.lines(
+            "lookout_probe_duration_seconds", base
+        )
+    }
+
+    def gauge(name: str, value: float, extra: str = "") -> None:
+        labels = f"{base},{extra}" if extra else base
+        out[name] = out.get(name, "") + f"{name}{{{labels}}} {format_value(value)}\n"
+
+    for reason, count in sorted(stats.failures.items()):
+        gauge("lookout_probe_failures_total", count, label_pairs([("reason", reason.value)]))
+    slo = target.slo
+    if slo is not None:
+        if slo.availability is not None:
+            gauge("lookout_probe_slo_objective_ratio", slo.availability, 'slo="availability"')
+        if slo.latency_objective is not None and slo.latency_threshold is not None:
+            gauge("lookout_probe_slo_objective_ratio", slo.latency_objective, 'slo="latency"')
+            gauge("lookout_probe_latency_threshold_seconds", slo.latency_threshold)
+            gauge("lookout_probe_slow_total", stats.slow)
+    last = stats.last
+    if last is None:
+        return out
+    gauge("lookout_probe_success", 1 if last.success else 0)
+    gauge("lookout_probe_last_run_timestamp_seconds", last.finished_at)
+    for phase, seconds in last.phases:
+        gauge("lookout_probe_phase_seconds", seconds, label_pairs([("phase", phase)]))
+    if last.status_code is not None:
+        gauge("lookout_http_status_code", last.status_code)
+    if last.response_size is not None:
+        gauge("lookout_http_response_size_bytes", last.response_size)
+    if last.chain:
+        leaf = last.chain[0]
+        gauge("lookout_tls_cert_expiry_timestamp_seconds", min(c.not_after for c in last.chain))
+        identity = [
+            ("subject", leaf.subject),
+            ("issuer", leaf.issuer),
+            ("serial", leaf.serial),
+            ("fingerprint_sha256", leaf.fingerprint_sha256),
+        ]
+        gauge("lookout_tls_cert_info", 1, label_pairs(identity))
+    if last.tls_version is not None:
+        gauge("lookout_tls_version_info", 1, label_pairs([("version", last.tls_version)]))
+    if last.dns_answers is not None:
+        gauge("lookout_dns_answers", last.dns_answers)
+    return out
+
+
+class ProbeCollector:
+    """Text collector over the scheduler's stats; ``location`` labels every series when set."""
+
+    def __init__(self, stats: Callable[[], Iterable[ProbeStats]], location: str | None) -> None:
+        self._stats = stats
+        self._location = location
+
+    def expose(self) -> Iterable[str]:
+        rendered = []
+        for stats in self._stats():
+            if stats.rendered is None:
+                stats.rendered = render_target(stats, self._location)
+            rendered.append(stats.rendered)
+        for name, kind, help_text in FAMILIES:
+            chunks = [r[name] for r in rendered if name in r]
+            if chunks:
+                yield header(name, kind, help_text)
+                yield "".join(chunks)

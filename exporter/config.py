@@ -1,0 +1,209 @@
+"""Loads the YAML config into frozen dataclasses, or fails with every problem named precisely.
+
+The pipeline is: YAML (with the line of every node remembered) -> ``${VAR}`` expansion in strings
+-> JSON Schema validation against ``config.schema.json`` (unknown keys are errors) -> building the
+typed ``Config``, where durations, sizes, patterns, regexes and ``*_file`` secrets are parsed and
+read. Every problem is reported as ``FILE:LINE: key.path: message``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from exporter.config_source import ConfigProblem, KeyPath, Source, format_path
+from exporter.targets import Target, build_target
+from exporter.units import parse_duration
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "KeyPath",
+    "Source",
+    "load",
+    "load_text",
+    "schema",
+]
+
+DEFAULT_CONFIG = "default.yml"
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` lists each mistake as ``FILE:LINE: path: why``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    location: str | None
+    max_in_flight: int
+    targets: tuple[Target, ...]
+    source: str
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) every config must satisfy."""
+    text = resources.files("exporter").joinpath("config.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the config file at ``path``, or the embedded default config when ``path`` is None."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        text = resources.files("exporter").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+        return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: config is not UTF-8 text"]) from None
+    return load_text(text, Source(path, Path(path).resolve().parent), env)
+
+
+def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
+    lines: dict[KeyPath, int] = {}
+
+    def where(at: KeyPath) -> str:
+        for cut in range(len(at), -1, -1):
+            if at[:cut] in lines:
+                return f"{source.name}:{lines[at[:cut]]}"
+        return source.name
+
+    raw = _parse_yaml(text, source.name, lines)
+    problems: list[str] = []
+    raw = _expand(raw, (), environ, lambda at, msg: problems.append(f"{where(at)}: {msg}"))
+    if problems:
+        raise ConfigError(problems)
+    validator = jsonschema.Draft202012Validator(schema())
+    for error in sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.path]):
+        at = tuple(error.absolute_path)
+        problems.append(f"{where(at)}: {format_path(at)}: {_describe(error)}")
+    if problems:
+        raise ConfigError(problems)
+    return _build(raw, source, where)
+
+
+def _build(
+    raw: dict[str, Any],
+    source: Source,
+    where: Callable[[KeyPath], str],
+) -> Config:
+    defaults = raw.get("defaults", {})
+    interval = parse_duration(defaults.get("interval", "30s"))
+    timeout = parse_duration(defaults.get("timeout", "10s"))
+    targets: list[Target] = []
+    seen: dict[str, int] = {}
+    failed: list[str] = []
+    for index, item in enumerate(raw.get("targets", [])):
+        at: KeyPath = ("targets", index)
+        if item["name"] in seen:
+            failed.append(
+                f"{where((*at, 'name'))}: {format_path((*at, 'name'))}: duplicate target name "
+                f"{item['name']!r} (first at targets[{seen[item['name']]}])"
+            )
+            continue
+        seen[item["name"]] = index
+        try:
+            targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
+        except ConfigProblem as exc:
+            failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+    if failed:
+        raise ConfigError(failed)
+    return Config(
+        location=raw.get("location"),
+        max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
+        targets=tuple(targets),
+        source=source.name,
+    )
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "unevaluatedProperties" or error.validator == "additionalProperties":
+        return f"unknown key: {error.message}"
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        keys = error.validator_value.get("required")
+        if keys:
+            return "keys " + " and ".join(repr(k) for k in keys) + " cannot be used together"
+    if error.validator == "pattern":
+        return f"{error.instance!r} is not valid here (expected to match {error.validator_value})"
+    return error.message
+
+
+def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int]) -> dict[str, Any]:
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return {}
+            _record_lines(node, (), lines, name)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{name}{line}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}: invalid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}:1: the config must be a mapping of keys at the top level"])
+    return data
+
+
+def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int], name: str) -> None:
+    lines[at] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in keys:
+                raise ConfigError(
+                    [f"{name}:{key_node.start_mark.line + 1}: {format_path(at)}: duplicate key {key!r}"]
+                )
+            keys.add(key)
+            _record_lines(value_node, (*at, key), lines, name)
+            lines[(*at, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*at, index), lines, name)
+
+
+def _expand(
+    value: Any, at: KeyPath, environ: Mapping[str, str], report: Callable[[KeyPath, str], None]
+) -> Any:
+    """Replace ``${VAR}`` in every string value with the environment's value; ``$$`` is ``$``."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return "$"
+            if name not in environ:
+                report(at, f"{format_path(at)}: environment variable {name} is not set")
+                return ""
+            return environ[name]
+
+        return _VARIABLE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, (*at, k), environ, report) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*at, i), environ, report) for i, v in enumerate(value)]
+    return value

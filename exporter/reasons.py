@@ -1,0 +1,89 @@
+"""The one bounded set of probe failure reasons, the ``reason`` label of
+``lookout_probe_failures_total``.
+
+Every failed probe maps to exactly one reason, chosen by the first thing that went wrong::
+
+    Reason
+    ├── network
+    │   ├── dns            the name did not resolve (NXDOMAIN, no address, resolver error)
+    │   ├── refused        the port actively refused the connection
+    │   ├── connect        any other connect error (unreachable, no route)
+    │   ├── reset          the peer reset or closed the connection mid-exchange
+    │   └── timeout        the probe did not finish within its timeout
+    ├── tls
+    │   ├── tls            the handshake failed (protocol error, no shared cipher, garbage)
+    │   ├── tls_version    the negotiated version is below the configured minimum
+    │   ├── cert_expired   a certificate in the chain is past its NotAfter
+    │   ├── cert_not_yet_valid  a certificate in the chain is before its NotBefore
+    │   ├── cert_hostname  the leaf certificate does not match the server name
+    │   ├── cert_invalid   the chain does not verify (self-signed, unknown CA, other)
+    │   └── cert_expiring  the chain expires sooner than ``expect.valid_for``
+    ├── response (HTTP)
+    │   ├── protocol       the peer did not speak the protocol (malformed response)
+    │   ├── redirect       too many redirects, or a redirect loop
+    │   ├── status         the status code is not one of ``expect.status``
+    │   ├── http_version   the HTTP version is not one of ``expect.http_version``
+    │   ├── header         a header regex failed (required missing or forbidden present)
+    │   ├── body           a body regex failed (must match / must not match)
+    │   ├── json           the body is not JSON although a JSON Schema is expected
+    │   ├── json_schema    the JSON body does not satisfy the schema
+    │   ├── size           the body is larger than ``expect.max_size``
+    │   └── slow           the probe took longer than ``expect.max_duration``
+    ├── dependency protocols
+    │   ├── dialog         a TCP dialog ``expect`` step did not match
+    │   ├── starttls       the server refused or does not offer STARTTLS
+    │   ├── dns_rcode      the DNS answer code is not one of the accepted ones
+    │   ├── dns_answer     the DNS answers fail a count, regex or exact-set check
+    │   ├── smtp_banner    the SMTP server's greeting is not 220
+    │   ├── smtp_ehlo      EHLO was rejected
+    │   └── smtp_auth      AUTH was rejected
+    └── error              an unexpected error inside the prober (a bug; logged with a trace)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ProbeFailure", "Reason"]
+
+
+class Reason(StrEnum):
+    DNS = "dns"
+    REFUSED = "refused"
+    CONNECT = "connect"
+    RESET = "reset"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    TLS_VERSION = "tls_version"
+    CERT_EXPIRED = "cert_expired"
+    CERT_NOT_YET_VALID = "cert_not_yet_valid"
+    CERT_HOSTNAME = "cert_hostname"
+    CERT_INVALID = "cert_invalid"
+    CERT_EXPIRING = "cert_expiring"
+    PROTOCOL = "protocol"
+    REDIRECT = "redirect"
+    STATUS = "status"
+    HTTP_VERSION = "http_version"
+    HEADER = "header"
+    BODY = "body"
+    JSON = "json"
+    JSON_SCHEMA = "json_schema"
+    SIZE = "size"
+    SLOW = "slow"
+    DIALOG = "dialog"
+    STARTTLS = "starttls"
+    DNS_RCODE = "dns_rcode"
+    DNS_ANSWER = "dns_answer"
+    SMTP_BANNER = "smtp_banner"
+    SMTP_EHLO = "smtp_ehlo"
+    SMTP_AUTH = "smtp_auth"
+    ERROR = "error"
+
+
+class ProbeFailure(Exception):
+    """Raised by a prober to fail the probe with one reason and a message for people."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
