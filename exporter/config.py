@@ -175,9 +175,8 @@ def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int], name:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in keys:
-                raise ConfigError(
-                    [f"{name}:{key_node.start_mark.line + 1}: {format_path(at)}: duplicate key {key!r}"]
-                )
+                line = key_node.start_mark.line + 1
+                raise ConfigError([f"{name}:{line}: {format_path(at)}: duplicate key {key!r}"])
             keys.add(key)
             _record_lines(value_node, (*at, key), lines, name)
             lines[(*at, key)] = key_node.start_mark.line + 1
