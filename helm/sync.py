@@ -1,9 +1,11 @@
 """Copies the repository's alert rules and Grafana dashboards into the Helm chart.
 
-Helm reads only files inside a chart, so the chart carries copies: ``rules/*.yml`` become
-``helm/lookout-exporter/files/rules/`` (one PrometheusRule each) and ``grafana-dashboards/*.json``
-become ``helm/lookout-exporter/files/dashboards/`` (one Grafana sidecar ConfigMap each). This
-script keeps those copies byte-identical to their sources and removes copies whose source is gone.
+Helm reads only files inside a chart, so the chart carries copies: the rule files under ``rules/``
+(subdirectories included, e.g. ``rules/alerts/probes.yml``) become
+``helm/lookout-exporter/files/rules/`` with the same relative paths (one PrometheusRule each), and
+``grafana-dashboards/*.json`` become ``helm/lookout-exporter/files/dashboards/`` (one Grafana
+sidecar ConfigMap each). This script keeps those copies byte-identical to their sources and removes
+copies whose source is gone.
 
     python helm/sync.py            # copy, then list what changed
     python helm/sync.py --check    # list every difference, exit 1 if there is any
@@ -57,20 +59,28 @@ class Copy:
     target: Path
     patterns: tuple[str, ...]
     wanted: Callable[[Path, str], bool]
+    recursive: bool
 
 
 COPIES = (
-    Copy(Path("rules"), CHART_FILES / "rules", ("*.yml", "*.yaml"), is_rule_file),
-    Copy(Path("grafana-dashboards"), CHART_FILES / "dashboards", ("*.json",), is_dashboard),
+    Copy(Path("rules"), CHART_FILES / "rules", ("*.yml", "*.yaml"), is_rule_file, recursive=True),
+    Copy(
+        Path("grafana-dashboards"),
+        CHART_FILES / "dashboards",
+        ("*.json",),
+        is_dashboard,
+        recursive=False,
+    ),
 )
 
 
 def desired(root: Path, copy: Copy) -> dict[str, bytes]:
-    """File name -> content that ``copy.target`` must hold."""
+    """Relative path -> content that ``copy.target`` must hold."""
     files: dict[str, bytes] = {}
     source = root / copy.source
     for pattern in copy.patterns:
-        for path in sorted(source.glob(pattern)):
+        found = source.rglob(pattern) if copy.recursive else source.glob(pattern)
+        for path in sorted(found):
             if not path.is_file():
                 continue
             data = path.read_bytes()
@@ -79,16 +89,18 @@ def desired(root: Path, copy: Copy) -> dict[str, bytes]:
             except UnicodeDecodeError:
                 raise SourceError(f"{path}: not UTF-8 text") from None
             if copy.wanted(path, text):
-                files[path.name] = data
+                files[path.relative_to(source).as_posix()] = data
     return files
 
 
 def present(root: Path, copy: Copy) -> dict[str, bytes]:
-    """File name -> content that ``copy.target`` holds now."""
+    """Relative path -> content that ``copy.target`` holds now."""
     target = root / copy.target
-    if not target.is_dir():
-        return {}
-    return {path.name: path.read_bytes() for path in sorted(target.iterdir()) if path.is_file()}
+    return {
+        path.relative_to(target).as_posix(): path.read_bytes()
+        for path in sorted(target.rglob("*"))
+        if path.is_file()
+    }
 
 
 def differences(root: Path) -> list[str]:
@@ -118,7 +130,11 @@ def sync(root: Path) -> list[str]:
             (target / name).unlink()
         for name, data in want.items():
             if have.get(name) != data:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
                 (target / name).write_bytes(data)
+        for directory in sorted(target.rglob("*"), reverse=True):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
     return changed
 
 

@@ -67,9 +67,20 @@ https://github.com/lookout-exporter/lookout/blob/main/docs/runbooks/
 {{- end }}
 
 {{/*
-A Kubernetes object name from a file name: "Lookout_Overview.json" -> "lookout-overview".
+A Kubernetes object name from a file below a directory:
+(dict "prefix" "r-lookout" "dir" "files/rules/" "file" "files/rules/alerts/Probes_HTTP.yml")
+-> "r-lookout-alerts-probes-http".
 */}}
 {{- define "lookout-exporter.fileObjectName" -}}
-{{- $base := .file | base | trimSuffix (ext .file) | lower | replace "_" "-" | replace "." "-" }}
+{{- $relative := .file | trimPrefix .dir | trimSuffix (ext .file) }}
+{{- $base := $relative | lower | replace "/" "-" | replace "_" "-" | replace "." "-" }}
 {{- printf "%s-%s" .prefix $base | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The selector rules/*.yml use for the exporter's own series (up, absent), rewritten to
+prometheusRule.jobSelector, or to job="<serviceMonitor.job>".
+*/}}
+{{- define "lookout-exporter.defaultJobSelector" -}}
+job="lookout"
 {{- end }}

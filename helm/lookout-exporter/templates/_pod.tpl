@@ -37,7 +37,6 @@ spec:
         - run
         - --config=/etc/lookout/config.yaml
         - --web.listen-address=:9471
-        - --storage.path=/var/lib/lookout
         - --log.level={{ .Values.log.level }}
         - --log.format={{ .Values.log.format }}
         {{- with .Values.location }}
