@@ -33,9 +33,11 @@ ENV PATH=/opt/lookout/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/lookout"]
+# The data directory is also the working directory: the only writable place besides /tmp.
+WORKDIR /var/lib/lookout
 USER 10001:10001
 EXPOSE 9471
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9471/-/healthy', timeout=4)"]
 ENTRYPOINT ["lookout-exporter"]
-CMD ["run", "--web.listen-address", ":9471", "--storage.path", "/var/lib/lookout"]
+CMD ["run", "--web.listen-address", ":9471"]
