@@ -15,7 +15,7 @@ COPY exporter ./exporter
 RUN python -m venv /opt/lookout \
     && /opt/lookout/bin/pip install --no-compile . \
     && /opt/lookout/bin/pip uninstall --yes pip \
-    && /opt/lookout/bin/python -m compileall -q /opt/lookout
+    && /opt/lookout/bin/python -m compileall -q --invalidation-mode checked-hash /opt/lookout
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="lookout-exporter" \
