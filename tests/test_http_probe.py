@@ -465,3 +465,20 @@ async def test_server_name_selects_the_name_verified(
         )
     )
     assert result.success, result.message
+
+
+async def test_a_self_signed_certificate_is_invalid_and_still_exports_its_expiry(
+    aiohttp_server: AiohttpServer, probe_once: ProbeOnce, tmp_path: Path
+) -> None:
+    own = trustme.CA()
+    own.cert_pem.write_to_path(str(tmp_path / "self.pem"))
+    own.private_key_pem.write_to_path(str(tmp_path / "self.key"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "self.pem", tmp_path / "self.key")
+    server = await aiohttp_server(make_app(), ssl=context)
+    result = await probe_once(target(f"https://127.0.0.1:{server.port}/orders"))
+    assert result.reason is Reason.CERT_INVALID
+    assert result.message == "certificate verification failed: self-signed certificate"
+    (leaf,) = result.chain
+    assert leaf.subject == leaf.issuer
+    assert result.cert_expiry == leaf.not_after
