@@ -432,6 +432,7 @@ def test_secrets_come_from_existing_secrets_as_env_and_read_only_files() -> None
     pod = workload(manifests)["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "orders-api-client-cert"
+    assert volume["secret"]["defaultMode"] == 0o440
 
 
 # --- scenarios --------------------------------------------------------------------------------
