@@ -10,6 +10,7 @@ chart uses, and their rules with ``promtool``. The rendered exporter config must
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -20,6 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import helm_python as helm
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -348,6 +350,54 @@ def test_rendered_arguments_are_accepted_by_the_exporter(values: dict[str, Any])
     assert parsed.config == "/etc/lookout/config.yaml"
     assert parsed.listen == (None, spec["ports"][0]["containerPort"])
     assert parsed.location == (values.get("location") or None)
+
+
+async def test_the_exporter_runs_with_the_rendered_pod_and_answers_its_probes(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """The container's args and config start the exporter; liveness and readiness paths answer."""
+    address = f"127.0.0.1:{unused_tcp_port}"
+    values = {
+        "location": "eu-west-1",
+        "config": {
+            "defaults": {"interval": "1s", "timeout": "1s"},
+            "targets": [{"name": "self", "kind": "http", "url": f"http://{address}/-/healthy"}],
+        },
+    }
+    manifests = render(values)
+    (tmp_path / "config.yaml").write_text(
+        only(manifests, "ConfigMap", FULLNAME)["data"]["config.yaml"], encoding="utf-8"
+    )
+    spec = container(manifests)
+    replaced = {
+        "--config=/etc/lookout/config.yaml": f"--config={tmp_path / 'config.yaml'}",
+        "--web.listen-address=:9471": f"--web.listen-address={address}",
+    }
+    assert set(replaced) <= set(spec["args"])
+    args = [replaced.get(arg, arg) for arg in spec["args"]]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+            while True:
+                try:
+                    async with session.get(f"http://{address}/metrics") as response:
+                        metrics = await response.text()
+                except aiohttp.ClientConnectionError:
+                    metrics = ""
+                if 'lookout_probe_success{target="self",kind="http",location="eu-west-1"} 1' in (
+                    metrics
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            for probe in ("livenessProbe", "readinessProbe"):
+                path = spec[probe]["httpGet"]["path"]
+                async with session.get(f"http://{address}{path}") as response:
+                    assert response.status == 200, path
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 def test_the_image_tag_follows_the_package_version() -> None:
