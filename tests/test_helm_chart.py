@@ -437,6 +437,7 @@ def test_defaults_install_a_hardened_single_deployment() -> None:
     assert exporter["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
     mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
     assert mounts == {"/etc/lookout": "config", "/var/lib/lookout": "data", "/tmp": "tmp"}
+    assert exporter["workingDir"] == "/var/lib/lookout"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data"] == {"name": "data", "emptyDir": {}}
     assert volumes["config"]["configMap"]["name"] == FULLNAME

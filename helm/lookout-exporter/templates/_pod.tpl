@@ -33,6 +33,8 @@ spec:
     - name: exporter
       image: {{ include "lookout-exporter.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
+      # The data volume is the working directory: the exporter's relative data paths land on it.
+      workingDir: /var/lib/lookout
       args:
         - run
         - --config=/etc/lookout/config.yaml
