@@ -375,8 +375,17 @@ async def test_the_exporter_runs_with_the_rendered_pod_and_answers_its_probes(
     }
     assert set(replaced) <= set(spec["args"])
     args = [replaced.get(arg, arg) for arg in spec["args"]]
+    # A directory of its own stands in for the working directory, the data volume.
+    workdir = tmp_path / "data-volume"
+    workdir.mkdir()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", *args, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async with aiohttp.ClientSession() as session, asyncio.timeout(30):
