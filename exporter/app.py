@@ -9,9 +9,10 @@ anything changes, so a bad config leaves the old one running and only flips
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
-from collections.abc import AsyncIterator
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,6 +39,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1
 # Below this size, compressing costs more than sending.
 GZIP_MIN_BYTES = 4096
+# A scrape of thousands of targets is rendered, compressed and sent in pieces of about this
+# size, letting other tasks run whenever it has held the event loop for SCRAPE_SLICE seconds.
+PIECE_BYTES = 256 * 1024
+SCRAPE_SLICE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,21 +110,54 @@ class Runtime:
             return None
 
     def render_metrics(self) -> bytes:
-        parts = [generate_latest(self.registry).decode("utf-8")]
+        return "".join(self._texts()).encode("utf-8")
+
+    async def render_pieces(self) -> list[bytes]:
+        """The exposition as pieces of about ``PIECE_BYTES``, rendered without holding the
+        event loop for more than ``SCRAPE_SLICE`` at a time."""
+        pieces: list[bytes] = []
+        pending: list[str] = []
+        size = 0
+        resume_by = time.perf_counter() + SCRAPE_SLICE
+        for text in self._texts():
+            pending.append(text)
+            size += len(text)
+            if size >= PIECE_BYTES:
+                pieces.append("".join(pending).encode("utf-8"))
+                pending.clear()
+                size = 0
+            if time.perf_counter() >= resume_by:
+                await asyncio.sleep(0)
+                resume_by = time.perf_counter() + SCRAPE_SLICE
+        pieces.append("".join(pending).encode("utf-8"))
+        return pieces
+
+    def _texts(self) -> Iterator[str]:
+        yield generate_latest(self.registry).decode("utf-8")
         for collector in self.collectors:
-            parts.extend(collector.expose())
-        return "".join(parts).encode("utf-8")
+            yield from collector.expose()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[RUNTIME].render_metrics()
-    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES:
-        response.body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
-        response.headers["Content-Encoding"] = "gzip"
+async def metrics(request: web.Request) -> web.StreamResponse:
+    pieces = await request.app[RUNTIME].render_pieces()
+    size = sum(len(piece) for piece in pieces)
+    if size < GZIP_MIN_BYTES or "gzip" not in request.headers.get("Accept-Encoding", ""):
+        return web.Response(body=b"".join(pieces), headers={"Content-Type": CONTENT_TYPE})
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+    response.headers["Content-Encoding"] = "gzip"
+    await response.prepare(request)
+    # gzip framing (wbits 31) compressed a slice at a time: each slice costs about a
+    # millisecond at level 1, and writing awaits the client, so the loop stays responsive.
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, len(view), PIECE_BYTES):
+            await response.write(compressor.compress(view[start : start + PIECE_BYTES]))
+    await response.write(compressor.flush())
+    await response.write_eof()
     return response
 
 

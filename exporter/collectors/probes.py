@@ -23,7 +23,10 @@ from collections.abc import Callable, Iterable
 from exporter.exposition import format_value, header, label_pairs
 from exporter.stats import ProbeStats
 
-__all__ = ["FAMILIES", "ProbeCollector"]
+__all__ = ["BATCH", "FAMILIES", "ProbeCollector"]
+
+# Targets rendered, or joined into one chunk, between two chances for the caller to pause.
+BATCH = 200
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     (
@@ -142,14 +145,23 @@ class ProbeCollector:
         self._location = location
 
     def expose(self) -> Iterable[str]:
+        """The probe families; an empty chunk after every ``BATCH`` targets rendered afresh is a
+        point where an asynchronous caller may let other tasks run (the targets are a snapshot,
+        so probes finishing or a reload in between change nothing in this scrape)."""
         rendered = []
         location = self._location()
-        for stats in self._stats():
-            if stats.rendered is None:
-                stats.rendered = render_target(stats, location)
-            rendered.append(stats.rendered)
+        fresh = 0
+        for stats in list(self._stats()):
+            text = stats.rendered
+            if text is None:
+                text = stats.rendered = render_target(stats, location)
+                fresh += 1
+                if fresh % BATCH == 0:
+                    yield ""
+            rendered.append(text)
         for name, kind, help_text in FAMILIES:
             chunks = [r[name] for r in rendered if name in r]
             if chunks:
                 yield header(name, kind, help_text)
-                yield "".join(chunks)
+                for start in range(0, len(chunks), BATCH):
+                    yield "".join(chunks[start : start + BATCH])
