@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -208,6 +209,47 @@ async def wait_until_up(
     raise SystemExit(f"{name} did not answer {url} within {patience} s:\n{procs.log_tail(name)}")
 
 
+@dataclass
+class BlackboxDriver:
+    """Sends ``/probe`` requests to blackbox_exporter at a fixed rate and counts the answers."""
+
+    session: aiohttp.ClientSession
+    url: str
+    rate: float
+    target_base: str
+    done: int = 0
+    failed: int = 0
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        sent = 0
+        try:
+            while True:
+                due = start + sent / self.rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                task = asyncio.create_task(self._one(sent))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _one(self, n: int) -> None:
+        params = {"module": "http_2xx", "target": f"{self.target_base}/b{n % 1000}"}
+        try:
+            async with self.session.get(self.url, params=params) as response:
+                body = await response.text()
+        except aiohttp.ClientError:
+            self.failed += 1
+            return
+        if "\nprobe_success 1\n" in body:
+            self.done += 1
+        else:
+            self.failed += 1
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
@@ -217,7 +259,10 @@ def rss_mib(proc: psutil.Process) -> float:
     return proc.memory_info().rss / 2**20
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
     """Every sample of an exposition as ``{(name, sorted labels): value}``."""
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -226,13 +271,11 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def total(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+def total(values: Samples, name: str) -> float:
     return sum(v for (n, _labels), v in values.items() if n == name)
 
 
-def bucket_quantile(
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, q: float
-) -> float:
+def bucket_quantile(values: Samples, name: str, q: float) -> float:
     """Upper bound of the bucket holding quantile ``q`` of histogram ``name`` (unlabelled)."""
     buckets = sorted(
         (float(dict(labels)["le"]), v) for (n, labels), v in values.items() if n == f"{name}_bucket"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from dataclasses import dataclass
 
 import aiohttp
 import harness
@@ -23,47 +21,6 @@ import psutil
 from harness import LOOPBACK, Processes
 
 INTERVAL = 2.0
-
-
-@dataclass
-class Driver:
-    """Sends ``/probe`` requests to blackbox_exporter at a fixed rate and counts the answers."""
-
-    session: aiohttp.ClientSession
-    url: str
-    rate: float
-    target_base: str
-    done: int = 0
-    failed: int = 0
-
-    async def run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.monotonic()
-        sent = 0
-        try:
-            while True:
-                due = start + sent / self.rate
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                task = asyncio.create_task(self._one(sent))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                sent += 1
-        finally:
-            for task in tasks:
-                task.cancel()
-
-    async def _one(self, n: int) -> None:
-        params = {"module": "http_2xx", "target": f"{self.target_base}/b{n % 1000}"}
-        try:
-            async with self.session.get(self.url, params=params) as response:
-                body = await response.text()
-        except aiohttp.ClientError:
-            self.failed += 1
-            return
-        if "\nprobe_success 1\n" in body:
-            self.done += 1
-        else:
-            self.failed += 1
 
 
 async def lookout_runs(session: aiohttp.ClientSession, url: str) -> float:
@@ -95,7 +52,7 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
             session, f"http://{LOOPBACK}:{blackbox_port}/", procs, "blackbox"
         )
         await harness.wait_until_up(session, metrics_url, procs, "lookout")
-        driver = Driver(
+        driver = harness.BlackboxDriver(
             session,
             f"http://{LOOPBACK}:{blackbox_port}/probe",
             args.rate,
@@ -137,7 +94,7 @@ async def _reading(
     metrics_url: str,
     lookout: psutil.Process,
     blackbox: psutil.Process,
-    driver: Driver,
+    driver: harness.BlackboxDriver,
 ) -> list[float]:
     runs = await lookout_runs(session, metrics_url)
     return [harness.cpu_seconds(lookout), harness.cpu_seconds(blackbox), runs, driver.done]

@@ -1,0 +1,260 @@
+"""Scrape cost and memory with 10,000 targets: Lookout versus prometheus_client's registry.
+
+Lookout probes 10,000 HTTP targets of a local nginx every 30 s (labels and an SLO on each, so
+every probe family is there, histograms included). Once every target has a result, the script
+starts ``client_python_peer.py``, which serves exactly the same series the standard way
+(labelled ``Gauge``/``Counter``/``Histogram`` objects, ``start_http_server``). Then, every
+``--scrape-interval`` seconds as Prometheus would, it scrapes both, interleaved: plain text
+first (Lookout re-renders the targets that probed since the previous scrape), then gzip. Each
+scrape is timed on the wall clock and in CPU seconds of the serving process. Meanwhile a ticker
+asks Lookout's ``/-/healthy`` every 5 ms; its slowest answer during a scrape bounds how long
+the scrape blocked Lookout's event loop. Finally the Lookout body is checked with
+``promtool check metrics`` and parsed with prometheus_client's parser, and the resident memory
+of both processes is read.
+
+    python benchmarks/scrape_cost.py [--targets 10000] [--rounds 4] [--scrape-interval 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import harness
+import psutil
+from harness import LOOPBACK, Processes
+from prometheus_client.parser import text_string_to_metric_families
+
+INTERVAL = 30.0
+
+
+def lookout_config(nginx_ports: list[int], targets: int) -> str:
+    lines = [
+        f"defaults: {{interval: {INTERVAL:g}s, timeout: 5s}}",
+        "scheduler: {max_in_flight: 256}",
+        "targets:",
+    ]
+    for i in range(targets):
+        port = nginx_ports[i % len(nginx_ports)]
+        lines.append(
+            f"  - {{name: api-{i:05d}, kind: http, url: 'http://{LOOPBACK}:{port}/health/{i}', "
+            f"labels: {{service: svc-{i % 200}, team: team-{i % 17}}}, "
+            "slo: {availability: 99.9, latency: {threshold: 250ms, objective: 99}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Ticker:
+    """Asks ``/-/healthy`` every 5 ms and keeps each answer's latency with its start time."""
+
+    session: aiohttp.ClientSession
+    url: str
+    latencies: list[tuple[float, float]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            async with self.session.get(self.url) as response:
+                await response.read()
+            self.latencies.append((started, time.monotonic() - started))
+            await asyncio.sleep(0.005)
+
+    def worst(self, start: float, end: float) -> float:
+        return max(
+            (lat for at, lat in self.latencies if start <= at + lat and at <= end), default=0
+        )
+
+
+@dataclass
+class Scrape:
+    seconds: float
+    cpu: float
+    size: int
+    blocked: float = 0.0
+
+
+async def scrape(
+    session: aiohttp.ClientSession,
+    url: str,
+    proc: psutil.Process,
+    gzip: bool,
+    ticker: Ticker | None = None,
+) -> tuple[Scrape, str]:
+    headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
+    cpu = harness.cpu_seconds(proc)
+    started = time.monotonic()
+    async with session.get(url, headers=headers, auto_decompress=False) as response:
+        body = await response.read()
+        encoding = response.headers.get("Content-Encoding", "identity")
+    seconds = time.monotonic() - started
+    if encoding != ("gzip" if gzip else "identity"):
+        raise SystemExit(f"{url} answered with Content-Encoding {encoding}")
+    result = Scrape(seconds, harness.cpu_seconds(proc) - cpu, len(body))
+    if ticker is not None:
+        await asyncio.sleep(0.02)  # let the ticker's answer from the scrape's end arrive
+        result.blocked = ticker.worst(started, started + seconds)
+    return result, "" if gzip else body.decode()
+
+
+async def wait_for_results(
+    session: aiohttp.ClientSession, url: str, targets: int, procs: Processes
+) -> float:
+    """Wait until every target has probed once; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < INTERVAL + 60:
+        await asyncio.sleep(5)
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            values = harness.samples(await response.text())
+        runs = harness.total(values, "lookout_probe_runs_total")
+        print(f"  {time.monotonic() - started:4.0f} s: {runs:.0f} probes run", flush=True)
+        if runs >= targets:
+            return time.monotonic() - started
+    raise SystemExit(f"targets did not all probe in time:\n{procs.log_tail('lookout')}")
+
+
+async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str, str]) -> None:
+    nginx_ports = [harness.free_port() for _ in range(4)]
+    lookout_port, peer_port = harness.free_port(), harness.free_port()
+    procs.nginx(binaries["nginx"], nginx_ports)
+    started = time.monotonic()
+    lookout = procs.lookout(lookout_config(nginx_ports, args.targets), lookout_port)
+    lookout_url = f"http://{LOOPBACK}:{lookout_port}/metrics"
+    peer_url = f"http://{LOOPBACK}:{peer_port}/metrics"
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await harness.wait_until_up(session, lookout_url, procs, "lookout", patience=120)
+        print(f"Lookout up with {args.targets} targets after {time.monotonic() - started:.1f} s")
+        await wait_for_results(session, lookout_url, args.targets, procs)
+        _first, text = await scrape(session, lookout_url, lookout, gzip=False)
+        exposition = procs.tmp / "lookout.prom"
+        exposition.write_text(text)
+        peer = procs.start(
+            "peer",
+            [
+                sys.executable,
+                str(harness.REPO / "benchmarks/client_python_peer.py"),
+                str(exposition),
+                str(peer_port),
+            ],
+        )
+        await harness.wait_until_up(session, peer_url, procs, "peer", patience=120)
+        ticker = Ticker(session, f"http://{LOOPBACK}:{lookout_port}/-/healthy")
+        ticking = asyncio.create_task(ticker.run())
+        results: dict[str, list[Scrape]] = {key: [] for key in KINDS}
+        try:
+            for n in range(1, args.rounds + 1):
+                await asyncio.sleep(args.scrape_interval)
+                lookout_plain, text = await scrape(session, lookout_url, lookout, False, ticker)
+                results["lookout plain"].append(lookout_plain)
+                results["peer plain"].append((await scrape(session, peer_url, peer, False))[0])
+                lookout_gzip, _ = await scrape(session, lookout_url, lookout, True, ticker)
+                results["lookout gzip"].append(lookout_gzip)
+                results["peer gzip"].append((await scrape(session, peer_url, peer, True))[0])
+                print(
+                    f"  round {n}: Lookout {lookout_plain.seconds * 1000:.0f} ms plain, "
+                    f"{lookout_gzip.seconds * 1000:.0f} ms gzip; peer "
+                    f"{results['peer plain'][-1].seconds * 1000:.0f} ms plain",
+                    flush=True,
+                )
+        finally:
+            ticking.cancel()
+        idle = ticker.worst(0, time.monotonic())
+        lookout_rss, lookout_peak = harness.rss_mib(lookout), _peak_mib(lookout)
+        peer_rss = harness.rss_mib(peer)
+    report(args, results, text, lookout_rss, lookout_peak, peer_rss, idle, binaries)
+
+
+KINDS = ("lookout plain", "peer plain", "lookout gzip", "peer gzip")
+
+
+def _peak_mib(proc: psutil.Process) -> float:
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[Scrape]],
+    text: str,
+    lookout_rss: float,
+    lookout_peak: float,
+    peer_rss: float,
+    worst_tick: float,
+    binaries: dict[str, str],
+) -> None:
+    def med(key: str, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in results[key])
+
+    rows = [["scrape (median)", "Lookout", "prometheus_client", "ratio", "goal"]]
+    for encoding in ("plain", "gzip"):
+        for attr, unit, scale in (("seconds", "ms wall", 1000), ("cpu", "ms CPU", 1000)):
+            ours, peer = med(f"lookout {encoding}", attr), med(f"peer {encoding}", attr)
+            goal = "<= 100 ms" if (encoding, attr) == ("plain", "seconds") else ""
+            rows.append(
+                [
+                    f"{encoding}, {unit}",
+                    f"{ours * scale:.0f}",
+                    f"{peer * scale:.0f}",
+                    f"{ours / peer:.2f}",
+                    goal,
+                ]
+            )
+        size_ours, size_peer = med(f"lookout {encoding}", "size"), med(f"peer {encoding}", "size")
+        rows.append(
+            [
+                f"{encoding}, MiB body",
+                f"{size_ours / 2**20:.1f}",
+                f"{size_peer / 2**20:.1f}",
+                f"{size_ours / size_peer:.2f}",
+                "",
+            ]
+        )
+    blocked = max(s.blocked for key in ("lookout plain", "lookout gzip") for s in results[key])
+    rows.append(["loop blocked, worst ms", f"{blocked * 1000:.0f}", "", "", "<= 50 ms"])
+    rows.append(
+        [
+            "resident MiB (peak)",
+            f"{lookout_rss:.0f} ({lookout_peak:.0f})",
+            f"{peer_rss:.0f}",
+            f"{lookout_rss / peer_rss:.2f}",
+            "<= 150 MiB",
+        ]
+    )
+    print(harness.table(rows))
+    print(f"slowest /-/healthy answer over the whole run: {worst_tick * 1000:.0f} ms")
+    families = list(text_string_to_metric_families(text))
+    series = sum(len(f.samples) for f in families)
+    print(f"prometheus_client parser: {len(families)} families, {series} samples")
+    check = subprocess.run(
+        [binaries["promtool"], "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    verdict = "passed" if check.returncode == 0 else f"FAILED:\n{check.stdout}{check.stderr}"
+    print(f"promtool check metrics: {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--scrape-interval", type=float, default=15)
+    args = parser.parse_args()
+    binaries = harness.ensure_debian({"nginx": "nginx-light", "promtool": "prometheus"})
+    print(harness.machine())
+    print(harness.version_of([binaries["nginx"], "-v"]))
+    limit = 120 + INTERVAL + 60 + args.rounds * (args.scrape_interval + 20) + 60
+    with harness.time_limit(limit), Processes() as procs:
+        asyncio.run(measure(args, procs, binaries))
+
+
+if __name__ == "__main__":
+    main()
