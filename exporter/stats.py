@@ -8,6 +8,7 @@ text until its next result, so a scrape only re-renders targets that probed sinc
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 from exporter.exposition import Histogram
@@ -47,9 +48,29 @@ class ProbeStats:
         slo = self.target.slo
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
-        self.history.append(result)
+        previous = self.last
+        self.history.append(result if previous is None else _share(result, previous))
         self.rendered = None
 
     def series_identity(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         """What names this target's series; counters are kept across a reload while it is equal."""
         return (self.target.name, self.target.kind, self.target.labels)
+
+
+# Parts of a result that are usually equal from one probe of a target to the next.
+_SHARED_FIELDS = ("checks", "chain", "message", "http_version", "tls_version")
+
+
+def _share(result: ProbeResult, previous: ProbeResult) -> ProbeResult:
+    """``result``, with each part equal to ``previous``'s replaced by ``previous``'s object.
+
+    A target's consecutive results mostly carry the same checks, certificates and versions;
+    sharing them keeps its whole history at little more than one result's worth of those, and
+    leaves the garbage collector fewer objects to scan.
+    """
+    shared = {}
+    for name in _SHARED_FIELDS:
+        new, old = getattr(result, name), getattr(previous, name)
+        if new is not old and new == old:
+            shared[name] = old
+    return dataclasses.replace(result, **shared) if shared else result
