@@ -35,8 +35,8 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def every(period: float, grace: float, **kwargs: object) -> Heartbeat:
-    return Heartbeat(name="job", schedule=Period(period), grace=grace, **kwargs)  # type: ignore[arg-type]
+def every(period: float, grace: float, name: str = "job", **kwargs: object) -> Heartbeat:
+    return Heartbeat(name=name, schedule=Period(period), grace=grace, **kwargs)  # type: ignore[arg-type]
 
 
 def cron(expression: str, zone: str, grace: float, **kwargs: object) -> Heartbeat:
