@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from exporter.heartbeats.schedule import Period, parse_cron
+from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.store import Store
 
@@ -50,3 +51,22 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened.start()
     yield opened
     await opened.close()
+
+
+MakeHeartbeats = Callable[[Sequence[Heartbeat]], Awaitable[Heartbeats]]
+
+
+@pytest.fixture
+async def make_heartbeats(tmp_path: Path, clock: FakeClock) -> AsyncIterator[MakeHeartbeats]:
+    """Heartbeats with their store open in ``tmp_path``, closed after the test."""
+    opened: list[Heartbeats] = []
+
+    async def make(specs: Sequence[Heartbeat]) -> Heartbeats:
+        heartbeats = Heartbeats(specs, clock, tmp_path / "heartbeats")
+        await heartbeats.open_for(specs)
+        opened.append(heartbeats)
+        return heartbeats
+
+    yield make
+    for heartbeats in opened:
+        await heartbeats.close()

@@ -7,8 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.state import Ping, Signal
-from exporter.heartbeats.store import Store
-from tests.heartbeats.conftest import T0, FakeClock, every
+from tests.heartbeats.conftest import T0, FakeClock, MakeHeartbeats, every
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -26,9 +25,11 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
     return name, frozenset(labels.items())
 
 
-async def test_a_pinged_heartbeat_has_every_family(store: Store, clock: FakeClock) -> None:
+async def test_a_pinged_heartbeat_has_every_family(
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
+) -> None:
     spec = every(60, 30, "billing", max_runtime=120, labels=(("team", "ops"),))
-    heartbeats = Heartbeats(store, [spec], clock)
+    heartbeats = await make_heartbeats([spec])
     await heartbeats.record(spec, Ping("billing", Signal.START, T0, rid="r"))
     await heartbeats.record(spec, Ping("billing", Signal.SUCCESS, T0 + 9, rid="r", exit_code=0))
     clock.now = T0 + 70
@@ -51,9 +52,9 @@ async def test_a_pinged_heartbeat_has_every_family(store: Store, clock: FakeCloc
 
 
 async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
-    store: Store, clock: FakeClock
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
 ) -> None:
-    heartbeats = Heartbeats(store, [every(60, 30, "pool", instances=3)], clock)
+    heartbeats = await make_heartbeats([every(60, 30, "pool", instances=3)])
     names = {name for name, _ in scrape(heartbeats)}
     assert names == {
         "lookout_heartbeats",
@@ -69,10 +70,10 @@ async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
 
 
 async def test_a_heartbeat_removed_from_the_config_has_no_series(
-    store: Store, clock: FakeClock
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
 ) -> None:
     kept, removed = every(60, 30, "kept"), every(60, 30, "removed")
-    heartbeats = Heartbeats(store, [kept, removed], clock)
+    heartbeats = await make_heartbeats([kept, removed])
     await heartbeats.record(removed, Ping("removed", Signal.SUCCESS, T0))
     heartbeats.configure([kept])
     samples = scrape(heartbeats)

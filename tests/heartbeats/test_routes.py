@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient
 
 from exporter.heartbeats.routes import HEARTBEATS, KEEP_BODY_BYTES, MAX_BODY_BYTES, add_routes
 from exporter.heartbeats.service import Heartbeats
-from exporter.heartbeats.state import Signal, Status
+from exporter.heartbeats.state import Facts, Signal, Status
 from exporter.heartbeats.store import Store
-from tests.heartbeats.conftest import FakeClock, every
+from tests.heartbeats.conftest import FakeClock, MakeHeartbeats, every
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -22,8 +22,17 @@ SPECS = [every(60, 30), every(60, 30, "secret", token="t0k"), every(60, 30, "poo
 
 
 @pytest.fixture
-async def heartbeats(store: Store, clock: FakeClock) -> Heartbeats:
-    return Heartbeats(store, SPECS, clock)
+async def heartbeats(make_heartbeats: MakeHeartbeats) -> Heartbeats:
+    return await make_heartbeats(SPECS)
+
+
+def store(heartbeats: Heartbeats) -> Store:
+    assert heartbeats.store is not None
+    return heartbeats.store
+
+
+def facts(heartbeats: Heartbeats) -> dict[str, Facts]:
+    return store(heartbeats).facts
 
 
 @pytest.fixture
@@ -46,7 +55,7 @@ async def test_a_get_ping_is_a_success(client: Client, heartbeats: Heartbeats) -
 async def test_head_and_post_count_too(client: Client, heartbeats: Heartbeats) -> None:
     assert (await client.head("/ping/job")).status == 200
     assert (await client.post("/ping/job", data=b"done")).status == 200
-    assert heartbeats.store.facts["job"].counts == {Signal.SUCCESS: 2}
+    assert facts(heartbeats)["job"].counts == {Signal.SUCCESS: 2}
 
 
 async def test_start_then_exit_code_measures_the_run(
@@ -56,15 +65,15 @@ async def test_start_then_exit_code_measures_the_run(
     assert heartbeats.view(heartbeats.specs["job"]).status is Status.RUNNING
     clock.advance(12.5)
     assert (await client.post("/ping/job/3?rid=run-1", data=b"boom")).status == 200
-    facts = heartbeats.store.facts["job"]
-    assert facts.last_exit_code == 3
-    assert facts.last_duration == 12.5
+    job = facts(heartbeats)["job"]
+    assert job.last_exit_code == 3
+    assert job.last_duration == 12.5
     assert heartbeats.view(heartbeats.specs["job"]).status is Status.FAILED
 
 
 async def test_exit_code_zero_is_a_success(client: Client, heartbeats: Heartbeats) -> None:
     assert (await client.get("/ping/job/0")).status == 200
-    assert heartbeats.store.facts["job"].counts == {Signal.SUCCESS: 1}
+    assert facts(heartbeats)["job"].counts == {Signal.SUCCESS: 1}
 
 
 async def test_fail_is_a_failure(client: Client, heartbeats: Heartbeats) -> None:
@@ -74,7 +83,7 @@ async def test_fail_is_a_failure(client: Client, heartbeats: Heartbeats) -> None
 
 async def test_the_job_may_report_its_own_duration(client: Client, heartbeats: Heartbeats) -> None:
     assert (await client.get("/ping/job/0?duration=3.5")).status == 200
-    assert heartbeats.store.facts["job"].last_duration == 3.5
+    assert facts(heartbeats)["job"].last_duration == 3.5
 
 
 async def test_an_unknown_heartbeat_is_404_and_creates_nothing(
@@ -83,8 +92,8 @@ async def test_an_unknown_heartbeat_is_404_and_creates_nothing(
     response = await client.get("/ping/nope")
     assert response.status == 404
     assert "unknown heartbeat 'nope'" in await response.text()
-    assert "nope" not in heartbeats.store.facts
-    assert await asyncio.to_thread(heartbeats.store.recent, "nope") == []
+    assert "nope" not in facts(heartbeats)
+    assert await asyncio.to_thread(store(heartbeats).recent, "nope") == []
 
 
 @pytest.mark.parametrize(
@@ -105,7 +114,7 @@ async def test_malformed_pings_are_refused_and_not_counted(
     response = await client.get(path)
     assert response.status == status
     assert message in await response.text()
-    assert heartbeats.store.facts == {}
+    assert facts(heartbeats) == {}
 
 
 @pytest.mark.parametrize(
@@ -127,9 +136,9 @@ async def test_a_heartbeat_with_a_token_requires_it(
     assert response.status == status
     if status == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert heartbeats.store.facts == {}
+        assert facts(heartbeats) == {}
     else:
-        assert heartbeats.store.facts["secret"].seq == 1
+        assert facts(heartbeats)["secret"].seq == 1
 
 
 async def test_instances_are_tracked_by_name(
@@ -147,7 +156,7 @@ async def test_a_long_body_is_truncated_to_its_end_and_counts(
 ) -> None:
     body = b"x" * (3 * KEEP_BODY_BYTES) + b"the error at the end"
     assert (await client.post("/ping/job/1", data=body)).status == 200
-    kept = (await asyncio.to_thread(heartbeats.store.recent, "job"))[0].body
+    kept = (await asyncio.to_thread(store(heartbeats).recent, "job"))[0].body
     assert len(kept) == KEEP_BODY_BYTES
     assert kept.endswith(b"the error at the end")
 
@@ -166,7 +175,7 @@ async def test_a_body_over_the_hard_cap_is_refused_without_reading_it(
     writer.close()
     await writer.wait_closed()
     assert status_line.startswith(b"HTTP/1.1 413")
-    assert heartbeats.store.facts == {}
+    assert facts(heartbeats) == {}
 
 
 async def test_a_chunked_body_over_the_hard_cap_is_refused(
@@ -178,4 +187,4 @@ async def test_a_chunked_body_over_the_hard_cap_is_refused(
 
     response = await client.post("/ping/job", data=chunks())
     assert response.status == 413
-    assert heartbeats.store.facts == {}
+    assert facts(heartbeats) == {}
