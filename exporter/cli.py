@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_list.insert(0, "run")
+    args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
         print(f"lookout-exporter {__version__}")
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return check_config(args.file)
     if args.command == "ping":
-        return wrap.command(args)
+        return wrap.command(args, job)
     return run(args)
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import IO, TextIO
 
-__all__ = ["TAIL_BYTES", "add_arguments", "command", "run"]
+__all__ = ["TAIL_BYTES", "add_arguments", "command", "run", "split_job"]
 
 # Output kept for the finish ping; the server keeps at most this much too.
 TAIL_BYTES = 10 * 1024
@@ -41,14 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds per ping attempt (default 10)"
     )
-    parser.add_argument("job", nargs=argparse.REMAINDER, help="-- the command to run and watch")
+    parser.epilog = "Put the job's command after --: ping NAME --url URL -- CMD ARGS..."
 
 
-def command(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+def split_job(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``ping`` arguments before ``--``, and the job's command after it."""
+    if argv and argv[0] == "ping" and "--" in argv:
+        cut = list(argv).index("--")
+        return list(argv[:cut]), list(argv[cut + 1 :])
+    return list(argv), []
+
+
+def command(
+    args: argparse.Namespace, job: Sequence[str], environ: Mapping[str, str] = os.environ
+) -> int:
     """Run the ``ping`` subcommand parsed by ``add_arguments``; returns the exit status."""
-    job = list(args.job)
-    if job and job[0] == "--":
-        job = job[1:]
     pinger = Pinger(
         args.url, args.name, args.token or environ.get("LOOKOUT_TOKEN"), args.instance, args.timeout
     )
