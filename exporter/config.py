@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, format_path
+from exporter.host.settings import HostSettings, build_host
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
 
@@ -53,6 +54,7 @@ class Config:
     max_in_flight: int
     targets: tuple[Target, ...]
     source: str
+    host: HostSettings = HostSettings()
 
 
 def schema() -> dict[str, Any]:
@@ -124,6 +126,11 @@ def _build(
             targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
         except ConfigProblem as exc:
             failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+    host = HostSettings()
+    try:
+        host = build_host(raw.get("host", {}))
+    except ConfigProblem as exc:
+        failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
     if failed:
         raise ConfigError(failed)
     return Config(
@@ -131,6 +138,7 @@ def _build(
         max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
         targets=tuple(targets),
         source=source.name,
+        host=host,
     )
 
 
