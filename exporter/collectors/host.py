@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -176,8 +177,9 @@ class HostCollector:
         self._settings = settings or HostSettings()
         self._filesystems = FilesystemStats(statvfs)
         self._text = ""
+        self._publish = threading.Lock()  # a refresh in flight never undoes a disabling
         self._errors: dict[str, str] = {}
-        self._sections: tuple[tuple[str, Callable[[], str]], ...] = (
+        self._sections: tuple[tuple[str, Callable[[HostSettings], str]], ...] = (
             ("cpu", self._cpu),
             ("memory", self._memory),
             ("pressure", self._pressure),
@@ -194,9 +196,10 @@ class HostCollector:
 
     def configure(self, settings: HostSettings) -> None:
         """Use ``settings`` from the next refresh on; disabling clears the exposition at once."""
-        self._settings = settings
-        if not settings.enabled:
-            self._text = ""
+        with self._publish:
+            self._settings = settings
+            if not settings.enabled:
+                self._text = ""
 
     def expose(self) -> Iterable[str]:
         if self._text:
@@ -208,13 +211,13 @@ class HostCollector:
         A part that fails (a file psutil cannot read, say) is left out and logged once, until
         it works again; the other parts are still reported.
         """
-        if not self._settings.enabled:
-            self._text = ""
+        settings = self._settings
+        if not settings.enabled:
             return
         chunks = []
         for section, render in self._sections:
             try:
-                chunks.append(render())
+                chunks.append(render(settings))
             except Exception as exc:  # one unreadable part must not hide the others
                 message = f"{type(exc).__name__}: {exc}"
                 if self._errors.get(section) != message:
@@ -223,9 +226,11 @@ class HostCollector:
             else:
                 if self._errors.pop(section, None) is not None:
                     log.info("host %s metrics are readable again", section)
-        self._text = "".join(chunks)
+        with self._publish:
+            if self._settings is settings:
+                self._text = "".join(chunks)
 
-    def _cpu(self) -> str:
+    def _cpu(self, settings: HostSettings) -> str:
         ps = self._psutil
         modes = [
             ([("mode", mode)], float(seconds))
@@ -260,7 +265,7 @@ class HostCollector:
             )
         )
 
-    def _memory(self) -> str:
+    def _memory(self, settings: HostSettings) -> str:
         memory = self._psutil.virtual_memory()
         swap = self._psutil.swap_memory()
         return "".join(
@@ -285,7 +290,7 @@ class HostCollector:
             )
         )
 
-    def _pressure(self) -> str:
+    def _pressure(self, settings: HostSettings) -> str:
         pressure = read_pressure(self._procfs)
         chunks = []
         for resource in ("cpu", "memory", "io"):
@@ -311,8 +316,7 @@ class HostCollector:
                 )
         return "".join(chunks)
 
-    def _filesystem(self) -> str:
-        settings = self._settings
+    def _filesystem(self, settings: HostSettings) -> str:
         mounts: dict[str, _Partition] = {}
         for partition in self._psutil.disk_partitions(all=True):
             # The same mount point can be mounted over; the last entry is the visible one.
@@ -363,8 +367,8 @@ class HostCollector:
             )
         )
 
-    def _disk(self) -> str:
-        allows = self._settings.disk_devices.allows
+    def _disk(self, settings: HostSettings) -> str:
+        allows = settings.disk_devices.allows
         counters = self._psutil.disk_io_counters(perdisk=True)
         disks = [(name, counters[name]) for name in sorted(counters) if allows(name)]
 
@@ -401,8 +405,8 @@ class HostCollector:
             )
         )
 
-    def _network(self) -> str:
-        allows = self._settings.network_devices.allows
+    def _network(self, settings: HostSettings) -> str:
+        allows = settings.network_devices.allows
         counters = self._psutil.net_io_counters(pernic=True)
         nics = [(name, counters[name]) for name in sorted(counters) if allows(name)]
         fields: tuple[tuple[str, str, Callable[[_NetIO], int]], ...] = (
@@ -425,7 +429,7 @@ class HostCollector:
             for field, help_text, value in fields
         )
 
-    def _boot_time(self) -> str:
+    def _boot_time(self, settings: HostSettings) -> str:
         return single(
             "lookout_host_boot_time_seconds",
             "gauge",
@@ -433,7 +437,7 @@ class HostCollector:
             self._psutil.boot_time(),
         )
 
-    def _file_handles(self) -> str:
+    def _file_handles(self, settings: HostSettings) -> str:
         handles = read_file_handles(self._procfs)
         if handles is None:
             return ""
