@@ -41,6 +41,7 @@ async def test_it_refreshes_in_the_background_every_interval(tmp_path: Path) -> 
     refresher = HostRefresher(host)
     assert list(host.expose()) == []
     async with refresher.running():
+        assert list(host.expose()), "the first refresh is done when the context opens"
         await until(lambda: fake.calls.get("boot_time", 0) >= 3)
         samples, _ = parse("".join(host.expose()))
     assert samples[("lookout_host_load1", frozenset())] == 0.5

@@ -36,31 +36,41 @@ class HostRefresher:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Refresh in the background while the context is open (for aiohttp's cleanup_ctx)."""
+        """Refresh in the background while the context is open (for aiohttp's cleanup_ctx).
+
+        The first refresh happens before the context opens, so the first scrape already shows
+        the host; the loop then refreshes every ``refresh_interval``.
+        """
+        loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookout-host")
-        task = asyncio.create_task(self._run(executor), name="lookout-host-refresher")
+        task: asyncio.Task[None] | None = None
         try:
+            settings = self.collector.settings
+            if settings.enabled:
+                await self._refresh_once(loop, executor, settings.refresh_interval)
+            task = asyncio.create_task(self._run(loop, executor), name="lookout-host-refresher")
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             executor.shutdown(wait=False, cancel_futures=True)
             if self._running is not None and not self._running.done():
                 # Normally done within filesystem_timeout; a stuck host call is not waited on.
                 timeout = self.collector.settings.filesystem_timeout + 1
                 await asyncio.wait({self._running}, timeout=timeout)
 
-    async def _run(self, executor: ThreadPoolExecutor) -> None:
-        loop = asyncio.get_running_loop()
+    async def _run(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self.collector.settings.refresh_interval
+                )
             self._wake.clear()
             settings = self.collector.settings
-            due = loop.time() + settings.refresh_interval
             if settings.enabled:
                 await self._refresh_once(loop, executor, settings.refresh_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0, due - loop.time()))
 
     async def _refresh_once(
         self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, deadline: float
