@@ -63,7 +63,7 @@ class Runtime:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.host = HostRefresher(HostCollector(settings=config.host))
+        self.host = HostRefresher(HostCollector(settings=config.host), clock)
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state),
             ProbeCollector(self.scheduler.all_stats, lambda: self.location),
@@ -121,7 +121,9 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[RUNTIME].render_metrics()
+    runtime = request.app[RUNTIME]
+    await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
+    body = runtime.render_metrics()
     response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
     if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES:
         response.body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)

@@ -1,8 +1,9 @@
-"""HostRefresher: host numbers are read in the background and a slow read never blocks a scrape."""
+"""HostRefresher: a scrape reads the host in a worker thread, with a cache and a deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -17,38 +18,52 @@ from exporter.host.settings import HostSettings, NameFilter
 from tests.test_host import FakePsutil, FakeStatvfs, parse, series, write_procfs
 
 
-def collector(fake: FakePsutil, tmp_path: Path, **settings: object) -> HostCollector:
-    return HostCollector(
-        psutil=fake,
-        procfs=write_procfs(tmp_path / "proc"),
-        settings=HostSettings(**settings),
-        statvfs=FakeStatvfs(),
-    )
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return 1_700_000_000 + self.now
+
+    def monotonic(self) -> float:
+        return self.now
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (at most five seconds) until ``condition()`` is true."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met within five seconds")
+@pytest.fixture
+def fake() -> FakePsutil:
+    return FakePsutil()
 
 
-async def test_it_refreshes_in_the_background_every_interval(tmp_path: Path) -> None:
-    fake = FakePsutil()
-    host = collector(fake, tmp_path, refresh_interval=0.05)
-    refresher = HostRefresher(host)
-    assert list(host.expose()) == []
-    async with refresher.running():
-        assert list(host.expose()), "the first refresh is done when the context opens"
-        await until(lambda: fake.calls.get("boot_time", 0) >= 3)
-        samples, _ = parse("".join(host.expose()))
-    assert samples[("lookout_host_load1", frozenset())] == 0.5
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-async def test_refresh_runs_off_the_event_loop_thread(tmp_path: Path) -> None:
-    fake = FakePsutil()
+@pytest.fixture
+def make(fake: FakePsutil, clock: FakeClock, tmp_path: Path) -> Callable[..., HostRefresher]:
+    procfs = write_procfs(tmp_path / "proc")
+
+    def make(**settings: object) -> HostRefresher:
+        host = HostCollector(
+            psutil=fake, procfs=procfs, settings=HostSettings(**settings), statvfs=FakeStatvfs()
+        )
+        return HostRefresher(host, clock)
+
+    return make
+
+
+def text(refresher: HostRefresher) -> str:
+    return "".join(refresher.collector.expose())
+
+
+def devices(refresher: HostRefresher) -> set[str]:
+    samples, _ = parse(text(refresher))
+    return series(samples, "lookout_host_network_receive_bytes_total", "device")
+
+
+async def test_a_scrape_reads_the_host_in_the_worker_thread_not_on_the_loop(
+    make: Callable[..., HostRefresher], fake: FakePsutil
+) -> None:
     threads: list[str] = []
     original = fake.getloadavg
 
@@ -57,84 +72,131 @@ async def test_refresh_runs_off_the_event_loop_thread(tmp_path: Path) -> None:
         return original()
 
     fake.getloadavg = recording  # type: ignore[method-assign]
-    async with HostRefresher(collector(fake, tmp_path, refresh_interval=60)).running():
-        await until(lambda: bool(threads))
+    refresher = make()
+    async with refresher.running():
+        assert text(refresher) == ""
+        await refresher.fresh()
+        samples, _ = parse(text(refresher))
+    assert samples[("lookout_host_load1", frozenset())] == 0.5
+    assert len(threads) == 1
     assert threads[0].startswith("lookout-host")
-    assert threads[0] != threading.current_thread().name
 
 
-async def test_a_stuck_refresh_keeps_the_previous_numbers_and_is_not_doubled_up(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_numbers_younger_than_max_age_are_served_without_reading_the_host(
+    make: Callable[..., HostRefresher], fake: FakePsutil, clock: FakeClock
 ) -> None:
-    fake = FakePsutil()
-    host = collector(fake, tmp_path, refresh_interval=0.05)
-    async with HostRefresher(host).running():
-        await until(lambda: bool(list(host.expose())))
-        before = "".join(host.expose())
-        gate = threading.Event()
+    refresher = make(max_age=10.0)
+    async with refresher.running():
+        await refresher.fresh()
+        clock.now += 9.9
+        await refresher.fresh()
+        await refresher.fresh()
+        assert fake.calls["cpu_times"] == 1
+        clock.now += 0.1
+        await refresher.fresh()
+        assert fake.calls["cpu_times"] == 2
+
+
+async def test_concurrent_scrapes_share_one_read(
+    make: Callable[..., HostRefresher], fake: FakePsutil, clock: FakeClock
+) -> None:
+    refresher = make(max_age=0.0)
+    gate = threading.Event()
+    fake.boot_time_gate = gate
+    async with refresher.running():
+        scrapes = [asyncio.create_task(refresher.fresh()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        clock.now += 1
+        scrapes.append(asyncio.create_task(refresher.fresh()))
+        await asyncio.sleep(0.05)
+        assert not any(s.done() for s in scrapes)
+        gate.set()
+        async with asyncio.timeout(5):
+            await asyncio.gather(*scrapes)
+    assert fake.calls["cpu_times"] == 1
+    assert "lookout_host_boot_time_seconds 1700000000" in text(refresher)
+
+
+async def test_a_stuck_read_is_answered_at_the_deadline_with_the_previous_numbers(
+    make: Callable[..., HostRefresher],
+    fake: FakePsutil,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refresher = make(max_age=0.0, refresh_timeout=0.2)
+    gate = threading.Event()
+    async with refresher.running():
+        await refresher.fresh()
+        before = text(refresher)
         fake.boot_time_gate = gate
-        calls = fake.calls["boot_time"]
         try:
-            await until(lambda: fake.calls["boot_time"] == calls + 1)
             started = time.monotonic()
-            assert "".join(host.expose()) == before
-            assert time.monotonic() - started < 0.05
-            await asyncio.sleep(0.3)  # six intervals while the refresh hangs
-            assert fake.calls["boot_time"] == calls + 1
-            assert "".join(host.expose()) == before
+            with caplog.at_level(logging.WARNING):
+                await refresher.fresh()
+            assert 0.15 < time.monotonic() - started < 2
+            assert text(refresher) == before
+            assert "took longer than host.refresh_timeout (0.2s)" in caplog.text
+
+            clock.now += 0.2  # the stuck read is past its deadline: nobody waits for it again
+            started = time.monotonic()
+            await refresher.fresh()
+            assert time.monotonic() - started < 0.1
+            assert fake.calls["cpu_times"] == 2
+            assert text(refresher) == before
         finally:
             gate.set()
         fake.boot_time_gate = None
-        await until(lambda: fake.calls["boot_time"] >= calls + 2)
-    assert "host refresh took longer than 0.05s" in caplog.text
+        for _ in range(200):  # a new read starts only once the stuck one has returned
+            clock.now += 1
+            await refresher.fresh()
+            if fake.calls["cpu_times"] == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.calls["cpu_times"] == 3
+        assert text(refresher) == before
 
 
-async def test_configure_applies_new_filters_at_once_without_waiting_for_the_interval(
-    tmp_path: Path,
+async def test_configure_makes_the_next_scrape_read_the_host_with_the_new_settings(
+    make: Callable[..., HostRefresher],
 ) -> None:
-    fake = FakePsutil()
-    host = collector(fake, tmp_path, refresh_interval=3600)
-    refresher = HostRefresher(host)
+    refresher = make(max_age=3600.0)
     async with refresher.running():
-        await until(lambda: bool(list(host.expose())))
-        samples, _ = parse("".join(host.expose()))
-        assert "lo" in series(samples, "lookout_host_network_receive_bytes_total", "device")
+        await refresher.fresh()
+        assert devices(refresher) == {"eth0", "lo", "veth12ab"}
         refresher.configure(
-            HostSettings(
-                refresh_interval=3600, network_devices=NameFilter(include=re.compile("^eth"))
-            )
+            HostSettings(max_age=3600.0, network_devices=NameFilter(include=re.compile("^eth")))
         )
-
-        def only_eth0() -> bool:
-            samples, _ = parse("".join(host.expose()))
-            return series(samples, "lookout_host_network_receive_bytes_total", "device") == {"eth0"}
-
-        await until(only_eth0)
+        await refresher.fresh()
+        assert devices(refresher) == {"eth0"}
 
 
-async def test_disabling_clears_the_metrics_and_stops_reading_the_host(tmp_path: Path) -> None:
-    fake = FakePsutil()
-    host = collector(fake, tmp_path, refresh_interval=0.05)
-    refresher = HostRefresher(host)
+async def test_disabling_clears_the_numbers_and_scrapes_stop_reading_the_host(
+    make: Callable[..., HostRefresher], fake: FakePsutil, clock: FakeClock
+) -> None:
+    refresher = make(max_age=0.0)
     async with refresher.running():
-        await until(lambda: bool(list(host.expose())))
-        refresher.configure(HostSettings(enabled=False, refresh_interval=0.05))
-        assert list(host.expose()) == []
-        started = fake.calls["cpu_times"]  # cpu_times is the first read of every refresh
-        await asyncio.sleep(0.3)
-        # At most the refresh already in flight when configure() ran, which publishes nothing.
-        assert fake.calls["cpu_times"] <= started + 1
-        assert list(host.expose()) == []
-        refresher.configure(HostSettings(refresh_interval=0.05))
-        await until(lambda: bool(list(host.expose())))
+        await refresher.fresh()
+        refresher.configure(HostSettings(enabled=False))
+        assert text(refresher) == ""
+        fake.calls.clear()
+        clock.now += 10
+        await refresher.fresh()
+        assert fake.calls == {}
+        assert text(refresher) == ""
 
 
-async def test_leaving_the_context_stops_the_task_and_its_thread(tmp_path: Path) -> None:
-    fake = FakePsutil()
-    async with HostRefresher(collector(fake, tmp_path, refresh_interval=0.05)).running():
-        await until(lambda: fake.calls.get("boot_time", 0) >= 1)
+async def test_leaving_the_context_stops_the_worker_thread(
+    make: Callable[..., HostRefresher], fake: FakePsutil, clock: FakeClock
+) -> None:
+    refresher = make(max_age=0.0)
+    async with refresher.running():
+        await refresher.fresh()
     calls = dict(fake.calls)
-    await asyncio.sleep(0.2)
+    clock.now += 10
+    await refresher.fresh()
     assert fake.calls == calls
-    await until(lambda: not [t for t in threading.enumerate() if t.name.startswith("lookout-host")])
-    assert not [t for t in asyncio.all_tasks() if t.get_name() == "lookout-host-refresher"]
+    for _ in range(500):
+        if not [t for t in threading.enumerate() if t.name.startswith("lookout-host")]:
+            break
+        await asyncio.sleep(0.01)
+    assert not [t for t in threading.enumerate() if t.name.startswith("lookout-host")]

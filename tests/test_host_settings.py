@@ -30,7 +30,8 @@ def test_host_metrics_are_on_with_node_exporter_filters_when_the_section_is_abse
     settings = load("targets: []\n")
     assert settings == HostSettings()
     assert settings.enabled
-    assert settings.refresh_interval == 5.0
+    assert settings.max_age == 1.0
+    assert settings.refresh_timeout == 5.0
     assert settings.filesystem_timeout == 2.0
     assert settings.mount_points.exclude is not None
     assert settings.mount_points.exclude.pattern == DEFAULT_MOUNT_POINTS_EXCLUDE
@@ -47,7 +48,8 @@ def test_every_key_is_read() -> None:
         """
 host:
   enabled: false
-  refresh_interval: 15s
+  max_age: 0s
+  refresh_timeout: 8s
   filesystem:
     timeout: 500ms
     mount_points: {include: "^/(data|srv)($|/)"}
@@ -59,7 +61,8 @@ host:
 """
     )
     assert not settings.enabled
-    assert settings.refresh_interval == 15
+    assert settings.max_age == 0
+    assert settings.refresh_timeout == 8
     assert settings.filesystem_timeout == 0.5
     assert settings.mount_points.allows("/data")
     assert settings.mount_points.allows("/srv/x")
@@ -86,18 +89,25 @@ def test_filters_search_like_node_exporter_so_unanchored_patterns_match_inside()
 
 
 def test_settings_compare_equal_across_loads_so_a_reload_sees_no_change() -> None:
-    text = 'host: {refresh_interval: 10s, disk: {devices: {include: "^sd"}}}\n'
+    text = 'host: {max_age: 10s, disk: {devices: {include: "^sd"}}}\n'
     assert load(text) == load(text)
-    assert load(text) != load('host: {refresh_interval: 10s, disk: {devices: {include: "^vd"}}}\n')
+    assert load(text) != load('host: {max_age: 10s, disk: {devices: {include: "^vd"}}}\n')
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         pytest.param(
-            "host:\n  refresh_interval: 500ms\n",
-            "lookout.yml:2: host.refresh_interval: must be at least 1s (got 500ms)",
-            id="refresh-too-often",
+            "host:\n  refresh_timeout: 2s\n",
+            "lookout.yml:2: host.refresh_timeout: 2s must be longer than host.filesystem.timeout "
+            "(2s), so that a hung mount is reported within it",
+            id="refresh-timeout-not-above-filesystem-timeout",
+        ),
+        pytest.param(
+            "host:\n  filesystem:\n    timeout: 10s\n",
+            "lookout.yml:1: host.refresh_timeout: 5s must be longer than host.filesystem.timeout "
+            "(10s), so that a hung mount is reported within it",
+            id="filesystem-timeout-above-default-refresh-timeout",
         ),
         pytest.param(
             "host:\n  filesystem:\n    timeout: 0s\n",
@@ -122,8 +132,8 @@ def test_settings_compare_equal_across_loads_so_a_reload_sees_no_change() -> Non
             id="empty-filter",
         ),
         pytest.param(
-            "host:\n  refresh_interval: 5\n",
-            "lookout.yml:2: host.refresh_interval: 5 is not of type 'string'",
+            "host:\n  max_age: 5\n",
+            "lookout.yml:2: host.max_age: 5 is not of type 'string'",
             id="duration-without-unit",
         ),
         pytest.param(

@@ -1,10 +1,10 @@
 """Renders the host's CPU, memory, pressure, filesystems, disks and network as ``lookout_host_*``.
 
 A small deployment then needs no node_exporter beside Lookout. Reading the host takes system
-calls, and ``statvfs`` on a hung network mount can block for minutes, so none of it happens on a
-scrape: ``refresh()`` reads every number and renders the whole exposition text in a worker
-thread (``host.refresher.HostRefresher`` calls it every ``refresh_interval``), and ``expose()``
-on the event loop only hands out the latest text.
+calls, and ``statvfs`` on a hung network mount can block for minutes, so none of it happens in
+``expose()``: ``refresh()`` reads every number and renders the whole exposition text in a worker
+thread (``host.refresher.HostRefresher`` runs it when a scrape needs fresh numbers), and
+``expose()`` on the event loop only hands out the latest text.
 
 Sample of the exposition (abridged)::
 

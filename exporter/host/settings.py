@@ -1,4 +1,4 @@
-"""The typed ``host:`` config section: what to report about the host and how often to read it.
+"""The typed ``host:`` config section: what to report about the host and how long to wait for it.
 
 The builder turns the schema-validated mapping into frozen dataclasses with compiled regexes,
 so a reload can compare old and new settings with ``==`` and the collector never parses text.
@@ -37,8 +37,6 @@ DEFAULT_FS_TYPES_EXCLUDE = (
 )
 DEFAULT_DISK_DEVICES_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
-MIN_REFRESH_INTERVAL = 1.0
-
 
 @dataclass(frozen=True, slots=True)
 class NameFilter:
@@ -60,7 +58,8 @@ class NameFilter:
 @dataclass(frozen=True, slots=True)
 class HostSettings:
     enabled: bool = True
-    refresh_interval: float = 5.0
+    max_age: float = 1.0
+    refresh_timeout: float = 5.0
     filesystem_timeout: float = 2.0
     mount_points: NameFilter = field(
         default_factory=lambda: NameFilter(exclude=re.compile(DEFAULT_MOUNT_POINTS_EXCLUDE))
@@ -78,24 +77,25 @@ def build_host(raw: Mapping[str, Any], at: KeyPath = ("host",)) -> HostSettings:
     """``HostSettings`` from the schema-validated ``host:`` mapping; raises ``ConfigProblem``."""
     defaults = HostSettings()
     filesystem = raw.get("filesystem", {})
-    refresh_interval = _duration(raw, "refresh_interval", at, defaults.refresh_interval)
-    if refresh_interval < MIN_REFRESH_INTERVAL:
+    max_age = _duration(raw, "max_age", at, defaults.max_age)
+    refresh_timeout = _duration(raw, "refresh_timeout", at, defaults.refresh_timeout)
+    fs_at: KeyPath = (*at, "filesystem")
+    fs_timeout = _duration(filesystem, "timeout", fs_at, defaults.filesystem_timeout)
+    if fs_timeout <= 0:
+        raise ConfigProblem((*fs_at, "timeout"), "must be more than 0s")
+    if refresh_timeout <= fs_timeout:
         raise ConfigProblem(
-            (*at, "refresh_interval"),
-            f"must be at least {format_duration(MIN_REFRESH_INTERVAL)} "
-            f"(got {raw['refresh_interval']})",
+            (*at, "refresh_timeout"),
+            f"{format_duration(refresh_timeout)} must be longer than host.filesystem.timeout "
+            f"({format_duration(fs_timeout)}), so that a hung mount is reported within it",
         )
-    timeout = _duration(filesystem, "timeout", (*at, "filesystem"), defaults.filesystem_timeout)
-    if timeout <= 0:
-        raise ConfigProblem((*at, "filesystem", "timeout"), "must be more than 0s")
     return HostSettings(
         enabled=raw.get("enabled", True),
-        refresh_interval=refresh_interval,
-        filesystem_timeout=timeout,
-        mount_points=_filter(
-            filesystem, "mount_points", (*at, "filesystem"), defaults.mount_points
-        ),
-        fs_types=_filter(filesystem, "fs_types", (*at, "filesystem"), defaults.fs_types),
+        max_age=max_age,
+        refresh_timeout=refresh_timeout,
+        filesystem_timeout=fs_timeout,
+        mount_points=_filter(filesystem, "mount_points", fs_at, defaults.mount_points),
+        fs_types=_filter(filesystem, "fs_types", fs_at, defaults.fs_types),
         disk_devices=_filter(raw.get("disk", {}), "devices", (*at, "disk"), defaults.disk_devices),
         network_devices=_filter(
             raw.get("network", {}), "devices", (*at, "network"), defaults.network_devices
