@@ -17,10 +17,9 @@ connection, once with ``Accept-Encoding: gzip`` (as Prometheus asks) and once wi
 server's CPU time (user + system, all threads, from /proc) over those scrapes divided by their
 number is its CPU per scrape; the client's mean round trip is the wall time per scrape.
 
-Lookout reads the host in a background refresh, not during the scrape, so the cost of one
-refresh is measured separately (``HostCollector.refresh`` run in this process, the exact code
-the exporter's refresher thread runs) and added to the scrape cost for a 15 s scrape interval
-with the default 5 s refresh interval (three refreshes per scrape).
+Lookout runs with ``host.max_age: 0s`` so that every scrape reads the host, as every
+node_exporter scrape does (the default 1s would serve most back-to-back scrapes from the
+cache and flatter the figures).
 """
 
 from __future__ import annotations
@@ -44,9 +43,7 @@ from typing import IO
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from exporter.collectors.host import HostCollector  # noqa: E402
 
 NODE_EXPORTER = "prometheus-node-exporter"
 NODE_HOST_COLLECTORS = (
@@ -60,8 +57,6 @@ NODE_HOST_COLLECTORS = (
     "netdev",
     "filefd",
 )
-SCRAPE_INTERVAL = 15.0
-REFRESH_INTERVAL = 5.0
 START_TIMEOUT = 15.0
 HEADERS = {"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
 
@@ -180,19 +175,6 @@ def measure(name: str, command: Sequence[str], port: int, scrapes: int) -> Resul
     return Result(name, series, *figures[True], *figures[False])
 
 
-def refresh_cost(rounds: int) -> tuple[float, float]:
-    """CPU and wall milliseconds of one ``HostCollector.refresh`` on this machine."""
-    collector = HostCollector()
-    collector.refresh()
-    cpu_before = time.process_time()
-    started = time.perf_counter()
-    for _ in range(rounds):
-        collector.refresh()
-    wall = (time.perf_counter() - started) / rounds
-    cpu = (time.process_time() - cpu_before) / rounds
-    return cpu * 1000, wall * 1000
-
-
 def node_version(path: str) -> str:
     out = subprocess.run(
         [path, "--version"], capture_output=True, text=True, timeout=30, check=True
@@ -208,7 +190,7 @@ def main() -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, host in (
-            ("Lookout, host metrics on", "{}"),
+            ("Lookout, host metrics on", "{max_age: 0s}"),
             ("Lookout, host off", "{enabled: false}"),
         ):
             cfg = Path(tmp) / "lookout.yml"
@@ -236,42 +218,34 @@ def main() -> int:
         if collectors:
             command += ["--collector.disable-defaults", *(f"--collector.{c}" for c in collectors)]
         results.append(measure(name, command, port, args.scrapes))
-    refresh_cpu, refresh_wall = refresh_cost(200)
+    report(results, args.scrapes, node)
+    return 0
 
+
+def report(results: list[Result], scrapes: int, node: str) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}")
+    print(f"Linux {platform.release()}, Python {platform.python_version()}, ", end="")
+    print(f"psutil {psutil.__version__}, {node_version(node)}")
+    print(f"{scrapes} scrapes per server and encoding, one keep-alive connection\n")
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}"
-    )
-    print(f"Python {platform.python_version()}, psutil {psutil.__version__}, {node_version(node)}")
-    print(f"{args.scrapes} scrapes per server and encoding, one keep-alive connection\n")
-    print(
-        "| server | series | CPU ms/scrape (gzip) | wall ms/scrape (gzip) | CPU ms/scrape (plain) | wall ms/scrape (plain) | CPU µs/series (gzip) |"
+        "| server | series | CPU ms/scrape gzip | wall ms/scrape gzip "
+        "| CPU ms/scrape plain | wall ms/scrape plain | CPU µs/series gzip |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        per_series = r.cpu_gzip_ms * 1000 / r.series
         print(
             f"| {r.name} | {r.series} | {r.cpu_gzip_ms:.2f} | {r.wall_gzip_ms:.2f} | "
-            f"{r.cpu_plain_ms:.2f} | {r.wall_plain_ms:.2f} | {per_series:.1f} |"
+            f"{r.cpu_plain_ms:.2f} | {r.wall_plain_ms:.2f} | "
+            f"{r.cpu_gzip_ms * 1000 / r.series:.1f} |"
         )
-    on, off, node_default, node_host = results
-    per_scrape = REFRESH_INTERVAL and SCRAPE_INTERVAL / REFRESH_INTERVAL
-    amortized = on.cpu_gzip_ms + per_scrape * refresh_cpu
-    print(
-        f"\nLookout background refresh: {refresh_cpu:.2f} ms CPU, {refresh_wall:.2f} ms wall each"
-    )
-    print(
-        f"Lookout per {SCRAPE_INTERVAL:g}s scrape interval with the default {REFRESH_INTERVAL:g}s "
-        f"refresh: {on.cpu_gzip_ms:.2f} + {per_scrape:g} x {refresh_cpu:.2f} = {amortized:.2f} ms CPU"
-    )
-    host_series = on.series - off.series
-    for peer in (node_default, node_host):
-        ratio = (amortized / on.series) / (peer.cpu_gzip_ms / peer.series)
+    on, off, *peers = results
+    print(f"\nhost series in Lookout's exposition: {on.series - off.series}")
+    for peer in peers:
+        per_series = (on.cpu_gzip_ms / on.series) / (peer.cpu_gzip_ms / peer.series)
         print(
-            f"vs {peer.name}: {peer.cpu_gzip_ms:.2f} ms CPU per scrape; Lookout/peer "
-            f"{amortized / peer.cpu_gzip_ms:.2f}x per scrape, {ratio:.2f}x per exported series"
+            f"Lookout / {peer.name}: {on.cpu_gzip_ms / peer.cpu_gzip_ms:.2f}x CPU per scrape, "
+            f"{per_series:.2f}x CPU per exported series"
         )
-    print(f"host series in Lookout's exposition: {host_series}")
-    return 0
 
 
 def cpu_model() -> str:
