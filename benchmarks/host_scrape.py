@@ -1,6 +1,6 @@
 """CPU and wall time per ``/metrics`` scrape: Lookout with host metrics vs Debian's node_exporter.
 
-Run from the repository root (about a minute; every process it starts is stopped at the end)::
+Run from the repository root (two minutes or less; every process it starts is stopped)::
 
     .venv/bin/python benchmarks/host_scrape.py
 
@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,48 +186,67 @@ def node_version(path: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scrapes", type=int, default=300, help="measured scrapes per server")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     args = parser.parse_args()
     node = ensure_node_exporter()
-    results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, host in (
-            ("Lookout, host metrics on", "{max_age: 0s}"),
-            ("Lookout, host off", "{enabled: false}"),
-        ):
-            cfg = Path(tmp) / "lookout.yml"
-            cfg.write_text(f"targets: []\nhost: {host}\n")
-            port = free_port()
-            command = [
-                sys.executable,
-                "-m",
-                "exporter",
-                "run",
-                "--config",
-                str(cfg),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                "--log.level",
-                "warning",
-            ]
-            results.append(measure(name, command, port, args.scrapes))
-    for name, collectors in (
-        ("node_exporter, default collectors", ()),
-        ("node_exporter, host-equivalent collectors", NODE_HOST_COLLECTORS),
-    ):
-        port = free_port()
-        command = [node, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-        if collectors:
-            command += ["--collector.disable-defaults", *(f"--collector.{c}" for c in collectors)]
-        results.append(measure(name, command, port, args.scrapes))
-    report(results, args.scrapes, node)
+        servers = [*lookout_servers(Path(tmp)), *node_servers(node)]
+        rounds: dict[str, list[Result]] = {name: [] for name, _ in servers}
+        for _ in range(args.rounds):  # interleaved, so that a busy moment hits every server
+            for name, command in servers:
+                port = free_port()
+                argv = [arg.format(port=port) for arg in command]
+                rounds[name].append(measure(name, argv, port, args.scrapes))
+    report([median(results) for results in rounds.values()], args, node)
     return 0
 
 
-def report(results: list[Result], scrapes: int, node: str) -> None:
+def lookout_servers(tmp: Path) -> list[tuple[str, list[str]]]:
+    out = []
+    for name, host in (
+        ("Lookout, host metrics on", "{max_age: 0s}"),
+        ("Lookout, host off", "{enabled: false}"),
+    ):
+        path = tmp / f"{len(out)}.yml"
+        path.write_text(f"targets: []\nhost: {host}\n")
+        run = [sys.executable, "-m", "exporter", "run", "--config", str(path)]
+        out.append(
+            (name, [*run, "--web.listen-address", "127.0.0.1:{port}", "--log.level", "warning"])
+        )
+    return out
+
+
+def node_servers(node: str) -> list[tuple[str, list[str]]]:
+    base = [node, "--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    only = ["--collector.disable-defaults", *(f"--collector.{c}" for c in NODE_HOST_COLLECTORS)]
+    return [
+        ("node_exporter, default collectors", base),
+        ("node_exporter, host-equivalent collectors", [*base, *only]),
+    ]
+
+
+def median(results: list[Result]) -> Result:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return Result(
+        results[0].name,
+        results[0].series,
+        mid([r.cpu_gzip_ms for r in results]),
+        mid([r.wall_gzip_ms for r in results]),
+        mid([r.cpu_plain_ms for r in results]),
+        mid([r.wall_plain_ms for r in results]),
+    )
+
+
+def report(results: list[Result], args: argparse.Namespace, node: str) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}")
     print(f"Linux {platform.release()}, Python {platform.python_version()}, ", end="")
     print(f"psutil {psutil.__version__}, {node_version(node)}")
-    print(f"{scrapes} scrapes per server and encoding, one keep-alive connection\n")
+    print(
+        f"median of {args.rounds} rounds of {args.scrapes} scrapes per server and encoding, "
+        "one keep-alive connection\n"
+    )
     print(
         "| server | series | CPU ms/scrape gzip | wall ms/scrape gzip "
         "| CPU ms/scrape plain | wall ms/scrape plain | CPU µs/series gzip |"
