@@ -54,7 +54,7 @@ class Config:
     max_in_flight: int
     targets: tuple[Target, ...]
     source: str
-    host: HostSettings = HostSettings()
+    host: HostSettings
 
 
 def schema() -> dict[str, Any]:
@@ -131,12 +131,12 @@ def _build(
             targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
         except ConfigProblem as exc:
             failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
-    host = HostSettings()
+    host: HostSettings | None = None
     try:
         host = build_host(raw.get("host", {}))
     except ConfigProblem as exc:
         failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
-    if failed:
+    if failed or host is None:
         raise ConfigError(failed)
     return Config(
         location=raw.get("location"),

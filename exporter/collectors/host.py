@@ -8,7 +8,7 @@ thread (``host.refresher.HostRefresher`` runs it when a scrape needs fresh numbe
 
 Sample of the exposition (abridged)::
 
-    # HELP lookout_host_cpu_seconds_total Seconds the CPUs spent in each mode, summed over CPUs.
+    # HELP lookout_host_cpu_seconds_total Seconds the CPUs spent in each mode, summed over all CPUs.
     # TYPE lookout_host_cpu_seconds_total counter
     lookout_host_cpu_seconds_total{mode="user"} 5113.52
     lookout_host_cpu_seconds_total{mode="idle"} 80412.9
@@ -19,7 +19,7 @@ Sample of the exposition (abridged)::
     # TYPE lookout_host_pressure_io_waiting_seconds_total counter
     lookout_host_pressure_io_waiting_seconds_total 2.082902
     # TYPE lookout_host_filesystem_avail_bytes gauge
-    lookout_host_filesystem_avail_bytes{device="/dev/vda",fstype="ext4",mountpoint="/"} 4.1e+10
+    lookout_host_filesystem_avail_bytes{device="/dev/vda",fstype="ext4",mountpoint="/"} 84819861504
     # TYPE lookout_host_filesystem_device_error gauge
     lookout_host_filesystem_device_error{device="srv:/export",fstype="nfs4",mountpoint="/mnt"} 1
     # TYPE lookout_host_disk_read_bytes_total counter
