@@ -400,7 +400,7 @@ def test_a_hung_mount_is_reported_and_not_called_again_until_its_call_returns(
 ) -> None:
     gate = threading.Event()
     statvfs.gates["/data"] = gate
-    collector = make(filesystem_timeout=0.05)
+    collector = make(filesystem_timeout=0.3)
     data = {"device": "/dev/vdb", "fstype": "xfs", "mountpoint": "/data"}
     try:
         with caplog.at_level(logging.WARNING):

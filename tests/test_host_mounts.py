@@ -48,13 +48,13 @@ def test_more_hung_mounts_than_workers_are_all_found_and_healthy_mounts_read_aga
     stats = FilesystemStats(fake, workers=2)
     mounts = ["/dev/shm", "/data", "/srv/container", "/"]
     try:
-        first = stats.usage(mounts, timeout=0.1)
+        first = stats.usage(mounts, timeout=0.3)
         assert first == dict.fromkeys(mounts)  # two workers hung, the rest never started
         assert stats.stuck() == {"/dev/shm", "/data"}
-        second = stats.usage(mounts, timeout=0.1)
+        second = stats.usage(mounts, timeout=0.3)
         assert stats.stuck() == {"/dev/shm", "/data", "/srv/container"}
         assert second["/"] is not None
-        third = stats.usage(mounts, timeout=0.1)
+        third = stats.usage(mounts, timeout=0.3)
         assert third["/"] is not None
         assert fake.calls.count("/data") == 1, "a stuck mount is not called again"
     finally:
