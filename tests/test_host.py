@@ -541,3 +541,16 @@ def root_labels(samples: Samples) -> dict[str, str]:
         if name == "lookout_host_filesystem_size_bytes" and dict(labels)["mountpoint"] == "/":
             return dict(labels)
     raise AssertionError("the root filesystem is not reported")
+
+
+def test_mount_points_with_quotes_backslashes_and_spaces_are_escaped(
+    make: Callable[..., HostCollector], fake: FakePsutil, statvfs: FakeStatvfs
+) -> None:
+    odd = 'C:\\share "q" 1'
+    fake.partitions = [ROOT, Partition("//srv/share", f"/mnt/{odd}", "cifs", "rw")]
+    statvfs.results[f"/mnt/{odd}"] = statvfs.results["/"]
+    samples = scrape(make())
+    assert series(samples, "lookout_host_filesystem_size_bytes", "mountpoint") == {
+        "/",
+        f"/mnt/{odd}",
+    }
