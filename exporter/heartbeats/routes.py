@@ -10,20 +10,20 @@ where the error usually is.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 
 from aiohttp import web
 
-from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats import api
+from exporter.heartbeats.auth import authorized
+from exporter.heartbeats.service import HEARTBEATS
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Ping, Signal
 from exporter.heartbeats.store import StoreError
 
 __all__ = ["HEARTBEATS", "KEEP_BODY_BYTES", "MAX_BODY_BYTES", "add_routes"]
 
-HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 KEEP_BODY_BYTES = 10 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -31,10 +31,12 @@ _SIGNALS = {"start": Signal.START, "fail": Signal.FAIL}
 
 
 def add_routes(app: web.Application) -> None:
-    """Add the ping routes; ``app[HEARTBEATS]`` must be set before the first request."""
+    """Add the ping routes and the read API; ``app[HEARTBEATS]`` must be set before requests."""
     for path in ("/ping/{name}", "/ping/{name}/{signal}"):
         app.router.add_get(path, ping)  # also answers HEAD
         app.router.add_post(path, ping)
+    app.router.add_get("/api/heartbeats", api.list_heartbeats)
+    app.router.add_get("/api/heartbeats/{name}", api.show_heartbeat)
 
 
 class _Refused(Exception):
@@ -52,7 +54,7 @@ async def ping(request: web.Request) -> web.Response:
         if spec is None:
             raise _Refused(404, f"unknown heartbeat {name!r}")
         signal, exit_code = _signal(request.match_info.get("signal"))
-        if spec.token is not None and not _authorized(request, spec.token):
+        if spec.token is not None and not authorized(request, spec.token):
             raise _Refused(401, f"heartbeat {name!r} needs its token")
         rid = _identifier(request, "rid")
         instance = _instance(request, spec)
@@ -84,16 +86,6 @@ def _signal(part: str | None) -> tuple[Signal, int | None]:
     if code > 255:
         raise _Refused(400, f"exit code {part} is out of range 0-255")
     return (Signal.SUCCESS if code == 0 else Signal.FAIL), code
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    supplied = request.query.get("token")
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        supplied = credentials.strip()
-    if supplied is None:
-        return False
-    return hmac.compare_digest(supplied.encode(), token.encode())
 
 
 def _identifier(request: web.Request, key: str) -> str | None:

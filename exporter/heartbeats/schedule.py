@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
+from exporter.units import format_duration
+
 __all__ = ["Cron", "Period", "Schedule", "parse_cron"]
 
 
@@ -25,7 +27,7 @@ class Period:
         return t + self.seconds
 
     def describe(self) -> str:
-        return f"every {self.seconds:g}s"
+        return f"every {format_duration(self.seconds)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,14 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from aiohttp import web
+
 from exporter.clock import Clock
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Facts, Ping, View, derive, instance_limit
 from exporter.heartbeats.store import Store, StoreError
 
-__all__ = ["Heartbeats"]
+__all__ = ["HEARTBEATS", "Heartbeats"]
 
 _NO_FACTS = Facts()
 
@@ -68,3 +70,6 @@ class Heartbeats:
         now = self.clock.time()
         facts = self.store.facts if self.store is not None else {}
         return [derive(spec, facts.get(name, _NO_FACTS), now) for name, spec in self.specs.items()]
+
+
+HEARTBEATS = web.AppKey("heartbeats", Heartbeats)

@@ -134,7 +134,8 @@ class Store:
 
     def recent(self, heartbeat: str, limit: int = KEEP_PINGS) -> list[StoredPing]:
         """The latest pings of ``heartbeat``, newest first (reads the file: call off the loop)."""
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             rows = db.execute(
                 "SELECT seq, at, signal, rid, instance, exit_code, duration, body FROM ping "
                 "WHERE heartbeat = ? ORDER BY seq DESC LIMIT ?",

@@ -188,3 +188,55 @@ async def test_a_chunked_body_over_the_hard_cap_is_refused(
     response = await client.post("/ping/job", data=chunks())
     assert response.status == 413
     assert facts(heartbeats) == {}
+
+
+async def test_the_api_lists_every_declared_heartbeat_with_its_state(
+    client: Client, clock: FakeClock
+) -> None:
+    assert (await client.get("/ping/job/start?rid=r")).status == 200
+    clock.advance(2)
+    assert (await client.get("/ping/job/0?rid=r")).status == 200
+    response = await client.get("/api/heartbeats")
+    assert response.status == 200
+    listed = {item["name"]: item for item in (await response.json())["heartbeats"]}
+    assert list(listed) == ["job", "secret", "pool"]
+    job = listed["job"]
+    assert job["status"] == "up"
+    assert job["schedule"] == "every 1m"
+    assert job["last_success"] == clock.now
+    assert job["deadline"] == clock.now + 90
+    assert job["last_duration_seconds"] == 2
+    assert job["pings"] == {"success": 1, "start": 1, "fail": 0}
+    assert listed["pool"]["instances"] == {"expected": 3, "alive": 0}
+    assert listed["secret"]["status"] == "new"
+
+
+async def test_the_api_shows_the_latest_pings_with_their_bodies(client: Client) -> None:
+    for n in range(3):
+        assert (await client.post("/ping/job/1", data=f"error {n}\n".encode())).status == 200
+    response = await client.get("/api/heartbeats/job?limit=2")
+    assert response.status == 200
+    shown = await response.json()
+    assert shown["status"] == "failed"
+    assert [(p["seq"], p["signal"], p["exit_code"], p["body"]) for p in shown["recent"]] == [
+        (3, "fail", 1, "error 2\n"),
+        (2, "fail", 1, "error 1\n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        pytest.param("/api/heartbeats/nope", 404, id="unknown"),
+        pytest.param("/api/heartbeats/secret", 401, id="token-missing"),
+        pytest.param("/api/heartbeats/secret?token=t0k", 200, id="token"),
+        pytest.param("/api/heartbeats/job?limit=0", 400, id="limit-zero"),
+        pytest.param("/api/heartbeats/job?limit=101", 400, id="limit-too-high"),
+        pytest.param("/api/heartbeats/job?limit=x", 400, id="limit-not-a-number"),
+    ],
+)
+async def test_the_api_refuses_what_it_cannot_show(client: Client, path: str, status: int) -> None:
+    response = await client.get(path)
+    assert response.status == status
+    if status != 200:
+        assert "error" in await response.json()
