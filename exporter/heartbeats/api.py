@@ -62,7 +62,7 @@ async def show_heartbeat(request: web.Request) -> web.Response:
     if spec.token is not None and not authorized(request, spec.token):
         return web.json_response({"error": f"heartbeat {name!r} needs its token"}, status=401)
     text = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= KEEP_PINGS:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= KEEP_PINGS):
         message = f"limit must be a number from 1 to {KEEP_PINGS}, not {text!r}"
         return web.json_response({"error": message}, status=400)
     store = heartbeats.store

@@ -80,7 +80,7 @@ def _signal(part: str | None) -> tuple[Signal, int | None]:
         return Signal.SUCCESS, None
     if part in _SIGNALS:
         return _SIGNALS[part], None
-    if not part.isdigit():
+    if not (part.isascii() and part.isdigit()):
         raise _Refused(404, f"unknown ping {part!r} (use start, fail or an exit code)")
     code = int(part)
     if code > 255:

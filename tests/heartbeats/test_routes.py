@@ -101,6 +101,7 @@ async def test_an_unknown_heartbeat_is_404_and_creates_nothing(
     [
         pytest.param("/ping/job/restart", 404, "unknown ping 'restart'", id="unknown-signal"),
         pytest.param("/ping/job/256", 400, "out of range 0-255", id="exit-code-range"),
+        pytest.param("/ping/job/%C2%B2", 404, "unknown ping", id="unicode-digit"),
         pytest.param("/ping/job?rid=a%20b", 400, "rid must be", id="bad-rid"),
         pytest.param("/ping/job/0?duration=-1", 400, "duration must be", id="negative-duration"),
         pytest.param("/ping/job/0?duration=nan", 400, "duration must be", id="nan-duration"),
@@ -233,6 +234,7 @@ async def test_the_api_shows_the_latest_pings_with_their_bodies(client: Client) 
         pytest.param("/api/heartbeats/job?limit=0", 400, id="limit-zero"),
         pytest.param("/api/heartbeats/job?limit=101", 400, id="limit-too-high"),
         pytest.param("/api/heartbeats/job?limit=x", 400, id="limit-not-a-number"),
+        pytest.param("/api/heartbeats/job?limit=%C2%B2", 400, id="limit-unicode-digit"),
     ],
 )
 async def test_the_api_refuses_what_it_cannot_show(client: Client, path: str, status: int) -> None:
