@@ -108,8 +108,8 @@ class Track:
         if self.open_start_at is not None:
             ends = self.open_start_at + spec.run_window
             return (Status.RUNNING if now <= ends else Status.DOWN), ends
-        if self.last_success_at is None:
-            return (Status.FAILED if self.failed else Status.NEW), None
+        if self.last_success_at is None:  # pinged, no run open, never succeeded: only failures
+            return Status.FAILED, None
         expected = next_expected(spec.schedule, self.last_success_at)
         deadline = expected + spec.grace
         if self.failed:

@@ -75,7 +75,9 @@ class Pinger:
         self.instance = instance
         self.timeout = timeout
 
-    def send(self, signal_path: str, body: bytes = b"", **params: str) -> bool:
+    def send(
+        self, signal_path: str, body: bytes = b"", attempts: int = ATTEMPTS, **params: str
+    ) -> bool:
         if self.instance:
             params["instance"] = self.instance
         url = self.base + (f"/{signal_path}" if signal_path else "")
@@ -85,7 +87,7 @@ class Pinger:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         problem = ""
-        for attempt in range(ATTEMPTS):
+        for attempt in range(attempts):
             if attempt:
                 time.sleep(0.5 * attempt)
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")
@@ -105,7 +107,8 @@ class Pinger:
 def run(pinger: Pinger, job: Sequence[str]) -> int:
     """Run ``job`` between a start and a finish ping; returns the job's exit status."""
     rid = uuid.uuid4().hex
-    pinger.send("start", rid=rid)
+    # One attempt only: the job must not wait for Lookout, and the finish carries the duration.
+    pinger.send("start", attempts=1, rid=rid)
     started = time.monotonic()
     tail = _Tail()
     try:
