@@ -10,6 +10,7 @@ back restores its history, but it has no series and accepts no pings while it is
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from exporter.heartbeats.store import Store, StoreError
 __all__ = ["HEARTBEATS", "Heartbeats"]
 
 _NO_FACTS = Facts()
+log = logging.getLogger(__name__)
 
 
 class Heartbeats:
@@ -44,6 +46,7 @@ class Heartbeats:
             store = await asyncio.to_thread(Store.open, self.storage)
             store.start()
             self.store = store
+            log.info("heartbeat store open", extra={"path": str(store.path)})
 
     async def close(self) -> None:
         if self.store is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -26,6 +27,8 @@ from pathlib import Path
 from exporter.heartbeats.state import Facts, Ping, Signal
 
 __all__ = ["DB_FILE", "KEEP_PINGS", "MAX_BATCH", "Store", "StoreError", "StoredPing"]
+
+log = logging.getLogger(__name__)
 
 DB_FILE = "heartbeats.sqlite"
 KEEP_PINGS = 100
@@ -85,6 +88,8 @@ class Store:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Whether the latest commit failed: writes failing and recovering are logged once each.
+        self._failing = False
 
     @classmethod
     def open(cls, directory: Path) -> Store:
@@ -205,8 +210,14 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             error = StoreError(f"cannot write heartbeat store {str(self.path)!r}: {exc}")
+            if not self._failing:
+                log.error("heartbeat pings not stored", extra={"error": str(error)})
+                self._failing = True
             self._loop.call_soon_threadsafe(_fail, batch, error)
             return
+        if self._failing:
+            log.warning("heartbeat pings stored again", extra={"path": str(self.path)})
+            self._failing = False
         self._working.update(changed)
         self._loop.call_soon_threadsafe(self._publish, batch, results, changed)
 

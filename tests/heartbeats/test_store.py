@@ -99,7 +99,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(tmp_path)
 
 
-async def test_a_failed_write_fails_the_ping_and_keeps_the_facts(tmp_path: Path) -> None:
+async def test_a_failed_write_fails_the_ping_and_keeps_the_facts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = Store.open(tmp_path)
     store.start()
     try:
@@ -114,5 +116,9 @@ async def test_a_failed_write_fails_the_ping_and_keeps_the_facts(tmp_path: Path)
         blocker.close()
         second = await store.record(ping("a", at=T0 + 2), 0)
         assert second.seq == 2
+        assert [r.getMessage() for r in caplog.records] == [
+            "heartbeat pings not stored",
+            "heartbeat pings stored again",
+        ]
     finally:
         await store.close()
