@@ -2,6 +2,7 @@
 
 ``spec`` builds the typed config, ``schedule`` knows when the next ping is due, ``state`` folds
 pings into facts and derives the status at read time, ``store`` keeps the facts durable in
-SQLite, ``routes`` receives the pings over HTTP, ``service`` ties them together for the app, and
-``wrap`` is the job side (``lookout-exporter ping``).
+SQLite, ``service`` ties them together for the app, ``routes`` receives the pings over HTTP
+(``auth`` checks tokens) and adds the read ``api``, and ``wrap`` is the job side
+(``lookout-exporter ping``).
 """
