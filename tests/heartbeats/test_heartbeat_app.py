@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
@@ -12,10 +15,12 @@ from pytest_aiohttp import AiohttpClient
 from exporter import config
 from exporter.app import Options, create_app
 from exporter.heartbeats.store import DB_FILE
+from tests.exporter_process import free_port
 from tests.metrics import sample_value, series_names
 from tests.tools import require_tool
 
 Client = TestClient[web.Request, web.Application]
+ROOT = Path(__file__).resolve().parents[2]
 
 TWO = """
 heartbeats:
@@ -146,3 +151,48 @@ async def test_promtool_finds_no_problem_in_the_heartbeat_exposition(
     output, _ = await checker.communicate(exposition.encode())
     assert checker.returncode == 0, output.decode()
     assert output.decode() == ""
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        pytest.param(
+            lambda storage: storage.write_text("a file, not a directory"),
+            "cannot create storage directory",
+            id="path-is-a-file",
+        ),
+        pytest.param(
+            lambda storage: (storage.mkdir(), (storage / DB_FILE).write_bytes(b"garbage" * 999)),
+            "file is not a database",
+            id="corrupt-database",
+        ),
+    ],
+)
+async def test_an_unusable_store_stops_the_start_with_one_clear_line(
+    tmp_path: Path, prepare: Callable[[Path], object], message: str
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text("heartbeats:\n  - {name: reports, period: 1h, grace: 5m}\n")
+    storage = tmp_path / "data"
+    prepare(storage)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        "run",
+        "--config",
+        str(path),
+        "--storage.path",
+        str(storage),
+        "--web.listen-address",
+        f"127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    lines = output.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert 'msg="cannot start"' in lines[0]
+    assert message in lines[0]
