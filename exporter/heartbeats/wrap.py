@@ -28,6 +28,9 @@ __all__ = ["TAIL_BYTES", "add_arguments", "command", "run", "split_job"]
 # Output kept for the finish ping; the server keeps at most this much too.
 TAIL_BYTES = 10 * 1024
 ATTEMPTS = 3
+# How long output may still come after the job exited: a process it left running in the
+# background can hold the pipes open, and the finish ping must not wait for that process.
+OUTPUT_GRACE_SECONDS = 2.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -131,15 +134,16 @@ def _wait(process: subprocess.Popen[bytes], tail: _Tail) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
     pumps = [
-        threading.Thread(target=_pump, args=(pipe, sink, tail))
+        threading.Thread(target=_pump, args=(pipe, sink, tail), daemon=True)
         for pipe, sink in ((process.stdout, sys.stdout), (process.stderr, sys.stderr))
     ]
     try:
         for pump in pumps:
             pump.start()
         code = process.wait()
+        until = time.monotonic() + OUTPUT_GRACE_SECONDS
         for pump in pumps:
-            pump.join()
+            pump.join(max(0.0, until - time.monotonic()))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -156,7 +160,6 @@ def _pump(pipe: IO[bytes] | None, sink: TextIO, tail: _Tail) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(sink.fileno(), view) :]
-    pipe.close()
 
 
 class _Tail:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from aiohttp.test_utils import TestServer
@@ -160,3 +162,23 @@ async def test_an_instance_name_is_sent_with_every_ping(
     assert {p.instance for p in await pings(server, "pool")} == {"worker-1"}
     heartbeats = server.app[HEARTBEATS]
     assert heartbeats.view(heartbeats.specs["pool"]).instances_alive == 1
+
+
+async def test_a_process_left_in_the_background_does_not_delay_the_finish(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    """The background sleep keeps the job's output pipes open long after the job exited."""
+    server = await lookout(aiohttp_server, tmp_path)
+    pid_file = tmp_path / "background.pid"
+    job = f"sleep 60 & echo $! > {pid_file}; echo ok"
+    started = time.monotonic()
+    try:
+        code, _, _ = await ping("backup", "--url", url(server), "--", "sh", "-c", job)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    assert code == 0
+    assert elapsed < 30
+    finish = (await pings(server, "backup"))[0]
+    assert finish.exit_code == 0
+    assert finish.body == b"ok\n"
