@@ -117,6 +117,8 @@ def _duration(request: web.Request) -> float | None:
 
 async def _body(request: web.Request) -> bytes:
     """The last ``KEEP_BODY_BYTES`` of the body; never holds more than that plus one chunk."""
+    if not request.body_exists:
+        return b""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise _Refused(413, f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
