@@ -43,6 +43,12 @@ _TLS_VERSIONS = {
     "TLS1.3": ssl.TLSVersion.TLSv1_3,
 }
 
+# OpenSSL's reasons for "no TLS version both sides accept". Not WRONG_VERSION_NUMBER: that is
+# what a peer that does not speak TLS at all produces (a plaintext banner, an HTTP answer).
+_VERSION_ERRORS = frozenset(
+    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
+)
+
 
 @dataclass(slots=True)
 class Handshake:
@@ -175,6 +181,6 @@ def failure_from_ssl_error(error: ssl.SSLError) -> ProbeFailure:
             return ProbeFailure(Reason.CERT_HOSTNAME, text)
         return ProbeFailure(Reason.CERT_INVALID, text)
     reason = error.reason or str(error)
-    if "VERSION" in reason.upper():
+    if reason in _VERSION_ERRORS:
         return ProbeFailure(Reason.TLS_VERSION, f"TLS handshake failed: {reason}")
     return ProbeFailure(Reason.TLS, f"TLS handshake failed: {reason}")
