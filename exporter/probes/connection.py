@@ -66,6 +66,8 @@ async def _resolve(host: str, port: int, ip_family: str, trace: ProbeTrace) -> l
             )
         except socket.gaierror as exc:
             raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from exc
+        except UnicodeError as exc:  # raised before any lookup, e.g. for an empty label
+            raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: invalid name") from exc
     return [(family, addr) for family, _, _, _, addr in infos]
 
 
