@@ -37,9 +37,12 @@ from cryptography.hazmat.primitives import serialization
 
 from exporter import config
 from exporter.clock import SystemClock
+from exporter.collectors.probes import render_target
 from exporter.probes.context import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
+from exporter.stats import ProbeStats
+from exporter.targets import Target
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -322,19 +325,37 @@ async def smtp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
 # --- running probes ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def probe(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ProbeResult]]]:
-    """``await probe({"kind": "tcp", ...})``: load the target through the config, run it once."""
-    clients = SharedClients()
+class Prober:
+    """``await probe({"kind": "tcp", ...})``: load the target through the config, run it once.
 
-    async def run(target: dict[str, Any], environ: dict[str, str] | None = None) -> ProbeResult:
+    ``metrics(result)`` renders that result the way ``/metrics`` shows it.
+    """
+
+    def __init__(self, clients: SharedClients, directory: Path) -> None:
+        self.clients = clients
+        self.directory = directory
+        self.target: Target | None = None
+
+    async def __call__(
+        self, target: dict[str, Any], environ: dict[str, str] | None = None
+    ) -> ProbeResult:
         item = {"name": "dependency", "timeout": "2s", **target}
-        path = tmp_path / "lookout.yml"
+        path = self.directory / "lookout.yml"
         path.write_text(yaml.safe_dump({"targets": [item]}), encoding="utf-8")
-        loaded = config.load(str(path), environ or {})
-        return await run_probe(loaded.targets[0], clients, SystemClock())
+        self.target = config.load(str(path), environ or {}).targets[0]
+        return await run_probe(self.target, self.clients, SystemClock())
 
-    yield run
+    def metrics(self, result: ProbeResult) -> str:
+        assert self.target is not None
+        stats = ProbeStats(self.target)
+        stats.record(result)
+        return "".join(render_target(stats, None).values())
+
+
+@pytest.fixture
+async def probe(tmp_path: Path) -> AsyncIterator[Prober]:
+    clients = SharedClients()
+    yield Prober(clients, tmp_path)
     await clients.close()
 
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from exporter.reasons import Reason
-from exporter.results import ProbeResult
-from tests.probes.conftest import Pki, Servers, fingerprint, free_port
-
-Probe = Callable[..., Awaitable[ProbeResult]]
+from tests.probes.conftest import Pki, Prober, Servers, fingerprint, free_port
 
 
 async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -39,7 +35,7 @@ def tcp_target(port: int, **tcp: Any) -> dict[str, Any]:
 
 
 async def test_connect_only_succeeds_with_resolve_and_connect_phases(
-    probe: Probe, servers: Servers
+    probe: Prober, servers: Servers
 ) -> None:
     port = await servers.start(banner)
     result = await probe(
@@ -51,7 +47,7 @@ async def test_connect_only_succeeds_with_resolve_and_connect_phases(
     assert all(seconds >= 0 for seconds in phases.values())
 
 
-async def test_redis_ping_pong_dialog_passes(probe: Probe, servers: Servers) -> None:
+async def test_redis_ping_pong_dialog_passes(probe: Prober, servers: Servers) -> None:
     port = await servers.start(redis_like)
     dialog = [{"send": "PING"}, {"expect": r"^\+PONG$"}]
     result = await probe(tcp_target(port, dialog=dialog))
@@ -62,7 +58,7 @@ async def test_redis_ping_pong_dialog_passes(probe: Probe, servers: Servers) -> 
 
 
 async def test_send_ending_in_newline_gets_no_second_line_ending(
-    probe: Probe, servers: Servers
+    probe: Prober, servers: Servers
 ) -> None:
     seen: list[bytes] = []
     done = asyncio.Event()
@@ -81,7 +77,7 @@ async def test_send_ending_in_newline_gets_no_second_line_ending(
     assert seen == [b"PING\n", b""]
 
 
-async def test_banner_expect_matches_a_later_line(probe: Probe, servers: Servers) -> None:
+async def test_banner_expect_matches_a_later_line(probe: Prober, servers: Servers) -> None:
     async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"hello\r\nwelcome\r\n* OK IMAP4rev1 ready\r\n")
         await writer.drain()
@@ -93,7 +89,7 @@ async def test_banner_expect_matches_a_later_line(probe: Probe, servers: Servers
 
 
 async def test_wrong_answer_fails_with_dialog_once_the_peer_closes(
-    probe: Probe, servers: Servers
+    probe: Prober, servers: Servers
 ) -> None:
     async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readline()
@@ -107,7 +103,7 @@ async def test_wrong_answer_fails_with_dialog_once_the_peer_closes(
     assert "dialog step 2" in result.message
 
 
-async def test_peer_closing_before_any_line_is_a_reset(probe: Probe, servers: Servers) -> None:
+async def test_peer_closing_before_any_line_is_a_reset(probe: Prober, servers: Servers) -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
@@ -116,24 +112,24 @@ async def test_peer_closing_before_any_line_is_a_reset(probe: Probe, servers: Se
     assert result.reason is Reason.RESET
 
 
-async def test_closed_port_is_refused(probe: Probe) -> None:
+async def test_closed_port_is_refused(probe: Prober) -> None:
     result = await probe(tcp_target(free_port()))
     assert result.reason is Reason.REFUSED
     assert "refused" in result.message
 
 
-async def test_unresolvable_name_is_a_dns_failure(probe: Probe) -> None:
+async def test_unresolvable_name_is_a_dns_failure(probe: Prober) -> None:
     result = await probe({"kind": "tcp", "address": "bad..name:80"})
     assert result.reason is Reason.DNS
     assert "bad..name" in result.message
 
 
-async def test_address_of_the_wrong_family_is_a_connect_failure(probe: Probe) -> None:
+async def test_address_of_the_wrong_family_is_a_connect_failure(probe: Prober) -> None:
     result = await probe(tcp_target(free_port(), ip_family="ip6"))
     assert result.reason is Reason.CONNECT
 
 
-async def test_silent_peer_times_out_during_the_dialog(probe: Probe, servers: Servers) -> None:
+async def test_silent_peer_times_out_during_the_dialog(probe: Prober, servers: Servers) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
@@ -145,7 +141,7 @@ async def test_silent_peer_times_out_during_the_dialog(probe: Probe, servers: Se
 
 
 async def test_implicit_tls_then_dialog_records_chain_and_version(
-    probe: Probe, servers: Servers, pki: Pki
+    probe: Prober, servers: Servers, pki: Pki
 ) -> None:
     port = await servers.start(redis_like, pki.server_context(pki.valid))
     tls = {"ca_file": str(pki.ca_file)}
@@ -159,7 +155,7 @@ async def test_implicit_tls_then_dialog_records_chain_and_version(
 
 
 async def test_implicit_tls_with_an_untrusted_chain_fails_but_keeps_the_chain(
-    probe: Probe, servers: Servers, pki: Pki
+    probe: Prober, servers: Servers, pki: Pki
 ) -> None:
     port = await servers.start(redis_like, pki.server_context(pki.untrusted))
     result = await probe(tcp_target(port, tls={"ca_file": str(pki.ca_file)}))
@@ -169,7 +165,7 @@ async def test_implicit_tls_with_an_untrusted_chain_fails_but_keeps_the_chain(
 
 
 async def test_starttls_step_upgrades_in_the_middle_of_the_dialog(
-    probe: Probe, servers: Servers, pki: Pki
+    probe: Prober, servers: Servers, pki: Pki
 ) -> None:
     context = pki.server_context(pki.valid)
 
@@ -201,7 +197,7 @@ async def test_starttls_step_upgrades_in_the_middle_of_the_dialog(
 
 
 async def test_starttls_step_with_an_expired_certificate_fails_as_cert_expired(
-    probe: Probe, servers: Servers, pki: Pki
+    probe: Prober, servers: Servers, pki: Pki
 ) -> None:
     context = pki.server_context(pki.expired)
 
@@ -215,7 +211,7 @@ async def test_starttls_step_with_an_expired_certificate_fails_as_cert_expired(
 
 
 async def test_endless_line_fails_as_dialog_without_waiting_for_the_timeout(
-    probe: Probe, servers: Servers
+    probe: Prober, servers: Servers
 ) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -229,7 +225,7 @@ async def test_endless_line_fails_as_dialog_without_waiting_for_the_timeout(
 
 
 async def test_endless_lines_fail_as_dialog_after_the_expect_limit(
-    probe: Probe, servers: Servers
+    probe: Prober, servers: Servers
 ) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -243,7 +239,7 @@ async def test_endless_lines_fail_as_dialog_after_the_expect_limit(
 
 
 async def test_reset_during_the_tls_handshake_is_a_reset(
-    probe: Probe, servers: Servers, pki: Pki
+    probe: Prober, servers: Servers, pki: Pki
 ) -> None:
     async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1)  # the ClientHello has begun
@@ -257,7 +253,7 @@ async def test_reset_during_the_tls_handshake_is_a_reset(
     assert result.duration < 1
 
 
-async def test_garbage_instead_of_tls_is_a_tls_failure(probe: Probe, servers: Servers) -> None:
+async def test_garbage_instead_of_tls_is_a_tls_failure(probe: Prober, servers: Servers) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
         await writer.drain()
