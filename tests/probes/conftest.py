@@ -280,7 +280,7 @@ def _authenticate(
         USER.encode(),
         PASSWORD.encode(),
     )
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
 
 @pytest.fixture
@@ -300,7 +300,8 @@ async def smtp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
                 hostname="mx.test",
                 tls_context=Pki.server_context(starttls) if starttls else None,
                 authenticator=_authenticate if auth else None,
-                auth_require_tls=False,
+                # Without auth, AUTH is not offered at all (before TLS, aiosmtpd's default).
+                auth_require_tls=not auth,
             )
 
         server = await asyncio.get_running_loop().create_server(
