@@ -93,6 +93,8 @@ class ObservedSSLContext(ssl.SSLContext):
 
 @contextmanager
 def observe_handshakes(clock: Clock) -> Iterator[Handshake]:
+    """Observe this task's handshakes. Open the connection inside the block: uvloop runs the
+    handshake in the context the connection was created in, not the one calling start_tls."""
     handshake = Handshake(clock)
     token = _current.set(handshake)
     try:
