@@ -16,9 +16,9 @@ import ssl
 from typing import Any
 
 from exporter.probes.tlsinfo import (
+    Handshake,
     client_context,
     failure_from_ssl_error,
-    observe_handshakes,
     record_handshake,
 )
 from exporter.reasons import ProbeFailure, Reason
@@ -112,10 +112,18 @@ def abort(writer: asyncio.StreamWriter) -> None:
 
 
 async def start_tls(
-    writer: asyncio.StreamWriter, settings: ClientTLS, host: str, trace: ProbeTrace
+    writer: asyncio.StreamWriter,
+    settings: ClientTLS,
+    host: str,
+    trace: ProbeTrace,
+    handshake: Handshake,
 ) -> None:
-    """The TLS handshake on an open stream, as phase ``tls``; failures name their reason."""
-    with observe_handshakes(trace.clock) as handshake, trace.phase("tls"):
+    """The TLS handshake on an open stream, as phase ``tls``; failures name their reason.
+
+    ``handshake`` must come from an ``observe_handshakes`` block entered before the stream was
+    opened (see there).
+    """
+    with trace.phase("tls"):
         try:
             await writer.start_tls(
                 client_context(settings), server_hostname=settings.server_name or host

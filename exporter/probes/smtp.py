@@ -58,19 +58,19 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
     spec = target.spec
     assert isinstance(spec, SmtpSpec)
     trace = ctx.trace
-    sock = await connect(spec.host, spec.port, spec.ip_family, trace)
     context = client_context(spec.tls)
     server_name = spec.tls.server_name or spec.host
-    client = _Client(
-        hostname=server_name,
-        sock=sock,
-        use_tls=spec.implicit_tls,
-        start_tls=False,
-        tls_context=context if spec.implicit_tls else None,
-        timeout=None,
-        local_hostname=spec.ehlo_name,
-    )
     with observe_handshakes(ctx.clock) as handshake:
+        sock = await connect(spec.host, spec.port, spec.ip_family, trace)
+        client = _Client(
+            hostname=server_name,
+            sock=sock,
+            use_tls=spec.implicit_tls,
+            start_tls=False,
+            tls_context=context if spec.implicit_tls else None,
+            timeout=None,
+            local_hostname=spec.ehlo_name,
+        )
         try:
             await _greeting(client, handshake, trace)
             await _ehlo(client, trace)

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from exporter.probes.connection import abort, open_stream, read_line, start_tls
+from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 from exporter.targets import Send, StartTls, Target, TcpSpec
@@ -30,21 +31,22 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
     spec = target.spec
     assert isinstance(spec, TcpSpec)
     trace = ctx.trace
-    reader, writer = await open_stream(spec.host, spec.port, spec.ip_family, trace)
-    try:
-        if spec.tls is not None:
-            await start_tls(writer, spec.tls, spec.host, trace)
-        for number, step in enumerate(spec.dialog, 1):
-            if isinstance(step, StartTls):
-                await start_tls(writer, step.tls, spec.host, trace)
-                continue
-            with trace.phase("dialog"):
-                if isinstance(step, Send):
-                    await _send(writer, step.data, number)
-                else:
-                    await _expect(reader, step.pattern, number, trace)
-    finally:
-        abort(writer)
+    with observe_handshakes(ctx.clock) as handshake:
+        reader, writer = await open_stream(spec.host, spec.port, spec.ip_family, trace)
+        try:
+            if spec.tls is not None:
+                await start_tls(writer, spec.tls, spec.host, trace, handshake)
+            for number, step in enumerate(spec.dialog, 1):
+                if isinstance(step, StartTls):
+                    await start_tls(writer, step.tls, spec.host, trace, handshake)
+                    continue
+                with trace.phase("dialog"):
+                    if isinstance(step, Send):
+                        await _send(writer, step.data, number)
+                    else:
+                        await _expect(reader, step.pattern, number, trace)
+        finally:
+            abort(writer)
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes, number: int) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from exporter.probes.connection import abort, open_stream, start_tls
 from exporter.probes.starttls import NEGOTIATIONS
+from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 from exporter.targets import Target, TlsSpec
@@ -27,18 +28,19 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
     spec = target.spec
     assert isinstance(spec, TlsSpec)
     trace = ctx.trace
-    reader, writer = await open_stream(spec.host, spec.port, spec.ip_family, trace)
-    try:
-        if spec.starttls is not None:
-            with trace.phase("starttls"):
-                await NEGOTIATIONS[spec.starttls](reader, writer)
+    with observe_handshakes(ctx.clock) as handshake:
+        reader, writer = await open_stream(spec.host, spec.port, spec.ip_family, trace)
         try:
-            await start_tls(writer, spec.tls, spec.host, trace)
-        except ProbeFailure as failure:
-            trace.check("handshake", False, failure.message)
-            raise
-    finally:
-        abort(writer)
+            if spec.starttls is not None:
+                with trace.phase("starttls"):
+                    await NEGOTIATIONS[spec.starttls](reader, writer)
+            try:
+                await start_tls(writer, spec.tls, spec.host, trace, handshake)
+            except ProbeFailure as failure:
+                trace.check("handshake", False, failure.message)
+                raise
+        finally:
+            abort(writer)
     _record_passed(spec, trace)
     if spec.valid_for is not None:
         _check_validity(spec.valid_for, trace)

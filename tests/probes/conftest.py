@@ -283,6 +283,18 @@ def _authenticate(
     return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
 
+def smtp_protocol(starttls: trustme.LeafCert | None = None, auth: bool = False) -> SMTP:
+    """aiosmtpd's protocol for one connection, offering STARTTLS with ``starttls``."""
+    return SMTP(
+        _Accept(),
+        hostname="mx.test",
+        tls_context=Pki.server_context(starttls) if starttls else None,
+        authenticator=_authenticate if auth else None,
+        # Without auth, AUTH is not offered at all (before TLS, aiosmtpd's default).
+        auth_require_tls=not auth,
+    )
+
+
 @pytest.fixture
 async def smtp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
     """Start aiosmtpd: ``await smtp_server(starttls=cert, implicit=cert, auth=True)``."""
@@ -294,18 +306,8 @@ async def smtp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
         implicit: trustme.LeafCert | None = None,
         auth: bool = False,
     ) -> int:
-        def protocol() -> SMTP:
-            return SMTP(
-                _Accept(),
-                hostname="mx.test",
-                tls_context=Pki.server_context(starttls) if starttls else None,
-                authenticator=_authenticate if auth else None,
-                # Without auth, AUTH is not offered at all (before TLS, aiosmtpd's default).
-                auth_require_tls=not auth,
-            )
-
         server = await asyncio.get_running_loop().create_server(
-            protocol,
+            lambda: smtp_protocol(starttls, auth),
             "127.0.0.1",
             0,
             ssl=Pki.server_context(implicit) if implicit else None,

@@ -8,13 +8,29 @@ import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+import yaml
 
+from exporter import config
+from exporter.clock import SystemClock
+from exporter.config import Source
+from exporter.probes.context import SharedClients
+from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
-from tests.probes.conftest import NOW, Pki, Prober, Servers, fingerprint, free_port
+from exporter.results import ProbeResult
+from tests.probes.conftest import (
+    NOW,
+    Pki,
+    Prober,
+    Servers,
+    fingerprint,
+    free_port,
+    smtp_protocol,
+)
 
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -338,3 +354,38 @@ async def test_hostile_server_fails_in_time_without_leaking_tasks_or_sockets(
 async def test_closed_port_is_refused(probe: Prober, pki: Pki) -> None:
     result = await probe(tls_target(free_port(), pki))
     assert result.reason is Reason.REFUSED
+
+
+def test_chains_are_seen_under_uvloop_too(pki: Pki) -> None:
+    """uvloop runs a handshake in the context its connection was made in; the chain must still
+    reach the result for the tls, tcp and smtp kinds."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> list[ProbeResult]:
+        servers = Servers()
+        port = await servers.start(idle, pki.server_context(pki.expired))
+        smtp = await asyncio.get_running_loop().create_server(
+            lambda: smtp_protocol(pki.expired), "127.0.0.1", 0
+        )
+        smtp_port = smtp.sockets[0].getsockname()[1]
+        tls = {"ca_file": str(pki.ca_file)}
+        targets = [
+            {"name": "tls", "kind": "tls", "address": f"127.0.0.1:{port}", "tls": tls},
+            {"name": "tcp", "kind": "tcp", "address": f"127.0.0.1:{port}", "tcp": {"tls": tls}},
+            {"name": "smtp", "kind": "smtp", "address": f"127.0.0.1:{smtp_port}"},
+        ]
+        targets[2]["smtp"] = {"tls": tls}
+        text = yaml.safe_dump({"targets": targets})
+        loaded = config.load_text(text, Source("lookout.yml", Path.cwd()), {})
+        clients = SharedClients()
+        try:
+            return [await run_probe(t, clients, SystemClock()) for t in loaded.targets]
+        finally:
+            await clients.close()
+            smtp.close()
+            await smtp.wait_closed()
+            await servers.stop()
+
+    results = uvloop.run(scenario())
+    assert [r.reason for r in results] == [Reason.CERT_EXPIRED] * 3
+    assert [r.chain[0].fingerprint_sha256 for r in results] == [fingerprint(pki.expired)] * 3
