@@ -112,7 +112,7 @@ class HttpSpec:
 class Send:
     """A dialog step: write these bytes (the text plus CRLF unless it ends with a newline)."""
 
-    data: bytes
+    data: bytes = field(repr=False)  # may carry a password (Redis AUTH)
 
 
 @dataclass(frozen=True, slots=True)
