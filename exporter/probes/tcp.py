@@ -64,14 +64,14 @@ async def _expect(
     lines = 0
     size = 0
     last = ""
-    while size <= EXPECT_LIMIT:
+    while True:
         raw = await read_line(reader, Reason.DIALOG)
         if raw is None:
             if lines == 0:
                 detail = "connection closed by the peer before it sent a line"
                 trace.check(name, False, detail)
                 raise ProbeFailure(Reason.RESET, f"dialog step {number}: {detail}")
-            detail = f"connection closed after {lines} lines, none matched (last {last!r})"
+            detail = f"connection closed after {lines} line(s), none matched (last {last!r})"
             break
         line = raw.decode("utf-8", errors="replace")
         if pattern.search(line):
@@ -80,7 +80,8 @@ async def _expect(
         lines += 1
         size += len(raw) + 2
         last = line[:120]
-    else:
-        detail = f"no match in the first {EXPECT_LIMIT} bytes ({lines} lines, last {last!r})"
+        if size > EXPECT_LIMIT:
+            detail = f"no match in the first {EXPECT_LIMIT} bytes ({lines} lines, last {last!r})"
+            break
     trace.check(name, False, detail)
     raise ProbeFailure(Reason.DIALOG, f"dialog step {number}: no line matched: {detail}")
