@@ -5,7 +5,7 @@
 - ``servers``: starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
   functions, and stops them, with every connection they accepted, after the test.
 - ``dns_server``: a DNS server on 127.0.0.1 (UDP and TCP) answering from dnspython-built
-  messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent and garbage names.
+  messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent, garbage and (TCP) hang-up names.
 - ``smtp_server``: aiosmtpd on 127.0.0.1 in the test's event loop, with or without STARTTLS,
   implicit TLS and AUTH.
 - ``probe``: runs one target, given as its config mapping, through the real config loader and
@@ -236,7 +236,10 @@ async def dns_server(servers: Servers) -> AsyncIterator[DnsServer]:
     async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             size = int.from_bytes(await reader.readexactly(2), "big")
-            answer = await state.answer(await reader.readexactly(size), tcp=True)
+            wire = await reader.readexactly(size)
+            if dns.message.from_wire(wire).question[0].name.to_text().startswith("hangup."):
+                return  # closes the connection without an answer
+            answer = await state.answer(wire, tcp=True)
             if answer is None:
                 await reader.read()
                 return

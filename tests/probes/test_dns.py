@@ -161,6 +161,14 @@ async def test_garbage_answer_fails_as_protocol(
     assert result.reason is Reason.PROTOCOL
 
 
+async def test_tcp_server_hanging_up_without_an_answer_is_a_reset(
+    probe: Prober, dns_server: DnsServer
+) -> None:
+    result = await probe(dns_target(dns_server, "hangup.test", transport="tcp"))
+    assert result.reason is Reason.RESET
+    assert result.message == f"{dns_server.address()} closed the connection"
+
+
 async def test_closed_tcp_port_is_refused(probe: Prober) -> None:
     target = {"kind": "dns", "query": "ok.test", "dns": {"nameserver": f"127.0.0.1:{free_port()}"}}
     target["dns"]["transport"] = "tcp"
