@@ -401,7 +401,10 @@ def _build_tcp(raw: Mapping[str, Any], at: KeyPath, source: Source) -> TcpSpec:
             if starttls_at is not None:
                 raise ConfigProblem(step_at, f"TLS already starts at dialog step {starttls_at}")
             starttls_at = i
-            steps.append(StartTls(_tls_setting(item["starttls"], step_at, source) or ClientTLS()))
+            settings = item["starttls"]  # true or a client_tls mapping (the schema allows no false)
+            steps.append(
+                StartTls(_build_client_tls({} if settings is True else settings, step_at, source))
+            )
     return TcpSpec(
         host=host, port=port, ip_family=tcp.get("ip_family", "any"), tls=tls, dialog=tuple(steps)
     )

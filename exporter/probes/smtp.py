@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import aiosmtplib
 
@@ -38,8 +38,8 @@ class _Client(aiosmtplib.SMTP):
     waits up to 30 s for a peer that never answers it."""
 
     def close(self) -> None:
-        if isinstance(self.transport, asyncio.Transport):
-            self.transport.abort()
+        if self.transport is not None:
+            cast(asyncio.WriteTransport, self.transport).abort()
         super().close()
 
 
@@ -178,6 +178,7 @@ async def _login(client: _Client, auth: SmtpAuth) -> None:
 
 async def _quit(client: _Client, trace: ProbeTrace) -> None:
     """QUIT politely; the dependency has answered everything that matters by now."""
+    trace.active = "QUIT"
     try:
         response = await client.quit()
     except aiosmtplib.SMTPException as exc:

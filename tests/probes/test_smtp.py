@@ -260,6 +260,13 @@ async def test_hostile_server_fails_in_time_without_leaking_tasks_or_sockets(
     assert tasks_and_fds() == before
 
 
+async def test_unanswered_quit_times_out_naming_quit(probe: Prober, servers: Servers) -> None:
+    port = await servers.start(scripted(b"220 mx.test\r\n", b"250 mx.test\r\n"))
+    result = await probe({**smtp_target(port), "timeout": "200ms"})
+    assert result.reason is Reason.TIMEOUT
+    assert result.message == "no result within 200ms during QUIT"
+
+
 async def test_never_speaking_server_times_out_during_the_banner(
     probe: Prober, servers: Servers
 ) -> None:
