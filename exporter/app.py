@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,9 +25,15 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import config as config_module
 from exporter.clock import Clock, SystemClock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
+from exporter.collectors.heartbeats import HeartbeatCollector
+from exporter.collectors.host import HostCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
 from exporter.exposition import TextCollector
+from exporter.heartbeats.routes import HEARTBEATS, add_routes
+from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.store import StoreError
+from exporter.host.refresher import HostRefresher
 from exporter.probes.context import SharedClients
 from exporter.scheduler import Scheduler, Shard
 
@@ -52,6 +59,8 @@ class Options:
     config_path: str | None = None
     location: str | None = None
     shard: Shard | None = None
+    # Where the heartbeat store lives; created with the first declared heartbeat.
+    storage_path: Path = Path("data")
 
 
 class Runtime:
@@ -62,13 +71,17 @@ class Runtime:
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
         self.scheduler = Scheduler(self.clients, clock, max_in_flight=config.max_in_flight)
+        self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.host = HostRefresher(HostCollector(settings=config.host), clock)
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state),
             ProbeCollector(self.scheduler.all_stats, lambda: self.location),
+            self.host.collector,
+            HeartbeatCollector(self.heartbeats.views),
         ]
         self._reload_lock = asyncio.Lock()
 
@@ -82,6 +95,7 @@ class Runtime:
     async def close(self) -> None:
         await self.scheduler.close()
         await self.clients.close()
+        await self.heartbeats.close()
 
     def _apply(self, config: Config) -> None:
         location_changed = config.location != self.config.location
@@ -89,15 +103,19 @@ class Runtime:
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
         self.scheduler.reconcile(targets)
+        self.heartbeats.configure(config.heartbeats)
         if location_changed:
             self.scheduler.invalidate()
+        if config.host != self.host.collector.settings:
+            self.host.configure(config.host)
 
     async def reload(self) -> str | None:
         """Load the config again; returns None on success, else the error (old config kept)."""
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(config_module.load, self.options.config_path)
-            except ConfigError as exc:
+                await self.heartbeats.open_for(config.heartbeats)
+            except (ConfigError, StoreError) as exc:
                 self.reload_state.successful = False
                 self.reload_state.last_error = str(exc)
                 log.error("config reload failed", extra={"error": str(exc)})
@@ -142,7 +160,9 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    pieces = await request.app[RUNTIME].render_pieces()
+    runtime = request.app[RUNTIME]
+    await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
+    pieces = await runtime.render_pieces()
     size = sum(len(piece) for piece in pieces)
     if size < GZIP_MIN_BYTES or "gzip" not in request.headers.get("Accept-Encoding", ""):
         return web.Response(body=b"".join(pieces), headers={"Content-Type": CONTENT_TYPE})
@@ -165,7 +185,9 @@ async def healthy(_request: web.Request) -> web.Response:
     return web.Response(text="Lookout is healthy.\n")
 
 
-async def ready(_request: web.Request) -> web.Response:
+async def ready(request: web.Request) -> web.Response:
+    if not request.app[RUNTIME].heartbeats.ready:
+        return web.Response(status=503, text="Lookout is not ready: heartbeat store not open.\n")
     return web.Response(text="Lookout is ready.\n")
 
 
@@ -180,15 +202,23 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app = web.Application()
     runtime = Runtime(options, config, clock or SystemClock())
     app[RUNTIME] = runtime
+    app[HEARTBEATS] = runtime.heartbeats
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        await runtime.heartbeats.open_for(runtime.config.heartbeats)
         runtime.start()
         yield
         await runtime.close()
 
+    async def host_metrics(_app: web.Application) -> AsyncIterator[None]:
+        async with runtime.host.running():
+            yield
+
     app.cleanup_ctx.append(lifetime)
+    app.cleanup_ctx.append(host_metrics)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    add_routes(app)
     return app

@@ -21,6 +21,8 @@ import jsonschema
 import yaml
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
+from exporter.heartbeats.spec import Heartbeat, build_heartbeats
+from exporter.host.settings import HostSettings, build_host
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
 
@@ -53,6 +55,8 @@ class Config:
     max_in_flight: int
     targets: tuple[Target, ...]
     source: str
+    host: HostSettings
+    heartbeats: tuple[Heartbeat, ...]
 
 
 def schema() -> dict[str, Any]:
@@ -129,13 +133,22 @@ def _build(
             targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
         except ConfigProblem as exc:
             failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
-    if failed:
+    host: HostSettings | None = None
+    try:
+        host = build_host(raw.get("host", {}))
+    except ConfigProblem as exc:
+        failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+    heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
+    failed.extend(f"{where(p.at)}: {format_path(p.at)}: {p.message}" for p in problems)
+    if failed or host is None:
         raise ConfigError(failed)
     return Config(
         location=raw.get("location"),
         max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
         targets=tuple(targets),
         source=source.name,
+        host=host,
+        heartbeats=heartbeats,
     )
 
 
