@@ -9,10 +9,12 @@ anything changes, so a bad config leaves the old one running and only flips
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +132,9 @@ class Runtime:
     def render_metrics(self) -> bytes:
         return "".join(self._texts()).encode("utf-8")
 
-    async def render_pieces(self) -> list[bytes]:
-        """The exposition as pieces of about ``PIECE_BYTES``, rendered without holding the
-        event loop for more than ``SCRAPE_SLICE`` at a time."""
-        pieces: list[bytes] = []
+    async def render_pieces(self) -> AsyncGenerator[bytes, None]:
+        """The exposition in pieces of about ``PIECE_BYTES`` (the last one may be shorter),
+        rendered without holding the event loop for more than ``SCRAPE_SLICE`` at a time."""
         pending: list[str] = []
         size = 0
         resume_by = time.perf_counter() + SCRAPE_SLICE
@@ -141,14 +142,13 @@ class Runtime:
             pending.append(text)
             size += len(text)
             if size >= PIECE_BYTES:
-                pieces.append("".join(pending).encode("utf-8"))
+                yield "".join(pending).encode("utf-8")
                 pending.clear()
                 size = 0
             if time.perf_counter() >= resume_by:
                 await asyncio.sleep(0)
                 resume_by = time.perf_counter() + SCRAPE_SLICE
-        pieces.append("".join(pending).encode("utf-8"))
-        return pieces
+        yield "".join(pending).encode("utf-8")
 
     def _texts(self) -> Iterator[str]:
         yield generate_latest(self.registry).decode("utf-8")
@@ -160,25 +160,33 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
+    """A small exposition goes out in one response; a large one is sent piece by piece while
+    it is rendered, so the whole body never sits in memory."""
     runtime = request.app[RUNTIME]
     await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
-    pieces = await runtime.render_pieces()
-    size = sum(len(piece) for piece in pieces)
-    if size < GZIP_MIN_BYTES or "gzip" not in request.headers.get("Accept-Encoding", ""):
-        return web.Response(body=b"".join(pieces), headers={"Content-Type": CONTENT_TYPE})
-    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
-    response.headers["Content-Encoding"] = "gzip"
-    await response.prepare(request)
-    # gzip framing (wbits 31) compressed a slice at a time: each slice costs about a
-    # millisecond at level 1, and writing awaits the client, so the loop stays responsive.
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    for piece in pieces:
-        view = memoryview(piece)
-        for start in range(0, len(view), PIECE_BYTES):
-            await response.write(compressor.compress(view[start : start + PIECE_BYTES]))
-    await response.write(compressor.flush())
-    await response.write_eof()
-    return response
+    wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    async with contextlib.aclosing(runtime.render_pieces()) as pieces:
+        first = await anext(pieces)
+        if len(first) < PIECE_BYTES:  # the whole exposition
+            response = web.Response(body=first, headers={"Content-Type": CONTENT_TYPE})
+            if wants_gzip and len(first) >= GZIP_MIN_BYTES:
+                response.body = gzip.compress(first, GZIP_LEVEL)
+                response.headers["Content-Encoding"] = "gzip"
+            return response
+        stream = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        # gzip framing (wbits 31), a piece at a time: about a millisecond each at level 1.
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if wants_gzip else None
+        if compressor is not None:
+            stream.headers["Content-Encoding"] = "gzip"
+        await stream.prepare(request)
+        piece: bytes | None = first
+        while piece is not None:
+            await stream.write(piece if compressor is None else compressor.compress(piece))
+            piece = await anext(pieces, None)
+        if compressor is not None:
+            await stream.write(compressor.flush())
+        await stream.write_eof()
+        return stream
 
 
 async def healthy(_request: web.Request) -> web.Response:
