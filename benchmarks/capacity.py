@@ -39,9 +39,12 @@ def lookout_config(nginx_ports: list[int], targets: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def read_metrics(session: aiohttp.ClientSession, url: str) -> harness.Samples:
-    async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
-        return harness.samples(await response.text())
+FAMILIES = (
+    "lookout_probe_runs_total",
+    "lookout_scheduler_lag_seconds",
+    "lookout_probe_duration_seconds_count",
+    "lookout_probe_failures_total",
+)
 
 
 async def peer_phase(
@@ -91,20 +94,20 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
         await harness.wait_until_up(session, url, procs, "lookout", patience=180)
         up = time.monotonic()
         print(f"Lookout up with {args.targets} targets after {up - started:.1f} s")
-        await asyncio.sleep(INTERVAL + 2 - (time.monotonic() - up))
-        first = await read_metrics(session, url)
-        cpu, window_start = harness.cpu_seconds(lookout), time.monotonic()
+        await asyncio.sleep(INTERVAL + 2)
+        window_start, first = await harness.fetch_samples(session, url, FAMILIES)
+        cpu = harness.cpu_seconds(lookout)
         print(f"first interval done; measuring {args.intervals} intervals", flush=True)
         await asyncio.sleep(args.intervals * INTERVAL - (time.monotonic() - window_start))
-        last = await read_metrics(session, url)
-        window = time.monotonic() - window_start
-        cores = (harness.cpu_seconds(lookout) - cpu) / window
+        window_end, last = await harness.fetch_samples(session, url, FAMILIES)
+        cores = (harness.cpu_seconds(lookout) - cpu) / (time.monotonic() - window_start)
         rss = harness.rss_mib(lookout)
-        since_up = time.monotonic() - up
+    window = window_end - window_start
+    since_up = window_end - up
     runs = harness.total(last, "lookout_probe_runs_total") - harness.total(
         first, "lookout_probe_runs_total"
     )
-    expected = args.targets * args.intervals
+    expected = args.targets * window / INTERVAL
     per_target = [
         v for (name, _labels), v in last.items() if name == "lookout_probe_duration_seconds_count"
     ]
@@ -124,14 +127,14 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
         ],
         [
             "runs in window / expected",
-            f"{runs:.0f} / {expected}",
+            f"{runs:.0f} / {expected:.0f}",
             "",
             "",
-            "equal",
+            "equal (+-1%)",
         ],
         [
             "fewest runs of one target",
-            f"{min(per_target):.0f} (needs {int(since_up // INTERVAL)})",
+            f"{min(per_target):.0f} (needs {since_up // INTERVAL:.0f})",
             "",
             "",
             "none skipped",

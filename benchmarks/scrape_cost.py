@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -51,26 +51,37 @@ def lookout_config(nginx_ports: list[int], targets: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
+# Run in a process of its own, so that nothing this script does delays its answers.
+TICKER = """
+import http.client, sys, time
+connection = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=30)
+while True:
+    started = time.monotonic()
+    connection.request("GET", "/-/healthy")
+    connection.getresponse().read()
+    print(started, time.monotonic() - started, flush=True)
+    time.sleep(0.005)
+"""
+
+
 class Ticker:
-    """Asks ``/-/healthy`` every 5 ms and keeps each answer's latency with its start time."""
+    """Asks ``/-/healthy`` every 5 ms from another process, logging each answer's latency."""
 
-    session: aiohttp.ClientSession
-    url: str
-    latencies: list[tuple[float, float]] = field(default_factory=list)
-
-    async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            async with self.session.get(self.url) as response:
-                await response.read()
-            self.latencies.append((started, time.monotonic() - started))
-            await asyncio.sleep(0.005)
+    def __init__(self, procs: Processes, port: int) -> None:
+        self._procs = procs
+        procs.start("ticker", [sys.executable, "-c", TICKER, LOOPBACK, str(port)])
 
     def worst(self, start: float, end: float) -> float:
-        return max(
-            (lat for at, lat in self.latencies if start <= at + lat and at <= end), default=0
-        )
+        """The slowest answer among the requests in flight between ``start`` and ``end``."""
+        worst = 0.0
+        for line in (self._procs.tmp / "ticker.log").read_text().splitlines():
+            fields = line.split()
+            if len(fields) != 2:
+                continue
+            at, latency = float(fields[0]), float(fields[1])
+            if start <= at + latency and at <= end:
+                worst = max(worst, latency)
+        return worst
 
 
 @dataclass
@@ -99,7 +110,7 @@ async def scrape(
         raise SystemExit(f"{url} answered with Content-Encoding {encoding}")
     result = Scrape(seconds, harness.cpu_seconds(proc) - cpu, len(body))
     if ticker is not None:
-        await asyncio.sleep(0.02)  # let the ticker's answer from the scrape's end arrive
+        await asyncio.sleep(0.1)  # let the ticker log its answers from the scrape's end
         result.blocked = ticker.worst(started, started + seconds)
     return result, "" if gzip else body.decode()
 
@@ -111,8 +122,7 @@ async def wait_for_results(
     started = time.monotonic()
     while time.monotonic() - started < INTERVAL + 60:
         await asyncio.sleep(5)
-        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
-            values = harness.samples(await response.text())
+        _at, values = await harness.fetch_samples(session, url, ["lookout_probe_runs_total"])
         runs = harness.total(values, "lookout_probe_runs_total")
         print(f"  {time.monotonic() - started:4.0f} s: {runs:.0f} probes run", flush=True)
         if runs >= targets:
@@ -146,27 +156,24 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
             ],
         )
         await harness.wait_until_up(session, peer_url, procs, "peer", patience=120)
-        ticker = Ticker(session, f"http://{LOOPBACK}:{lookout_port}/-/healthy")
-        ticking = asyncio.create_task(ticker.run())
+        ticker = Ticker(procs, lookout_port)
         results: dict[str, list[Scrape]] = {key: [] for key in KINDS}
-        try:
-            for n in range(1, args.rounds + 1):
-                await asyncio.sleep(args.scrape_interval)
-                lookout_plain, text = await scrape(session, lookout_url, lookout, False, ticker)
-                results["lookout plain"].append(lookout_plain)
-                results["peer plain"].append((await scrape(session, peer_url, peer, False))[0])
-                lookout_gzip, _ = await scrape(session, lookout_url, lookout, True, ticker)
-                results["lookout gzip"].append(lookout_gzip)
-                results["peer gzip"].append((await scrape(session, peer_url, peer, True))[0])
-                print(
-                    f"  round {n}: Lookout {lookout_plain.seconds * 1000:.0f} ms plain, "
-                    f"{lookout_gzip.seconds * 1000:.0f} ms gzip; peer "
-                    f"{results['peer plain'][-1].seconds * 1000:.0f} ms plain",
-                    flush=True,
-                )
-        finally:
-            ticking.cancel()
-        idle = ticker.worst(0, time.monotonic())
+        watch_start = time.monotonic()
+        for n in range(1, args.rounds + 1):
+            await asyncio.sleep(args.scrape_interval)
+            lookout_plain, text = await scrape(session, lookout_url, lookout, False, ticker)
+            results["lookout plain"].append(lookout_plain)
+            results["peer plain"].append((await scrape(session, peer_url, peer, False))[0])
+            lookout_gzip, _ = await scrape(session, lookout_url, lookout, True, ticker)
+            results["lookout gzip"].append(lookout_gzip)
+            results["peer gzip"].append((await scrape(session, peer_url, peer, True))[0])
+            print(
+                f"  round {n}: Lookout {lookout_plain.seconds * 1000:.0f} ms plain, "
+                f"{lookout_gzip.seconds * 1000:.0f} ms gzip; peer "
+                f"{results['peer plain'][-1].seconds * 1000:.0f} ms plain",
+                flush=True,
+            )
+        idle = ticker.worst(watch_start, time.monotonic())
         lookout_rss, lookout_peak = harness.rss_mib(lookout), _peak_mib(lookout)
         peer_rss = harness.rss_mib(peer)
     report(args, results, text, lookout_rss, lookout_peak, peer_rss, idle, binaries)
@@ -231,7 +238,7 @@ def report(
         ]
     )
     print(harness.table(rows))
-    print(f"slowest /-/healthy answer over the whole run: {worst_tick * 1000:.0f} ms")
+    print(f"slowest /-/healthy answer over the measured rounds: {worst_tick * 1000:.0f} ms")
     families = list(text_string_to_metric_families(text))
     series = sum(len(f.samples) for f in families)
     print(f"prometheus_client parser: {len(families)} families, {series} samples")
