@@ -37,13 +37,15 @@ def label_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def format_value(value: float) -> str:
+    if isinstance(value, int):
+        return str(int(value))  # int() turns a bool into 1 or 0
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
         return "-Inf"
     if math.isnan(value):
         return "NaN"
-    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+    if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
 
@@ -86,14 +88,25 @@ class Histogram:
 
     def lines(self, name: str, labels: str) -> str:
         """Bucket, sum and count lines; ``labels`` is the label_pairs text (may be empty)."""
-        sep = "," if labels else ""
-        out = []
+        bucket = f"{name}_bucket{{{labels},le=" if labels else f"{name}_bucket{{le="
         running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=True):
+        out = []
+        for le, count in zip(_le_values(self.bounds), self.counts, strict=True):
             running += count
-            out.append(f'{name}_bucket{{{labels}{sep}le="{format_value(bound)}"}} {running}\n')
-        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.total}\n')
+            out.append(f"{bucket}{le}}} {running}\n")
+        out.append(f'{bucket}"+Inf"}} {self.total}\n')
         braces = f"{{{labels}}}" if labels else ""
         out.append(f"{name}_sum{braces} {format_value(self.sum)}\n")
         out.append(f"{name}_count{braces} {self.total}\n")
         return "".join(out)
+
+
+_LE_VALUES: dict[tuple[float, ...], tuple[str, ...]] = {}
+
+
+def _le_values(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The quoted ``le`` label values of ``bounds``, formatted once per set of bounds."""
+    values = _LE_VALUES.get(bounds)
+    if values is None:
+        values = _LE_VALUES[bounds] = tuple(f'"{format_value(b)}"' for b in bounds)
+    return values
