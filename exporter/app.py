@@ -79,9 +79,11 @@ class Runtime:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.host = HostRefresher(HostCollector(settings=config.host), clock)
+        probes = ProbeCollector(self.scheduler.all_stats, lambda: self.location)
+        self.scheduler.on_record = probes.refresh
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state),
-            ProbeCollector(self.scheduler.all_stats, lambda: self.location),
+            probes,
             self.host.collector,
             HeartbeatCollector(self.heartbeats.views),
         ]

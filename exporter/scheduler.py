@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
@@ -68,6 +68,8 @@ class Scheduler:
         self.lag = Histogram(LAG_BUCKETS)
         self.in_flight = 0
         self.runs: dict[str, int] = {}
+        # Told about every recorded result (the probe collector renders the target's text then).
+        self.on_record: Callable[[ProbeStats], None] | None = None
 
     def all_stats(self) -> Iterable[ProbeStats]:
         return self.stats.values()
@@ -126,6 +128,11 @@ class Scheduler:
             self.runs[target.kind] = self.runs.get(target.kind, 0) + 1
             _log_change(stats.last, result)
             stats.record(result)
+            if self.on_record is not None:
+                try:
+                    self.on_record(stats)
+                except Exception:
+                    log.exception("handling a probe result failed", extra={"target": target.name})
             due += target.interval
             now = clock.monotonic()
             if now - due > target.interval:

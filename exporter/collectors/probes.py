@@ -12,8 +12,9 @@ Sample of the exposition (one target, labels shortened)::
     lookout_probe_phase_seconds{target="orders-api",kind="http",phase="connect"} 0.0004
     lookout_tls_cert_expiry_timestamp_seconds{target="orders-api",kind="http"} 1.7e+09
 
-Each target's text is cached per family on its ``ProbeStats`` and rebuilt only after that target
-finished a probe, so a scrape of 10,000 quiet targets is mostly string joins.
+Each target's text is cached per family on its ``ProbeStats`` and rebuilt when that target
+finishes a probe (``refresh``), so a scrape of 10,000 targets is mostly string joins; only
+targets that have not rendered since a reload are rendered by the scrape itself.
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ class ProbeCollector:
     ) -> None:
         self._stats = stats
         self._location = location
+
+    def refresh(self, stats: ProbeStats) -> None:
+        """Render ``stats`` now, as its probe completed, so that a scrape mostly joins text."""
+        stats.rendered = render_target(stats, self._location())
 
     def expose(self) -> Iterable[str]:
         """The probe families; an empty chunk after every ``BATCH`` targets rendered afresh is a
