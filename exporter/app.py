@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import logging
 import time
@@ -125,6 +126,7 @@ class Runtime:
                 log.error("config reload failed", extra={"error": str(exc)})
                 return str(exc)
             self._apply(config)
+            settle_heap()
             self.reload_state.successful = True
             self.reload_state.last_success = self.clock.time()
             self.reload_state.last_error = ""
@@ -156,6 +158,19 @@ class Runtime:
         yield generate_latest(self.registry).decode("utf-8")
         for collector in self.collectors:
             yield from collector.expose()
+
+
+def settle_heap() -> None:
+    """Keep what lives as long as the config (targets, compiled checks, the modules) out of
+    the garbage collector's full collections, which otherwise scan it all again and again and
+    pause the event loop for about 0.1 s per 100,000 objects.
+
+    Everything is collected first (also what an earlier call froze, such as the previous
+    config's objects), so no unreachable cycle is frozen for good.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -217,6 +232,7 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await runtime.heartbeats.open_for(runtime.config.heartbeats)
         runtime.start()
+        settle_heap()
         yield
         await runtime.close()
 
