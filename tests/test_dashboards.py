@@ -405,7 +405,7 @@ def test_links_land_on_a_dashboard_with_its_variables_set(source: str, url: str)
 def alert_dashboard_urls() -> Iterator[tuple[str, str]]:
     """The shared names list's example, then every ``dashboard_url`` of the bundled rules."""
     yield "example", "/d/lookout-endpoint/lookout-endpoint?var-target={{ $labels.target }}"
-    for path in sorted((ROOT / "rules").glob("*.y*ml")):
+    for path in sorted((ROOT / "rules").rglob("*.yml")):
         for line in path.read_text(encoding="utf-8").splitlines():
             found = re.search(r"dashboard_url:\s*['\"]?([^'\"]+)", line)
             if found:
