@@ -133,7 +133,7 @@ SELF_FAMILIES = {
 
 def series_names(families: dict[str, str]) -> set[str]:
     """Names that appear in PromQL: histograms as their _bucket, _sum and _count series."""
-    names = set()
+    names: set[str] = set()
     for name, kind in families.items():
         if kind == "histogram":
             names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
