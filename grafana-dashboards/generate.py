@@ -402,15 +402,17 @@ def grid(
     queries: Sequence[Query],
     *,
     join_on: str,
-    columns: dict[str, tuple[str, str]],
+    columns: dict[str, tuple[str, str] | None],
     width: int = 24,
     height: int = 8,
     mappings: dict[str, list[models.ValueMapping]] | None = None,
     links: Sequence[dashboard.DashboardLink] = (),
 ) -> table.Panel:
-    """A table joining instant queries on one label; ``columns`` maps "Value #A" style field
-    names to (header, unit)."""
+    """A table joining instant queries on one label; ``columns`` maps field names ("Value #A",
+    label names) to (header, unit), or to None to hide the field."""
     built = panel(table.Panel(), title, description, unit, queries, width=width, height=height)
+    hidden = {"Time": True, **{f"Time {i}": True for i in range(1, len(queries) + 1)}}
+    hidden |= {field: True for field, column in columns.items() if column is None}
     built = built.with_transformation(
         models.DataTransformerConfig(
             id_val="joinByField", options={"byField": join_on, "mode": "outer"}
@@ -419,15 +421,19 @@ def grid(
         models.DataTransformerConfig(
             id_val="organize",
             options={
-                "excludeByName": {"Time": True, **{f"Time {i}": True for i in range(1, 10)}},
-                "renameByName": {field: header for field, (header, _) in columns.items()},
+                "excludeByName": hidden,
+                "renameByName": {
+                    field: column[0] for field, column in columns.items() if column is not None
+                },
             },
         )
     )
-    for field, (_, field_unit) in columns.items():
-        properties = [models.DynamicConfigValue(id_val="unit", value=field_unit)]
-        for mapping in (mappings or {}).get(field, []):
-            properties.append(models.DynamicConfigValue(id_val="mappings", value=[mapping]))
+    for field, column in columns.items():
+        if column is None:
+            continue
+        properties = [models.DynamicConfigValue(id_val="unit", value=column[1])]
+        if mappings and field in mappings:
+            properties.append(models.DynamicConfigValue(id_val="mappings", value=mappings[field]))
             properties.append(
                 models.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
             )
@@ -772,7 +778,7 @@ def overview() -> dashboard.Dashboard:
             join_on="heartbeat",
             columns={
                 "status": ("State", "none"),
-                "Value #A": ("Current", "none"),
+                "Value #A": None,
                 "Value #B": ("Since last success", "dtdurations"),
             },
             width=12,
@@ -839,7 +845,7 @@ def overview() -> dashboard.Dashboard:
                 "Value #A": ("Up", "none"),
                 "Value #B": ("Config loaded", "none"),
                 "version": ("Version", "none"),
-                "Value #C": ("Build", "none"),
+                "Value #C": None,
                 "Value #D": ("Targets", "short"),
                 "Value #E": ("Probes", "ops"),
                 "Value #F": ("Scheduler lag p99", "s"),
@@ -1072,12 +1078,11 @@ def endpoint() -> dashboard.Dashboard:
             ],
             join_on="target",
             columns={
-                "Value #A": ("Certificate seen", "none"),
-                "Value #B": ("TLS seen", "none"),
+                "Value #A": None,
+                "Value #B": None,
                 "fingerprint_sha256": ("SHA-256 fingerprint", "none"),
                 "version": ("TLS version", "none"),
             },
-            mappings={"Value #A": YES_NO_MAPPINGS, "Value #B": YES_NO_MAPPINGS},
             width=12,
         ),
     ]
