@@ -424,3 +424,49 @@ def test_alert_dashboard_urls_land_on_a_dashboard(source: str, url: str) -> None
     for key, _ in parse_qsl(parts.query):
         if key.startswith("var-"):
             assert key[4:] in defined, f"{source}: {url} sets {key}, unknown to {uid}"
+
+
+def field_link_cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for where, item in all_panels():
+        for url in links(item["fieldConfig"]):
+            for label in re.findall(r"\$\{__field\.labels\.(\w+)\}", url):
+                yield where, label, item
+
+
+@pytest.mark.parametrize(("where", "label", "item"), list(field_link_cases()))
+def test_series_links_use_a_label_every_query_keeps(
+    where: str, label: str, item: dict[str, Any]
+) -> None:
+    """A link built from ``${__field.labels.X}`` needs X on every series of the panel."""
+    for target in item["targets"]:
+        groupings = re.findall(r"\bby \(([^)]*)\)", target["expr"])
+        assert groupings, f"{where}/{target['refId']}: no grouping keeps {label}"
+        outer = [name.strip() for name in groupings[0].split(",")]
+        assert label in outer, f"{where}/{target['refId']}: outer grouping drops {label}"
+
+
+HEARTBEAT_STATUSES = {"new", "up", "running", "late", "down", "failed"}
+
+
+def test_heartbeat_state_maps_name_every_contract_status() -> None:
+    """Every panel that turns heartbeat states into numbers maps each number back to a name."""
+    checked = 0
+    for where, item in all_panels():
+        if not any('status="up"' in t["expr"] for t in item["targets"]):
+            continue
+        texts = {
+            result["text"]
+            for mapping in item["fieldConfig"]["defaults"].get("mappings", [])
+            + [
+                m
+                for override in item["fieldConfig"]["overrides"]
+                for prop in override["properties"]
+                if prop["id"] == "mappings"
+                for m in prop["value"]
+            ]
+            if mapping["type"] == "value"
+            for result in mapping["options"].values()
+        }
+        assert texts == HEARTBEAT_STATUSES, where
+        checked += 1
+    assert checked >= 3
