@@ -14,8 +14,11 @@ import trustme
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from exporter.clock import SystemClock
+from exporter.probes.context import SharedClients
+from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
-from tests.conftest import ProbeOnce
+from tests.conftest import ProbeOnce, config_from_text
 
 ORDERS_SCHEMA = {
     "type": "object",
@@ -465,3 +468,93 @@ async def test_server_name_selects_the_name_verified(
         )
     )
     assert result.success, result.message
+
+
+async def test_a_self_signed_certificate_is_invalid_and_still_exports_its_expiry(
+    aiohttp_server: AiohttpServer, probe_once: ProbeOnce, tmp_path: Path
+) -> None:
+    own = trustme.CA()
+    own.cert_pem.write_to_path(str(tmp_path / "self.pem"))
+    own.private_key_pem.write_to_path(str(tmp_path / "self.key"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "self.pem", tmp_path / "self.key")
+    server = await aiohttp_server(make_app(), ssl=context)
+    result = await probe_once(target(f"https://127.0.0.1:{server.port}/orders"))
+    assert result.reason is Reason.CERT_INVALID
+    assert result.message == "certificate verification failed: self-signed certificate"
+    (leaf,) = result.chain
+    assert leaf.subject == leaf.issuer
+    assert result.cert_expiry == leaf.not_after
+
+
+async def test_a_client_certificate_is_presented_when_configured(
+    aiohttp_server: AiohttpServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    probe_once: ProbeOnce,
+    tmp_path: Path,
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    server = await aiohttp_server(make_app(), ssl=context)
+    client = ca.issue_cert("prober@lookout")
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    url = f"https://127.0.0.1:{server.port}/orders"
+    tls = f"ca_file: {ca_file}, cert_file: client.pem, key_file: client.pem"
+    with_cert = await probe_once(target(url, f"    http: {{tls: {{{tls}}}}}\n"))
+    assert with_cert.success, with_cert.message
+    without = await probe_once(target(url, f"    http: {{tls: {{ca_file: {ca_file}}}}}\n"))
+    assert not without.success
+    assert without.reason in {Reason.TLS, Reason.RESET}
+
+
+async def test_requests_go_through_the_configured_proxy(
+    aiohttp_server: AiohttpServer, probe_once: ProbeOnce
+) -> None:
+    seen: list[str] = []
+
+    async def forward_proxy(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        return web.Response(text="via proxy", headers={"Via": "1.1 test-proxy"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward_proxy)
+    proxy = await aiohttp_server(app)
+    result = await probe_once(
+        target(
+            "http://127.0.0.1:9/status",
+            f"    http: {{proxy_url: 'http://127.0.0.1:{proxy.port}'}}\n"
+            "    expect: {headers: [{name: Via, matches: test-proxy}]}\n",
+        )
+    )
+    assert result.success, result.message
+    assert seen == ["http://127.0.0.1:9/status"]
+
+
+async def test_ip6_family_probes_the_ipv6_loopback(
+    aiohttp_server: AiohttpServer, probe_once: ProbeOnce
+) -> None:
+    server = await aiohttp_server(make_app(), host="::1")
+    result = await probe_once(
+        target(f"http://[::1]:{server.port}/orders", "    http: {ip_family: ip6}\n")
+    )
+    assert result.success, result.message
+
+
+async def test_reused_connections_skip_connect_after_the_first_probe(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    server = await aiohttp_server(make_app())
+    text = target(f"http://127.0.0.1:{server.port}/orders", "    http: {reuse_connections: true}\n")
+    probe_target = config_from_text(text, tmp_path).targets[0]
+    clients = SharedClients()
+    try:
+        first = await run_probe(probe_target, clients, SystemClock())
+        second = await run_probe(probe_target, clients, SystemClock())
+    finally:
+        await clients.close()
+    assert "connect" in dict(first.phases)
+    assert "connect" not in dict(second.phases)
+    assert second.success
