@@ -47,7 +47,6 @@ DEADLINE_SECONDS = 40.0
 NOT_EXPOSED: dict[str, str] = {
     "lookout_dns_answers": "the DNS prober is not in the exporter yet",
     "lookout_heartbeat": "the heartbeat receiver is not in the exporter yet",
-    "lookout_host_": "the host collector is not in the exporter yet",
 }
 
 
