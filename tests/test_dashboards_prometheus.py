@@ -1,9 +1,10 @@
 """Every dashboard query, run by a real Prometheus against a real exporter.
 
-The exporter probes passing and failing loopback targets (plain HTTP and HTTPS with a test CA);
-Debian's ``prometheus`` scrapes it every second with the bundled rules loaded. Each panel query
-and each variable query is then sent through the HTTP API with the variables substituted: it must
-parse, and it must return data (a sample that is not NaN) within a bounded wait.
+The exporter probes passing and failing loopback targets (plain HTTP, HTTPS with a test CA, DNS
+over TCP); Debian's ``prometheus`` scrapes it every second with the bundled rules loaded. Each
+panel query and each variable query is then sent through the HTTP API with the variables
+substituted: it must parse, and it must return data (a sample that is not NaN) within a bounded
+wait.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import dns.message
+import dns.rrset
 import pytest
 import trustme
 import yaml
@@ -34,7 +37,7 @@ from tests.tools import require_tool
 pytestmark = pytest.mark.tools
 
 LOCATION = "test-location"
-TARGETS = ("api-ok", "api-failing", "api-tls")
+TARGETS = ("api-ok", "api-failing", "api-tls", "api-dns")
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
 RATE_INTERVAL = "4s"
@@ -45,7 +48,6 @@ DEADLINE_SECONDS = 40.0
 # read them must still parse but cannot return data; the test fails as soon as the exporter
 # exposes one of them, so the list cannot go stale.
 NOT_EXPOSED: dict[str, str] = {
-    "lookout_dns_answers": "the DNS prober is not in the exporter yet",
     "lookout_heartbeat": "the heartbeat receiver is not in the exporter yet",
 }
 
@@ -141,9 +143,43 @@ async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, 
     }
 
 
+async def answer_dns(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """DNS over TCP: two A records for any name, until the client hangs up."""
+    try:
+        while size := int.from_bytes(await reader.readexactly(2), "big"):
+            query = dns.message.from_wire(await reader.readexactly(size))
+            response = dns.message.make_response(query)
+            name = query.question[0].name
+            response.answer.append(
+                dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.1", "192.0.2.2")
+            )
+            wire = response.to_wire()
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+            await writer.drain()
+    except asyncio.IncompleteReadError:
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def nameserver() -> AsyncIterator[str]:
+    server = await asyncio.start_server(answer_dns, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def exporter(
-    aiohttp_server: AiohttpServer, upstreams: dict[str, str], ca_file: Path, tmp_path: Path
+    aiohttp_server: AiohttpServer,
+    upstreams: dict[str, str],
+    nameserver: str,
+    ca_file: Path,
+    tmp_path: Path,
 ) -> str:
     """The exporter on a loopback port, probing every target every 200 ms; its address."""
     path = tmp_path / "lookout.yml"
@@ -164,6 +200,10 @@ targets:
     kind: http
     url: {upstreams["secure"]}/ok
     http: {{tls: {{ca_file: {ca_file}}}}}
+  - name: api-dns
+    kind: dns
+    query: api.example.test
+    dns: {{nameserver: "{nameserver}", transport: tcp}}
 """,
         encoding="utf-8",
     )
