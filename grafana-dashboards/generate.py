@@ -990,8 +990,9 @@ def endpoint() -> dashboard.Dashboard:
         ),
         graph(
             "Phases of the latest probe",
-            "Where the time of the latest probe went: resolve, connect, tls, processing, "
-            "transfer (largest over locations).",
+            "Where the time of the latest probe went, by phase: resolve, connect, tls, "
+            "processing, transfer for HTTP; query for DNS; dialog, starttls or banner and the "
+            "SMTP steps for the other kinds (largest over locations).",
             "s",
             [Query(f"max by (phase) (lookout_probe_phase_seconds{{{TARGET}}})", "{{phase}}")],
             stacked=True,
