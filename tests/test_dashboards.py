@@ -253,6 +253,15 @@ def test_dashboards_have_the_common_variables(uid: str) -> None:
             assert variable["datasource"] == DATASOURCE
 
 
+def test_query_variables_reload_on_time_range_change_and_are_labelled() -> None:
+    """Lists follow the time range (a replaced pod's instance appears without a reload)."""
+    for board in DASHBOARDS.values():
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                assert variable["refresh"] == 2, f"{board['uid']}: ${variable['name']}"
+                assert variable["label"] == variable["name"].title()
+
+
 def test_job_and_instance_all_stay_within_lookout_series() -> None:
     """ "All" of job and instance expands to the listed values, never to ".*" (which would pull
     in every other exporter's ``up``); location's "All" is ".*" to match series without it."""
@@ -334,6 +343,25 @@ def test_queries_are_scoped_by_job_and_instance(
     for selector in re.findall(r"\b[a-z_:][a-z0-9_:]*\{([^}]*)\}", target["expr"]):
         assert 'job=~"$job"' in selector, f"{where}: {selector}"
         assert 'instance=~"$instance"' in selector, f"{where}: {selector}"
+
+
+COUNTER_SERIES = {
+    name for name in CONTRACT_SERIES if name.endswith(("_total", "_bucket", "_count", "_sum"))
+}
+
+
+@pytest.mark.parametrize(("where", "item", "target"), list(queries()), ids=QUERY_IDS)
+def test_counters_are_only_read_through_rate_or_increase(
+    where: str, item: dict[str, Any], target: dict[str, Any]
+) -> None:
+    """A raw counter value means nothing on a graph; it must be the argument of a rate."""
+    expr = target["expr"]
+    for found in re.finditer(r"\b([a-z_:][a-z0-9_:]*)\{[^}]*\}(\[[^\]]+\])?", expr):
+        if found.group(1) not in COUNTER_SERIES:
+            continue
+        before = expr[: found.start()].rstrip()
+        assert re.search(r"\b(rate|irate|increase)\($", before), f"{where}: {found.group(0)}"
+        assert found.group(2), f"{where}: {found.group(0)} has no range"
 
 
 METRIC = re.compile(r"\b([a-z_:][a-z0-9_:]*)\{")
