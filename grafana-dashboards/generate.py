@@ -519,6 +519,8 @@ def frame(
         dashboard.DatasourceVariable | dashboard.QueryVariable | dashboard.CustomVariable
     ],
     rows: Sequence[tuple[str, Sequence[Builder[models.Panel]]]],
+    *,
+    since: str = "now-6h",
 ) -> dashboard.Dashboard:
     """The dashboard around the panels: uid, variables, links to its siblings, ids and rows."""
     board = (
@@ -528,7 +530,7 @@ def frame(
         .tags([TAG])
         .editable()
         .refresh("1m")
-        .time("now-6h", "now")
+        .time(since, "now")
         .timezone("browser")
         .tooltip(models.DashboardCursorSync.CROSSHAIR)
         .link(
@@ -1283,6 +1285,8 @@ def heartbeats() -> dashboard.Dashboard:
         "codes and alive instances.",
         [*common_variables(), heartbeat],
         [("State", state), ("Timing", timing), ("Pings and instances", pings)],
+        # A day shows a daily cron job's whole cycle: the run, its age growing to the deadline.
+        since="now-24h",
     )
 
 
