@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -218,6 +220,18 @@ def test_the_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     assert sorted(stale) == sorted(UIDS)
     assert (tmp_path / "host.json").read_text(encoding="utf-8") == "{}\n"
     assert not (tmp_path / "overview.json").exists()
+
+
+def test_the_generator_command_checks_the_committed_files() -> None:
+    """``python grafana-dashboards/generate.py --check`` exits 0 on an up-to-date tree."""
+    done = subprocess.run(
+        [sys.executable, str(DASHBOARD_DIR / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_uids_are_the_contract_ones_unique_and_short() -> None:
