@@ -437,7 +437,8 @@ def grid(
             properties.append(
                 models.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
             )
-        built = built.override_by_name(field, properties)
+        # Overrides match the name a field is shown with, so after the rename.
+        built = built.override_by_name(column[0], properties)
     if links:
         built = built.override_by_name(
             join_on,

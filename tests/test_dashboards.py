@@ -504,3 +504,27 @@ def test_heartbeat_state_maps_name_every_contract_status() -> None:
         assert texts == HEARTBEAT_STATUSES, where
         checked += 1
     assert checked >= 3
+
+
+def table_cases() -> Iterator[tuple[str, dict[str, Any]]]:
+    for where, item in all_panels():
+        if item["type"] == "table":
+            yield where, item
+
+
+@pytest.mark.parametrize(("where", "item"), list(table_cases()))
+def test_table_overrides_name_the_columns_as_shown(where: str, item: dict[str, Any]) -> None:
+    """Field overrides match the name a column is shown with, i.e. after the organize rename;
+    an override on the raw "Value #A" would silently drop its unit and colors."""
+    shown: set[str] = set()
+    joined: set[str] = set()
+    for transformation in item["transformations"]:
+        if transformation["id"] == "organize":
+            shown |= set(transformation["options"]["renameByName"].values())
+            renamed = set(transformation["options"]["renameByName"])
+            assert not renamed & set(transformation["options"]["excludeByName"]), where
+        if transformation["id"] == "joinByField":
+            joined.add(transformation["options"]["byField"])
+    for override in item["fieldConfig"]["overrides"]:
+        assert override["matcher"]["id"] == "byName"
+        assert override["matcher"]["options"] in shown | joined, f"{where}: {override}"
