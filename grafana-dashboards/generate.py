@@ -480,6 +480,11 @@ def query_variable(
         .multi(multi)
         .include_all(multi)
     )
+    if multi:
+        # Opens on "All" rather than on whichever value happens to sort first.
+        variable = variable.current(
+            models.VariableOption(selected=True, text=["All"], value=["$__all"])
+        )
     if all_value is not None:
         variable = variable.all_value(all_value)
     return variable
