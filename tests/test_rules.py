@@ -13,14 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.rules.pack import ALERTS, ROOT, RULE_FILES, UNIT_TESTS, alert_id
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.tools
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "rules"
-RULE_FILES = sorted([*RULES.glob("recording/*.yml"), *RULES.glob("alerts/*.yml")])
-UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.test.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/lookout-exporter/lookout/blob/main/docs/runbooks/"
 DASHBOARD_UIDS = {"lookout-overview", "lookout-endpoint", "lookout-heartbeats", "lookout-host"}
@@ -28,22 +25,7 @@ SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 # Always firing by design: it has no case in which it must not fire.
 ALWAYS_FIRING = {"LookoutWatchdog"}
-
-
-def load_alerts() -> list[dict[str, Any]]:
-    alerts = []
-    for path in RULE_FILES:
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            alerts.extend(rule for rule in group["rules"] if "alert" in rule)
-    return alerts
-
-
-ALERTS = load_alerts()
 ALERT_NAMES = sorted({rule["alert"] for rule in ALERTS})
-
-
-def alert_id(rule: dict[str, Any]) -> str:
-    return f"{rule['alert']}-{rule['labels'].get('severity')}"
 
 
 def kebab(name: str) -> str:
