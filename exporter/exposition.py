@@ -43,7 +43,7 @@ def format_value(value: float) -> str:
         return "-Inf"
     if math.isnan(value):
         return "NaN"
-    if isinstance(value, int) or value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
         return str(int(value))
     return repr(value)
 

@@ -52,16 +52,18 @@ class ProbeTrace:
     http_version: str | None = None
     response_size: int | None = None
     dns_answers: int | None = None
-    notes: list[str] = field(default_factory=list)
+    active: str | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time the enclosed block as phase ``name`` (recorded even if the block raises)."""
         start = self.clock.monotonic()
+        self.active = name
         try:
             yield
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + self.clock.monotonic() - start
+        self.active = None
 
     def check(self, name: str, passed: bool, detail: str) -> bool:
         self.checks.append(Check(name, passed, detail))

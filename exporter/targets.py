@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error
 from exporter.units import StatusPattern, parse_duration, parse_size, parse_status
 
 __all__ = [
@@ -136,9 +136,9 @@ def build_target(
 def _build_slo(raw: Mapping[str, Any]) -> Slo:
     latency = raw.get("latency")
     return Slo(
-        availability=raw["availability"] / 100 if "availability" in raw else None,
+        availability=round(raw["availability"] / 100, 10) if "availability" in raw else None,
         latency_threshold=parse_duration(latency["threshold"]) if latency else None,
-        latency_objective=latency["objective"] / 100 if latency else None,
+        latency_objective=round(latency["objective"] / 100, 10) if latency else None,
     )
 
 
@@ -164,7 +164,9 @@ def _build_http(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec
         auth = http["basic_auth"]
         password = auth.get("password", "")
         if "password_file" in auth:
-            password = source.read_text(auth["password_file"], (*hat, "basic_auth", "password_file"))
+            password = source.read_text(
+                auth["password_file"], (*hat, "basic_auth", "password_file")
+            )
         pair = f"{auth['username']}:{password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     body: bytes | None = None
@@ -219,19 +221,22 @@ def _build_http_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> H
     validator = None
     if "json_schema" in raw:
         schema = _load_json_schema(raw["json_schema"], (*at, "json_schema"), source)
-        validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+        validator_class = jsonschema.validators.validator_for(
+            schema, jsonschema.Draft202012Validator
+        )
         try:
             validator_class.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise ConfigProblem(
-                (*at, "json_schema"), f"not a valid JSON Schema: {exc.message}"
+                (*at, "json_schema"), f"not a valid JSON Schema: {describe_error(exc)}"
             ) from None
         validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
     return HttpExpect(
         status=tuple(parse_status(item) for item in raw.get("status", ["2xx"])),
         headers=headers,
         body_matches=tuple(
-            compile_regex(p, (*at, "body_matches", i)) for i, p in enumerate(raw.get("body_matches", []))
+            compile_regex(p, (*at, "body_matches", i))
+            for i, p in enumerate(raw.get("body_matches", []))
         ),
         body_not_matches=tuple(
             compile_regex(p, (*at, "body_not_matches", i))

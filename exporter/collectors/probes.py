@@ -26,10 +26,18 @@ from exporter.stats import ProbeStats
 __all__ = ["FAMILIES", "ProbeCollector"]
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
-    ("lookout_probe_success", "gauge", "1 if the latest scheduled probe passed every check, else 0."),
+    (
+        "lookout_probe_success",
+        "gauge",
+        "1 if the latest scheduled probe passed every check, else 0.",
+    ),
     ("lookout_probe_duration_seconds", "histogram", "Duration of every probe, passed or failed."),
     ("lookout_probe_failures_total", "counter", "Failed probes by failure reason."),
-    ("lookout_probe_phase_seconds", "gauge", "Duration of each phase of the latest scheduled probe."),
+    (
+        "lookout_probe_phase_seconds",
+        "gauge",
+        "Duration of each phase of the latest scheduled probe.",
+    ),
     (
         "lookout_probe_last_run_timestamp_seconds",
         "gauge",
@@ -41,7 +49,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "gauge",
         "Body size read by the latest scheduled probe (capped at expect.max_size + 1).",
     ),
-    ("lookout_probe_slo_objective_ratio", "gauge", "The target's declared SLO objective as a ratio."),
+    (
+        "lookout_probe_slo_objective_ratio",
+        "gauge",
+        "The target's declared SLO objective as a ratio.",
+    ),
     (
         "lookout_probe_latency_threshold_seconds",
         "gauge",
@@ -54,7 +66,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "Earliest NotAfter in the certificate chain presented to the latest scheduled probe, "
         "also when verification failed.",
     ),
-    ("lookout_tls_cert_info", "gauge", "Identity of the leaf certificate seen by the latest probe."),
+    (
+        "lookout_tls_cert_info",
+        "gauge",
+        "Identity of the leaf certificate seen by the latest probe.",
+    ),
     ("lookout_tls_version_info", "gauge", "TLS version negotiated by the latest scheduled probe."),
     ("lookout_dns_answers", "gauge", "Number of answer records of the latest scheduled DNS probe."),
 )
@@ -117,17 +133,20 @@ def render_target(stats: ProbeStats, location: str | None) -> dict[str, str]:
 
 
 class ProbeCollector:
-    """Text collector over the scheduler's stats; ``location`` labels every series when set."""
+    """Text collector over the scheduler's stats; ``location()`` labels every series when set."""
 
-    def __init__(self, stats: Callable[[], Iterable[ProbeStats]], location: str | None) -> None:
+    def __init__(
+        self, stats: Callable[[], Iterable[ProbeStats]], location: Callable[[], str | None]
+    ) -> None:
         self._stats = stats
         self._location = location
 
     def expose(self) -> Iterable[str]:
         rendered = []
+        location = self._location()
         for stats in self._stats():
             if stats.rendered is None:
-                stats.rendered = render_target(stats, self._location)
+                stats.rendered = render_target(stats, location)
             rendered.append(stats.rendered)
         for name, kind, help_text in FAMILIES:
             chunks = [r[name] for r in rendered if name in r]

@@ -1,0 +1,155 @@
+"""The ``lookout-exporter`` command: run the exporter, check a config, print the version.
+
+``run`` is the default subcommand, so ``lookout-exporter --config lookout.yml`` works, and
+without ``--config`` it runs the embedded default config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from exporter import __version__, config
+from exporter.app import RUNTIME, Options, create_app
+from exporter.config import ConfigError
+from exporter.logs import setup_logging
+from exporter.scheduler import Shard
+
+__all__ = ["main"]
+
+log = logging.getLogger("exporter")
+
+DEFAULT_LISTEN = ":9471"
+SUBCOMMANDS = ("run", "check-config", "version")
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (all interfaces)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid listen address {text!r}, use HOST:PORT")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lookout-exporter",
+        description="Prometheus exporter: probes endpoints, receives heartbeats, reports the host.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run the exporter (the default)")
+    run.add_argument("--config", help="YAML config file (default: the embedded default config)")
+    run.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        type=parse_listen_address,
+        default=parse_listen_address(DEFAULT_LISTEN),
+        help=f"address to serve on (default {DEFAULT_LISTEN})",
+    )
+    run.add_argument("--location", help="location label for every probe series")
+    run.add_argument("--shard", type=_shard, help="probe only share I of N of the targets (I/N)")
+    run.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+    )
+    run.add_argument(
+        "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
+    )
+    check = commands.add_parser("check-config", help="validate a config file (exit 0 valid, 1 not)")
+    check.add_argument("file")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        args_list.insert(0, "run")
+    args = build_parser().parse_args(args_list)
+    if args.command == "version":
+        print(f"lookout-exporter {__version__}")
+        return 0
+    if args.command == "check-config":
+        return check_config(args.file)
+    return run(args)
+
+
+def check_config(path: str) -> int:
+    try:
+        loaded = config.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, {len(loaded.targets)} targets")
+    return 0
+
+
+def _self_address(host: str | None, port: int) -> str:
+    if host in (None, "", "0.0.0.0"):
+        return f"127.0.0.1:{port}"
+    if host == "::":
+        return f"[::1]:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, args.log_format)
+    host, port = args.listen
+    environ = dict(os.environ)
+    if args.config is None:
+        # Only the embedded config refers to the exporter's own address.
+        environ.setdefault("LOOKOUT_SELF_ADDRESS", _self_address(host, port))
+    try:
+        loaded = config.load(args.config, environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("invalid config", extra={"problem": problem})
+        return 1
+    options = Options(config_path=args.config, location=args.location, shard=args.shard)
+    app = create_app(options, loaded)
+
+    async def on_startup(app: web.Application) -> None:
+        runtime = app[RUNTIME]
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.create_task(runtime.reload(), name="reload")
+        )
+        log.info(
+            "listening",
+            extra={
+                "address": f"{host or '*'}:{port}",
+                "config": loaded.source,
+                "version": __version__,
+            },
+        )
+
+    app.on_startup.append(on_startup)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=_new_loop())
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (cheaper sockets and TLS), else the standard event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

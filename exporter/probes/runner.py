@@ -1,0 +1,50 @@
+"""Runs one probe of one target: under its timeout, timed, with every error captured.
+
+A prober that raises anything never reaches the scheduler as an exception: a ``ProbeFailure``
+keeps its reason, a timeout becomes ``timeout`` (naming the phase it was in), and anything else
+becomes ``error`` and is logged with its traceback, since it is a bug in the prober.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from exporter.clock import Clock
+from exporter.probes import PROBERS
+from exporter.probes.context import ProbeContext, SharedClients
+from exporter.reasons import ProbeFailure, Reason
+from exporter.results import ProbeResult, ProbeTrace
+from exporter.targets import Target
+from exporter.units import format_duration
+
+__all__ = ["run_probe"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_probe(target: Target, clients: SharedClients, clock: Clock) -> ProbeResult:
+    trace = ProbeTrace(clock)
+    reason: Reason | None = None
+    message = ""
+    started = clock.monotonic()
+    try:
+        async with asyncio.timeout(target.timeout):
+            await PROBERS[target.kind](target, ProbeContext(trace, clients))
+    except ProbeFailure as failure:
+        reason, message = failure.reason, failure.message
+    except TimeoutError:
+        reason = Reason.TIMEOUT
+        during = f" during {trace.active}" if trace.active else ""
+        message = f"no result within {format_duration(target.timeout)}{during}"
+    except Exception as exc:
+        log.exception("prober error", extra={"target": target.name})
+        reason, message = Reason.ERROR, f"{type(exc).__name__}: {exc}"
+    return ProbeResult.from_trace(
+        target.name,
+        trace,
+        duration=clock.monotonic() - started,
+        finished_at=clock.time(),
+        reason=reason,
+        message=message,
+    )

@@ -1,0 +1,154 @@
+"""TLS client contexts, and what a handshake presented: the chain, the version, why it failed.
+
+Shared by every prober with a TLS step. ``ObservedSSLContext`` remembers the SSL object of each
+handshake started in the current task, so the presented chain can be read even when verification
+failed (an expired or self-signed certificate still shows its NotAfter), without a second
+handshake, and marks when the handshake started so TCP connect and TLS time are told apart.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import hashlib
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from exporter.clock import Clock
+from exporter.reasons import ProbeFailure, Reason
+from exporter.results import Certificate
+from exporter.targets import ClientTLS
+
+__all__ = [
+    "Handshake",
+    "ObservedSSLContext",
+    "client_context",
+    "failure_from_ssl_error",
+    "observe_handshakes",
+    "parse_certificate",
+    "presented_chain",
+]
+
+_TLS_VERSIONS = {
+    "TLS1.0": ssl.TLSVersion.TLSv1,
+    "TLS1.1": ssl.TLSVersion.TLSv1_1,
+    "TLS1.2": ssl.TLSVersion.TLSv1_2,
+    "TLS1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+@dataclass(slots=True)
+class Handshake:
+    """The latest handshake started by this task: when it began and its SSL object."""
+
+    clock: Clock
+    started_at: float | None = None
+    ssl_object: ssl.SSLObject | None = None
+
+
+_current: ContextVar[Handshake | None] = ContextVar("lookout_handshake", default=None)
+
+
+class ObservedSSLContext(ssl.SSLContext):
+    """An SSLContext that tells the current task's ``Handshake`` about each TLS session it makes."""
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        ssl_object = super().wrap_bio(*args, **kwargs)
+        handshake = _current.get()
+        if handshake is not None:
+            handshake.started_at = handshake.clock.monotonic()
+            handshake.ssl_object = ssl_object
+        return ssl_object
+
+
+@contextmanager
+def observe_handshakes(clock: Clock) -> Iterator[Handshake]:
+    handshake = Handshake(clock)
+    token = _current.set(handshake)
+    try:
+        yield handshake
+    finally:
+        _current.reset(token)
+
+
+_contexts: dict[ClientTLS, ObservedSSLContext] = {}
+
+
+def client_context(settings: ClientTLS) -> ObservedSSLContext:
+    """The (cached) client context for these settings; loading CA bundles is too slow per probe."""
+    context = _contexts.get(settings)
+    if context is not None:
+        return context
+    context = ObservedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.ca_file:
+        context.load_verify_locations(cafile=settings.ca_file)
+    else:
+        context.load_default_certs()
+    if settings.cert_file:
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    if settings.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if settings.min_version:
+        context.minimum_version = _TLS_VERSIONS[settings.min_version]
+    _contexts[settings] = context
+    return context
+
+
+def presented_chain(ssl_object: ssl.SSLObject | None) -> tuple[Certificate, ...]:
+    """The chain the peer sent, verified or not (empty when it sent none)."""
+    if ssl_object is None:
+        return ()
+    reader = getattr(ssl_object, "get_unverified_chain", None)  # public from Python 3.13
+    if reader is None:
+        reader = ssl_object._sslobj.get_unverified_chain  # type: ignore[attr-defined]
+    try:
+        raw = reader() or []
+    except (ssl.SSLError, ValueError):
+        return ()
+    ders = [
+        item if isinstance(item, bytes) else item.public_bytes(_ssl.ENCODING_DER) for item in raw
+    ]
+    return tuple(parse_certificate(der) for der in ders)
+
+
+def parse_certificate(der: bytes) -> Certificate:
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = tuple(str(v) for v in names.get_values_for_type(x509.DNSName))
+        dns_names += tuple(str(v) for v in names.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        dns_names = ()
+    return Certificate(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "x"),
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+        dns_names=dns_names,
+    )
+
+
+def failure_from_ssl_error(error: ssl.SSLError) -> ProbeFailure:
+    """The failure reason for a failed handshake, telling certificate problems apart."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        code = error.verify_code
+        text = f"certificate verification failed: {error.verify_message}"
+        if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+            return ProbeFailure(Reason.CERT_EXPIRED, text)
+        if code == 9:  # X509_V_ERR_CERT_NOT_YET_VALID
+            return ProbeFailure(Reason.CERT_NOT_YET_VALID, text)
+        if code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+            return ProbeFailure(Reason.CERT_HOSTNAME, text)
+        return ProbeFailure(Reason.CERT_INVALID, text)
+    reason = error.reason or str(error)
+    if "VERSION" in reason.upper():
+        return ProbeFailure(Reason.TLS_VERSION, f"TLS handshake failed: {reason}")
+    return ProbeFailure(Reason.TLS, f"TLS handshake failed: {reason}")
