@@ -145,3 +145,22 @@ def test_alert_has_a_unit_test_where_it_must_not_fire(name: str) -> None:
 
 def test_unit_tests_only_name_existing_alerts() -> None:
     assert {case["alertname"] for case in CASES} <= set(ALERT_NAMES)
+
+
+def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
+    """A typo in a `level:metric:operation` name would silently match nothing; and nothing is
+    recorded for no use except the budget remaining, which is for dashboards."""
+    rules = [
+        rule
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    recorded = {rule["record"] for rule in rules if "record" in rule}
+    used = {
+        name
+        for rule in rules
+        for name in re.findall(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", rule["expr"])
+    }
+    assert used <= recorded, used - recorded
+    assert recorded - used == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}

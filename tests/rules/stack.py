@@ -1,4 +1,5 @@
-"""Running real Prometheus, Alertmanager and exporter processes for the alerting tests.
+"""Running real Prometheus, Alertmanager and exporter processes for the alerting tests, and the
+webhook receiver Alertmanager notifies.
 
 Every process listens on 127.0.0.1 only, writes its output to a log file that a failing test
 shows, and is stopped (terminate, then kill) when its ``running`` block ends.
@@ -11,10 +12,13 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-__all__ = ["READY_TIMEOUT", "free_port", "running"]
+__all__ = ["READY_TIMEOUT", "Webhook", "free_port", "running", "webhook_server"]
 
 # Seconds a process may take to answer its readiness URL.
 READY_TIMEOUT = 30.0
@@ -44,12 +48,12 @@ async def _wait_ready(process: asyncio.subprocess.Process, url: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def running(
-    argv: Sequence[str], ready_url: str, log: Path
+    argv: Sequence[str], ready_url: str, log: Path, cwd: Path | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """Start ``argv``, wait until ``ready_url`` answers 200, and stop the process afterwards."""
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdout=output, stderr=asyncio.subprocess.STDOUT
+            *argv, stdout=output, stderr=asyncio.subprocess.STDOUT, cwd=cwd
         )
     try:
         try:
@@ -70,3 +74,55 @@ async def running(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+class Webhook:
+    """Alertmanager webhook notifications, kept in arrival order with their receiver's name
+    (the last path segment of the URL they were posted to)."""
+
+    def __init__(self) -> None:
+        self.notifications: list[tuple[str, dict[str, Any]]] = []
+        self._arrived = asyncio.Condition()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        async with self._arrived:
+            self.notifications.append((request.match_info["receiver"], payload))
+            self._arrived.notify_all()
+        return web.Response(text="ok")
+
+    def delivered(self, receiver: str) -> list[dict[str, Any]]:
+        """Every alert (with its own ``status``) delivered to ``receiver`` so far."""
+        return [
+            alert
+            for name, payload in self.notifications
+            if name == receiver
+            for alert in payload["alerts"]
+        ]
+
+    async def wait_for(
+        self, receiver: str, status: str, alertname: str, **labels: str
+    ) -> dict[str, Any]:
+        """The first alert delivered to ``receiver`` with this status, name and labels; waits
+        for it (bound the wait with ``asyncio.timeout``)."""
+        wanted = {"alertname": alertname, **labels}
+        async with self._arrived:
+            while True:
+                for alert in self.delivered(receiver):
+                    if alert["status"] == status and wanted.items() <= alert["labels"].items():
+                        return alert
+                await self._arrived.wait()
+
+
+@contextlib.asynccontextmanager
+async def webhook_server() -> AsyncIterator[tuple[Webhook, str]]:
+    """A webhook receiver on 127.0.0.1 and its base URL; post to ``BASE/<receiver name>``."""
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_post("/{receiver}", hook.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield hook, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
