@@ -24,7 +24,7 @@ ALERTMANAGER_CONFIG = ROOT / "rules" / "alertmanager" / "alertmanager.yml"
 
 
 def _alerts() -> list[dict[str, Any]]:
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             alerts.extend(rule for rule in group["rules"] if "alert" in rule)
