@@ -6,6 +6,7 @@ fire by a unit test.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,29 @@ def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
     }
     assert used <= recorded, used - recorded
     assert recorded - used == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
+
+
+def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:
+    """The unit tests compare annotations exactly: a changed description is caught."""
+    promtool = require_tool("promtool")
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    shutil.copytree(ROOT / "tests" / "rules", tmp_path / "tests" / "rules")
+    alerts = tmp_path / "rules" / "alerts" / "probes.yml"
+    text = alerts.read_text()
+    assert "for more than 5 minutes." in text
+    alerts.write_text(text.replace("for more than 5 minutes.", "for a while."))
+    run = subprocess.run(
+        [promtool, "test", "rules", "probes.test.yml"],
+        cwd=tmp_path / "tests" / "rules",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert "for a while." in run.stdout + run.stderr
+
+
+def test_the_alerting_guide_names_every_alert() -> None:
+    guide = (ROOT / "docs" / "alerting.md").read_text()
+    assert [name for name in ALERT_NAMES if name not in guide] == []
