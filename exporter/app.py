@@ -28,6 +28,7 @@ from exporter.config import Config, ConfigError
 from exporter.exposition import TextCollector
 from exporter.probes.context import SharedClients
 from exporter.scheduler import Scheduler, Shard
+from exporter.status import add_routes as add_status_routes
 
 __all__ = ["RUNTIME", "Options", "Runtime", "create_app"]
 
@@ -53,6 +54,7 @@ class Runtime:
     def __init__(self, options: Options, config: Config, clock: Clock) -> None:
         self.options = options
         self.clock = clock
+        self.started_at = clock.time()
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
@@ -153,4 +155,5 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    add_status_routes(app, runtime)
     return app

@@ -1,0 +1,230 @@
+"""What the status page, the JSON API and ``lookout-exporter probe`` show, as JSON-ready data.
+
+One module turns ``ProbeStats`` and ``ProbeResult`` into plain dicts, so the page, the API and the
+command line cannot disagree: the API returns these dicts as they are (their shape is
+``docs/openapi.yaml``), the page and the command render them.
+
+A target's state is ``down`` (its latest probe failed), ``pending`` (not probed yet) or ``up``.
+The recent window is ``ProbeStats.history``: p50/p95 there are exact quantiles of the kept
+durations (linear interpolation between the closest ranks), not histogram bucket bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from exporter import __version__
+from exporter.results import Certificate, ProbeResult
+from exporter.stats import ProbeStats
+from exporter.targets import HttpSpec, Target
+
+if TYPE_CHECKING:
+    from exporter.app import Runtime
+
+__all__ = [
+    "FILTERS",
+    "SORTS",
+    "certificate_json",
+    "choice",
+    "endpoint",
+    "exporter_json",
+    "quantile",
+    "redact_url",
+    "request_json",
+    "result_json",
+    "select",
+    "target_detail",
+    "target_summary",
+]
+
+# Failing states first: the order of the default sort and of the filter links.
+SEVERITY: Mapping[str, int] = {"down": 0, "failed": 0, "late": 1, "pending": 2, "new": 2}
+FAILING = frozenset({"down", "failed", "late"})
+SORTS = ("state", "name")
+FILTERS = ("all", "failing", "down", "failed", "late", "pending", "new", "running", "up")
+SECONDS_PER_DAY = 86400.0
+# Request headers whose values are secrets; shown as "<redacted>".
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|key|password", re.IGNORECASE)
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The exact ``q`` quantile of ``values`` (linear between closest ranks), None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password in its user info (the page and API show URLs to anyone)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    netloc = f"{parts.username}:<redacted>@{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def endpoint(target: Target) -> str:
+    """What the target points at, whatever its kind: its URL, address or query."""
+    spec = target.spec
+    if isinstance(spec, HttpSpec):
+        return redact_url(spec.url)
+    for attribute in ("address", "query"):
+        value = getattr(spec, attribute, None)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def request_json(target: Target) -> dict[str, Any]:
+    """The request a probe of ``target`` makes, secrets redacted."""
+    spec = target.spec
+    request: dict[str, Any] = {"kind": target.kind, "endpoint": endpoint(target)}
+    if isinstance(spec, HttpSpec):
+        request["method"] = spec.method
+        request["headers"] = [
+            {"name": name, "value": "<redacted>" if _SECRET_HEADER.search(name) else value}
+            for name, value in spec.headers
+        ]
+        request["body_bytes"] = len(spec.body) if spec.body is not None else 0
+    request["timeout_seconds"] = target.timeout
+    return request
+
+
+def certificate_json(cert: Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial,
+        "fingerprint_sha256": cert.fingerprint_sha256,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "dns_names": list(cert.dns_names),
+    }
+
+
+def result_json(result: ProbeResult) -> dict[str, Any]:
+    """One probe's outcome with its phases, checks and presented certificate chain."""
+    return {
+        "finished_at": result.finished_at,
+        "success": result.success,
+        "duration_seconds": result.duration,
+        "reason": None if result.reason is None else result.reason.value,
+        "message": result.message,
+        "phases": [{"phase": name, "seconds": seconds} for name, seconds in result.phases],
+        "checks": [
+            {"name": check.name, "passed": check.passed, "detail": check.detail}
+            for check in result.checks
+        ],
+        "status_code": result.status_code,
+        "http_version": result.http_version,
+        "response_size_bytes": result.response_size,
+        "tls_version": result.tls_version,
+        "dns_answers": result.dns_answers,
+        "certificates": [certificate_json(cert) for cert in result.chain],
+    }
+
+
+def target_state(stats: ProbeStats) -> str:
+    last = stats.last
+    if last is None:
+        return "pending"
+    return "up" if last.success else "down"
+
+
+def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+    """A target as one row of the status page: state, latest probe, recent window, cert."""
+    target = stats.target
+    last = stats.last
+    failure = next((r for r in reversed(stats.history) if not r.success), None)
+    durations = [r.duration for r in stats.history]
+    expiry = last.cert_expiry if last is not None else None
+    return {
+        "name": target.name,
+        "kind": target.kind,
+        "location": location,
+        "labels": dict(target.labels),
+        "endpoint": endpoint(target),
+        "interval_seconds": target.interval,
+        "timeout_seconds": target.timeout,
+        "state": target_state(stats),
+        "last_run_at": last.finished_at if last is not None else None,
+        "last_duration_seconds": last.duration if last is not None else None,
+        "last_status_code": last.status_code if last is not None else None,
+        "last_failure": None
+        if failure is None
+        else {
+            "at": failure.finished_at,
+            "reason": None if failure.reason is None else failure.reason.value,
+            "message": failure.message,
+            "current": failure is last,
+        },
+        "window": {
+            "probes": len(durations),
+            "failures": sum(1 for r in stats.history if not r.success),
+            "p50_seconds": quantile(durations, 0.5),
+            "p95_seconds": quantile(durations, 0.95),
+        },
+        "cert_expiry_timestamp_seconds": expiry,
+        "cert_days_left": None if expiry is None else (expiry - now) / SECONDS_PER_DAY,
+        "probes_total": stats.probes,
+        "failures_total": {reason.value: n for reason, n in sorted(stats.failures.items())},
+    }
+
+
+def target_detail(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+    """A target's summary plus its request and its recent probes, newest first."""
+    detail = target_summary(stats, now, location)
+    detail["request"] = request_json(stats.target)
+    detail["history"] = [result_json(result) for result in reversed(stats.history)]
+    return detail
+
+
+def exporter_json(runtime: Runtime, now: float) -> dict[str, Any]:
+    """The exporter itself: version, config and its reload state, uptime."""
+    reload = runtime.reload_state
+    return {
+        "version": __version__,
+        "location": runtime.location,
+        "config": runtime.config.source,
+        "reload": {
+            "successful": reload.successful,
+            "last_success_at": reload.last_success,
+            "last_error": reload.last_error,
+        },
+        "started_at": runtime.started_at,
+        "uptime_seconds": max(0.0, now - runtime.started_at),
+        "targets": len(runtime.scheduler.stats),
+    }
+
+
+def select(items: Iterable[dict[str, Any]], state: str, sort: str) -> list[dict[str, Any]]:
+    """Items (targets or heartbeats) in filter ``state`` (see FILTERS), sorted by ``sort``."""
+    if state == "failing":
+        chosen = [item for item in items if item["state"] in FAILING]
+    elif state == "all":
+        chosen = list(items)
+    else:
+        chosen = [item for item in items if item["state"] == state]
+    if sort == "name":
+        return sorted(chosen, key=lambda item: item["name"])
+    return sorted(chosen, key=lambda item: (SEVERITY.get(item["state"], 3), item["name"]))
+
+
+def choice(query: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
+    """Query parameter ``key``, one of ``choices`` (the first is the default)."""
+    value = query.get(key, choices[0])
+    if value not in choices:
+        raise ValueError(f"invalid {key}={value!r}: use one of {', '.join(choices)}")
+    return value
