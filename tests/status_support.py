@@ -1,0 +1,90 @@
+"""Shared by the status page, API and browser tests: a loopback service with a healthy, a broken
+and a hostile endpoint, a config probing it, and a wait until every target has probed.
+
+The hostile endpoint answers with HTML and script in a header and in its body; the config's
+checks fail on both, so the failure messages the page shows carry that markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from exporter.app import RUNTIME
+
+# Would set window.pwned if it ever ran in a browser.
+HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+HOSTILE_QUERY = '?q="><script>window.pwned=3</script>'
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+        self.mono = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def service_app() -> web.Application:
+    async def ok(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def broken(_request: web.Request) -> web.Response:
+        return web.Response(status=500, text="broken")
+
+    async def hostile(_request: web.Request) -> web.Response:
+        return web.Response(text=f"<html>{HOSTILE}</html>", headers={"X-Evil": HOSTILE})
+
+    app = web.Application()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/broken", broken)
+    app.router.add_get("/hostile", hostile)
+    return app
+
+
+def write_config(directory: Path, base_url: str) -> Path:
+    """A config with a healthy, a broken and a hostile target, probed every 300ms."""
+    path = directory / "lookout.yml"
+    path.write_text(
+        f"""
+defaults: {{interval: 300ms, timeout: 250ms}}
+targets:
+  - name: a-healthy
+    kind: http
+    url: {base_url}/ok
+    labels: {{team: web}}
+  - name: z-broken
+    kind: http
+    url: {base_url}/broken
+  - name: m-hostile
+    kind: http
+    url: '{base_url}/hostile{HOSTILE_QUERY}'
+    expect:
+      headers: [{{name: X-Evil, matches: '^fine$'}}]
+      body_not_matches: ['<script>.*?</script>']
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def wait_probed(app: web.Application, probes: int = 1, timeout: float = 5.0) -> None:
+    """Until every target has at least ``probes`` results (fails after ``timeout`` seconds)."""
+    runtime = app[RUNTIME]
+    deadline = time.monotonic() + timeout
+    while any(len(s.history) < probes for s in runtime.scheduler.stats.values()):
+        assert time.monotonic() < deadline, "targets were not probed in time"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,272 @@
+"""The JSON API answers with what docs/openapi.yaml promises, for real probes of loopback servers,
+and the views behind it compute the recent window, failures and certificate days exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from exporter import config
+from exporter.app import RUNTIME, Options, create_app
+from exporter.config import Config
+from exporter.reasons import Reason
+from exporter.results import Certificate, ProbeResult
+from exporter.stats import ProbeStats
+from exporter.status import views
+from exporter.targets import HttpSpec, Target
+from tests.status_support import FakeClock, service_app, wait_probed, write_config
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENAPI: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text("utf-8"))
+OPENAPI_URI = "urn:lookout:openapi"
+REGISTRY: Registry[Any] = Registry().with_resource(
+    OPENAPI_URI, Resource.from_contents(OPENAPI, default_specification=DRAFT202012)
+)
+
+
+def schema_validator(component: str) -> jsonschema.Draft202012Validator:
+    schema = {"$ref": f"{OPENAPI_URI}#/components/schemas/{component}"}
+    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
+
+
+def documented(path: str, status: int) -> jsonschema.Draft202012Validator:
+    """The validator docs/openapi.yaml gives for a GET of ``path`` answering ``status``."""
+    response = OPENAPI["paths"][path]["get"]["responses"][str(status)]
+    ref = response["content"]["application/json"]["schema"]["$ref"]
+    return schema_validator(ref.rsplit("/", 1)[1])
+
+
+async def get_json(client: TestClient[Any, Any], url: str, status: int, path: str) -> Any:
+    response = await client.get(url)
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body = await response.json()
+    documented(path, status).validate(body)
+    return body
+
+
+@pytest.fixture
+async def probed(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+) -> TestClient[Any, Any]:
+    service = await aiohttp_server(service_app())
+    path = write_config(tmp_path, str(service.make_url("")).rstrip("/"))
+    app = create_app(Options(config_path=str(path)), config.load(str(path)))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await wait_probed(app, probes=2)
+    return client
+
+
+def test_every_openapi_schema_is_valid_json_schema() -> None:
+    for name, schema in OPENAPI["components"]["schemas"].items():
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:  # pragma: no cover - the message names the schema
+            pytest.fail(f"components.schemas.{name}: {exc.message}")
+
+
+def test_every_api_route_is_documented_and_every_documented_path_is_served() -> None:
+    app = create_app(Options(), Config(None, 4, (), "test"))
+    served = {
+        route.resource.canonical
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api/")
+    }
+    assert served == set(OPENAPI["paths"])
+
+
+async def test_target_list_matches_the_schema_with_failing_targets_first(
+    probed: TestClient[Any, Any],
+) -> None:
+    body = await get_json(probed, "/api/v1/targets", 200, "/api/v1/targets")
+    targets = body["targets"]
+    assert [t["name"] for t in targets] == ["m-hostile", "z-broken", "a-healthy"]
+    healthy = targets[2]
+    assert healthy["state"] == "up"
+    assert healthy["labels"] == {"team": "web"}
+    assert healthy["last_status_code"] == 200
+    assert healthy["last_failure"] is None
+    assert healthy["window"]["probes"] >= 2
+    assert 0 < healthy["window"]["p50_seconds"] <= healthy["window"]["p95_seconds"]
+    broken = targets[1]
+    assert broken["state"] == "down"
+    assert broken["last_failure"]["reason"] == "status"
+    assert broken["last_failure"]["message"] == "status 500, expected 2xx"
+    assert broken["last_failure"]["current"] is True
+    assert broken["failures_total"]["status"] == broken["probes_total"]
+
+
+async def test_state_filter_and_name_sort(probed: TestClient[Any, Any]) -> None:
+    by_name = await get_json(probed, "/api/v1/targets?sort=name", 200, "/api/v1/targets")
+    assert [t["name"] for t in by_name["targets"]] == ["a-healthy", "m-hostile", "z-broken"]
+    up = await get_json(probed, "/api/v1/targets?state=up", 200, "/api/v1/targets")
+    assert [t["name"] for t in up["targets"]] == ["a-healthy"]
+    failing = await get_json(
+        probed, "/api/v1/targets?state=failing&sort=name", 200, "/api/v1/targets"
+    )
+    assert [t["name"] for t in failing["targets"]] == ["m-hostile", "z-broken"]
+
+
+async def test_an_invalid_filter_is_a_400_naming_the_parameter_and_its_values(
+    probed: TestClient[Any, Any],
+) -> None:
+    body = await get_json(probed, "/api/v1/targets?state=sideways", 400, "/api/v1/targets")
+    assert body["error"].startswith("invalid state='sideways': use one of all, failing, down")
+    body = await get_json(probed, "/api/v1/targets?sort=age", 400, "/api/v1/targets")
+    assert body["error"] == "invalid sort='age': use one of state, name"
+
+
+async def test_target_detail_has_the_request_checks_and_history_newest_first(
+    probed: TestClient[Any, Any],
+) -> None:
+    path = "/api/v1/targets/{name}"
+    body = await get_json(probed, "/api/v1/targets/m-hostile", 200, path)
+    assert body["request"]["method"] == "GET"
+    assert body["endpoint"].endswith("/hostile?q=\"><script>window.pwned=3</script>")
+    history = body["history"]
+    assert len(history) >= 2
+    finished = [r["finished_at"] for r in history]
+    assert finished == sorted(finished, reverse=True)
+    latest = history[0]
+    assert latest["reason"] == "header"
+    assert [p["phase"] for p in latest["phases"]] == ["connect", "processing", "transfer"]
+    checks = {c["name"]: c for c in latest["checks"]}
+    assert checks["status"]["passed"] is True
+    assert checks["header X-Evil"]["passed"] is False
+    assert checks["body does not match '<script>.*?</script>'"]["detail"] == (
+        "found '<script>window.pwned=1</script>'"
+    )
+
+
+async def test_an_unknown_target_is_a_404(probed: TestClient[Any, Any]) -> None:
+    body = await get_json(probed, "/api/v1/targets/nope", 404, "/api/v1/targets/{name}")
+    assert body == {"error": "no target named 'nope'"}
+
+
+async def test_exporter_reports_version_uptime_and_a_failed_reload(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text("location: lab\ntargets: []\n", encoding="utf-8")
+    clock = FakeClock()
+    app = create_app(Options(config_path=str(path)), config.load(str(path)), clock)
+    client = await aiohttp_client(app)
+    clock.advance(3725)
+    body = await get_json(client, "/api/v1/exporter", 200, "/api/v1/exporter")
+    assert body["uptime_seconds"] == 3725
+    assert body["location"] == "lab"
+    assert body["config"] == str(path)
+    assert body["reload"] == {
+        "successful": True,
+        "last_success_at": clock.now - 3725,
+        "last_error": "",
+    }
+    path.write_text("targets:\n  - {name: x, kind: carrier-pigeon}\n", encoding="utf-8")
+    assert (await client.post("/-/reload")).status == 500
+    body = await get_json(client, "/api/v1/exporter", 200, "/api/v1/exporter")
+    assert body["reload"]["successful"] is False
+    assert body["reload"]["last_error"].startswith(f"{path}:2: targets[0].kind: ")
+    assert body["location"] == "lab"
+
+
+def _target(name: str = "t", url: str = "https://127.0.0.1:1/", **spec: Any) -> Target:
+    return Target(name, "http", 30.0, 10.0, (), None, HttpSpec(url=url, **spec))
+
+
+def _result(duration: float, at: float, reason: Reason | None = None) -> ProbeResult:
+    return ProbeResult(
+        "t", reason is None, duration, at, reason, "" if reason is None else f"{reason} broke"
+    )
+
+
+def test_window_quantiles_are_exact_not_bucket_bounds() -> None:
+    stats = ProbeStats(_target())
+    for i in range(1, 21):
+        stats.record(_result(i / 1000, 1000.0 + i))
+    window = views.target_summary(stats, 2000.0, None)["window"]
+    # Durations 1..20 ms: exactly 10.5 and 19.05 ms; the histogram's bounds say 10 and 25 ms.
+    assert window["p50_seconds"] == pytest.approx(0.0105)
+    assert window["p95_seconds"] == pytest.approx(0.01905)
+    assert (stats.durations.quantile(0.5), stats.durations.quantile(0.95)) == (0.01, 0.025)
+
+
+def test_the_window_covers_only_the_kept_history() -> None:
+    stats = ProbeStats(_target())
+    stats.record(_result(9.0, 1.0))
+    for i in range(20):
+        stats.record(_result(0.002, 2.0 + i))
+    summary = views.target_summary(stats, 100.0, None)
+    assert summary["window"] == {
+        "probes": 20,
+        "failures": 0,
+        "p50_seconds": 0.002,
+        "p95_seconds": 0.002,
+    }
+    assert summary["probes_total"] == 21
+
+
+def test_quantile_of_one_value_and_of_none() -> None:
+    assert views.quantile([0.3], 0.95) == 0.3
+    assert views.quantile([], 0.5) is None
+
+
+def test_last_failure_is_the_newest_failed_probe_even_after_recovery() -> None:
+    stats = ProbeStats(_target())
+    assert views.target_summary(stats, 0.0, None)["state"] == "pending"
+    stats.record(_result(0.1, 10.0, Reason.TIMEOUT))
+    stats.record(_result(0.1, 20.0, Reason.STATUS))
+    stats.record(_result(0.1, 30.0))
+    summary = views.target_summary(stats, 40.0, None)
+    assert summary["state"] == "up"
+    assert summary["last_failure"] == {
+        "at": 20.0,
+        "reason": "status",
+        "message": "status broke",
+        "current": False,
+    }
+    assert summary["failures_total"] == {"status": 1, "timeout": 1}
+    assert summary["window"]["failures"] == 2
+
+
+def test_cert_days_left_count_from_the_earliest_not_after_of_the_chain() -> None:
+    now = 1_800_000_000.0
+    leaf = Certificate("CN=leaf", "CN=ca", "1", "0" * 64, now - 86400, now + 10 * 86400)
+    ca = Certificate("CN=ca", "CN=ca", "2", "1" * 64, now - 86400, now + 2.5 * 86400)
+    stats = ProbeStats(_target())
+    stats.record(ProbeResult("t", True, 0.1, now, chain=(leaf, ca)))
+    summary = views.target_summary(stats, now, None)
+    assert summary["cert_days_left"] == 2.5
+    assert summary["cert_expiry_timestamp_seconds"] == now + 2.5 * 86400
+    later = views.target_summary(stats, now + 3 * 86400, None)
+    assert later["cert_days_left"] == -0.5
+
+
+def test_passwords_in_urls_and_secret_headers_are_redacted() -> None:
+    target = _target(
+        url="https://user:hunter2@[::1]:8443/x?y=1",
+        headers=(("Authorization", "Bearer abc"), ("X-Api-Key", "k"), ("Accept", "text/plain")),
+    )
+    request = views.request_json(target)
+    assert request["endpoint"] == "https://user:<redacted>@[::1]:8443/x?y=1"
+    assert request["headers"] == [
+        {"name": "Authorization", "value": "<redacted>"},
+        {"name": "X-Api-Key", "value": "<redacted>"},
+        {"name": "Accept", "value": "text/plain"},
+    ]
+    schema_validator("Request").validate(request)
+
+
+async def test_an_empty_config_lists_no_targets(aiohttp_client: Any) -> None:
+    app: web.Application = create_app(Options(), Config(None, 4, (), "test"))
+    client = await aiohttp_client(app)
+    body = await get_json(client, "/api/v1/targets", 200, "/api/v1/targets")
+    assert body == {"targets": []}
+    assert app[RUNTIME].scheduler.stats == {}
