@@ -54,9 +54,7 @@ async def get_json(client: TestClient[Any, Any], url: str, status: int, path: st
 
 
 @pytest.fixture
-async def probed(
-    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
-) -> TestClient[Any, Any]:
+async def probed(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
     service = await aiohttp_server(service_app())
     path = write_config(tmp_path, str(service.make_url("")).rstrip("/"))
     app = create_app(Options(config_path=str(path)), config.load(str(path)))
@@ -130,7 +128,7 @@ async def test_target_detail_has_the_request_checks_and_history_newest_first(
     path = "/api/v1/targets/{name}"
     body = await get_json(probed, "/api/v1/targets/m-hostile", 200, path)
     assert body["request"]["method"] == "GET"
-    assert body["endpoint"].endswith("/hostile?q=\"><script>window.pwned=3</script>")
+    assert body["endpoint"].endswith('/hostile?q="><script>window.pwned=3</script>')
     history = body["history"]
     assert len(history) >= 2
     finished = [r["finished_at"] for r in history]
