@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from exporter.config_source import ConfigProblem, KeyPath, Source, format_path
+from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
 
@@ -92,9 +92,14 @@ def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
     if problems:
         raise ConfigError(problems)
     validator = jsonschema.Draft202012Validator(schema())
-    for error in sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.path]):
+    errors = list(validator.iter_errors(raw))
+    deeper = {tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"}
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         at = tuple(error.absolute_path)
-        problems.append(f"{where(at)}: {format_path(at)}: {_describe(error)}")
+        if error.validator == "unevaluatedProperties" and any(p[: len(at)] == at for p in deeper):
+            # A kind's section failed; its keys then count as unevaluated. Report only the cause.
+            continue
+        problems.append(f"{where(at)}: {format_path(at)}: {describe_error(error)}")
     if problems:
         raise ConfigError(problems)
     return _build(raw, source, where)
@@ -132,18 +137,6 @@ def _build(
         targets=tuple(targets),
         source=source.name,
     )
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    if error.validator == "unevaluatedProperties" or error.validator == "additionalProperties":
-        return f"unknown key: {error.message}"
-    if error.validator == "not" and isinstance(error.validator_value, dict):
-        keys = error.validator_value.get("required")
-        if keys:
-            return "keys " + " and ".join(repr(k) for k in keys) + " cannot be used together"
-    if error.validator == "pattern":
-        return f"{error.instance!r} is not valid here (expected to match {error.validator_value})"
-    return error.message
 
 
 def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int]) -> dict[str, Any]:

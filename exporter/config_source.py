@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigProblem", "KeyPath", "Source", "format_path"]
+import jsonschema
+
+__all__ = ["ConfigProblem", "KeyPath", "Source", "describe_error", "format_path"]
 
 KeyPath = tuple[str | int, ...]
 
@@ -50,3 +52,24 @@ class Source:
             raise ConfigProblem(at, f"cannot read file {str(path)!r}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigProblem(at, f"file {str(path)!r} is not UTF-8 text") from None
+
+
+def describe_error(error: jsonschema.ValidationError | jsonschema.SchemaError) -> str:
+    """A schema error in words a config author understands."""
+    if error.validator in ("unevaluatedProperties", "additionalProperties"):
+        return f"unknown key: {error.message}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # The alternative of the instance's own type says what is wrong with it.
+        same_type = [e for e in error.context if e.validator != "type"]
+        if same_type:
+            return describe_error(same_type[0])
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        keys = error.validator_value.get("required")
+        if keys:
+            return "keys " + " and ".join(repr(k) for k in keys) + " cannot be used together"
+    if error.validator == "pattern":
+        wanted = error.schema.get("description") if isinstance(error.schema, dict) else None
+        if wanted:
+            return f"{error.instance!r} is not {wanted}"
+        return f"{error.instance!r} does not match {error.validator_value}"
+    return error.message

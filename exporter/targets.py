@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error
 from exporter.units import StatusPattern, parse_duration, parse_size, parse_status
 
 __all__ = [
@@ -228,7 +228,7 @@ def _build_http_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> H
             validator_class.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise ConfigProblem(
-                (*at, "json_schema"), f"not a valid JSON Schema: {exc.message}"
+                (*at, "json_schema"), f"not a valid JSON Schema: {describe_error(exc)}"
             ) from None
         validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
     return HttpExpect(

@@ -178,7 +178,8 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
                 spec.url,
                 headers=headers,
                 data=spec.body,
-                ssl=client_context(spec.tls) if spec.url.startswith("https") else True,
+                # Used only for https connections, also after a redirect from http.
+                ssl=client_context(spec.tls),
                 server_hostname=spec.tls.server_name,
                 allow_redirects=spec.follow_redirects,
                 max_redirects=spec.max_redirects,

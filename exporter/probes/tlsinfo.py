@@ -145,7 +145,7 @@ def failure_from_ssl_error(error: ssl.SSLError) -> ProbeFailure:
             return ProbeFailure(Reason.CERT_EXPIRED, text)
         if code == 9:  # X509_V_ERR_CERT_NOT_YET_VALID
             return ProbeFailure(Reason.CERT_NOT_YET_VALID, text)
-        if code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+        if code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
             return ProbeFailure(Reason.CERT_HOSTNAME, text)
         return ProbeFailure(Reason.CERT_INVALID, text)
     reason = error.reason or str(error)

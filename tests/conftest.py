@@ -1,0 +1,48 @@
+"""Fixtures shared by the whole suite: a test CA, and running one probe of a YAML target."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import pytest
+import trustme
+
+from exporter.clock import SystemClock
+from exporter.config import Config, Source, load_text
+from exporter.probes.context import SharedClients
+from exporter.probes.runner import run_probe
+from exporter.results import ProbeResult
+
+ProbeOnce = Callable[..., Awaitable[ProbeResult]]
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def config_from_text(text: str, base: Path, environ: Mapping[str, str] | None = None) -> Config:
+    return load_text(text, Source("test.yml", base), environ or {})
+
+
+@pytest.fixture
+def probe_once(tmp_path: Path) -> ProbeOnce:
+    """Run one probe of the single target in a YAML ``targets:`` document."""
+
+    async def run(text: str, environ: Mapping[str, str] | None = None) -> ProbeResult:
+        config = config_from_text(text, tmp_path, environ)
+        clients = SharedClients()
+        try:
+            return await run_probe(config.targets[0], clients, SystemClock())
+        finally:
+            await clients.close()
+
+    return run

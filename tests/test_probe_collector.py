@@ -1,0 +1,102 @@
+"""The probe collector's exposition: what a target shows before and after probes, escaping,
+certificates of failed probes, and removal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collectors.probes import FAMILIES, ProbeCollector
+from exporter.config import Source, load_text
+from exporter.reasons import Reason
+from exporter.results import Certificate, ProbeResult
+from exporter.stats import ProbeStats
+from exporter.targets import Target
+from tests.metrics import sample_value
+
+CERT = Certificate(
+    subject="CN=api.internal",
+    issuer="CN=Internal CA",
+    serial="1f",
+    fingerprint_sha256="ab" * 32,
+    not_before=1_700_000_000.0,
+    not_after=1_760_000_000.0,
+)
+
+
+def make_target(labels: str = "{}", slo: str = "") -> Target:
+    text = (
+        "targets:\n  - {name: api, kind: http, url: 'https://127.0.0.1/', "
+        f"labels: {labels}{slo}}}\n"
+    )
+    return load_text(text, Source("t", Path(".")), {}).targets[0]
+
+
+def render(*stats: ProbeStats, location: str | None = None) -> str:
+    return "".join(ProbeCollector(lambda: stats, lambda: location).expose())
+
+
+def test_before_the_first_probe_only_the_histogram_and_slo_show() -> None:
+    stats = ProbeStats(
+        make_target(slo=", slo: {availability: 99.5, latency: {threshold: 250ms, objective: 95}}")
+    )
+    text = render(stats)
+    assert sample_value(text, "lookout_probe_success") is None
+    assert sample_value(text, "lookout_probe_duration_seconds_count") == 0
+    assert sample_value(text, "lookout_probe_slow_total") == 0
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.995
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="latency") == 0.95
+    assert sample_value(text, "lookout_probe_latency_threshold_seconds") == 0.25
+
+
+def test_a_failed_tls_probe_still_exports_certificate_expiry_and_identity() -> None:
+    stats = ProbeStats(make_target())
+    stats.record(
+        ProbeResult(
+            target="api",
+            success=False,
+            duration=0.02,
+            finished_at=1_800_000_000.0,
+            reason=Reason.CERT_EXPIRED,
+            message="certificate has expired",
+            phases=(("connect", 0.001), ("tls", 0.004)),
+            chain=(CERT,),
+        )
+    )
+    text = render(stats, location="lab")
+    assert sample_value(text, "lookout_probe_success", location="lab") == 0
+    assert sample_value(text, "lookout_probe_failures_total", reason="cert_expired") == 1
+    assert sample_value(text, "lookout_tls_cert_expiry_timestamp_seconds") == 1_760_000_000
+    assert sample_value(text, "lookout_tls_cert_info", serial="1f", issuer="CN=Internal CA") == 1
+    assert sample_value(text, "lookout_probe_phase_seconds", phase="tls") == 0.004
+    assert sample_value(text, "lookout_probe_duration_seconds_bucket", le="0.025") == 1
+    assert sample_value(text, "lookout_probe_duration_seconds_bucket", le="0.01") == 0
+    assert sample_value(text, "lookout_probe_last_run_timestamp_seconds") == 1_800_000_000
+
+
+def test_label_values_are_escaped() -> None:
+    stats = ProbeStats(make_target(labels='{team: "a \\"quoted\\" \\\\ name\\nline2"}'))
+    text = render(stats)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    sample = families["lookout_probe_duration_seconds"].samples[0]
+    assert sample.labels["team"] == 'a "quoted" \\ name\nline2'
+
+
+def test_help_says_result_gauges_hold_the_latest_probe() -> None:
+    configured = {"lookout_probe_slo_objective_ratio", "lookout_probe_latency_threshold_seconds"}
+    for name, kind, help_text in FAMILIES:
+        if kind == "gauge" and name not in configured:
+            assert "latest" in help_text, name
+
+
+def test_a_new_result_rerenders_only_that_target() -> None:
+    stats = ProbeStats(make_target())
+    render(stats)
+    cached = stats.rendered
+    assert cached is not None
+    render(stats)
+    assert stats.rendered is cached
+    stats.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
+    assert stats.rendered is None
+    assert sample_value(render(stats), "lookout_probe_success") == 1

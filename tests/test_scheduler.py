@@ -1,0 +1,124 @@
+"""The scheduler: spread first runs, the in-flight limit, errors that never escape, reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from exporter import probes
+from exporter.clock import SystemClock
+from exporter.config import Source, load_text
+from exporter.probes.context import ProbeContext, SharedClients
+from exporter.reasons import Reason
+from exporter.scheduler import Scheduler, Shard, _offset
+from exporter.targets import Target
+
+
+class Gate:
+    """A loopback server that counts requests in progress."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self.total = 0
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        self.active += 1
+        self.total += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(0.05)
+        self.active -= 1
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[SharedClients]:
+    shared = SharedClients()
+    yield shared
+    await shared.close()
+
+
+def targets(url: str, count: int, interval: str = "200ms") -> list[Target]:
+    text = f"defaults: {{interval: {interval}, timeout: {interval}}}\ntargets:\n" + "".join(
+        f"  - {{name: t{i}, kind: http, url: '{url}'}}\n" for i in range(count)
+    )
+    return list(load_text(text, Source("t", Path(".")), {}).targets)
+
+
+def test_first_runs_spread_over_the_interval() -> None:
+    offsets = sorted(_offset(f"target-{i}", 30.0) for i in range(1000))
+    assert offsets[0] >= 0
+    assert offsets[-1] < 30
+    # Each 3 s tenth of the interval holds roughly a tenth of the targets.
+    for start in range(0, 30, 3):
+        share = sum(start <= o < start + 3 for o in offsets)
+        assert 60 <= share <= 140, (start, share)
+    assert _offset("target-1", 30.0) == _offset("target-1", 30.0)
+
+
+def test_shards_partition_the_targets() -> None:
+    names = [f"target-{i}" for i in range(300)]
+    shards = [Shard.parse(f"{i}/3") for i in range(3)]
+    owners = [[s for s in shards if s.owns(n)] for n in names]
+    assert all(len(o) == 1 for o in owners)
+    assert all(80 <= sum(s.owns(n) for n in names) <= 120 for s in shards)
+    with pytest.raises(ValueError, match="invalid shard '3/3'"):
+        Shard.parse("3/3")
+
+
+async def test_probes_in_flight_never_exceed_the_limit(
+    aiohttp_server: AiohttpServer, clients: SharedClients
+) -> None:
+    gate = Gate()
+    app = web.Application()
+    app.router.add_get("/", gate.handle)
+    server = await aiohttp_server(app)
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=3)
+    scheduler.reconcile(targets(f"http://127.0.0.1:{server.port}/", 20))
+    await asyncio.sleep(0.6)
+    await scheduler.close()
+    assert gate.total >= 20
+    assert gate.peak == 3
+    assert scheduler.lag.total >= 20
+    assert all(s.last is not None and s.last.success for s in scheduler.stats.values())
+
+
+async def test_an_exception_in_a_prober_becomes_an_error_result(
+    monkeypatch: pytest.MonkeyPatch, clients: SharedClients
+) -> None:
+    calls = 0
+
+    async def broken(_target: Target, _ctx: ProbeContext) -> None:
+        nonlocal calls
+        calls += 1
+        raise KeyError("missing")
+
+    monkeypatch.setitem(probes.PROBERS, "http", broken)
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    scheduler.reconcile(targets("http://127.0.0.1:1/", 1, interval="50ms"))
+    await asyncio.sleep(0.3)
+    await scheduler.close()
+    stats = scheduler.stats["t0"]
+    assert calls >= 3, "the target kept being probed"
+    assert stats.failures == {Reason.ERROR: stats.probes}
+    assert stats.last is not None
+    assert stats.last.message == "KeyError: 'missing'"
+
+
+async def test_reconcile_leaves_unchanged_targets_running(clients: SharedClients) -> None:
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    first = targets("http://127.0.0.1:1/", 2, interval="10s")
+    scheduler.reconcile(first)
+    stats_before = dict(scheduler.stats)
+    tasks_before = dict(scheduler._tasks)
+    scheduler.reconcile(first[:1])
+    assert scheduler.stats == {"t0": stats_before["t0"]}
+    assert scheduler._tasks["t0"] is tasks_before["t0"]
+    await asyncio.sleep(0)
+    assert tasks_before["t1"].cancelled()
+    await scheduler.close()
