@@ -393,7 +393,7 @@ async def test_adhoc_url_probe_through_the_real_command(aiohttp_server: Any) -> 
         ),
         pytest.param(
             ["probe", "--url", "ftp://127.0.0.1/"],
-            "--url:1: targets[0].url: 'ftp://127.0.0.1/' is not valid here",
+            "--url:1: targets[0].url: 'ftp://127.0.0.1/' is not an http:// or https:// URL",
             id="bad-url",
         ),
     ],

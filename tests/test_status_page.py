@@ -171,7 +171,7 @@ async def test_header_shows_uptime_and_a_failed_reload_with_its_error(
     text = await page(client, "/")
     assert "last config reload failed, running the config loaded" in text
     assert "<b>" not in text
-    assert "&#x27;&lt;b&gt;&#x27; is not valid here" in text
+    assert "targets[0].name: &#x27;&lt;b&gt;&#x27; is not a name of letters" in text
     assert f"{html.escape(str(path))}:1: targets[0]" in text
 
 
