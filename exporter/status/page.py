@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from exporter.status import views
+from exporter.units import format_duration
 
 if TYPE_CHECKING:
     from exporter.app import Runtime
@@ -296,8 +297,8 @@ def detail_page(detail: Mapping[str, Any], now: float) -> str:
         "Probes": f"{method}{esc(detail['endpoint'])}",
         "Location": or_none(detail["location"]),
         "Labels": or_none(labels),
-        "Interval, timeout": f"{seconds(detail['interval_seconds'])}, "
-        f"{seconds(detail['timeout_seconds'])}",
+        "Interval, timeout": f"{format_duration(detail['interval_seconds'])}, "
+        f"{format_duration(detail['timeout_seconds'])}",
         "Last run": ago(detail["last_run_at"], now),
         "Recent window": f"{window['probes']} probes, {window['failures']} failed, "
         f"p50 {seconds(window['p50_seconds'])}, p95 {seconds(window['p95_seconds'])}",
