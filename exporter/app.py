@@ -23,9 +23,11 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import config as config_module
 from exporter.clock import Clock, SystemClock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
+from exporter.collectors.host import HostCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
 from exporter.exposition import TextCollector
+from exporter.host.refresher import HostRefresher
 from exporter.probes.context import SharedClients
 from exporter.scheduler import Scheduler, Shard
 from exporter.status import add_routes as add_status_routes
@@ -63,9 +65,11 @@ class Runtime:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.host = HostRefresher(HostCollector(settings=config.host), clock)
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state),
             ProbeCollector(self.scheduler.all_stats, lambda: self.location),
+            self.host.collector,
         ]
         self._reload_lock = asyncio.Lock()
 
@@ -88,6 +92,8 @@ class Runtime:
         self.scheduler.reconcile(targets)
         if location_changed:
             self.scheduler.invalidate()
+        if config.host != self.host.collector.settings:
+            self.host.configure(config.host)
 
     async def reload(self) -> str | None:
         """Load the config again; returns None on success, else the error (old config kept)."""
@@ -117,7 +123,9 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[RUNTIME].render_metrics()
+    runtime = request.app[RUNTIME]
+    await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
+    body = runtime.render_metrics()
     response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
     if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES:
         response.body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
@@ -150,7 +158,12 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
         yield
         await runtime.close()
 
+    async def host_metrics(_app: web.Application) -> AsyncIterator[None]:
+        async with runtime.host.running():
+            yield
+
     app.cleanup_ctx.append(lifetime)
+    app.cleanup_ctx.append(host_metrics)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

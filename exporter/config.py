@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
+from exporter.host.settings import HostSettings, build_host
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
 
@@ -53,6 +54,7 @@ class Config:
     max_in_flight: int
     targets: tuple[Target, ...]
     source: str
+    host: HostSettings
 
 
 def schema() -> dict[str, Any]:
@@ -129,13 +131,19 @@ def _build(
             targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
         except ConfigProblem as exc:
             failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
-    if failed:
+    host: HostSettings | None = None
+    try:
+        host = build_host(raw.get("host", {}))
+    except ConfigProblem as exc:
+        failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+    if failed or host is None:
         raise ConfigError(failed)
     return Config(
         location=raw.get("location"),
         max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
         targets=tuple(targets),
         source=source.name,
+        host=host,
     )
 
 
