@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from exporter.app import RUNTIME
+from exporter.config import Config, Source, load_text
 
 # Would set window.pwned if it ever ran in a browser.
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
@@ -36,6 +39,11 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.mono += seconds
+
+
+def empty_config(**changes: Any) -> Config:
+    """A config without targets, with ``changes`` to its fields."""
+    return replace(load_text("targets: []\n", Source("test", Path.cwd()), {}), **changes)
 
 
 def service_app() -> web.Application:

@@ -16,13 +16,18 @@ from referencing.jsonschema import DRAFT202012
 
 from exporter import config
 from exporter.app import RUNTIME, Options, create_app
-from exporter.config import Config
 from exporter.reasons import Reason
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import HttpSpec, Target
-from tests.status_support import FakeClock, service_app, wait_probed, write_config
+from tests.status_support import (
+    FakeClock,
+    empty_config,
+    service_app,
+    wait_probed,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text("utf-8"))
@@ -72,7 +77,7 @@ def test_every_openapi_schema_is_valid_json_schema() -> None:
 
 
 def test_every_api_route_is_documented_and_every_documented_path_is_served() -> None:
-    app = create_app(Options(), Config(None, 4, (), "test"))
+    app = create_app(Options(), empty_config())
     served = {
         route.resource.canonical
         for route in app.router.routes()
@@ -263,7 +268,7 @@ def test_passwords_in_urls_and_secret_headers_are_redacted() -> None:
 
 
 async def test_an_empty_config_lists_no_targets(aiohttp_client: Any) -> None:
-    app: web.Application = create_app(Options(), Config(None, 4, (), "test"))
+    app: web.Application = create_app(Options(), empty_config())
     client = await aiohttp_client(app)
     body = await get_json(client, "/api/v1/targets", 200, "/api/v1/targets")
     assert body == {"targets": []}

@@ -17,12 +17,13 @@ from aiohttp.test_utils import TestClient
 
 from exporter import __version__, config
 from exporter.app import Options, create_app
-from exporter.config import Config, Source
+from exporter.config import Source
 from exporter.status.page import CSP
 from exporter.targets import build_target
 from tests.status_support import (
     HOSTILE,
     FakeClock,
+    empty_config,
     service_app,
     wait_probed,
     write_config,
@@ -138,7 +139,9 @@ async def test_markup_in_target_names_labels_location_and_config_name_is_escaped
         interval=3600.0,
         timeout=1.0,
     )
-    loaded = Config("<u>loc</u>", 4, (target,), "<script>config</script>")
+    loaded = empty_config(
+        location="<u>loc</u>", targets=(target,), source="<script>config</script>"
+    )
     app = create_app(Options(), loaded, FakeClock())
     client = await aiohttp_client(app)
     index = await page(client, "/")
