@@ -8,7 +8,7 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── dns            the name did not resolve (NXDOMAIN, no address, resolver error)
     │   ├── refused        the port actively refused the connection
     │   ├── connect        any other connect error (unreachable, no route)
-    │   ├── reset          the peer reset or closed the connection mid-exchange
+    │   ├── reset          the peer reset or closed the connection mid-exchange (or mid-handshake)
     │   └── timeout        the probe did not finish within its timeout
     ├── tls
     │   ├── tls            the handshake failed (protocol error, no shared cipher, garbage)
@@ -17,9 +17,10 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── cert_not_yet_valid  a certificate in the chain is before its NotBefore
     │   ├── cert_hostname  the leaf certificate does not match the server name
     │   ├── cert_invalid   the chain does not verify (self-signed, unknown CA, other)
-    │   └── cert_expiring  the chain expires sooner than ``expect.valid_for``
+    │   └── cert_expiring  the chain expires sooner than ``expect.valid_for`` (tls kind)
     ├── response (HTTP)
-    │   ├── protocol       the peer did not speak the protocol (malformed response)
+    │   ├── protocol       the peer did not speak the protocol (malformed HTTP response or
+    │   │                  DNS message)
     │   ├── redirect       too many redirects, or a redirect loop
     │   ├── status         the status code is not one of ``expect.status``
     │   ├── http_version   the HTTP version is not one of ``expect.http_version``
@@ -30,13 +31,15 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── size           the body is larger than ``expect.max_size``
     │   └── slow           the probe took longer than ``expect.max_duration``
     ├── dependency protocols
-    │   ├── dialog         a TCP dialog ``expect`` step did not match
-    │   ├── starttls       the server refused or does not offer STARTTLS
+    │   ├── dialog         a TCP dialog ``expect`` step did not match (no matching line before
+    │   │                  the peer closed, within 64 KiB, or a line over 8 KiB)
+    │   ├── starttls       the server refused or does not offer STARTTLS, or its plaintext
+    │   │                  greeting before STARTTLS was wrong
     │   ├── dns_rcode      the DNS answer code is not one of the accepted ones
     │   ├── dns_answer     the DNS answers fail a count, regex or exact-set check
-    │   ├── smtp_banner    the SMTP server's greeting is not 220
+    │   ├── smtp_banner    the SMTP server's greeting is not 220 (or not SMTP at all)
     │   ├── smtp_ehlo      EHLO was rejected
-    │   └── smtp_auth      AUTH was rejected
+    │   └── smtp_auth      AUTH was rejected, or the server offers no AUTH
     └── error              an unexpected error inside the prober (a bug; logged with a trace)
 """
 

@@ -8,12 +8,20 @@ time. Equality of two targets is what a reload uses to decide whether a target c
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.exception
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import jsonschema
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error
@@ -22,11 +30,21 @@ from exporter.units import StatusPattern, parse_duration, parse_size, parse_stat
 __all__ = [
     "RESERVED_LABELS",
     "ClientTLS",
+    "DialogStep",
+    "DnsExpect",
+    "DnsSpec",
+    "Expect",
     "HeaderExpectation",
     "HttpExpect",
     "HttpSpec",
+    "Send",
     "Slo",
+    "SmtpAuth",
+    "SmtpSpec",
+    "StartTls",
     "Target",
+    "TcpSpec",
+    "TlsSpec",
     "build_target",
 ]
 
@@ -90,7 +108,90 @@ class HttpSpec:
     expect: HttpExpect = HttpExpect()
 
 
-Spec = HttpSpec
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A dialog step: write these bytes (the text plus CRLF unless it ends with a newline)."""
+
+    data: bytes = field(repr=False)  # may carry a password (Redis AUTH)
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """A dialog step: read lines until one matches (line endings stripped before matching)."""
+
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """A dialog step: the TLS handshake, on the connection as it is at this point."""
+
+    tls: ClientTLS
+
+
+DialogStep = Send | Expect | StartTls
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSpec:
+    host: str
+    port: int
+    ip_family: str = "any"
+    tls: ClientTLS | None = None  # TLS right after connecting
+    dialog: tuple[DialogStep, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSpec:
+    host: str
+    port: int
+    ip_family: str = "any"
+    starttls: str | None = None  # smtp, imap, pop3, ftp or postgres
+    tls: ClientTLS = ClientTLS()
+    valid_for: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsExpect:
+    rcodes: tuple[dns.rcode.Rcode, ...] = (dns.rcode.Rcode.NOERROR,)
+    min_answers: int = 1
+    max_answers: int | None = None
+    any_answer_matches: tuple[re.Pattern[str], ...] = ()
+    all_answers_match: tuple[re.Pattern[str], ...] = ()
+    no_answer_matches: tuple[re.Pattern[str], ...] = ()
+    answers: frozenset[dns.rdata.Rdata] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSpec:
+    query: dns.name.Name
+    record: dns.rdatatype.RdataType = dns.rdatatype.RdataType.A
+    nameserver: str | None = None  # an IP address; None: the system's first nameserver
+    port: int = 53
+    transport: str = "udp"
+    recursion: bool = True
+    expect: DnsExpect = DnsExpect()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAuth:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSpec:
+    host: str
+    port: int
+    ip_family: str = "any"
+    implicit_tls: bool = False
+    starttls: str = "optional"  # required, optional or never
+    ehlo_name: str = field(default_factory=socket.gethostname)
+    tls: ClientTLS = ClientTLS()
+    auth: SmtpAuth | None = None
+
+
+Spec = HttpSpec | TcpSpec | TlsSpec | DnsSpec | SmtpSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +361,188 @@ def _load_json_schema(value: Any, at: KeyPath, source: Source) -> Any:
         raise ConfigProblem(at, f"{value}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` (the schema checked the shape) -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _address(raw: Mapping[str, Any], at: KeyPath) -> tuple[str, int]:
+    host, port = parse_address(raw["address"])
+    if not 0 < port < 65536:
+        raise ConfigProblem((*at, "address"), f"port {port} is out of range (1-65535)")
+    return host, port
+
+
+def _tls_setting(value: Any, at: KeyPath, source: Source) -> ClientTLS | None:
+    """``true``/``false`` or a ``client_tls`` mapping."""
+    if value is False:
+        return None
+    return _build_client_tls({} if value is True else value, at, source)
+
+
+def _build_tcp(raw: Mapping[str, Any], at: KeyPath, source: Source) -> TcpSpec:
+    host, port = _address(raw, at)
+    tcp = raw.get("tcp", {})
+    tat: KeyPath = (*at, "tcp")
+    tls = _tls_setting(tcp.get("tls", False), (*tat, "tls"), source)
+    steps: list[DialogStep] = []
+    starttls_at: int | None = None
+    for i, item in enumerate(tcp.get("dialog", [])):
+        if "send" in item:
+            text = item["send"]
+            steps.append(Send((text if text.endswith("\n") else text + "\r\n").encode()))
+        elif "expect" in item:
+            steps.append(Expect(compile_regex(item["expect"], (*tat, "dialog", i, "expect"))))
+        else:
+            step_at: KeyPath = (*tat, "dialog", i, "starttls")
+            if tls is not None:
+                raise ConfigProblem(step_at, "tcp.tls already starts TLS right after connecting")
+            if starttls_at is not None:
+                raise ConfigProblem(step_at, f"TLS already starts at dialog step {starttls_at}")
+            starttls_at = i
+            settings = item["starttls"]  # true or a client_tls mapping (the schema allows no false)
+            steps.append(
+                StartTls(_build_client_tls({} if settings is True else settings, step_at, source))
+            )
+    return TcpSpec(
+        host=host, port=port, ip_family=tcp.get("ip_family", "any"), tls=tls, dialog=tuple(steps)
+    )
+
+
+def _build_tls(raw: Mapping[str, Any], at: KeyPath, source: Source) -> TlsSpec:
+    host, port = _address(raw, at)
+    tls = dict(raw.get("tls", {}))
+    ip_family = tls.pop("ip_family", "any")
+    starttls = tls.pop("starttls", None)
+    expect = raw.get("expect", {})
+    return TlsSpec(
+        host=host,
+        port=port,
+        ip_family=ip_family,
+        starttls=starttls,
+        tls=_build_client_tls(tls, (*at, "tls"), source),
+        valid_for=parse_duration(expect["valid_for"]) if "valid_for" in expect else None,
+    )
+
+
+def _build_dns(raw: Mapping[str, Any], at: KeyPath, source: Source) -> DnsSpec:
+    try:
+        query = dns.name.from_text(raw["query"])
+    except dns.exception.DNSException as exc:
+        raise ConfigProblem((*at, "query"), f"invalid name {raw['query']!r}: {exc}") from None
+    record = dns.rdatatype.from_text(raw.get("record", "A"))
+    settings = raw.get("dns", {})
+    nameserver: str | None = None
+    port = 53
+    if "nameserver" in settings:
+        nameserver, port = _nameserver(settings["nameserver"], (*at, "dns", "nameserver"))
+    return DnsSpec(
+        query=query,
+        record=record,
+        nameserver=nameserver,
+        port=port,
+        transport=settings.get("transport", "udp"),
+        recursion=settings.get("recursion", True),
+        expect=_build_dns_expect(raw.get("expect", {}), (*at, "expect"), record),
+    )
+
+
+def _nameserver(text: str, at: KeyPath) -> tuple[str, int]:
+    """``10.0.0.2``, ``10.0.0.2:5353``, ``2001:db8::53`` or ``[2001:db8::53]:5353``."""
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else -1
+    elif text.count(":") == 1:
+        host, _, rest = text.partition(":")
+        port = int(rest) if rest.isdigit() else -1
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigProblem(at, f"{text!r} is not an IP address (with an optional :port)") from None
+    if not 0 < port < 65536:
+        raise ConfigProblem(at, f"{text!r} has no valid port (1-65535)")
+    return host, port
+
+
+def _build_dns_expect(
+    raw: Mapping[str, Any], at: KeyPath, record: dns.rdatatype.RdataType
+) -> DnsExpect:
+    rcodes = tuple(dns.rcode.from_text(name) for name in raw.get("rcode", ["NOERROR"]))
+    # A name that must exist is the common case; only then does no answer count as a failure.
+    default_min = 1 if rcodes == (dns.rcode.Rcode.NOERROR,) else 0
+    min_answers = raw.get("min_answers", default_min)
+    max_answers = raw.get("max_answers")
+    if max_answers is not None and max_answers < min_answers:
+        raise ConfigProblem(
+            (*at, "max_answers"),
+            f"max_answers ({max_answers}) is below min_answers ({min_answers})",
+        )
+    answers = None
+    if "answers" in raw:
+        parsed = []
+        for i, text in enumerate(raw["answers"]):
+            try:
+                parsed.append(
+                    dns.rdata.from_text(
+                        dns.rdataclass.IN, record, text, origin=dns.name.root, relativize=False
+                    )
+                )
+            except (dns.exception.DNSException, ValueError) as exc:
+                raise ConfigProblem(
+                    (*at, "answers", i), f"{text!r} is not valid {record.name} data: {exc}"
+                ) from None
+        answers = frozenset(parsed)
+
+    def regexes(key: str) -> tuple[re.Pattern[str], ...]:
+        return tuple(compile_regex(p, (*at, key, i)) for i, p in enumerate(raw.get(key, [])))
+
+    return DnsExpect(
+        rcodes=rcodes,
+        min_answers=min_answers,
+        max_answers=max_answers,
+        any_answer_matches=regexes("any_answer_matches"),
+        all_answers_match=regexes("all_answers_match"),
+        no_answer_matches=regexes("no_answer_matches"),
+        answers=answers,
+    )
+
+
+def _build_smtp(raw: Mapping[str, Any], at: KeyPath, source: Source) -> SmtpSpec:
+    host, port = _address(raw, at)
+    smtp = raw.get("smtp", {})
+    sat: KeyPath = (*at, "smtp")
+    implicit_tls = smtp.get("implicit_tls", port == 465)
+    starttls = smtp.get("starttls", "never" if implicit_tls else "optional")
+    if implicit_tls and starttls != "never":
+        raise ConfigProblem(
+            (*sat, "starttls"), f"starttls: {starttls} cannot be used with implicit TLS"
+        )
+    auth = None
+    if "auth" in smtp:
+        item = smtp["auth"]
+        password = item.get("password", "")
+        if "password_file" in item:
+            password = source.read_text(item["password_file"], (*sat, "auth", "password_file"))
+        auth = SmtpAuth(item["username"], password)
+    extra = {"ehlo_name": smtp["ehlo_name"]} if "ehlo_name" in smtp else {}
+    return SmtpSpec(
+        host=host,
+        port=port,
+        ip_family=smtp.get("ip_family", "any"),
+        implicit_tls=implicit_tls,
+        starttls=starttls,
+        tls=_build_client_tls(smtp.get("tls", {}), (*sat, "tls"), source),
+        auth=auth,
+        **extra,
+    )
+
+
 SPEC_BUILDERS: dict[str, Callable[[Mapping[str, Any], KeyPath, Source], Spec]] = {
     "http": _build_http,
+    "tcp": _build_tcp,
+    "tls": _build_tls,
+    "dns": _build_dns,
+    "smtp": _build_smtp,
 }

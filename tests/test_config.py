@@ -31,7 +31,9 @@ INVALID = {
         "6: targets[0].expect.json_schema: not a valid JSON Schema: 12 is not one of "
         "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']"
     ],
-    "invalid-kind.yml": ["2: targets[0].kind: 'gopher' is not one of ['http']"],
+    "invalid-kind.yml": [
+        "2: targets[0].kind: 'gopher' is not one of ['http', 'tcp', 'tls', 'dns', 'smtp']"
+    ],
     "invalid-missing-env.yml": [
         "6: targets[0].http.bearer_token: environment variable LOOKOUT_TEST_UNSET_TOKEN is not set"
     ],

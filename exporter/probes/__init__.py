@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from exporter.probes import http
+from exporter.probes import dns, http, smtp, tcp, tls
 from exporter.probes.context import ProbeContext
 from exporter.targets import Target
 
@@ -18,4 +18,8 @@ Prober = Callable[[Target, ProbeContext], Awaitable[None]]
 
 PROBERS: dict[str, Prober] = {
     "http": http.probe,
+    "tcp": tcp.probe,
+    "tls": tls.probe,
+    "dns": dns.probe,
+    "smtp": smtp.probe,
 }

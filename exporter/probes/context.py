@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.clock import Clock
+from exporter.probes.dns import SystemNameserver
 from exporter.probes.http import HttpSessions
 from exporter.results import ProbeTrace
 
@@ -20,6 +21,7 @@ class SharedClients:
     """Clients that are expensive to create and safe to share between probes."""
 
     http: HttpSessions = field(default_factory=HttpSessions)
+    dns: SystemNameserver = field(default_factory=SystemNameserver)
 
     async def close(self) -> None:
         await self.http.close()

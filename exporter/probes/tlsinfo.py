@@ -3,7 +3,8 @@
 Shared by every prober with a TLS step. ``ObservedSSLContext`` remembers the SSL object of each
 handshake started in the current task, so the presented chain can be read even when verification
 failed (an expired or self-signed certificate still shows its NotAfter), without a second
-handshake, and marks when the handshake started so TCP connect and TLS time are told apart.
+handshake, and marks when the handshake started and finished so TCP connect, TLS and the first
+reply are told apart.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptography import x509
 
 from exporter.clock import Clock
 from exporter.reasons import ProbeFailure, Reason
-from exporter.results import Certificate
+from exporter.results import Certificate, ProbeTrace
 from exporter.targets import ClientTLS
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "observe_handshakes",
     "parse_certificate",
     "presented_chain",
+    "record_handshake",
 ]
 
 _TLS_VERSIONS = {
@@ -41,33 +43,58 @@ _TLS_VERSIONS = {
     "TLS1.3": ssl.TLSVersion.TLSv1_3,
 }
 
+# OpenSSL's reasons for "no TLS version both sides accept". Not WRONG_VERSION_NUMBER: that is
+# what a peer that does not speak TLS at all produces (a plaintext banner, an HTTP answer).
+_VERSION_ERRORS = frozenset(
+    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
+)
+
 
 @dataclass(slots=True)
 class Handshake:
-    """The latest handshake started by this task: when it began and its SSL object."""
+    """The latest handshake started by this task: when it began and ended, and its SSL object."""
 
     clock: Clock
     started_at: float | None = None
+    finished_at: float | None = None
     ssl_object: ssl.SSLObject | None = None
 
 
 _current: ContextVar[Handshake | None] = ContextVar("lookout_handshake", default=None)
 
 
+class _ObservedSSLObject(ssl.SSLObject):
+    """Tells its ``Handshake`` (if any) when the handshake completed."""
+
+    handshake: Handshake | None = None
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        if self.handshake is not None:
+            self.handshake.finished_at = self.handshake.clock.monotonic()
+
+
 class ObservedSSLContext(ssl.SSLContext):
     """An SSLContext that tells the current task's ``Handshake`` about each TLS session it makes."""
+
+    sslobject_class = _ObservedSSLObject
 
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         ssl_object = super().wrap_bio(*args, **kwargs)
         handshake = _current.get()
         if handshake is not None:
             handshake.started_at = handshake.clock.monotonic()
+            handshake.finished_at = None
             handshake.ssl_object = ssl_object
+            if isinstance(ssl_object, _ObservedSSLObject):
+                ssl_object.handshake = handshake
         return ssl_object
 
 
 @contextmanager
 def observe_handshakes(clock: Clock) -> Iterator[Handshake]:
+    """Observe this task's handshakes. Open the connection inside the block: uvloop runs the
+    handshake in the context the connection was created in, not the one calling start_tls."""
     handshake = Handshake(clock)
     token = _current.set(handshake)
     try:
@@ -117,6 +144,13 @@ def presented_chain(ssl_object: ssl.SSLObject | None) -> tuple[Certificate, ...]
     return tuple(parse_certificate(der) for der in ders)
 
 
+def record_handshake(trace: ProbeTrace, handshake: Handshake) -> None:
+    """Put what the handshake showed into the trace: the presented chain and the TLS version."""
+    trace.chain = presented_chain(handshake.ssl_object)
+    if handshake.ssl_object is not None:
+        trace.tls_version = handshake.ssl_object.version() or trace.tls_version
+
+
 def parse_certificate(der: bytes) -> Certificate:
     cert = x509.load_der_x509_certificate(der)
     try:
@@ -149,6 +183,6 @@ def failure_from_ssl_error(error: ssl.SSLError) -> ProbeFailure:
             return ProbeFailure(Reason.CERT_HOSTNAME, text)
         return ProbeFailure(Reason.CERT_INVALID, text)
     reason = error.reason or str(error)
-    if "VERSION" in reason.upper():
+    if reason in _VERSION_ERRORS:
         return ProbeFailure(Reason.TLS_VERSION, f"TLS handshake failed: {reason}")
     return ProbeFailure(Reason.TLS, f"TLS handshake failed: {reason}")
