@@ -31,7 +31,7 @@ from exporter.results import ProbeResult
 from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import Target
-from exporter.units import parse_duration
+from exporter.units import format_duration, parse_duration
 
 __all__ = ["ADHOC_NAME", "add_parser", "probe_and_report", "render_text", "run"]
 
@@ -202,7 +202,9 @@ def render_text(report: Mapping[str, Any], now: float) -> str:
     lines.extend(f"          {h['name']}: {h['value']}" for h in request.get("headers", ()))
     if request.get("body_bytes"):
         lines.append(f"          body: {request['body_bytes']} bytes")
-    lines.append(f"          timeout {request['timeout_seconds']:g}s")
+    settings = [f"{name} {value}" for name, value in request["options"].items()]
+    settings.append(f"timeout {format_duration(request['timeout_seconds'])}")
+    lines.append(f"          {' · '.join(settings)}")
     lines.append(f"Response  {_response(result)}")
     lines += ["", "Phases"]
     width = max((len(p["phase"]) for p in result["phases"]), default=0)

@@ -273,3 +273,29 @@ async def test_an_empty_config_lists_no_targets(aiohttp_client: Any) -> None:
     body = await get_json(client, "/api/v1/targets", 200, "/api/v1/targets")
     assert body == {"targets": []}
     assert app[RUNTIME].scheduler.stats == {}
+
+
+def test_every_kind_describes_its_endpoint_and_settings_without_secrets() -> None:
+    text = """
+targets:
+  - {name: cache, kind: tcp, address: '[::1]:6379',
+     tcp: {dialog: [{send: AUTH hunter2}, {expect: '^\\+OK'}]}}
+  - {name: cert, kind: tls, address: 127.0.0.1:443, tls: {server_name: api.test},
+     expect: {valid_for: 14d}}
+  - {name: zone, kind: dns, query: api.example.test, record: AAAA,
+     dns: {nameserver: '127.0.0.1:5353', transport: tcp}}
+  - {name: mx, kind: smtp, address: 127.0.0.1:587,
+     smtp: {ehlo_name: probe.test, auth: {username: ops, password: hunter2}}}
+"""
+    loaded = config.load_text(text, config.Source("test", ROOT), {})
+    requests = {t.name: views.request_json(t) for t in loaded.targets}
+    for request in requests.values():
+        schema_validator("Request").validate(request)
+    assert "hunter2" not in repr(requests)
+    assert requests["cache"]["endpoint"] == "[::1]:6379"
+    assert requests["cache"]["options"]["dialog"] == "send 14 bytes, expect '^\\\\+OK'"
+    assert requests["cert"]["options"]["valid for at least"] == "14d"
+    assert requests["cert"]["options"]["tls server name"] == "api.test"
+    assert requests["zone"]["endpoint"] == "api.example.test AAAA @ 127.0.0.1:5353 (tcp)"
+    assert requests["mx"]["options"]["auth user"] == "ops"
+    assert requests["mx"]["options"]["ehlo name"] == "probe.test"

@@ -16,8 +16,10 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import dns.message
+import dns.rcode
 import pytest
 import trustme
 import yaml
@@ -79,12 +81,12 @@ def _service() -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(reply: bytes) -> AsyncIterator[int]:
-    """A TCP server that reads the request head, writes ``reply`` and closes the connection."""
+async def raw_server(reply: bytes, until: bytes = b"\r\n\r\n") -> AsyncIterator[int]:
+    """A TCP server that reads up to ``until`` (a request head), writes ``reply`` and closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
+            await reader.readuntil(until)
             writer.write(reply)
             await writer.drain()
         writer.close()
@@ -423,3 +425,144 @@ def test_an_invalid_config_exits_1_naming_file_and_line(
     path.write_text("targets:\n  - {name: api, kind: http}\n", encoding="utf-8")
     assert main(["probe", "--config", str(path), "api"]) == 1
     assert f"{path}:2: targets[0]: 'url' is a required property" in capsys.readouterr().err
+
+
+async def _serve_udp_nxdomain() -> tuple[asyncio.DatagramTransport, int]:
+    """A loopback nameserver that answers every question with NXDOMAIN."""
+
+    class Nxdomain(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.DatagramTransport, transport)
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            response = dns.message.make_response(dns.message.from_wire(data))
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            self.transport.sendto(response.to_wire(), addr)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Nxdomain, local_addr=("127.0.0.1", 0))
+    return transport, transport.get_extra_info("sockname")[1]
+
+
+@contextlib.asynccontextmanager
+async def greeting_server(greeting: bytes) -> AsyncIterator[int]:
+    """A TCP server that greets, then holds the connection until the client leaves."""
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        writer.write(greeting)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await reader.read()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await server.wait_closed()
+
+
+async def probe_target(document: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
+    path = tmp_path / "kinds.yml"
+    path.write_text(yaml.safe_dump({"targets": [document]}), encoding="utf-8")
+    loaded = config.load(str(path))
+    out = io.StringIO()
+    code = await probe_and_report(loaded.targets[0], None, as_json=False, out=out)
+    return code, out.getvalue()
+
+
+async def test_tcp_dialog_failure_shows_the_dialog_and_the_failed_expectation(
+    tmp_path: Path,
+) -> None:
+    async with raw_server(b"-ERR wrong password\r\n", until=b"\r\n") as port:
+        code, text = await probe_target(
+            {
+                "name": "cache",
+                "kind": "tcp",
+                "address": f"127.0.0.1:{port}",
+                "timeout": "1s",
+                "tcp": {"dialog": [{"send": "AUTH hunter2"}, {"expect": r"^\+OK"}]},
+            },
+            tmp_path,
+        )
+    assert code == 1
+    assert "Target    cache (tcp)\nResult    FAIL in " in text
+    assert ", reason dialog: " in text
+    assert f"Request   127.0.0.1:{port}\n" in text
+    assert "dialog send 14 bytes, expect '^\\\\+OK'" in text
+    assert "hunter2" not in text
+    assert 'lookout_probe_failures_total{target="cache",kind="tcp",reason="dialog"} 1' in text
+
+
+async def test_tls_certificate_expiring_too_soon_shows_the_chain(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    leaf = ca.issue_cert(
+        "127.0.0.1", not_after=datetime.datetime.now(datetime.UTC) + 5 * DAY + DAY / 2
+    )
+    server = await aiohttp_server(_service(), ssl=_tls_context(leaf))
+    code, text = await probe_target(
+        {
+            "name": "cert",
+            "kind": "tls",
+            "address": f"127.0.0.1:{server.port}",
+            "tls": {"ca_file": str(ca_file)},
+            "expect": {"valid_for": "30d"},
+        },
+        tmp_path,
+    )
+    assert code == 1
+    assert ", reason cert_expiring: " in text
+    assert "valid for at least 30d" in text
+    assert "  FAIL  valid_for" in text
+    assert "(5.5 days left)" in text
+    assert "Response  TLSv1.3" in text
+    assert 'lookout_tls_cert_expiry_timestamp_seconds{target="cert",kind="tls"}' in text
+
+
+async def test_smtp_refusing_greeting_is_reported_with_its_reason(tmp_path: Path) -> None:
+    async with greeting_server(b"554 5.3.2 not accepting connections\r\n") as port:
+        code, text = await probe_target(
+            {"name": "mx", "kind": "smtp", "address": f"127.0.0.1:{port}", "timeout": "2s"},
+            tmp_path,
+        )
+    assert code == 1
+    assert ", reason smtp_banner: " in text
+    assert "greeting 554" in text
+    assert "tls starttls optional" in text
+    assert 'lookout_probe_failures_total{target="mx",kind="smtp",reason="smtp_banner"} 1' in text
+
+
+async def test_dns_answer_code_failure_shows_the_question_and_the_answers(
+    tmp_path: Path,
+) -> None:
+    transport, port = await _serve_udp_nxdomain()
+    try:
+        code, text = await probe_target(
+            {
+                "name": "api-dns",
+                "kind": "dns",
+                "query": "api.example.test",
+                "record": "AAAA",
+                "timeout": "2s",
+                "dns": {"nameserver": f"127.0.0.1:{port}"},
+            },
+            tmp_path,
+        )
+    finally:
+        transport.close()
+    assert code == 1
+    assert ", reason dns_rcode: " in text
+    assert f"Request   api.example.test AAAA @ 127.0.0.1:{port} (udp)\n" in text
+    assert "Response  0 answers" in text
+    assert 'lookout_dns_answers{target="api-dns",kind="dns"} 0' in text

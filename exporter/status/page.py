@@ -295,6 +295,7 @@ def detail_page(detail: Mapping[str, Any], now: float) -> str:
         "State": badge(detail["state"]),
         "Kind": esc(detail["kind"]),
         "Probes": f"{method}{esc(detail['endpoint'])}",
+        "Settings": or_none(" · ".join(f"{k} {v}" for k, v in request["options"].items())),
         "Location": or_none(detail["location"]),
         "Labels": or_none(labels),
         "Interval, timeout": f"{format_duration(detail['interval_seconds'])}, "

@@ -20,7 +20,19 @@ from urllib.parse import urlsplit, urlunsplit
 from exporter import __version__
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
-from exporter.targets import HttpSpec, Target
+from exporter.targets import (
+    ClientTLS,
+    DialogStep,
+    DnsSpec,
+    Expect,
+    HttpSpec,
+    Send,
+    Spec,
+    Target,
+    TcpSpec,
+    TlsSpec,
+)
+from exporter.units import format_duration
 
 if TYPE_CHECKING:
     from exporter.app import Runtime
@@ -75,16 +87,75 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def endpoint(target: Target) -> str:
-    """What the target points at, whatever its kind: its URL, address or query."""
+    """What the target points at: its URL, its address, or its DNS question and nameserver."""
     spec = target.spec
     if isinstance(spec, HttpSpec):
         return redact_url(spec.url)
-    for attribute in ("address", "query"):
-        value = getattr(spec, attribute, None)
-        if isinstance(value, str):
-            return value
-    return ""
+    if isinstance(spec, DnsSpec):
+        question = f"{spec.query.to_text(omit_final_dot=True)} {spec.record.name}"
+        server = _address(spec.nameserver, spec.port) if spec.nameserver else "system resolver"
+        return f"{question} @ {server} ({spec.transport})"
+    return _address(spec.host, spec.port)
+
+
+def _tls_options(tls: ClientTLS) -> dict[str, str]:
+    options = {}
+    if tls.server_name:
+        options["tls server name"] = tls.server_name
+    if tls.min_version:
+        options["tls min version"] = tls.min_version
+    if tls.ca_file:
+        options["tls ca file"] = tls.ca_file
+    if tls.cert_file:
+        options["tls client certificate"] = tls.cert_file
+    if tls.insecure_skip_verify:
+        options["tls verification"] = "skipped (insecure_skip_verify)"
+    return options
+
+
+def _dialog_step(step: DialogStep) -> str:
+    if isinstance(step, Send):
+        return f"send {len(step.data)} bytes"
+    if isinstance(step, Expect):
+        return f"expect {step.pattern.pattern!r}"
+    return "starttls"
+
+
+def _options(spec: Spec) -> dict[str, str]:
+    """The settings of a probe besides its endpoint, by kind (secrets left out)."""
+    if isinstance(spec, HttpSpec):
+        redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
+        options = {"ip family": spec.ip_family, "redirects": redirects}
+        if spec.proxy_url:
+            options["proxy"] = redact_url(spec.proxy_url)
+        if spec.reuse_connections:
+            options["connections"] = "reused"
+        return options | (_tls_options(spec.tls) if spec.url.startswith("https") else {})
+    if isinstance(spec, DnsSpec):
+        return {"recursion desired": "yes" if spec.recursion else "no"}
+    options = {"ip family": spec.ip_family}
+    if isinstance(spec, TcpSpec):
+        if spec.dialog:
+            options["dialog"] = ", ".join(_dialog_step(step) for step in spec.dialog)
+        if spec.tls is not None:
+            options |= {"tls": "right after connecting"} | _tls_options(spec.tls)
+        return options
+    if isinstance(spec, TlsSpec):
+        if spec.starttls:
+            options["starttls"] = spec.starttls
+        if spec.valid_for is not None:
+            options["valid for at least"] = format_duration(spec.valid_for)
+        return options | _tls_options(spec.tls)
+    options["tls"] = "implicit" if spec.implicit_tls else f"starttls {spec.starttls}"
+    options["ehlo name"] = spec.ehlo_name
+    if spec.auth is not None:
+        options["auth user"] = spec.auth.username
+    return options | _tls_options(spec.tls)
 
 
 def request_json(target: Target) -> dict[str, Any]:
@@ -98,6 +169,7 @@ def request_json(target: Target) -> dict[str, Any]:
             for name, value in spec.headers
         ]
         request["body_bytes"] = len(spec.body) if spec.body is not None else 0
+    request["options"] = _options(spec)
     request["timeout_seconds"] = target.timeout
     return request
 
