@@ -1,7 +1,7 @@
 """``lookout-exporter probe``: one probe now, with its phases, request, response, checks,
 certificate chain and metrics: for each HTTP failure reason a loopback server can cause (all but
-``dns``, ``connect``, ``tls`` and ``tls_version``), and for every reason of every probe kind through
-the same rendering of a ``ProbeResult``."""
+``dns``, ``connect`` and ``tls_version``), for a failure of each other probe kind, and for every
+reason through the same rendering of a ``ProbeResult``."""
 
 from __future__ import annotations
 
@@ -162,6 +162,7 @@ async def lab(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Lab]:
             {"name": "refused", "url": f"http://127.0.0.1:{_free_port()}/"},
             {"name": "reset", "url": f"http://127.0.0.1:{reset_port}/"},
             {"name": "timeout", "url": f"{base}/hang", "timeout": "200ms"},
+            {"name": "tls", "url": f"https://127.0.0.1:{plain.port}/ok"},
             {
                 "name": "cert_expired",
                 "url": f"https://127.0.0.1:{tls_ports['expired']}/ok",
@@ -231,6 +232,7 @@ HTTP_REASONS = [
     pytest.param("refused", ["refused", "Phases\n  none completed"], id="refused"),
     pytest.param("reset", ["server closed the connection"], id="reset"),
     pytest.param("timeout", ["no result within 200ms during processing"], id="timeout"),
+    pytest.param("tls", ["TLS handshake failed: WRONG_VERSION_NUMBER"], id="tls"),
     pytest.param(
         "cert_expired",
         ["certificate verification failed: certificate has expired", "(-1.0 days left)"],
