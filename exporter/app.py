@@ -13,6 +13,7 @@ import gzip
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,10 +24,14 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import config as config_module
 from exporter.clock import Clock, SystemClock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
+from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
 from exporter.exposition import TextCollector
+from exporter.heartbeats.routes import HEARTBEATS, add_routes
+from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.store import StoreError
 from exporter.host.refresher import HostRefresher
 from exporter.probes.context import SharedClients
 from exporter.scheduler import Scheduler, Shard
@@ -50,6 +55,8 @@ class Options:
     config_path: str | None = None
     location: str | None = None
     shard: Shard | None = None
+    # Where the heartbeat store lives; created with the first declared heartbeat.
+    storage_path: Path = Path("data")
 
 
 class Runtime:
@@ -61,6 +68,7 @@ class Runtime:
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
         self.scheduler = Scheduler(self.clients, clock, max_in_flight=config.max_in_flight)
+        self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -70,6 +78,7 @@ class Runtime:
             SelfCollector(self.scheduler, self.reload_state),
             ProbeCollector(self.scheduler.all_stats, lambda: self.location),
             self.host.collector,
+            HeartbeatCollector(self.heartbeats.views),
         ]
         self._reload_lock = asyncio.Lock()
 
@@ -83,6 +92,7 @@ class Runtime:
     async def close(self) -> None:
         await self.scheduler.close()
         await self.clients.close()
+        await self.heartbeats.close()
 
     def _apply(self, config: Config) -> None:
         location_changed = config.location != self.config.location
@@ -90,6 +100,7 @@ class Runtime:
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
         self.scheduler.reconcile(targets)
+        self.heartbeats.configure(config.heartbeats)
         if location_changed:
             self.scheduler.invalidate()
         if config.host != self.host.collector.settings:
@@ -100,7 +111,8 @@ class Runtime:
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(config_module.load, self.options.config_path)
-            except ConfigError as exc:
+                await self.heartbeats.open_for(config.heartbeats)
+            except (ConfigError, StoreError) as exc:
                 self.reload_state.successful = False
                 self.reload_state.last_error = str(exc)
                 log.error("config reload failed", extra={"error": str(exc)})
@@ -137,7 +149,9 @@ async def healthy(_request: web.Request) -> web.Response:
     return web.Response(text="Lookout is healthy.\n")
 
 
-async def ready(_request: web.Request) -> web.Response:
+async def ready(request: web.Request) -> web.Response:
+    if not request.app[RUNTIME].heartbeats.ready:
+        return web.Response(status=503, text="Lookout is not ready: heartbeat store not open.\n")
     return web.Response(text="Lookout is ready.\n")
 
 
@@ -152,8 +166,10 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app = web.Application()
     runtime = Runtime(options, config, clock or SystemClock())
     app[RUNTIME] = runtime
+    app[HEARTBEATS] = runtime.heartbeats
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        await runtime.heartbeats.open_for(runtime.config.heartbeats)
         runtime.start()
         yield
         await runtime.close()
@@ -168,5 +184,6 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    add_routes(app)
     add_status_routes(app, runtime)
     return app

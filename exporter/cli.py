@@ -14,12 +14,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from exporter import __version__, config, probe_command
 from exporter.app import RUNTIME, Options, create_app
 from exporter.config import ConfigError
+from exporter.heartbeats import wrap
+from exporter.heartbeats.store import StoreError
 from exporter.logs import setup_logging
 from exporter.scheduler import Shard
 
@@ -28,7 +31,7 @@ __all__ = ["main"]
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9471"
-SUBCOMMANDS = ("run", "check-config", "probe", "version")
+SUBCOMMANDS = ("run", "check-config", "probe", "ping", "version")
 
 
 def parse_listen_address(text: str) -> tuple[str | None, int]:
@@ -65,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--location", help="location label for every probe series")
     run.add_argument("--shard", type=_shard, help="probe only share I of N of the targets (I/N)")
     run.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        type=Path,
+        default=Path("data"),
+        help="directory of the heartbeat store (default: data, in the working directory)",
+    )
+    run.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -76,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file (exit 0 valid, 1 not)")
     check.add_argument("file")
     probe_command.add_parser(commands)
+    ping = commands.add_parser(
+        "ping", help="send a heartbeat, or wrap a job: ping NAME --url URL -- CMD ARGS..."
+    )
+    wrap.add_arguments(ping)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -84,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_list.insert(0, "run")
+    args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
         print(f"lookout-exporter {__version__}")
@@ -92,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.file)
     if args.command == "probe":
         return probe_command.run(args)
+    if args.command == "ping":
+        return wrap.command(args, job)
     return run(args)
 
 
@@ -127,7 +144,12 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             log.error("invalid config", extra={"problem": problem})
         return 1
-    options = Options(config_path=args.config, location=args.location, shard=args.shard)
+    options = Options(
+        config_path=args.config,
+        location=args.location,
+        shard=args.shard,
+        storage_path=args.storage_path,
+    )
     app = create_app(options, loaded)
 
     async def on_startup(app: web.Application) -> None:
@@ -146,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(on_startup)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=_new_loop())
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None, loop=_new_loop())
+    except StoreError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
+from exporter.heartbeats.spec import Heartbeat, build_heartbeats
 from exporter.host.settings import HostSettings, build_host
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
@@ -55,6 +56,7 @@ class Config:
     targets: tuple[Target, ...]
     source: str
     host: HostSettings
+    heartbeats: tuple[Heartbeat, ...]
 
 
 def schema() -> dict[str, Any]:
@@ -136,6 +138,8 @@ def _build(
         host = build_host(raw.get("host", {}))
     except ConfigProblem as exc:
         failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+    heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
+    failed.extend(f"{where(p.at)}: {format_path(p.at)}: {p.message}" for p in problems)
     if failed or host is None:
         raise ConfigError(failed)
     return Config(
@@ -144,6 +148,7 @@ def _build(
         targets=tuple(targets),
         source=source.name,
         host=host,
+        heartbeats=heartbeats,
     )
 
 

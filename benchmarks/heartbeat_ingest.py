@@ -1,0 +1,268 @@
+"""Acknowledged durable heartbeat pings per second: Lookout against Prometheus Pushgateway.
+
+    python benchmarks/heartbeat_ingest.py [--seconds 10] [--connections 64] [--heartbeats 1000]
+
+Both servers run on loopback on this machine, one at a time, and receive the same load: keep-alive
+HTTP/1.1 connections that each send one request, wait for the answer, and send the next, cycling
+over ``--heartbeats`` names. Lookout gets ``GET /ping/hb-N`` for heartbeats declared in its config
+(it answers 200 only after the ping is committed to SQLite with a full fsync). Pushgateway gets
+what a cron job pushes, ``POST /metrics/job/hb-N`` with a last-success timestamp gauge, in three
+setups: without persistence (``--persistence.file=``, memory only); with a persistence file at its
+most eager interval (``--persistence.interval=1s``), which still acknowledges before the disk
+write; and memory only with ``--push.disable-consistency-check``, its fastest setting (by default
+every push re-checks all pushed groups, which gets slow with many groups). Pushgateway is
+Debian's ``prometheus-pushgateway``, installed with apt-get when missing.
+
+After Lookout's run the script stops it and counts the pings in its store: every acknowledged
+ping must be there. Results are printed and written to
+``benchmarks/results/heartbeat_ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "heartbeat_ingest.json"
+WARMUP_SECONDS = 1.0
+
+
+@dataclass
+class Run:
+    name: str
+    acknowledged_per_second: float
+    acknowledged: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    durable_on_ack: bool
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_pushgateway() -> str:
+    found = shutil.which("prometheus-pushgateway")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print("installing Debian package prometheus-pushgateway", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    install += ["-o", "DPkg::Lock::Timeout=600", "prometheus-pushgateway"]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
+    found = shutil.which("prometheus-pushgateway")
+    if not found:
+        raise SystemExit("prometheus-pushgateway is still missing after apt-get install")
+    return found
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within 30 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _connection(
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    until: float,
+    measure_from: float,
+    latencies: list[float],
+    counts: list[int],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = offset
+    try:
+        while (sent := time.monotonic()) < until:
+            writer.write(requests[n % len(requests)])
+            n += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            ok = head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 202"))
+            counts[0 if ok else 1] += 1
+            if ok and sent >= measure_from:
+                counts[2] += 1
+                latencies.append(time.monotonic() - sent)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, requests: list[bytes], connections: int, seconds: float) -> Run:
+    start = time.monotonic()
+    measure_from = start + WARMUP_SECONDS
+    until = measure_from + seconds
+    latencies: list[float] = []
+    counts = [0, 0, 0]  # acknowledged (all), errors, acknowledged while measuring
+    offsets = [i * len(requests) // connections for i in range(connections)]
+    await asyncio.gather(
+        *(_connection(port, requests, o, until, measure_from, latencies, counts) for o in offsets)
+    )
+    latencies.sort()
+    return Run(
+        name="",
+        acknowledged_per_second=counts[2] / seconds,
+        acknowledged=counts[0],
+        errors=counts[1],
+        p50_ms=1000 * statistics.median(latencies) if latencies else 0.0,
+        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0,
+        durable_on_ack=False,
+    )
+
+
+def load(port: int, requests: list[bytes], connections: int, seconds: float) -> Run:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_load(port, requests, connections, seconds))
+    return uvloop.run(_load(port, requests, connections, seconds))
+
+
+def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float) -> Run:
+    config = work / "lookout.yml"
+    names = [f"hb-{i}" for i in range(heartbeats)]
+    config.write_text(
+        "heartbeats:\n" + "".join(f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in names)
+    )
+    storage = work / "lookout-data"
+    port = free_port()
+    command = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
+    command += ["--storage.path", str(storage), "--web.listen-address", f"127.0.0.1:{port}"]
+    command += ["--log.level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/-/ready", process)
+        requests = [f"GET /ping/{n} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for n in names]
+        run = load(port, requests, connections, seconds)
+    finally:
+        stop(process)
+    with sqlite3.connect(storage / "heartbeats.sqlite") as db:
+        stored = db.execute("SELECT sum(json_extract(facts, '$.seq')) FROM heartbeat").fetchone()[0]
+    run.name = "lookout"
+    run.durable_on_ack = stored >= run.acknowledged
+    print(f"lookout: {run.acknowledged} acknowledged, {stored} in the store", file=sys.stderr)
+    return run
+
+
+def pushgateway_setups(work: Path) -> dict[str, list[str]]:
+    """Name -> flags of each Pushgateway setup measured."""
+    return {
+        "pushgateway (memory)": ["--persistence.file="],
+        "pushgateway (persistence file, 1s)": [
+            f"--persistence.file={work / 'pushgateway.data'}",
+            "--persistence.interval=1s",
+        ],
+        "pushgateway (memory, no consistency check)": [
+            "--persistence.file=",
+            "--push.disable-consistency-check",
+        ],
+    }
+
+
+def bench_pushgateway(
+    binary: str, name: str, flags: list[str], heartbeats: int, connections: int, seconds: float
+) -> Run:
+    port = free_port()
+    command = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags]
+    process = subprocess.Popen(command)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/-/ready", process)
+        body = (
+            "# TYPE job_last_success_timestamp_seconds gauge\n"
+            f"job_last_success_timestamp_seconds {time.time():.3f}\n"
+        ).encode()
+        requests = [
+            f"POST /metrics/job/hb-{i} HTTP/1.1\r\nHost: bench\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+            for i in range(heartbeats)
+        ]
+        run = load(port, requests, connections, seconds)
+    finally:
+        stop(process)
+    run.name = name
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    parser.add_argument("--heartbeats", type=int, default=1000, help="heartbeats configured")
+    args = parser.parse_args()
+    pushgateway = ensure_pushgateway()
+    with tempfile.TemporaryDirectory(prefix="heartbeat-ingest-") as tmp:
+        work = Path(tmp)
+        runs = [bench_lookout(work, args.heartbeats, args.connections, args.seconds)]
+        runs += [
+            bench_pushgateway(
+                pushgateway, name, flags, args.heartbeats, args.connections, args.seconds
+            )
+            for name, flags in pushgateway_setups(work).items()
+        ]
+    lookout = runs[0].acknowledged_per_second
+    print(f"\n{'server':<44} {'ack/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ratio")
+    for run in runs:
+        ratio = lookout / run.acknowledged_per_second if run.acknowledged_per_second else 0.0
+        print(
+            f"{run.name:<44} {run.acknowledged_per_second:>9.0f} {run.p50_ms:>8.2f} "
+            f"{run.p99_ms:>8.2f} {run.errors:>7}  {ratio:.2f}"
+        )
+    print(
+        f"\nheartbeats={args.heartbeats} connections={args.connections} seconds={args.seconds} "
+        f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}; "
+        f"lookout durable on ack: {runs[0].durable_on_ack}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps({"settings": vars(args), "runs": [asdict(r) for r in runs]}, indent=2) + "\n"
+    )
+    failed = not runs[0].durable_on_ack or runs[0].errors > 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

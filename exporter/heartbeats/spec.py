@@ -1,0 +1,109 @@
+"""The typed ``heartbeats:`` config section: one frozen ``Heartbeat`` per declared heartbeat.
+
+Only declared heartbeats exist: the ping routes answer 404 for any other name, so a typo in a
+job's URL is an error the job sees instead of a new, silently unwatched heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.heartbeats.schedule import Period, Schedule, parse_cron
+from exporter.targets import RESERVED_LABELS
+from exporter.units import parse_duration
+
+__all__ = ["Heartbeat", "build_heartbeats"]
+
+# Labels the heartbeat series set themselves, on top of those every Lookout series reserves.
+_RESERVED = RESERVED_LABELS | {"status", "signal"}
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    name: str
+    schedule: Schedule
+    grace: float
+    max_runtime: float | None = None
+    token: str | None = field(default=None, repr=False)
+    instances: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def run_window(self) -> float:
+        """How long a started run may take before the heartbeat is down."""
+        return self.max_runtime if self.max_runtime is not None else self.grace
+
+
+def build_heartbeats(
+    items: Iterable[Mapping[str, Any]], source: Source
+) -> tuple[tuple[Heartbeat, ...], list[ConfigProblem]]:
+    """The heartbeats of a schema-valid ``heartbeats:`` list, and every problem found in it."""
+    built: list[Heartbeat] = []
+    problems: list[ConfigProblem] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(items):
+        at: KeyPath = ("heartbeats", index)
+        if raw["name"] in seen:
+            problems.append(
+                ConfigProblem(
+                    (*at, "name"),
+                    f"duplicate heartbeat name {raw['name']!r} "
+                    f"(first at heartbeats[{seen[raw['name']]}])",
+                )
+            )
+            continue
+        seen[raw["name"]] = index
+        try:
+            built.append(_build(raw, at, source))
+        except ConfigProblem as problem:
+            problems.append(problem)
+    return tuple(built), problems
+
+
+def _build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Heartbeat:
+    for name in raw.get("labels", {}):
+        if name in _RESERVED or name.startswith("__"):
+            raise ConfigProblem((*at, "labels", name), f"label {name!r} is reserved")
+    token: str | None = raw.get("token")
+    if "token_file" in raw:
+        token = source.read_text(raw["token_file"], (*at, "token_file"))
+    if token is not None and not token.strip():
+        key = "token_file" if "token_file" in raw else "token"
+        raise ConfigProblem((*at, key), "the token is empty")
+    max_runtime = _positive(raw, "max_runtime", at) if "max_runtime" in raw else None
+    return Heartbeat(
+        name=raw["name"],
+        schedule=_schedule(raw, at),
+        grace=parse_duration(raw["grace"]),
+        max_runtime=max_runtime,
+        token=token,
+        instances=raw.get("instances"),
+        labels=tuple(sorted(raw.get("labels", {}).items())),
+    )
+
+
+def _schedule(raw: Mapping[str, Any], at: KeyPath) -> Schedule:
+    if "period" in raw:
+        return Period(_positive(raw, "period", at))
+    if "cron" not in raw:
+        raise ConfigProblem(at, "a heartbeat needs a schedule: set 'period' or 'cron'")
+    zone_name = raw.get("timezone", "UTC")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigProblem((*at, "timezone"), f"unknown time zone {zone_name!r}") from None
+    try:
+        return parse_cron(raw["cron"], zone)
+    except ValueError as exc:
+        raise ConfigProblem((*at, "cron"), str(exc)) from None
+
+
+def _positive(raw: Mapping[str, Any], key: str, at: KeyPath) -> float:
+    seconds = parse_duration(raw[key])
+    if seconds <= 0:
+        raise ConfigProblem((*at, key), f"{key} must be greater than 0")
+    return seconds

@@ -1,0 +1,285 @@
+"""The heartbeat state machine, travelling in time with a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from exporter.heartbeats.spec import Heartbeat
+from exporter.heartbeats.state import MAX_OPEN_RUNS, Facts, Ping, Signal, Status, View, derive
+from tests.heartbeats.conftest import FakeClock, cron, every
+
+
+class Job:
+    """One heartbeat's facts, pinged and read at the fake clock's time."""
+
+    def __init__(self, spec: Heartbeat, clock: FakeClock) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.facts = Facts()
+
+    def ping(self, signal: Signal = Signal.SUCCESS, **kwargs: object) -> None:
+        ping = Ping("job", signal, self.clock.time(), **kwargs)  # type: ignore[arg-type]
+        self.facts = self.facts.apply(ping, max_instances=4 * (self.spec.instances or 0))
+
+    @property
+    def view(self) -> View:
+        return derive(self.spec, self.facts, self.clock.time())
+
+    @property
+    def status(self) -> Status:
+        return self.view.status
+
+
+def test_it_is_new_until_the_first_ping(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    clock.advance(10_000)
+    assert job.status is Status.NEW
+    assert job.view.deadline is None
+    assert job.view.age is None
+
+
+def test_it_is_up_after_a_success(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    assert job.status is Status.UP
+    assert job.view.deadline == clock.now + 90
+
+
+def test_it_goes_late_after_the_period(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    clock.advance(60)
+    assert job.status is Status.UP
+    clock.advance(1)
+    assert job.status is Status.LATE
+
+
+def test_it_goes_down_after_grace(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    clock.advance(90)
+    assert job.status is Status.LATE
+    clock.advance(1)
+    assert job.status is Status.DOWN
+    assert job.view.age == 91
+
+
+def test_a_new_success_brings_it_back_up_and_moves_the_deadline(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    clock.advance(500)
+    job.ping()
+    assert job.status is Status.UP
+    assert job.view.deadline == clock.now + 90
+
+
+def test_it_is_failed_after_a_fail_until_the_next_success(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    job.ping(Signal.FAIL)
+    assert job.status is Status.FAILED
+    clock.advance(10)
+    job.ping()
+    assert job.status is Status.UP
+
+
+def test_a_failure_before_any_success_is_failed_without_deadline(clock: FakeClock) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping(Signal.FAIL, exit_code=3)
+    assert job.status is Status.FAILED
+    assert job.view.deadline is None
+    assert job.facts.last_exit_code == 3
+
+
+def test_it_is_running_after_a_start_within_max_runtime(clock: FakeClock) -> None:
+    job = Job(every(3600, 60, max_runtime=600), clock)
+    job.ping()
+    clock.advance(3600)
+    job.ping(Signal.START)
+    clock.advance(600)
+    assert job.status is Status.RUNNING
+    assert job.view.deadline == clock.now
+
+
+def test_a_run_longer_than_max_runtime_is_down(clock: FakeClock) -> None:
+    job = Job(every(3600, 60, max_runtime=600), clock)
+    job.ping(Signal.START)
+    clock.advance(601)
+    assert job.status is Status.DOWN
+
+
+def test_without_max_runtime_a_run_may_take_the_grace(clock: FakeClock) -> None:
+    job = Job(every(3600, 120), clock)
+    job.ping(Signal.START)
+    clock.advance(120)
+    assert job.status is Status.RUNNING
+    clock.advance(1)
+    assert job.status is Status.DOWN
+
+
+def test_max_runtime_is_separate_from_grace(clock: FakeClock) -> None:
+    """A long run is fine within max_runtime even when that is far beyond the grace."""
+    job = Job(every(86400, 60, max_runtime=7200), clock)
+    job.ping(Signal.START)
+    clock.advance(7000)
+    assert job.status is Status.RUNNING
+
+
+def test_a_finished_run_records_its_duration_and_exit_code(clock: FakeClock) -> None:
+    job = Job(every(3600, 60), clock)
+    job.ping(Signal.START)
+    clock.advance(42)
+    job.ping(Signal.SUCCESS, exit_code=0)
+    assert job.status is Status.UP
+    assert job.facts.last_duration == 42
+    assert job.facts.last_exit_code == 0
+    assert job.facts.last_start_at == clock.now - 42
+
+
+def test_rid_pairs_overlapping_runs_with_their_own_start(clock: FakeClock) -> None:
+    job = Job(every(60, 600), clock)
+    job.ping(Signal.START, rid="a")
+    clock.advance(10)
+    job.ping(Signal.START, rid="b")
+    clock.advance(5)
+    job.ping(Signal.SUCCESS, rid="a")
+    assert job.facts.last_duration == 15
+    assert job.status is Status.RUNNING  # b is still open
+    clock.advance(20)
+    job.ping(Signal.FAIL, rid="b", exit_code=2)
+    assert job.facts.last_duration == 25
+    assert job.status is Status.FAILED
+
+
+def test_a_finish_without_a_matching_start_has_no_duration(clock: FakeClock) -> None:
+    job = Job(every(60, 60), clock)
+    job.ping(Signal.START, rid="a")
+    clock.advance(5)
+    job.ping(Signal.SUCCESS, rid="zzz")
+    assert job.facts.last_duration is None
+    assert job.status is Status.RUNNING
+
+
+def test_a_duration_sent_by_the_job_wins_over_the_measured_one(clock: FakeClock) -> None:
+    job = Job(every(60, 60), clock)
+    job.ping(Signal.START, rid="a")
+    clock.advance(5)
+    job.ping(Signal.SUCCESS, rid="a", duration=4.25)
+    assert job.facts.last_duration == 4.25
+
+
+def test_open_runs_are_bounded(clock: FakeClock) -> None:
+    job = Job(every(60, 60), clock)
+    for n in range(MAX_OPEN_RUNS + 10):
+        job.ping(Signal.START, rid=f"r{n}")
+        clock.advance(1)
+    assert len(job.facts.runs) == MAX_OPEN_RUNS
+    job.ping(Signal.SUCCESS, rid="r0")  # forgotten: no duration
+    assert job.facts.last_duration is None
+    job.ping(Signal.SUCCESS, rid=f"r{MAX_OPEN_RUNS + 9}")
+    assert job.facts.last_duration == 1
+
+
+def test_pings_are_counted_by_signal(clock: FakeClock) -> None:
+    job = Job(every(60, 60), clock)
+    for signal in (Signal.START, Signal.SUCCESS, Signal.START, Signal.FAIL, Signal.SUCCESS):
+        job.ping(signal)
+    assert dict(job.facts.counts) == {Signal.START: 2, Signal.SUCCESS: 2, Signal.FAIL: 1}
+    assert job.facts.seq == 5
+
+
+def test_instances_alive_counts_workers_pinging_on_time(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=3), clock)
+    for worker in ("w1", "w2", "w3"):
+        job.ping(instance=worker)
+    assert job.view.instances_alive == 3
+    clock.advance(60)
+    job.ping(instance="w1")
+    clock.advance(60)  # w2 and w3 are 120 s past their last ping: down
+    assert job.view.instances_alive == 1
+    assert job.status is Status.UP  # the heartbeat as a whole still gets pings
+
+
+def test_a_failing_instance_is_not_alive(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=2), clock)
+    job.ping(instance="w1")
+    job.ping(Signal.FAIL, instance="w2")
+    assert job.view.instances_alive == 1
+
+
+def test_a_running_instance_is_alive(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=2, max_runtime=900), clock)
+    job.ping(Signal.START, instance="w1")
+    clock.advance(600)
+    assert job.view.instances_alive == 1
+
+
+def test_a_start_of_one_instance_is_not_finished_by_another(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=2, max_runtime=900), clock)
+    job.ping(Signal.START, instance="w1")
+    clock.advance(5)
+    job.ping(Signal.SUCCESS, instance="w2")
+    assert job.status is Status.RUNNING
+    assert job.facts.last_duration is None
+
+
+def test_only_the_most_recent_instance_names_are_remembered(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=2), clock)
+    for n in range(20):
+        job.ping(instance=f"pod-{n}")
+        clock.advance(1)
+    assert sorted(job.facts.instances) == [f"pod-{n}" for n in range(12, 20)]
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_a_nightly_cron_job_is_late_after_its_run_time_and_down_after_grace(
+    clock: FakeClock,
+) -> None:
+    job = Job(cron("0 2 * * *", "Europe/Berlin", grace=1800), clock)
+    clock.now = utc("2026-01-15T01:00:30")  # 02:00:30 Berlin
+    job.ping()
+    clock.now = utc("2026-01-16T01:00:00")  # 02:00 Berlin the next day: due now
+    assert job.status is Status.UP
+    clock.advance(1)
+    assert job.status is Status.LATE
+    clock.now = utc("2026-01-16T01:30:01")
+    assert job.status is Status.DOWN
+    assert job.view.deadline == utc("2026-01-16T01:30:00")
+
+
+def test_the_cron_deadline_follows_the_spring_dst_change(clock: FakeClock) -> None:
+    """Berlin moves to CEST on 2026-03-29: the 02:00 run is expected at 03:00 CEST (01:00 UTC)."""
+    job = Job(cron("0 2 * * *", "Europe/Berlin", grace=1800), clock)
+    clock.now = utc("2026-03-28T01:00:10")  # 02:00:10 CET
+    job.ping()
+    assert job.view.deadline == utc("2026-03-29T01:30:00")
+    clock.now = utc("2026-03-29T00:59:00")  # 01:59 CET, then clocks jump to 03:00
+    assert job.status is Status.UP
+    clock.now = utc("2026-03-29T01:10:00")  # 03:10 CEST
+    assert job.status is Status.LATE
+    job.ping()
+    assert job.status is Status.UP
+    assert job.view.deadline == utc("2026-03-30T00:30:00")  # 02:00 CEST + 30m
+
+
+def test_the_cron_deadline_follows_the_autumn_dst_change(clock: FakeClock) -> None:
+    """On 2026-10-25 02:00-03:00 happens twice in Berlin; the job is due at the first 02:00."""
+    job = Job(cron("0 2 * * *", "Europe/Berlin", grace=600), clock)
+    clock.now = utc("2026-10-24T00:00:30")  # 02:00:30 CEST
+    job.ping()
+    assert job.view.deadline == utc("2026-10-25T00:10:00")  # 02:00 CEST + 10m
+    clock.now = utc("2026-10-25T00:05:00")
+    job.ping()
+    assert job.view.deadline == utc("2026-10-26T01:10:00")  # 02:00 CET + 10m
+
+
+def test_facts_survive_a_json_round_trip(clock: FakeClock) -> None:
+    job = Job(every(60, 30, instances=2), clock)
+    job.ping(Signal.START, rid="a", instance="w1")
+    clock.advance(3)
+    job.ping(Signal.FAIL, rid="b", instance="w2", exit_code=4)
+    job.ping(Signal.START, instance="w2")
+    assert Facts.from_json(job.facts.to_json()) == job.facts
