@@ -1,5 +1,7 @@
-"""The human status page: ``GET /`` lists every target, ``GET /targets/{name}`` shows one target's
-recent probes, like blackbox_exporter's "recent probes" page.
+"""The human status page: ``GET /`` lists every target and heartbeat, ``GET /targets/{name}``
+shows one target's recent probes, like blackbox_exporter's "recent probes" page, and
+``GET /heartbeats/{name}`` one heartbeat's kept pings with their bodies (those of a heartbeat with
+a token only with ``?token=``, as in the heartbeat read API).
 
 Server-rendered HTML with inline CSS and no script at all, so it works offline and behind any
 proxy. Every value from the config or from a probed server (names, messages, headers, bodies)
@@ -18,6 +20,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from exporter.heartbeats.api import DEFAULT_LIMIT
+from exporter.heartbeats.auth import authorized
 from exporter.status import views
 from exporter.units import format_duration
 
@@ -36,6 +40,9 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 NONE = "&ndash;"
+# Characters of a ping body shown in the list (its end, where errors are) and on its own page.
+BODY_EXCERPT = 300
+BODY_FULL = 4000
 # Certificates expiring sooner than this are highlighted.
 CERT_WARN_DAYS = 14
 
@@ -52,7 +59,8 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .badge { display: inline-block; min-width: 4.5em; text-align: center; border-radius: 3px;
   padding: 0 .4em; color: #fff; font-weight: 600; background: var(--muted); }
 .badge.down, .badge.failed, .badge.fail { background: var(--bad); }
-.badge.late { background: var(--warn); } .badge.up, .badge.pass { background: var(--ok); }
+.badge.late { background: var(--warn); }
+.badge.up, .badge.pass, .badge.success { background: var(--ok); }
 .bad { color: var(--bad); } .warn { color: var(--warn); }
 nav a { margin-right: .6rem; } nav a[aria-current] { font-weight: 700; text-decoration: none; }
 pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
@@ -154,12 +162,13 @@ def exporter_header(info: Mapping[str, Any], now: float) -> str:
     )
 
 
-def controls(items: Sequence[Mapping[str, Any]], query: Mapping[str, str]) -> str:
+def controls(states: Iterable[str], query: Mapping[str, str]) -> str:
+    """The filter links with their counts, and the sort links; ``states`` of every item."""
     counts = {name: 0 for name in views.FILTERS}
-    for item in items:
+    for item_state in states:
         counts["all"] += 1
-        counts[item["state"]] = counts.get(item["state"], 0) + 1
-        if item["state"] in views.FAILING:
+        counts[item_state] += 1
+        if item_state in views.FAILING:
             counts["failing"] += 1
     state = query.get("state", "all")
     filters = [
@@ -216,18 +225,83 @@ def targets_section(items: Iterable[Mapping[str, Any]], now: float) -> str:
     )
 
 
-def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
+def until(value: float | None, now: float) -> str:
+    """``in 5m`` or ``12m ago``, with the time itself as the tooltip."""
+    if value is None:
+        return NONE
+    when = f"in {span(value - now)}" if value >= now else f"{span(now - value)} ago"
+    return f'<span title="{utc(value)}">{when}</span>'
+
+
+def body_excerpt(body: str | None, limit: int = BODY_EXCERPT) -> str:
+    if body is None:
+        return '<span class="muted">body hidden: this heartbeat has a token</span>'
+    if not body:
+        return '<span class="muted">empty body</span>'
+    tail = body if len(body) <= limit else "..." + body[-limit:]
+    return f"<pre>{esc(tail)}</pre>"
+
+
+def ping_failure_cell(failure: Mapping[str, Any] | None, now: float) -> str:
+    if failure is None:
+        return '<span class="muted">none kept</span>'
+    code = f", exit code {esc(failure['exit_code'])}" if failure["exit_code"] is not None else ""
+    return (
+        f'<span class="bad">fail</span> <span class="muted">({ago(failure["at"], now)}{code})'
+        f'</span><div class="sub">{body_excerpt(failure["body"])}</div>'
+    )
+
+
+def instances_text(instances: Mapping[str, Any] | None) -> str:
+    if instances is None:
+        return NONE
+    return f"{esc(instances['alive'])} / {esc(instances['expected'])}"
+
+
+def heartbeats_section(items: Iterable[Mapping[str, Any]], now: float) -> str:
+    rows = []
+    for item in items:
+        rows.append(
+            f'<tr class="heartbeat" data-state="{esc(item["status"])}">'
+            f"<td>{badge(item['status'])}</td>"
+            f'<td><a href="heartbeats/{esc(quote(item["name"], safe=""))}">{esc(item["name"])}'
+            f'</a><div class="sub">{esc(item["schedule"])}, grace '
+            f"{format_duration(item['grace_seconds'])}</div></td>"
+            f"<td>{ago(item['last_success'], now)}</td>"
+            f"<td>{until(item['deadline'], now)}</td>"
+            f'<td class="num">{seconds(item["last_duration_seconds"])}</td>'
+            f'<td class="num">{or_none(item["last_exit_code"])}</td>'
+            f'<td class="num">{instances_text(item["instances"])}</td>'
+            f"<td>{ping_failure_cell(item['last_failure'], now)}</td></tr>"
+        )
+    body = "".join(rows) or '<tr><td colspan="8" class="muted">no heartbeats</td></tr>'
+    return (
+        '<section id="heartbeats"><h2>Heartbeats</h2><table><thead><tr>'
+        "<th>State</th><th>Heartbeat</th><th>Last success</th><th>Deadline</th>"
+        '<th class="num">Last duration</th><th class="num">Exit code</th>'
+        '<th class="num">Instances alive</th><th>Last failure</th>'
+        f"</tr></thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state = views.choice(query, "state", views.FILTERS)
     sort = views.choice(query, "sort", views.SORTS)
     now = runtime.clock.time()
     location = runtime.location
     targets = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
+    heartbeats = await views.heartbeat_summaries(runtime.heartbeats)
+    states = [t["state"] for t in targets] + [h["status"] for h in heartbeats]
+    sections = targets_section(views.select(targets, state, sort), now)
+    if runtime.heartbeats.specs:
+        sections += heartbeats_section(views.select(heartbeats, state, sort, "status"), now)
     body = (
         exporter_header(views.exporter_json(runtime, now), now)
-        + controls(targets, query)
-        + targets_section(views.select(targets, state, sort), now)
+        + controls(states, query)
+        + sections
         + '<footer><p class="muted"><a href="metrics">metrics</a> · '
-        '<a href="api/v1/targets">targets as JSON</a></p></footer>'
+        '<a href="api/v1/targets">targets</a> and <a href="api/v1/heartbeats">heartbeats</a> '
+        "as JSON</p></footer>"
     )
     return document("Lookout status", body)
 
@@ -333,12 +407,68 @@ def _error_page(status: int, message: str, home: str) -> web.Response:
     return _html(document(f"{status} - Lookout", body), status)
 
 
+def pings_table(pings: Sequence[Mapping[str, Any]]) -> str:
+    if not pings:
+        return '<p class="muted">no pings kept</p>'
+    rows = "".join(
+        f'<tr data-signal="{esc(p["signal"])}"><td>{timestamp(p["at"])}</td>'
+        f"<td>{badge('fail' if p['signal'] == 'fail' else p['signal'])}</td>"
+        f"<td>{or_none(p['instance'])}</td><td>{or_none(p['rid'])}</td>"
+        f'<td class="num">{or_none(p["exit_code"])}</td>'
+        f'<td class="num">{seconds(p["duration_seconds"])}</td>'
+        f"<td>{body_excerpt(p['body'], BODY_FULL)}</td></tr>"
+        for p in pings
+    )
+    return (
+        "<table><thead><tr><th>Received</th><th>Signal</th><th>Instance</th><th>Run id</th>"
+        '<th class="num">Exit code</th><th class="num">Duration</th><th>Body</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def heartbeat_page(detail: Mapping[str, Any], now: float) -> str:
+    labels = ", ".join(f"{k}={v}" for k, v in detail["labels"].items())
+    counts = detail["pings"]
+    max_runtime = detail["max_runtime_seconds"]
+    facts = {
+        "State": badge(detail["status"]),
+        "Schedule": esc(detail["schedule"]),
+        "Grace, max runtime": f"{format_duration(detail['grace_seconds'])}, "
+        + (format_duration(max_runtime) if max_runtime is not None else "the grace"),
+        "Labels": or_none(labels),
+        "Last success": ago(detail["last_success"], now),
+        "Last start": ago(detail["last_start"], now),
+        "Deadline": until(detail["deadline"], now),
+        "Last duration, exit code": f"{seconds(detail['last_duration_seconds'])}, "
+        f"{or_none(detail['last_exit_code'])}",
+        "Instances alive": instances_text(detail["instances"]),
+        "Pings since start": esc(", ".join(f"{k}: {v}" for k, v in counts.items())),
+        "Last failure": ping_failure_cell(detail["last_failure"], now),
+    }
+    body = (
+        '<p><a href="../">← status page</a></p>'
+        f"<h1>{esc(detail['name'])}</h1><dl>"
+        + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts.items())
+        + f"</dl><h2>Recent pings</h2>{pings_table(detail['recent'])}"
+    )
+    return document(f"{detail['name']} - Lookout", body)
+
+
 def add_routes(app: web.Application, runtime: Runtime) -> None:
     async def index(request: web.Request) -> web.Response:
         try:
-            return _html(index_page(runtime, request.query))
+            return _html(await index_page(runtime, request.query))
         except ValueError as exc:
             return _error_page(400, str(exc), "./")
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        spec = runtime.heartbeats.specs.get(name)
+        if spec is None:
+            return _error_page(404, f"no heartbeat named {name!r}", "../")
+        visible = spec.token is None or authorized(request, spec.token)
+        detail = await views.heartbeat_detail(runtime.heartbeats, spec, DEFAULT_LIMIT, visible)
+        return _html(heartbeat_page(detail, runtime.clock.time()))
 
     async def target(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -350,3 +480,4 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
 
     app.router.add_get("/", index)
     app.router.add_get("/targets/{name}", target)
+    app.router.add_get("/heartbeats/{name}", heartbeat)

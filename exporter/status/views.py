@@ -1,8 +1,9 @@
 """What the status page, the JSON API and ``lookout-exporter probe`` show, as JSON-ready data.
 
-One module turns ``ProbeStats`` and ``ProbeResult`` into plain dicts, so the page, the API and the
-command line cannot disagree: the API returns these dicts as they are (their shape is
-``docs/openapi.yaml``), the page and the command render them.
+One module turns ``ProbeStats`` and ``ProbeResult``, and the heartbeats' views and kept pings,
+into plain dicts, so the page, the API and the command line cannot disagree: the API returns
+these dicts as they are (their shape is ``docs/openapi.yaml``), the page and the command render
+them. A heartbeat is described as the heartbeat read API describes it (``heartbeats.api``).
 
 A target's state is ``down`` (its latest probe failed), ``pending`` (not probed yet) or ``up``.
 The recent window is ``ProbeStats.history``: p50/p95 there are exact quantiles of the kept
@@ -11,6 +12,7 @@ durations (linear interpolation between the closest ranks), not histogram bucket
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +20,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from exporter import __version__
+from exporter.heartbeats.api import DEFAULT_LIMIT, describe
+from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.spec import Heartbeat
+from exporter.heartbeats.state import Signal
+from exporter.heartbeats.store import KEEP_PINGS, StoredPing
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
 from exporter.targets import (
@@ -44,6 +51,10 @@ __all__ = [
     "choice",
     "endpoint",
     "exporter_json",
+    "heartbeat_detail",
+    "heartbeat_summaries",
+    "ping_json",
+    "ping_limit",
     "quantile",
     "redact_url",
     "request_json",
@@ -278,20 +289,89 @@ def exporter_json(runtime: Runtime, now: float) -> dict[str, Any]:
         "started_at": runtime.started_at,
         "uptime_seconds": max(0.0, now - runtime.started_at),
         "targets": len(runtime.scheduler.stats),
+        "heartbeats": len(runtime.heartbeats.specs),
     }
 
 
-def select(items: Iterable[dict[str, Any]], state: str, sort: str) -> list[dict[str, Any]]:
-    """Items (targets or heartbeats) in filter ``state`` (see FILTERS), sorted by ``sort``."""
+def select(
+    items: Iterable[dict[str, Any]], state: str, sort: str, field: str = "state"
+) -> list[dict[str, Any]]:
+    """Items in filter ``state`` (see FILTERS), sorted by ``sort``; ``field`` holds their state
+    (``state`` for targets, ``status`` for heartbeats)."""
     if state == "failing":
-        chosen = [item for item in items if item["state"] in FAILING]
+        chosen = [item for item in items if item[field] in FAILING]
     elif state == "all":
         chosen = list(items)
     else:
-        chosen = [item for item in items if item["state"] == state]
+        chosen = [item for item in items if item[field] == state]
     if sort == "name":
         return sorted(chosen, key=lambda item: item["name"])
-    return sorted(chosen, key=lambda item: (SEVERITY.get(item["state"], 3), item["name"]))
+    return sorted(chosen, key=lambda item: (SEVERITY.get(item[field], 3), item["name"]))
+
+
+def ping_json(ping: StoredPing, body_visible: bool) -> dict[str, Any]:
+    """One kept ping; its body (job output) is None unless ``body_visible``."""
+    return {
+        "seq": ping.seq,
+        "at": ping.at,
+        "signal": str(ping.signal),
+        "rid": ping.rid,
+        "instance": ping.instance,
+        "exit_code": ping.exit_code,
+        "duration_seconds": ping.duration,
+        "body": ping.body.decode("utf-8", errors="replace") if body_visible else None,
+    }
+
+
+def _last_failure(pings: Iterable[StoredPing]) -> StoredPing | None:
+    return next((ping for ping in pings if ping.signal is Signal.FAIL), None)
+
+
+async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
+    """Every heartbeat as the collector sees it, plus its newest kept failure ping.
+
+    The failures are read from the store in a worker thread, only for heartbeats that ever
+    failed. Bodies of heartbeats with a token stay hidden here (None), as in the read API.
+    """
+    views = heartbeats.views()
+    store = heartbeats.store
+    failed = [v.spec.name for v in views if v.facts.counts.get(Signal.FAIL)]
+
+    def read() -> dict[str, StoredPing | None]:
+        assert store is not None
+        return {name: _last_failure(store.recent(name)) for name in failed}
+
+    failures = await asyncio.to_thread(read) if store is not None and failed else {}
+    items = []
+    for view in views:
+        item = describe(view)
+        failure = failures.get(view.spec.name)
+        item["last_failure"] = (
+            None if failure is None else ping_json(failure, view.spec.token is None)
+        )
+        items.append(item)
+    return items
+
+
+async def heartbeat_detail(
+    heartbeats: Heartbeats, spec: Heartbeat, limit: int, bodies_visible: bool
+) -> dict[str, Any]:
+    """One heartbeat with its newest kept failure and its latest ``limit`` pings, newest first."""
+    store = heartbeats.store
+    pings = await asyncio.to_thread(store.recent, spec.name) if store is not None else []
+    detail = describe(heartbeats.view(spec))
+    failure = _last_failure(pings)
+    detail["last_failure"] = None if failure is None else ping_json(failure, bodies_visible)
+    detail["recent"] = [ping_json(ping, bodies_visible) for ping in pings[:limit]]
+    return detail
+
+
+def ping_limit(query: Mapping[str, str]) -> int:
+    """The ``limit`` query parameter: how many kept pings to show."""
+    text = query.get("limit", str(DEFAULT_LIMIT))
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= KEEP_PINGS):
+        raise ValueError(f"invalid limit={text!r}: use a number from 1 to {KEEP_PINGS}")
+    return int(text)
 
 
 def choice(query: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
