@@ -96,3 +96,38 @@ async def wait_probed(app: web.Application, probes: int = 1, within: float = 5.0
     while any(len(s.history) < probes for s in runtime.scheduler.stats.values()):
         assert time.monotonic() < deadline, "targets were not probed in time"
         await asyncio.sleep(0.02)
+
+
+HEARTBEATS_CONFIG = """
+heartbeats:
+  - {name: a-fine, period: 1h, grace: 1h}
+  - {name: b-new, period: 1m, grace: 1m}
+  - {name: c-broken, period: 1h, grace: 1h}
+  - {name: d-late, period: 1m, grace: 10m}
+  - {name: e-down, period: 1m, grace: 1m}
+  - {name: f-workers, period: 1h, grace: 1h, instances: 2}
+  - {name: g-secret, period: 1h, grace: 1h, token: s3cret}
+"""
+
+
+async def ping_heartbeats(client: Any, clock: FakeClock) -> None:
+    """Pings that leave every state once ``clock`` advanced 3 minutes afterwards.
+
+    a-fine up, b-new new, c-broken failed (exit code 3, hostile output), d-late late, e-down
+    down, f-workers up with one of two instances alive and a 42 s run, g-secret failed with a
+    body only its token may read.
+    """
+
+    async def ping(path: str, body: str = "", **headers: str) -> None:
+        response = await client.post(path, data=body.encode(), headers=headers)
+        assert response.status == 200, await response.text()
+
+    for name in ("a-fine", "d-late", "e-down"):
+        await ping(f"/ping/{name}")
+    await ping("/ping/c-broken", "first run fine")
+    await ping("/ping/c-broken/3", f"Traceback (most recent call last):\n{HOSTILE}\nboom")
+    await ping("/ping/f-workers/start?instance=w1&rid=r1")
+    clock.advance(42)
+    await ping("/ping/f-workers?instance=w1&rid=r1", "done")
+    await ping("/ping/g-secret/fail", "password=hunter2", Authorization="Bearer s3cret")
+    clock.advance(180)

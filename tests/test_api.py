@@ -22,8 +22,11 @@ from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import HttpSpec, Target
 from tests.status_support import (
+    HEARTBEATS_CONFIG,
+    HOSTILE,
     FakeClock,
     empty_config,
+    ping_heartbeats,
     service_app,
     wait_probed,
     write_config,
@@ -76,12 +79,12 @@ def test_every_openapi_schema_is_valid_json_schema() -> None:
             pytest.fail(f"components.schemas.{name}: {exc.message}")
 
 
-def test_every_api_route_is_documented_and_every_documented_path_is_served() -> None:
+def test_every_v1_route_is_documented_and_every_documented_path_is_served() -> None:
     app = create_app(Options(), empty_config())
     served = {
         route.resource.canonical
         for route in app.router.routes()
-        if route.resource is not None and route.resource.canonical.startswith("/api/")
+        if route.resource is not None and route.resource.canonical.startswith("/api/v1/")
     }
     assert served == set(OPENAPI["paths"])
 
@@ -299,3 +302,104 @@ targets:
     assert requests["zone"]["endpoint"] == "api.example.test AAAA @ 127.0.0.1:5353 (tcp)"
     assert requests["mx"]["options"]["auth user"] == "ops"
     assert requests["mx"]["options"]["ehlo name"] == "probe.test"
+
+
+@pytest.fixture
+async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    clock = FakeClock()
+    path = tmp_path / "lookout.yml"
+    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
+    options = Options(config_path=str(path), storage_path=tmp_path / "data")
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(options, config.load(str(path)), clock)
+    )
+    await ping_heartbeats(client, clock)
+    return client
+
+
+async def test_heartbeat_list_matches_the_schema_with_failing_heartbeats_first(
+    beating: TestClient[Any, Any],
+) -> None:
+    body = await get_json(beating, "/api/v1/heartbeats", 200, "/api/v1/heartbeats")
+    states = [(h["name"], h["status"]) for h in body["heartbeats"]]
+    assert states == [
+        ("c-broken", "failed"),
+        ("e-down", "down"),
+        ("g-secret", "failed"),
+        ("d-late", "late"),
+        ("b-new", "new"),
+        ("a-fine", "up"),
+        ("f-workers", "up"),
+    ]
+    by_name = {h["name"]: h for h in body["heartbeats"]}
+    broken = by_name["c-broken"]
+    assert broken["last_exit_code"] == 3
+    assert broken["last_failure"]["exit_code"] == 3
+    assert broken["last_failure"]["body"].endswith(f"{HOSTILE}\nboom")
+    assert broken["pings"] == {"success": 1, "start": 0, "fail": 1}
+    assert by_name["g-secret"]["last_failure"]["body"] is None
+    workers = by_name["f-workers"]
+    assert workers["instances"] == {"expected": 2, "alive": 1}
+    assert workers["last_duration_seconds"] == 42
+    assert workers["last_failure"] is None
+    assert by_name["d-late"]["age_seconds"] == 222
+    assert by_name["b-new"]["deadline"] is None
+
+
+async def test_heartbeat_filters_sorts_and_rejects_bad_values(
+    beating: TestClient[Any, Any],
+) -> None:
+    path = "/api/v1/heartbeats"
+    failing = await get_json(beating, f"{path}?state=failing&sort=name", 200, path)
+    assert [h["name"] for h in failing["heartbeats"]] == [
+        "c-broken",
+        "d-late",
+        "e-down",
+        "g-secret",
+    ]
+    late = await get_json(beating, f"{path}?state=late", 200, path)
+    assert [h["name"] for h in late["heartbeats"]] == ["d-late"]
+    bad = await get_json(beating, f"{path}?state=pending&sort=size", 400, path)
+    assert bad["error"] == "invalid sort='size': use one of state, name"
+
+
+async def test_heartbeat_detail_lists_kept_pings_newest_first(
+    beating: TestClient[Any, Any],
+) -> None:
+    path = "/api/v1/heartbeats/{name}"
+    body = await get_json(beating, "/api/v1/heartbeats/c-broken", 200, path)
+    assert [(p["seq"], p["signal"], p["exit_code"]) for p in body["recent"]] == [
+        (2, "fail", 3),
+        (1, "success", None),
+    ]
+    assert body["recent"][1]["body"] == "first run fine"
+    assert body["last_failure"] == body["recent"][0]
+    one = await get_json(beating, "/api/v1/heartbeats/c-broken?limit=1", 200, path)
+    assert [p["seq"] for p in one["recent"]] == [2]
+    assert one["last_failure"]["seq"] == 2
+    bad = await get_json(beating, "/api/v1/heartbeats/c-broken?limit=101", 400, path)
+    assert bad["error"] == "invalid limit='101': use a number from 1 to 100"
+    missing = await get_json(beating, "/api/v1/heartbeats/nope", 404, path)
+    assert missing["error"] == "no heartbeat named 'nope'"
+
+
+async def test_bodies_of_a_heartbeat_with_a_token_need_the_token(
+    beating: TestClient[Any, Any],
+) -> None:
+    path = "/api/v1/heartbeats/{name}"
+    anonymous = await get_json(beating, "/api/v1/heartbeats/g-secret", 200, path)
+    assert anonymous["status"] == "failed"
+    assert [p["body"] for p in anonymous["recent"]] == [None]
+    wrong = await get_json(beating, "/api/v1/heartbeats/g-secret?token=guess", 200, path)
+    assert wrong["last_failure"]["body"] is None
+    by_query = await get_json(beating, "/api/v1/heartbeats/g-secret?token=s3cret", 200, path)
+    assert by_query["last_failure"]["body"] == "password=hunter2"
+    response = await beating.get(
+        "/api/v1/heartbeats/g-secret", headers={"Authorization": "Bearer s3cret"}
+    )
+    assert (await response.json())["recent"][0]["body"] == "password=hunter2"
+
+
+async def test_exporter_counts_declared_heartbeats(beating: TestClient[Any, Any]) -> None:
+    body = await get_json(beating, "/api/v1/exporter", 200, "/api/v1/exporter")
+    assert (body["targets"], body["heartbeats"]) == (0, 7)
