@@ -21,9 +21,11 @@ from exporter.config import Source
 from exporter.status.page import CSP
 from exporter.targets import build_target
 from tests.status_support import (
+    HEARTBEATS_CONFIG,
     HOSTILE,
     FakeClock,
     empty_config,
+    ping_heartbeats,
     service_app,
     wait_probed,
     write_config,
@@ -66,6 +68,7 @@ async def test_page_lists_every_target_with_failing_ones_first(
         ("up", "a-healthy"),
     ]
     assert f"version {__version__}" in text
+    assert 'id="heartbeats"' not in text
     assert "status 500, expected 2xx" in text
     assert '<span class="bad">status</span> <span class="muted">(now)</span>' in text
 
@@ -211,3 +214,88 @@ targets:
     assert "<h3>Certificate chain</h3>" in detail
     assert "127.0.0.1" in detail
     assert detail.count('<span class="warn">10.0</span>') == 2
+
+
+HEARTBEAT_ROW = re.compile(
+    r'<tr class="heartbeat" data-state="(\w+)">.*?<a href="heartbeats/([^"]+)">', re.S
+)
+
+
+@pytest.fixture
+async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    clock = FakeClock()
+    path = tmp_path / "lookout.yml"
+    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
+    options = Options(config_path=str(path), storage_path=tmp_path / "data")
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(options, config.load(str(path)), clock)
+    )
+    await ping_heartbeats(client, clock)
+    return client
+
+
+async def test_page_lists_heartbeats_failing_first_with_their_last_failure(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/")
+    assert HEARTBEAT_ROW.findall(text) == [
+        ("failed", "c-broken"),
+        ("down", "e-down"),
+        ("failed", "g-secret"),
+        ("late", "d-late"),
+        ("new", "b-new"),
+        ("up", "a-fine"),
+        ("up", "f-workers"),
+    ]
+    assert "no targets" in text
+    broken = text.split('<a href="heartbeats/c-broken">', 1)[1].split("</tr>", 1)[0]
+    assert "every 1h, grace 1h" in broken
+    assert "exit code 3)" in broken
+    assert_no_markup_from(HOSTILE, broken)
+    assert "<script>" not in text
+    workers = text.split('<a href="heartbeats/f-workers">', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="num">42.00 s</td>' in workers
+    assert '<td class="num">1 / 2</td>' in workers
+    secret = text.split('<a href="heartbeats/g-secret">', 1)[1].split("</tr>", 1)[0]
+    assert "body hidden: this heartbeat has a token" in secret
+    assert "hunter2" not in text
+    assert '<a href="?state=late">late (1)</a>' in text
+    assert '<a href="?state=failing">failing (4)</a>' in text
+
+
+async def test_filters_apply_to_heartbeats_and_targets_alike(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/?state=new")
+    assert HEARTBEAT_ROW.findall(text) == [("new", "b-new")]
+    assert "no targets" in text
+    text = await page(beating, "/?state=failing&sort=name")
+    names = [name for _, name in HEARTBEAT_ROW.findall(text)]
+    assert names == ["c-broken", "d-late", "e-down", "g-secret"]
+
+
+async def test_heartbeat_page_shows_kept_pings_with_escaped_bodies(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/heartbeats/c-broken")
+    assert "<h1>c-broken</h1>" in text
+    assert re.findall(r'<tr data-signal="(\w+)">', text) == ["fail", "success"]
+    assert "<pre>first run fine</pre>" in text
+    assert_no_markup_from(HOSTILE, text)
+    assert "<script>" not in text
+    assert "success: 1, start: 0, fail: 1" in text
+
+
+async def test_heartbeat_page_shows_bodies_of_a_token_heartbeat_only_with_its_token(
+    beating: TestClient[Any, Any],
+) -> None:
+    hidden = await page(beating, "/heartbeats/g-secret")
+    assert "hunter2" not in hidden
+    assert "body hidden: this heartbeat has a token" in hidden
+    shown = await page(beating, "/heartbeats/g-secret?token=s3cret")
+    assert "<pre>password=hunter2</pre>" in shown
+
+
+async def test_an_unknown_heartbeat_page_is_a_404(beating: TestClient[Any, Any]) -> None:
+    text = await page(beating, "/heartbeats/nope", 404)
+    assert "no heartbeat named &#x27;nope&#x27;" in text
