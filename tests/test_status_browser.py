@@ -1,7 +1,7 @@
 """The status page in a real headless Chromium, driven over the DevTools protocol: it loads
-without console errors (CSP violations included), shows the failing targets first, runs none of
-the script that probed servers put into failure messages, and leaves screenshots in
-``tests/artifacts/``."""
+without console errors (CSP violations included), shows the failing targets and heartbeats first,
+runs none of the script that probed servers put into failure messages or jobs into ping bodies,
+and leaves screenshots in ``tests/artifacts/``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ FLAGS = (
     "--disable-sync",
     "--remote-debugging-port=0",
 )
+HEARTBEATS = """
+heartbeats:
+  - {name: backup, period: 1d, grace: 1h}
+  - {name: nightly, period: 1d, grace: 1h}
+  - {name: consumer, period: 1m, grace: 1m}
+"""
 STARTUP_SECONDS = 30.0
 STEP_SECONDS = 15.0
 
@@ -188,10 +194,18 @@ async def screenshot(devtools: DevTools, session: str, name: str) -> Path:
 
 @pytest.fixture
 async def status_url(aiohttp_server: Any, tmp_path: Path) -> str:
+    """The status page of an exporter with probed targets and pinged heartbeats."""
     service = await aiohttp_server(service_app())
     path = write_config(tmp_path, str(service.make_url("")).rstrip("/"))
-    app = create_app(Options(config_path=str(path)), config.load(str(path)))
+    with path.open("a", encoding="utf-8") as file:
+        file.write(HEARTBEATS)
+    options = Options(config_path=str(path), storage_path=tmp_path / "data")
+    app = create_app(options, config.load(str(path)))
     server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        for ping, body in (("nightly/0", "all good"), ("backup/2", f"error: {HOSTILE}")):
+            async with http.post(server.make_url(f"/ping/{ping}"), data=body) as response:
+                assert response.status == 200
     await wait_probed(app, probes=3)
     return str(server.make_url("/"))
 
@@ -214,6 +228,15 @@ async def test_status_page_in_headless_chromium(status_url: str, tmp_path: Path)
                 ".map(r => [r.dataset.state, r.querySelector('a').textContent])",
             )
             assert rows == [["down", "m-hostile"], ["down", "z-broken"], ["up", "a-healthy"]]
+            beats = await evaluate(
+                devtools,
+                session,
+                "Array.from(document.querySelectorAll('tr.heartbeat'))"
+                ".map(r => [r.dataset.state, r.querySelector('a').textContent])",
+            )
+            assert beats == [["failed", "backup"], ["new", "consumer"], ["up", "nightly"]]
+            shown = await evaluate(devtools, session, "document.body.innerText")
+            assert f"error: {HOSTILE}" in shown
             assert await evaluate(devtools, session, "document.scripts.length") == 0
             assert await evaluate(devtools, session, "typeof window.pwned") == "undefined"
             index_shot = await screenshot(devtools, session, "status-page.png")
