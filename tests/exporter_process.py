@@ -50,6 +50,8 @@ async def run_exporter(
     """Start the exporter on a free loopback port; wait until it answers; stop it afterwards."""
     port = free_port()
     log = tmp_path / f"exporter-{port}.log"
+    if not any(arg.startswith("--storage.path") for arg in args):
+        args = [*args, "--storage.path", str(tmp_path / "data")]
     with log.open("w") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
