@@ -113,15 +113,16 @@ heartbeats:
 async def ping_heartbeats(client: Any, clock: FakeClock) -> None:
     """Pings that leave every state once ``clock`` advanced 3 minutes afterwards.
 
-    a-fine up, b-new new, c-broken failed (exit code 3, hostile output), d-late late, e-down
-    down, f-workers up with one of two instances alive and a 42 s run, g-secret failed with a
-    body only its token may read.
+    a-fine up after an earlier failure, b-new new, c-broken failed (exit code 3, hostile
+    output), d-late late, e-down down, f-workers up with one of two instances alive and a 42 s
+    run, g-secret failed with a body only its token may read.
     """
 
     async def ping(path: str, body: str = "", **headers: str) -> None:
         response = await client.post(path, data=body.encode(), headers=headers)
         assert response.status == 200, await response.text()
 
+    await ping("/ping/a-fine/1", "an old failure")
     for name in ("a-fine", "d-late", "e-down"):
         await ping(f"/ping/{name}")
     await ping("/ping/c-broken", "first run fine")

@@ -343,6 +343,12 @@ async def test_heartbeat_list_matches_the_schema_with_failing_heartbeats_first(
     assert workers["last_duration_seconds"] == 42
     assert workers["last_failure"] is None
     assert by_name["d-late"]["age_seconds"] == 222
+    # The list looks for failures of failed heartbeats only; the detail has the earlier one.
+    assert by_name["a-fine"]["last_failure"] is None
+    assert by_name["a-fine"]["pings"]["fail"] == 1
+    detail = await get_json(beating, "/api/v1/heartbeats/a-fine", 200, "/api/v1/heartbeats/{name}")
+    assert detail["last_failure"]["exit_code"] == 1
+    assert detail["last_failure"]["body"] == "an old failure"
     assert by_name["b-new"]["deadline"] is None
 
 

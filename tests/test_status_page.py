@@ -259,6 +259,8 @@ async def test_page_lists_heartbeats_failing_first_with_their_last_failure(
     secret = text.split('<a href="heartbeats/g-secret">', 1)[1].split("</tr>", 1)[0]
     assert "body hidden: this heartbeat has a token" in secret
     assert "hunter2" not in text
+    fine = text.split('<a href="heartbeats/a-fine">', 1)[1].split("</tr>", 1)[0]
+    assert "1 since start, see its page" in fine
     assert '<a href="?state=late">late (1)</a>' in text
     assert '<a href="?state=failing">failing (4)</a>' in text
 

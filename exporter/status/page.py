@@ -242,9 +242,11 @@ def body_excerpt(body: str | None, limit: int = BODY_EXCERPT) -> str:
     return f"<pre>{esc(tail)}</pre>"
 
 
-def ping_failure_cell(failure: Mapping[str, Any] | None, now: float) -> str:
+def ping_failure_cell(failure: Mapping[str, Any] | None, failures: int, now: float) -> str:
+    """The last failure with the end of its body; ``failures`` counts them since the start."""
     if failure is None:
-        return '<span class="muted">none kept</span>'
+        earlier = f"{failures} since start, see its page" if failures else "none"
+        return f'<span class="muted">{earlier}</span>'
     code = f", exit code {esc(failure['exit_code'])}" if failure["exit_code"] is not None else ""
     return (
         f'<span class="bad">fail</span> <span class="muted">({ago(failure["at"], now)}{code})'
@@ -272,7 +274,8 @@ def heartbeats_section(items: Iterable[Mapping[str, Any]], now: float) -> str:
             f'<td class="num">{seconds(item["last_duration_seconds"])}</td>'
             f'<td class="num">{or_none(item["last_exit_code"])}</td>'
             f'<td class="num">{instances_text(item["instances"])}</td>'
-            f"<td>{ping_failure_cell(item['last_failure'], now)}</td></tr>"
+            f"<td>{ping_failure_cell(item['last_failure'], item['pings']['fail'], now)}</td>"
+            "</tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">no heartbeats</td></tr>'
     return (
@@ -443,7 +446,7 @@ def heartbeat_page(detail: Mapping[str, Any], now: float) -> str:
         f"{or_none(detail['last_exit_code'])}",
         "Instances alive": instances_text(detail["instances"]),
         "Pings since start": esc(", ".join(f"{k}: {v}" for k, v in counts.items())),
-        "Last failure": ping_failure_cell(detail["last_failure"], now),
+        "Last failure": ping_failure_cell(detail["last_failure"], counts["fail"], now),
     }
     body = (
         '<p><a href="../">← status page</a></p>'

@@ -23,7 +23,7 @@ from exporter import __version__
 from exporter.heartbeats.api import DEFAULT_LIMIT, describe
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
-from exporter.heartbeats.state import Signal
+from exporter.heartbeats.state import Signal, Status
 from exporter.heartbeats.store import KEEP_PINGS, StoredPing
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
@@ -70,6 +70,8 @@ FAILING = frozenset({"down", "failed", "late"})
 SORTS = ("state", "name")
 FILTERS = ("all", "failing", "down", "failed", "late", "pending", "new", "running", "up")
 SECONDS_PER_DAY = 86400.0
+# Latest pings of a failed heartbeat searched for its last failure in the list.
+LIST_SCAN = 10
 # Request headers whose values are secrets; shown as "<redacted>".
 _SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|key|password", re.IGNORECASE)
 
@@ -328,18 +330,20 @@ def _last_failure(pings: Iterable[StoredPing]) -> StoredPing | None:
 
 
 async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
-    """Every heartbeat as the collector sees it, plus its newest kept failure ping.
+    """Every heartbeat as the collector sees it, plus, for those whose status is ``failed``, the
+    newest failure among their latest ``LIST_SCAN`` pings.
 
-    The failures are read from the store in a worker thread, only for heartbeats that ever
-    failed. Bodies of heartbeats with a token stay hidden here (None), as in the read API.
+    Those pings are read from the store in a worker thread; the list reads no others, so its cost
+    follows the number of failed heartbeats, not of all pings kept. Bodies of heartbeats with a
+    token stay hidden here (None), as in the read API.
     """
     views = heartbeats.views()
     store = heartbeats.store
-    failed = [v.spec.name for v in views if v.facts.counts.get(Signal.FAIL)]
+    failed = [v.spec.name for v in views if v.status is Status.FAILED]
 
     def read() -> dict[str, StoredPing | None]:
         assert store is not None
-        return {name: _last_failure(store.recent(name)) for name in failed}
+        return {name: _last_failure(store.recent(name, LIST_SCAN)) for name in failed}
 
     failures = await asyncio.to_thread(read) if store is not None and failed else {}
     items = []
