@@ -1,5 +1,5 @@
 """The ``lookout-exporter`` command: run the exporter, check a config, probe one target once
-(``probe_command``), print the version.
+(``probe_command``), ping a heartbeat or wrap a job (``heartbeats.wrap``), print the version.
 
 ``run`` is the default subcommand, so ``lookout-exporter --config lookout.yml`` works, and
 without ``--config`` it runs the embedded default config.
