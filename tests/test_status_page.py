@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from exporter import __version__, config
 from exporter.app import Options, create_app
 from exporter.config import Source
-from exporter.status.page import CSP
+from exporter.status.markup import CSP
 from exporter.targets import build_target
 from tests.status_support import (
     HEARTBEATS_CONFIG,

@@ -1,5 +1,6 @@
-"""What Lookout sees, for people and scripts: the status page (``page``), the JSON API (``api``),
-both built from the same data (``views``).
+"""What Lookout sees, for people and scripts: the status pages (``page`` with ``target_pages``,
+``heartbeat_pages`` and ``markup``) and the JSON API (``api``), both built from the same data
+(``views``).
 """
 
 from __future__ import annotations
