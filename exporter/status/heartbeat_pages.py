@@ -28,8 +28,6 @@ __all__ = ["heartbeat_page", "heartbeats_section"]
 
 # Characters of a ping body shown in the list (its end, where errors are) and on its own page.
 BODY_EXCERPT = 300
-
-
 BODY_FULL = 4000
 
 

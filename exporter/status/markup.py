@@ -35,21 +35,14 @@ CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
-
-
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-
-
 NONE = "&ndash;"
-
-
 # Certificates expiring sooner than this are highlighted.
 CERT_WARN_DAYS = 14
-
 
 STYLE = """
 :root { color-scheme: light dark; --bad: #c62828; --warn: #b26a00; --ok: #2e7d32;
