@@ -6,19 +6,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.processes import free_port, running
 
 
 class ExporterProcess:
@@ -52,36 +46,10 @@ async def run_exporter(
     log = tmp_path / f"exporter-{port}.log"
     if not any(arg.startswith("--storage.path") for arg in args):
         args = [*args, "--storage.path", str(tmp_path / "data")]
-    with log.open("w") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            *args,
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            stdout=sink,
-            stderr=sink,
-            env={**os.environ, **(env or {})},
-            cwd=Path(__file__).parent.parent,
-        )
-    exporter = ExporterProcess(process, port, log)
-    try:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                if (await exporter.get("/-/healthy"))[0] == 200:
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"exporter did not start:\n{log.read_text()}")
-        yield exporter
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    argv = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}/-/healthy"
+    environment = {**os.environ, **(env or {})}
+    async with running(
+        argv, url, log, cwd=Path(__file__).parent.parent, env=environment
+    ) as process:
+        yield ExporterProcess(process, port, log)

@@ -32,8 +32,9 @@ from aiosmtpd.smtp import SMTP
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.metrics import sample_value, series_names
+from tests.processes import free_port, prometheus, running
 from tests.rules.pack import ROOT, RULE_FILES, loopback_alertmanager_config
-from tests.rules.stack import free_port, running, webhook_server
+from tests.rules.stack import webhook_server
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.tools
@@ -122,11 +123,11 @@ async def keep_pinging(session: aiohttp.ClientSession, url: str) -> None:
 async def test_a_failing_target_and_a_missed_heartbeat_page_and_then_resolve(
     tmp_path: Path,
 ) -> None:
-    prometheus = require_tool("prometheus")
+    require_tool("prometheus")
     alertmanager = require_tool("alertmanager")
     rules = tmp_path / "rules"
     fast_rule_files(rules)
-    am_port, prom_port = free_port(), free_port()
+    am_port = free_port()
     async with (
         upstream_server() as (upstream, upstream_url),
         webhook_server() as (hook, hook_url),
@@ -159,49 +160,30 @@ async def test_a_failing_target_and_a_missed_heartbeat_page_and_then_resolve(
                 tmp_path / "alertmanager.log",
             ),
         ):
-            prom_config = tmp_path / "prometheus.yml"
-            prom_config.write_text(
-                yaml.safe_dump(
+            settings = {
+                "global": {
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "evaluation_interval": "1s",
+                },
+                "rule_files": [
+                    str(rules / "recording" / "*.yml"),
+                    str(rules / "alerts" / "*.yml"),
+                ],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
                     {
-                        "global": {
-                            "scrape_interval": "1s",
-                            "scrape_timeout": "1s",
-                            "evaluation_interval": "1s",
-                        },
-                        "rule_files": [
-                            str(rules / "recording" / "*.yml"),
-                            str(rules / "alerts" / "*.yml"),
-                        ],
-                        "alerting": {
-                            "alertmanagers": [
-                                {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-                            ]
-                        },
-                        "scrape_configs": [
-                            {
-                                "job_name": "lookout",
-                                "static_configs": [
-                                    {"targets": [exporter_url.removeprefix("http://")]}
-                                ],
-                            }
-                        ],
+                        "job_name": "lookout",
+                        "static_configs": [{"targets": [exporter_url.removeprefix("http://")]}],
                     }
-                )
-            )
+                ],
+            }
             async with (
-                running(
-                    [
-                        prometheus,
-                        f"--config.file={prom_config}",
-                        f"--storage.tsdb.path={tmp_path / 'prometheus'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                        # Alerts that fire before Prometheus has found Alertmanager (the
-                        # watchdog) are resent after this delay, 1m by default.
-                        "--rules.alert.resend-delay=1s",
-                    ],
-                    f"http://127.0.0.1:{prom_port}/-/ready",
-                    tmp_path / "prometheus.log",
-                ),
+                # Alerts that fire before Prometheus has found Alertmanager (the watchdog) are
+                # resent after this delay, 1m by default.
+                prometheus(settings, tmp_path, "--rules.alert.resend-delay=1s"),
                 aiohttp.ClientSession() as session,
             ):
                 heartbeat = f"{exporter_url}/ping/e2e-job"

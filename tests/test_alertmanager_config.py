@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.processes import free_port, running
 from tests.rules.pack import ALERTMANAGER_CONFIG, ALERTS, alert_id, loopback_alertmanager_config
-from tests.rules.stack import free_port, running, webhook_server
+from tests.rules.stack import webhook_server
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.tools

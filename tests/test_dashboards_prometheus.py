@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,8 +30,8 @@ from pytest_aiohttp import AiohttpServer
 
 from exporter import config
 from exporter.app import Options, create_app
+from tests import processes
 from tests.test_dashboards import BY_UID, ROOT, panels
-from tests.tools import require_tool
 
 pytestmark = pytest.mark.tools
 
@@ -98,13 +97,6 @@ def variable_queries() -> Iterator[tuple[str, str, str]]:
             found = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
             assert found, f"{uid}/${variable['name']}: not a label_values query"
             yield f"{uid}/${variable['name']}", found.group(1), found.group(2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rule_files() -> list[str]:
@@ -226,51 +218,13 @@ heartbeats:
 @pytest.fixture
 async def prometheus(exporter: str, tmp_path: Path) -> AsyncIterator[str]:
     """Debian's prometheus scraping the exporter every second; its base URL."""
-    binary = require_tool("prometheus")
-    port = free_port()
     settings = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": rule_files(),
         "scrape_configs": [{"job_name": "lookout", "static_configs": [{"targets": [exporter]}]}],
     }
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                if process.returncode is not None:
-                    break
-                try:
-                    async with session.get(f"{base}/-/ready") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("prometheus did not become ready in 10 s")
-        if process.returncode is not None:
-            assert process.stderr is not None
-            raise AssertionError((await process.stderr.read()).decode())
+    async with processes.prometheus(settings, tmp_path, "--log.level=warn") as base:
         yield base
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def has_data(result: dict[str, Any]) -> bool:

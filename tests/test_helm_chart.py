@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from exporter.cli import build_parser
+from tests.processes import started
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -378,35 +379,28 @@ async def test_the_exporter_runs_with_the_rendered_pod_and_answers_its_probes(
     # A directory of its own stands in for the working directory, the data volume.
     workdir = tmp_path / "data-volume"
     workdir.mkdir()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        *args,
-        cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-            while True:
-                try:
-                    async with session.get(f"http://{address}/metrics") as response:
-                        metrics = await response.text()
-                except aiohttp.ClientConnectionError:
-                    metrics = ""
-                if 'lookout_probe_success{target="self",kind="http",location="eu-west-1"} 1' in (
-                    metrics
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            for probe in ("livenessProbe", "readinessProbe"):
-                path = spec[probe]["httpGet"]["path"]
-                async with session.get(f"http://{address}{path}") as response:
-                    assert response.status == 200, path
-    finally:
-        process.terminate()
-        await process.wait()
+    argv = [sys.executable, "-m", "exporter", *args]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with (
+        started(argv, tmp_path / "exporter.log", cwd=workdir, env=environment),
+        aiohttp.ClientSession() as session,
+        asyncio.timeout(30),
+    ):
+        while True:
+            try:
+                async with session.get(f"http://{address}/metrics") as response:
+                    metrics = await response.text()
+            except aiohttp.ClientConnectionError:
+                metrics = ""
+            if 'lookout_probe_success{target="self",kind="http",location="eu-west-1"} 1' in (
+                metrics
+            ):
+                break
+            await asyncio.sleep(0.1)
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = spec[probe]["httpGet"]["path"]
+            async with session.get(f"http://{address}{path}") as response:
+                assert response.status == 200, path
 
 
 def test_the_image_tag_follows_the_package_version() -> None:

@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import io
 import json
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from exporter.probe_command import build_report, probe_and_report, render_text
 from exporter.reasons import Reason
 from exporter.results import Certificate, Check, ProbeResult
 from exporter.targets import HttpSpec, Target
+from tests.processes import free_port
 from tests.test_api import schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,13 +99,6 @@ async def raw_server(reply: bytes, until: bytes = b"\r\n\r\n") -> AsyncIterator[
         await server.wait_closed()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @dataclass
 class Lab:
     config: Path
@@ -159,7 +152,7 @@ async def lab(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Lab]:
     ):
         targets = [
             {"name": "ok", "url": f"https://127.0.0.1:{good.port}/ok", "http": tls},
-            {"name": "refused", "url": f"http://127.0.0.1:{_free_port()}/"},
+            {"name": "refused", "url": f"http://127.0.0.1:{free_port()}/"},
             {"name": "reset", "url": f"http://127.0.0.1:{reset_port}/"},
             {"name": "timeout", "url": f"{base}/hang", "timeout": "200ms"},
             {"name": "tls", "url": f"https://127.0.0.1:{plain.port}/ok"},

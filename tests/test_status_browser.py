@@ -19,6 +19,7 @@ import pytest
 
 from exporter import config
 from exporter.app import Options, create_app
+from tests.processes import started
 from tests.status_support import HOSTILE, service_app, wait_probed, write_config
 from tests.tools import require_tool
 
@@ -101,16 +102,8 @@ class DevTools:
 async def chromium(profile: Path) -> AsyncIterator[str]:
     """Start headless Chromium; yields its browser DevTools websocket URL."""
     binary = require_tool("chromium")
-    log = (profile.parent / "chromium.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *FLAGS,
-        f"--user-data-dir={profile}",
-        "about:blank",
-        stdout=log,
-        stderr=log,
-    )
-    try:
+    argv = [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"]
+    async with started(argv, profile.parent / "chromium.log") as process:
         active = profile / "DevToolsActivePort"
         deadline = time.monotonic() + STARTUP_SECONDS
         while not (active.exists() and len(active.read_text().splitlines()) >= 2):
@@ -119,16 +112,6 @@ async def chromium(profile: Path) -> AsyncIterator[str]:
             await asyncio.sleep(0.05)
         port, path = active.read_text().splitlines()[:2]
         yield f"ws://127.0.0.1:{port}{path}"
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
 
 
 async def open_page(devtools: DevTools) -> str:

@@ -15,8 +15,8 @@ from pytest_aiohttp import AiohttpClient
 from exporter import config
 from exporter.app import Options, create_app
 from exporter.heartbeats.store import DB_FILE
-from tests.exporter_process import free_port
 from tests.metrics import sample_value, series_names
+from tests.processes import free_port
 from tests.tools import require_tool
 
 Client = TestClient[web.Request, web.Application]

@@ -18,7 +18,7 @@ from exporter.heartbeats.routes import HEARTBEATS
 from exporter.heartbeats.state import Signal, Status
 from exporter.heartbeats.store import StoredPing
 from exporter.heartbeats.wrap import TAIL_BYTES
-from tests.exporter_process import free_port
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """

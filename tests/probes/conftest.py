@@ -142,16 +142,6 @@ def fingerprint(cert: trustme.LeafCert) -> str:
     return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 # --- DNS ---------------------------------------------------------------------------------------
 
 A_RECORDS = ("192.0.2.10", "192.0.2.11")

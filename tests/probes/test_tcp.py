@@ -8,7 +8,8 @@ import struct
 from typing import Any
 
 from exporter.reasons import Reason
-from tests.probes.conftest import Pki, Prober, Servers, fingerprint, free_port
+from tests.probes.conftest import Pki, Prober, Servers, fingerprint
+from tests.processes import free_port
 
 
 async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -29,9 +29,9 @@ from tests.probes.conftest import (
     Prober,
     Servers,
     fingerprint,
-    free_port,
     smtp_protocol,
 )
+from tests.processes import free_port
 
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
