@@ -1,7 +1,7 @@
-"""Child processes for end-to-end tests: a free loopback port, starting a program and waiting
-until it answers, and Debian's ``prometheus`` on loopback.
+"""Child processes for tests: running a command to completion, a free loopback port, starting a
+program and waiting until it answers, and Debian's ``prometheus`` on loopback.
 
-Every process writes its output to a log file that a failing test shows, and is stopped
+Every long-running process writes its output to a log file that a failing test shows, and is stopped
 (terminate, then kill) when its block ends.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,33 @@ import yaml
 
 from tests.tools import require_tool
 
-__all__ = ["READY_TIMEOUT", "free_port", "prometheus", "running", "started", "stop"]
+__all__ = ["READY_TIMEOUT", "free_port", "prometheus", "run", "running", "started", "stop"]
 
 # Seconds a process may take to answer its readiness URL.
 READY_TIMEOUT = 30.0
 # Seconds a terminated process may take to exit before it is killed.
 STOP_TIMEOUT = 10.0
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to completion with ``stdin`` as its input; its exit code and text output."""
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ route tree and inhibition rules delivers exactly the alerts it should.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.processes import free_port, running
+from tests.processes import free_port, run, running
 from tests.rules.pack import ALERTMANAGER_CONFIG, ALERTS, alert_id, loopback_alertmanager_config
 from tests.rules.stack import webhook_server
 from tests.tools import require_tool
@@ -27,28 +26,18 @@ RECEIVER_BY_SEVERITY = {"critical": "pager", "warning": "chat", "info": "null"}
 
 def route(*labels: str) -> str:
     amtool = require_tool("amtool")
-    run = subprocess.run(
-        [amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = run(
+        [amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels], timeout=30
     )
-    assert run.returncode == 0, run.stdout + run.stderr
-    return run.stdout.strip()
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
 
 
 def test_amtool_check_config_accepts_the_example() -> None:
     amtool = require_tool("amtool")
-    run = subprocess.run(
-        [amtool, "check-config", str(CONFIG)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS" in run.stdout
+    result = run([amtool, "check-config", str(CONFIG)], timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.parametrize(

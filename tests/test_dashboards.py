@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from exporter.collectors.heartbeats import FAMILIES as HEARTBEAT_FAMILIES
 from exporter.collectors.probes import FAMILIES as PROBE_FAMILIES
+from tests.processes import run
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "grafana-dashboards"
@@ -224,13 +224,7 @@ def test_the_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
 
 def test_the_generator_command_checks_the_committed_files() -> None:
     """``python grafana-dashboards/generate.py --check`` exits 0 on an up-to-date tree."""
-    done = subprocess.run(
-        [sys.executable, str(DASHBOARD_DIR / "generate.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run([sys.executable, str(DASHBOARD_DIR / "generate.py"), "--check"])
     assert (done.returncode, done.stderr) == (0, "")
 
 

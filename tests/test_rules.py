@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.processes import run
 from tests.rules.pack import ALERTS, ROOT, RULE_FILES, UNIT_TESTS, alert_id
 from tests.tools import require_tool
 
@@ -54,29 +54,16 @@ def test_rule_files_and_unit_tests_exist() -> None:
 
 def test_promtool_check_rules_accepts_every_rule_file() -> None:
     promtool = require_tool("promtool")
-    run = subprocess.run(
-        [promtool, "check", "rules", *map(str, RULE_FILES)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    result = run([promtool, "check", "rules", *map(str, RULE_FILES)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("unit_test", UNIT_TESTS, ids=lambda p: p.name)
 def test_promtool_unit_tests_pass(unit_test: Path) -> None:
     promtool = require_tool("promtool")
-    run = subprocess.run(
-        [promtool, "test", "rules", unit_test.name],
-        cwd=unit_test.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS" in run.stdout
+    result = run([promtool, "test", "rules", unit_test.name], cwd=unit_test.parent, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
@@ -176,16 +163,13 @@ def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:
     text = alerts.read_text()
     assert "for more than 5 minutes." in text
     alerts.write_text(text.replace("for more than 5 minutes.", "for a while."))
-    run = subprocess.run(
+    result = run(
         [promtool, "test", "rules", "probes.test.yml"],
         cwd=tmp_path / "tests" / "rules",
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
-    assert run.returncode != 0
-    assert "for a while." in run.stdout + run.stderr
+    assert result.returncode != 0
+    assert "for a while." in result.stdout + result.stderr
 
 
 def test_the_alerting_guide_names_every_alert() -> None:
