@@ -1,9 +1,8 @@
-"""Loopback servers and certificates for the dependency probe tests.
+"""Loopback servers and certificates for the dependency probe tests (``servers`` comes from
+``tests/conftest.py``).
 
 - ``pki``: a trustme CA and its certificates (valid, expired, not yet valid, wrong host,
   expiring soon, and one from a CA the probes do not trust), with the CA bundle as a file.
-- ``servers``: starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
-  functions, and stops them, with every connection they accepted, after the test.
 - ``dns_server``: a DNS server on 127.0.0.1 (UDP and TCP) answering from dnspython-built
   messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent, garbage and (TCP) hang-up names.
 - ``smtp_server``: aiosmtpd on 127.0.0.1 in the test's event loop, with or without STARTTLS,
@@ -43,8 +42,7 @@ from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.stats import ProbeStats
 from exporter.targets import Target
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.servers import Servers
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -88,52 +86,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         expiring=ca.issue_cert(*hosts, not_before=NOW - DAY, not_after=NOW + 3 * DAY),
         untrusted=trustme.CA().issue_cert(*hosts),
     )
-
-
-@dataclass
-class Servers:
-    """asyncio servers on 127.0.0.1 that end every connection they accepted when stopped."""
-
-    _servers: list[asyncio.Server] = field(default_factory=list)
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
-    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    async def start(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> int:
-        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._handlers.add(task)
-            self._writers.add(writer)
-            try:
-                await handler(reader, writer)
-            except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
-                pass  # the probe hung up first, as probes do
-            finally:
-                writer.transport.abort()
-                self._writers.discard(writer)
-                self._handlers.discard(task)
-
-        server = await asyncio.start_server(connected, "127.0.0.1", 0, ssl=ssl_context)
-        self._servers.append(server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for server in self._servers:
-            await server.wait_closed()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=2)
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[Servers]:
-    started = Servers()
-    yield started
-    await started.stop()
 
 
 def fingerprint(cert: trustme.LeafCert) -> str:

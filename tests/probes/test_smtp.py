@@ -16,7 +16,8 @@ from exporter import config
 from exporter.config import ConfigError, Source
 from exporter.reasons import Reason
 from exporter.targets import SmtpSpec
-from tests.probes.conftest import PASSWORD, USER, Pki, Prober, Servers, fingerprint
+from tests.probes.conftest import PASSWORD, USER, Pki, Prober, fingerprint
+from tests.servers import Servers
 
 StartSmtp = Callable[..., Awaitable[int]]
 

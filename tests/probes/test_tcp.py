@@ -8,8 +8,9 @@ import struct
 from typing import Any
 
 from exporter.reasons import Reason
-from tests.probes.conftest import Pki, Prober, Servers, fingerprint
+from tests.probes.conftest import Pki, Prober, fingerprint
 from tests.processes import free_port
+from tests.servers import Servers
 
 
 async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -27,11 +27,11 @@ from tests.probes.conftest import (
     NOW,
     Pki,
     Prober,
-    Servers,
     fingerprint,
     smtp_protocol,
 )
 from tests.processes import free_port
+from tests.servers import Servers
 
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
