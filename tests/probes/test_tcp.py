@@ -7,8 +7,11 @@ import socket
 import struct
 from typing import Any
 
+import pytest
+
 from exporter.reasons import Reason
 from tests.probes.conftest import Pki, Prober, fingerprint
+from tests.probes.support import loopback_target
 from tests.processes import free_port
 from tests.servers import Servers
 
@@ -30,10 +33,7 @@ async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 
 def tcp_target(port: int, **tcp: Any) -> dict[str, Any]:
-    target: dict[str, Any] = {"kind": "tcp", "address": f"127.0.0.1:{port}"}
-    if tcp:
-        target["tcp"] = tcp
-    return target
+    return loopback_target("tcp", port, tcp)
 
 
 async def test_connect_only_succeeds_with_resolve_and_connect_phases(
@@ -212,32 +212,27 @@ async def test_starttls_step_with_an_expired_certificate_fails_as_cert_expired(
     assert result.cert_expiry is not None
 
 
-async def test_endless_line_fails_as_dialog_without_waiting_for_the_timeout(
-    probe: Prober, servers: Servers
+@pytest.mark.parametrize(
+    ("output", "expect", "message"),
+    [
+        pytest.param(b"x" * 4096, "^OK", "longer than", id="one-endless-line"),
+        pytest.param(
+            b"220-still talking\r\n" * 100, "^220 ", "first 65536 bytes", id="endless-lines"
+        ),
+    ],
+)
+async def test_endless_output_fails_as_dialog_at_its_limit_without_waiting_for_the_timeout(
+    probe: Prober, servers: Servers, output: bytes, expect: str, message: str
 ) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            writer.write(b"x" * 4096)
+            writer.write(output)
             await writer.drain()
 
     port = await servers.start(endless)
-    result = await probe(tcp_target(port, dialog=[{"expect": "^OK"}]))
+    result = await probe(tcp_target(port, dialog=[{"expect": expect}]))
     assert result.reason is Reason.DIALOG
-    assert "longer than" in result.message
-
-
-async def test_endless_lines_fail_as_dialog_after_the_expect_limit(
-    probe: Prober, servers: Servers
-) -> None:
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            writer.write(b"220-still talking\r\n" * 100)
-            await writer.drain()
-
-    port = await servers.start(endless)
-    result = await probe(tcp_target(port, dialog=[{"expect": "^220 "}]))
-    assert result.reason is Reason.DIALOG
-    assert "first 65536 bytes" in result.message
+    assert message in result.message
 
 
 async def test_reset_during_the_tls_handshake_is_a_reset(

@@ -30,6 +30,13 @@ from tests.probes.conftest import (
     fingerprint,
     smtp_protocol,
 )
+from tests.probes.support import (
+    assert_fails_in_time_without_leaks,
+    endless_banner,
+    loopback_target,
+    never_speaks,
+    resets_mid_handshake,
+)
 from tests.processes import free_port
 from tests.servers import Servers
 
@@ -40,11 +47,7 @@ async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 def tls_target(port: int, pki: Pki | None = None, **settings: Any) -> dict[str, Any]:
     tls = {"ca_file": str(pki.ca_file)} if pki else {}
-    tls.update(settings)
-    target: dict[str, Any] = {"kind": "tls", "address": f"127.0.0.1:{port}"}
-    if tls:
-        target["tls"] = tls
-    return target
+    return loopback_target("tls", port, {**tls, **settings})
 
 
 async def tls_port(servers: Servers, pki: Pki, cert: trustme.LeafCert) -> int:
@@ -297,27 +300,10 @@ async def test_refused_starttls_fails_as_starttls(
 # --- hostile servers ---------------------------------------------------------------------------
 
 
-async def never_speaks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
-
-
 async def speaks_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(b"\x16\x03\x01\x00\x05garbage that is not a ServerHello\r\n")
     await writer.drain()
     await reader.read()
-
-
-async def endless_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        writer.write(b"220-welcome, and welcome again\r\n" * 64)
-        await writer.drain()
-
-
-async def resets_mid_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read(1)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    writer.transport.abort()
 
 
 HOSTILE = {
@@ -338,19 +324,8 @@ async def test_hostile_server_fails_in_time_without_leaking_tasks_or_sockets(
 ) -> None:
     handler, starttls, reason = HOSTILE[case]
     port = await servers.start(handler)
-    target = {**tls_target(port, pki, **({"starttls": starttls} if starttls else {}))}
-    # Silence must end at the timeout; every other hostility must fail sooner, with its reason.
-    target["timeout"] = "400ms" if reason is Reason.TIMEOUT else "3s"
-    first = await probe(target)  # warms up caches (the client context) before counting
-    assert first.reason is reason, first.message
-    await asyncio.sleep(0.05)
-    before = tasks_and_fds()
-    for _ in range(3):  # 3 rounds of 20 at once
-        for result in await asyncio.gather(*(probe(target) for _ in range(20))):
-            assert result.reason is reason, result.message
-            assert result.duration < 1.5
-    await asyncio.sleep(0.05)
-    assert tasks_and_fds() == before
+    target = tls_target(port, pki, **({"starttls": starttls} if starttls else {}))
+    await assert_fails_in_time_without_leaks(probe, target, reason, tasks_and_fds)
 
 
 async def test_closed_port_is_refused(probe: Prober, pki: Pki) -> None:
