@@ -97,39 +97,19 @@ class Numbered(Builder[models.Panel]):
 
 
 class Query:
-    """One PromQL query of a panel; ``instant`` for stat, bar gauge and table panels."""
+    """One PromQL query of a panel and its legend; the panel decides how it runs: instant for
+    stat, bar gauge and table panels, as a table for tables, as buckets for heatmaps."""
 
-    def __init__(
-        self,
-        expr: str,
-        legend: str = "",
-        *,
-        instant: bool = False,
-        table: bool = False,
-        heatmap: bool = False,
-    ) -> None:
+    def __init__(self, expr: str, legend: str = "") -> None:
         self.expr = " ".join(expr.split())
         self.legend = legend
-        self.instant = instant or table
-        self.format = (
-            PromQueryFormat.TABLE
-            if table
-            else PromQueryFormat.HEATMAP
-            if heatmap
-            else PromQueryFormat.TIME_SERIES
-        )
 
-    def build(self, ref_id: str) -> prometheus.Dataquery:
-        query = (
-            prometheus.Dataquery()
-            .ref_id(ref_id)
-            .datasource(DATASOURCE)
-            .expr(self.expr)
-            .format(self.format)
-        )
+    def build(self, ref_id: str, *, instant: bool, form: PromQueryFormat) -> prometheus.Dataquery:
+        query = prometheus.Dataquery().ref_id(ref_id).datasource(DATASOURCE).expr(self.expr)
+        query = query.format(form)
         if self.legend:
             query = query.legend_format(self.legend)
-        return query.instant() if self.instant else query.range()
+        return query.instant() if instant else query.range()
 
 
 def panel(
@@ -142,6 +122,8 @@ def panel(
     width: int = 12,
     height: int = 8,
     links: Sequence[dashboard.DashboardLink] = (),
+    instant: bool = False,
+    form: PromQueryFormat = PromQueryFormat.TIME_SERIES,
 ) -> P:
     """Sets what every panel must have: title, description, unit, data source and queries."""
     built = (
@@ -153,7 +135,7 @@ def panel(
         .height(height)
     )
     for index, query in enumerate(queries):
-        built = built.with_target(query.build(chr(ord("A") + index)))
+        built = built.with_target(query.build(chr(ord("A") + index), instant=instant, form=form))
     if links:
         built = built.data_links(list(links))
     return built
@@ -307,7 +289,7 @@ def single(
     title: str,
     description: str,
     unit: str,
-    queries: Sequence[Query],
+    expr: str,
     *,
     width: int = 4,
     height: int = 4,
@@ -316,8 +298,17 @@ def single(
     no_value: str | None = None,
     links: Sequence[dashboard.DashboardLink] = (),
 ) -> stat.Panel:
+    """A stat of one instant query."""
     built = panel(
-        stat.Panel(), title, description, unit, queries, width=width, height=height, links=links
+        stat.Panel(),
+        title,
+        description,
+        unit,
+        [Query(expr)],
+        width=width,
+        height=height,
+        links=links,
+        instant=True,
     )
     built = built.color_mode(common_models.BigValueColorMode.BACKGROUND).graph_mode(
         common_models.BigValueGraphMode.NONE
@@ -346,7 +337,15 @@ def bars(
     links: Sequence[dashboard.DashboardLink] = (),
 ) -> bargauge.Panel:
     built = panel(
-        bargauge.Panel(), title, description, unit, queries, width=width, height=height, links=links
+        bargauge.Panel(),
+        title,
+        description,
+        unit,
+        queries,
+        width=width,
+        height=height,
+        links=links,
+        instant=True,
     )
     built = (
         built.display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
@@ -410,7 +409,17 @@ def grid(
 ) -> table.Panel:
     """A table joining instant queries on one label; ``columns`` maps field names ("Value #A",
     label names) to (header, unit), or to None to hide the field."""
-    built = panel(table.Panel(), title, description, unit, queries, width=width, height=height)
+    built = panel(
+        table.Panel(),
+        title,
+        description,
+        unit,
+        queries,
+        width=width,
+        height=height,
+        instant=True,
+        form=PromQueryFormat.TABLE,
+    )
     hidden = {"Time": True, **{f"Time {i}": True for i in range(1, len(queries) + 1)}}
     hidden |= {field: True for field, column in columns.items() if column is None}
     built = built.with_transformation(
@@ -569,54 +578,44 @@ def overview() -> dashboard.Dashboard:
             "Targets failing",
             "Targets whose latest probe failed from at least one location.",
             "none",
-            [Query(f"sum(1 - min by (target) (lookout_probe_success{{{PROBES}}}))", instant=True)],
+            f"sum(1 - min by (target) (lookout_probe_success{{{PROBES}}}))",
             steps=thresholds("green", (1, "red")),
         ),
         single(
             "Heartbeats in trouble",
             "Heartbeats that are late, down or whose last run failed.",
             "none",
-            [
-                Query(
-                    "sum(max by (heartbeat) (lookout_heartbeat_status"
-                    f'{{{all_heartbeats}, status=~"late|down|failed"}}))',
-                    instant=True,
-                )
-            ],
+            "sum(max by (heartbeat) (lookout_heartbeat_status"
+            f'{{{all_heartbeats}, status=~"late|down|failed"}}))',
             steps=thresholds("green", (1, "red")),
         ),
         single(
             "Certificates expiring in 14 days",
             "Targets whose presented certificate chain expires within 14 days (or already has).",
             "none",
-            [
-                Query(
-                    "sum(min by (target) (lookout_tls_cert_expiry_timestamp_seconds"
-                    f"{{{PROBES}}}) - time() < bool {14 * DAY})",
-                    instant=True,
-                )
-            ],
+            "sum(min by (target) (lookout_tls_cert_expiry_timestamp_seconds"
+            f"{{{PROBES}}}) - time() < bool {14 * DAY})",
             steps=thresholds("green", (1, "orange")),
         ),
         single(
             "Exporters down",
             "Lookout exporters Prometheus could not scrape (up == 0).",
             "none",
-            [Query(f"sum(1 - up{{{SCOPE}}})", instant=True)],
+            f"sum(1 - up{{{SCOPE}}})",
             steps=thresholds("green", (1, "red")),
         ),
         single(
             "Config reloads failing",
             "Exporters whose last configuration reload failed; they keep running the old one.",
             "none",
-            [Query(f"sum(1 - lookout_config_last_reload_successful{{{SCOPE}}})", instant=True)],
+            f"sum(1 - lookout_config_last_reload_successful{{{SCOPE}}})",
             steps=thresholds("green", (1, "orange")),
         ),
         single(
             "Targets",
             "Targets configured on the selected exporters, all kinds.",
             "short",
-            [Query(f"sum(lookout_targets{{{SCOPE}}})", instant=True)],
+            f"sum(lookout_targets{{{SCOPE}}})",
             steps=thresholds("blue"),
         ),
     ]
@@ -652,7 +651,6 @@ def overview() -> dashboard.Dashboard:
                     f"1 - {failure_ratio(PROBES, 'target', '$__range')} and on (target) "
                     f'lookout_probe_slo_objective_ratio{{{PROBES}, slo="availability"}}',
                     "{{target}}",
-                    instant=True,
                 )
             ],
             steps=thresholds("red", (0.99, "orange"), (0.999, "green")),
@@ -670,7 +668,6 @@ def overview() -> dashboard.Dashboard:
                     "(1 - max by (target) (lookout_probe_slo_objective_ratio"
                     f'{{{PROBES}, slo="availability"}}))',
                     "{{target}} availability",
-                    instant=True,
                 ),
                 Query(
                     "1 - (sum by (target) (increase(lookout_probe_slow_total"
@@ -679,7 +676,6 @@ def overview() -> dashboard.Dashboard:
                     "/ on (target) (1 - max by (target) (lookout_probe_slo_objective_ratio"
                     f'{{{PROBES}, slo="latency"}}))',
                     "{{target}} latency",
-                    instant=True,
                 ),
             ],
             steps=budget_steps,
@@ -712,7 +708,6 @@ def overview() -> dashboard.Dashboard:
                     "topk(10, sum by (target, reason) (increase(lookout_probe_failures_total"
                     f"{{{PROBES}}}[$__range])) > 0)",
                     "{{target}}: {{reason}}",
-                    instant=True,
                 )
             ],
             steps=thresholds("orange"),
@@ -728,7 +723,6 @@ def overview() -> dashboard.Dashboard:
                     "topk(10, histogram_quantile(0.95, sum by (target, le) (rate("
                     f"lookout_probe_duration_seconds_bucket{{{PROBES}}}[$__range]))))",
                     "{{target}}",
-                    instant=True,
                 )
             ],
             steps=thresholds("green", (1, "orange"), (5, "red")),
@@ -757,8 +751,7 @@ def overview() -> dashboard.Dashboard:
             [
                 Query(
                     "bottomk(10, min by (target) (lookout_tls_cert_expiry_timestamp_seconds"
-                    f"{{{PROBES}}}) - time())",
-                    table=True,
+                    f"{{{PROBES}}}) - time())"
                 )
             ],
             join_on="target",
@@ -773,14 +766,12 @@ def overview() -> dashboard.Dashboard:
             [
                 Query(
                     "max by (heartbeat, status) (lookout_heartbeat_status"
-                    f'{{{all_heartbeats}, status=~"late|down|failed"}} == 1)',
-                    table=True,
+                    f'{{{all_heartbeats}, status=~"late|down|failed"}} == 1)'
                 ),
                 Query(
                     f"max by (heartbeat) (lookout_heartbeat_age_seconds{{{all_heartbeats}}}) "
                     "and on (heartbeat) max by (heartbeat) (lookout_heartbeat_status"
-                    f'{{{all_heartbeats}, status=~"late|down|failed"}} == 1)',
-                    table=True,
+                    f'{{{all_heartbeats}, status=~"late|down|failed"}} == 1)'
                 ),
             ],
             join_on="heartbeat",
@@ -831,21 +822,14 @@ def overview() -> dashboard.Dashboard:
             "rate and the 99th percentile scheduler lag over the time range.",
             "none",
             [
-                Query(f"max by (instance) (up{{{SCOPE}}})", table=True),
-                Query(
-                    f"max by (instance) (lookout_config_last_reload_successful{{{SCOPE}}})",
-                    table=True,
-                ),
-                Query(f"max by (instance, version) (lookout_build_info{{{SCOPE}}})", table=True),
-                Query(f"sum by (instance) (lookout_targets{{{SCOPE}}})", table=True),
-                Query(
-                    f"sum by (instance) (rate(lookout_probe_runs_total{{{SCOPE}}}[$__range]))",
-                    table=True,
-                ),
+                Query(f"max by (instance) (up{{{SCOPE}}})"),
+                Query(f"max by (instance) (lookout_config_last_reload_successful{{{SCOPE}}})"),
+                Query(f"max by (instance, version) (lookout_build_info{{{SCOPE}}})"),
+                Query(f"sum by (instance) (lookout_targets{{{SCOPE}}})"),
+                Query(f"sum by (instance) (rate(lookout_probe_runs_total{{{SCOPE}}}[$__range]))"),
                 Query(
                     "histogram_quantile(0.99, sum by (instance, le) (rate("
-                    f"lookout_scheduler_lag_seconds_bucket{{{SCOPE}}}[$__range])))",
-                    table=True,
+                    f"lookout_scheduler_lag_seconds_bucket{{{SCOPE}}}[$__range])))"
                 ),
             ],
             join_on="instance",
@@ -898,39 +882,29 @@ def endpoint() -> dashboard.Dashboard:
             "State",
             "Result of the latest probe; 'down somewhere' when it fails from some locations only.",
             "none",
-            [Query(f"avg(lookout_probe_success{{{TARGET}}})", instant=True)],
+            f"avg(lookout_probe_success{{{TARGET}}})",
             mappings=SUCCESS_MAPPINGS,
         ),
         single(
             "Availability",
             "Share of passed probes over the selected time range.",
             "percentunit",
-            [
-                Query(
-                    f"1 - (sum(increase(lookout_probe_failures_total{{{TARGET}}}[$__range])) "
-                    f"or 0 * sum(increase({total}[$__range]))) / sum(increase({total}[$__range]))",
-                    instant=True,
-                )
-            ],
+            f"1 - (sum(increase(lookout_probe_failures_total{{{TARGET}}}[$__range])) "
+            f"or 0 * sum(increase({total}[$__range]))) / sum(increase({total}[$__range]))",
             steps=thresholds("red", (0.99, "orange"), (0.999, "green")),
         ),
         single(
             "p95 duration",
             "95th percentile probe duration over the selected time range.",
             "s",
-            [
-                Query(
-                    f"histogram_quantile(0.95, sum by (le) (rate({buckets}[$__range])))",
-                    instant=True,
-                )
-            ],
+            f"histogram_quantile(0.95, sum by (le) (rate({buckets}[$__range])))",
             steps=thresholds("green", (1, "orange"), (5, "red")),
         ),
         single(
             "HTTP status",
             "Status code of the latest HTTP probe (n/a for other kinds).",
             "none",
-            [Query(f"max(lookout_http_status_code{{{TARGET}}})", instant=True)],
+            f"max(lookout_http_status_code{{{TARGET}}})",
             steps=thresholds("green", (300, "blue"), (400, "orange"), (500, "red")),
             no_value="n/a",
         ),
@@ -938,12 +912,7 @@ def endpoint() -> dashboard.Dashboard:
             "Certificate expires in",
             "Time until the earliest NotAfter of the presented chain (n/a without TLS).",
             "dtdurations",
-            [
-                Query(
-                    f"min(lookout_tls_cert_expiry_timestamp_seconds{{{TARGET}}}) - time()",
-                    instant=True,
-                )
-            ],
+            f"min(lookout_tls_cert_expiry_timestamp_seconds{{{TARGET}}}) - time()",
             steps=thresholds("red", (7 * DAY, "orange"), (21 * DAY, "green")),
             no_value="n/a",
         ),
@@ -952,12 +921,7 @@ def endpoint() -> dashboard.Dashboard:
             "Time since the latest probe finished; more than the interval plus timeout means the "
             "scheduler is behind or the target was removed.",
             "s",
-            [
-                Query(
-                    f"time() - max(lookout_probe_last_run_timestamp_seconds{{{TARGET}}})",
-                    instant=True,
-                )
-            ],
+            f"time() - max(lookout_probe_last_run_timestamp_seconds{{{TARGET}}})",
             steps=thresholds("blue"),
         ),
     ]
@@ -984,7 +948,8 @@ def endpoint() -> dashboard.Dashboard:
             "Duration distribution",
             "Probes per duration bucket and interval, straight from the histogram.",
             "s",
-            [Query(f"sum by (le) (increase({buckets}[$__rate_interval]))", "{{le}}", heatmap=True)],
+            [Query(f"sum by (le) (increase({buckets}[$__rate_interval]))", "{{le}}")],
+            form=PromQueryFormat.HEATMAP,
         )
         .calculate(False)
         .y_axis(heatmap.YAxisConfig().unit("s"))
@@ -1078,12 +1043,9 @@ def endpoint() -> dashboard.Dashboard:
             [
                 Query(
                     "max by (target, subject, issuer, serial, fingerprint_sha256) "
-                    f"(lookout_tls_cert_info{{{TARGET}}})",
-                    table=True,
+                    f"(lookout_tls_cert_info{{{TARGET}}})"
                 ),
-                Query(
-                    f"max by (target, version) (lookout_tls_version_info{{{TARGET}}})", table=True
-                ),
+                Query(f"max by (target, version) (lookout_tls_version_info{{{TARGET}}})"),
             ],
             join_on="target",
             columns={
@@ -1165,16 +1127,13 @@ def heartbeats() -> dashboard.Dashboard:
             "turns late (negative: overdue), last run and alive instances.",
             "none",
             [
-                Query(heartbeat_state(HEARTBEATS), table=True),
-                Query(by_heartbeat("lookout_heartbeat_age_seconds"), table=True),
-                Query(
-                    f"{by_heartbeat('lookout_heartbeat_deadline_timestamp_seconds')} - time()",
-                    table=True,
-                ),
-                Query(by_heartbeat("lookout_heartbeat_last_duration_seconds"), table=True),
-                Query(by_heartbeat("lookout_heartbeat_last_exit_code"), table=True),
-                Query(by_heartbeat("lookout_heartbeat_instances_alive"), table=True),
-                Query(by_heartbeat("lookout_heartbeat_instances_expected"), table=True),
+                Query(heartbeat_state(HEARTBEATS)),
+                Query(by_heartbeat("lookout_heartbeat_age_seconds")),
+                Query(f"{by_heartbeat('lookout_heartbeat_deadline_timestamp_seconds')} - time()"),
+                Query(by_heartbeat("lookout_heartbeat_last_duration_seconds")),
+                Query(by_heartbeat("lookout_heartbeat_last_exit_code")),
+                Query(by_heartbeat("lookout_heartbeat_instances_alive")),
+                Query(by_heartbeat("lookout_heartbeat_instances_expected")),
             ],
             join_on="heartbeat",
             columns={
@@ -1401,7 +1360,6 @@ def host() -> dashboard.Dashboard:
                     f"1 - lookout_host_filesystem_avail_bytes{filesystem} / "
                     f"(lookout_host_filesystem_size_bytes{filesystem} > 0)",
                     "{{instance}} {{mountpoint}}",
-                    instant=True,
                 )
             ],
             steps=thresholds("green", (0.8, "orange"), (0.9, "red")),
@@ -1436,7 +1394,7 @@ def host() -> dashboard.Dashboard:
             "Read-only filesystems",
             "Mounted filesystems that are read-only.",
             "short",
-            [Query(f"sum(lookout_host_filesystem_readonly{filesystem})", instant=True)],
+            f"sum(lookout_host_filesystem_readonly{filesystem})",
             steps=thresholds("blue"),
             width=6,
         ),
@@ -1444,7 +1402,7 @@ def host() -> dashboard.Dashboard:
             "Filesystems with errors",
             "Filesystems whose usage could not be read (device error).",
             "short",
-            [Query(f"sum(lookout_host_filesystem_device_error{filesystem})", instant=True)],
+            f"sum(lookout_host_filesystem_device_error{filesystem})",
             steps=thresholds("green", (1, "red")),
             width=6,
         ),
@@ -1528,7 +1486,7 @@ def host() -> dashboard.Dashboard:
             "Uptime",
             "Time since the host booted.",
             "dtdurations",
-            [Query(f"time() - max(lookout_host_boot_time_seconds{{{SCOPE}}})", instant=True)],
+            f"time() - max(lookout_host_boot_time_seconds{{{SCOPE}}})",
             steps=thresholds("blue"),
             width=6,
         ),
@@ -1536,7 +1494,7 @@ def host() -> dashboard.Dashboard:
             "CPUs",
             "Logical CPUs of the host.",
             "short",
-            [Query(f"max(lookout_host_cpus{{{SCOPE}}})", instant=True)],
+            f"max(lookout_host_cpus{{{SCOPE}}})",
             steps=thresholds("blue"),
             width=6,
         ),
@@ -1544,13 +1502,8 @@ def host() -> dashboard.Dashboard:
             "File descriptors in use",
             "Allocated file handles against the system-wide maximum.",
             "percentunit",
-            [
-                Query(
-                    f"max(lookout_host_filefd_allocated{{{SCOPE}}} / "
-                    f"lookout_host_filefd_maximum{{{SCOPE}}})",
-                    instant=True,
-                )
-            ],
+            f"max(lookout_host_filefd_allocated{{{SCOPE}}} / "
+            f"lookout_host_filefd_maximum{{{SCOPE}}})",
             steps=thresholds("green", (0.8, "orange"), (0.9, "red")),
             width=6,
         ),
@@ -1558,13 +1511,7 @@ def host() -> dashboard.Dashboard:
             "Since last config reload",
             "Time since the exporter last loaded its configuration successfully.",
             "dtdurations",
-            [
-                Query(
-                    "time() - max(lookout_config_last_reload_success_timestamp_seconds"
-                    f"{{{SCOPE}}})",
-                    instant=True,
-                )
-            ],
+            f"time() - max(lookout_config_last_reload_success_timestamp_seconds{{{SCOPE}}})",
             steps=thresholds("blue"),
             width=6,
         ),
