@@ -17,28 +17,11 @@ from aiohttp import web
 
 from exporter.app import RUNTIME
 from exporter.config import Config, Source, load_text
+from tests.clock import FakeClock
 
 # Would set window.pwned if it ever ran in a browser.
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 HOSTILE_QUERY = '?q="><script>window.pwned=3</script>'
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self.mono = 1000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.mono += seconds
 
 
 def empty_config(**changes: Any) -> Config:
