@@ -1,4 +1,5 @@
-"""Running the real ``lookout-exporter`` command as a child process for end-to-end tests."""
+"""Running the real ``lookout-exporter`` command as a child process for end-to-end tests: as a
+server that answers on a loopback port, or as a command that runs to completion."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import aiohttp
 
 from tests.processes import free_port, running
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class ExporterProcess:
@@ -49,7 +52,23 @@ async def run_exporter(
     argv = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
     url = f"http://127.0.0.1:{port}/-/healthy"
     environment = {**os.environ, **(env or {})}
-    async with running(
-        argv, url, log, cwd=Path(__file__).parent.parent, env=environment
-    ) as process:
+    async with running(argv, url, log, cwd=ROOT, env=environment) as process:
         yield ExporterProcess(process, port, log)
+
+
+async def exporter_command(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m exporter ARGS`` from this tree, with ``env`` added to the environment, to
+    completion (30 s at most); its exit code, standard output and standard error."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -11,7 +11,6 @@ import datetime
 import io
 import json
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,10 @@ from exporter.probe_command import build_report, probe_and_report, render_text
 from exporter.reasons import Reason
 from exporter.results import Certificate, Check, ProbeResult
 from exporter.targets import HttpSpec, Target
+from tests.exporter_process import exporter_command
 from tests.processes import free_port
 from tests.test_api import schema_validator
 
-ROOT = Path(__file__).resolve().parent.parent
 DAY = datetime.timedelta(days=1)
 
 
@@ -359,23 +358,12 @@ async def test_adhoc_url_probe_through_the_real_command(aiohttp_server: Any) -> 
     server = await aiohttp_server(_service())
     url = f"http://127.0.0.1:{server.port}"
     for path, expected in (("/ok", 0), ("/broken", 1)):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "probe",
-            "--url",
-            url + path,
-            "--timeout",
-            "2s",
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        code, stdout, stderr = await exporter_command(
+            "probe", "--url", url + path, "--timeout", "2s"
         )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
-        assert process.returncode == expected, stderr.decode()
-        assert f"Request   GET {url}{path}" in stdout.decode()
-        assert 'lookout_probe_success{target="adhoc",kind="http"}' in stdout.decode()
+        assert code == expected, stderr
+        assert f"Request   GET {url}{path}" in stdout
+        assert 'lookout_probe_success{target="adhoc",kind="http"}' in stdout
 
 
 @pytest.mark.parametrize(
