@@ -1,6 +1,6 @@
-"""Shared by the probe test modules: targets on a loopback port, the hostile peers that the TLS
-and SMTP tests both face, and the check that a probe fails against one in time, with its
-reason, without leaking tasks or sockets."""
+"""Shared by the probe test modules: targets on a loopback port, a peer that says one thing,
+the hostile peers that the TLS and SMTP tests both face, and the check that a probe fails
+against one in time, with its reason, without leaking tasks or sockets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from exporter.reasons import Reason
 from tests.probes.conftest import Prober
+from tests.servers import Handler
 
 
 def loopback_target(kind: str, port: int, settings: dict[str, Any]) -> dict[str, Any]:
@@ -19,6 +20,17 @@ def loopback_target(kind: str, port: int, settings: dict[str, Any]) -> dict[str,
     if settings:
         target[kind] = settings
     return target
+
+
+def says(data: bytes) -> Handler:
+    """A peer that sends ``data`` once, then listens until the probe hangs up."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+        await reader.read()
+
+    return serve
 
 
 async def never_speaks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

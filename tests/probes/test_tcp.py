@@ -11,7 +11,7 @@ import pytest
 
 from exporter.reasons import Reason
 from tests.probes.conftest import Pki, Prober, fingerprint
-from tests.probes.support import loopback_target
+from tests.probes.support import loopback_target, says
 from tests.processes import free_port
 from tests.servers import Servers
 
@@ -26,10 +26,7 @@ async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         await writer.drain()
 
 
-async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
-    await writer.drain()
-    await reader.read()
+banner = says(b"SSH-2.0-OpenSSH_9.6\r\n")
 
 
 def tcp_target(port: int, **tcp: Any) -> dict[str, Any]:
@@ -80,12 +77,7 @@ async def test_send_ending_in_newline_gets_no_second_line_ending(
 
 
 async def test_banner_expect_matches_a_later_line(probe: Prober, servers: Servers) -> None:
-    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"hello\r\nwelcome\r\n* OK IMAP4rev1 ready\r\n")
-        await writer.drain()
-        await reader.read()
-
-    port = await servers.start(chatty)
+    port = await servers.start(says(b"hello\r\nwelcome\r\n* OK IMAP4rev1 ready\r\n"))
     result = await probe(tcp_target(port, dialog=[{"expect": r"^\* OK .*ready$"}]))
     assert result.success, result.message
 
@@ -251,11 +243,6 @@ async def test_reset_during_the_tls_handshake_is_a_reset(
 
 
 async def test_garbage_instead_of_tls_is_a_tls_failure(probe: Prober, servers: Servers) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await writer.drain()
-        await reader.read()
-
-    port = await servers.start(garbage)
+    port = await servers.start(says(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
     result = await probe(tcp_target(port, tls=True))
     assert result.reason is Reason.TLS

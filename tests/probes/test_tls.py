@@ -36,6 +36,7 @@ from tests.probes.support import (
     loopback_target,
     never_speaks,
     resets_mid_handshake,
+    says,
 )
 from tests.processes import free_port
 from tests.servers import Servers
@@ -300,15 +301,13 @@ async def test_refused_starttls_fails_as_starttls(
 # --- hostile servers ---------------------------------------------------------------------------
 
 
-async def speaks_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"\x16\x03\x01\x00\x05garbage that is not a ServerHello\r\n")
-    await writer.drain()
-    await reader.read()
-
-
 HOSTILE = {
     "never-speaks": (never_speaks, None, Reason.TIMEOUT),
-    "speaks-garbage": (speaks_garbage, None, Reason.TLS),
+    "speaks-garbage": (
+        says(b"\x16\x03\x01\x00\x05garbage that is not a ServerHello\r\n"),
+        None,
+        Reason.TLS,
+    ),
     "endless-banner": (endless_banner, "smtp", Reason.STARTTLS),
     "resets-mid-handshake": (resets_mid_handshake, None, Reason.RESET),
 }
