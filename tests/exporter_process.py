@@ -42,15 +42,19 @@ class ExporterProcess:
 
 @contextlib.asynccontextmanager
 async def run_exporter(
-    args: Sequence[str], tmp_path: Path, env: dict[str, str] | None = None
+    args: Sequence[str],
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    ready: str = "/-/healthy",
 ) -> AsyncIterator[ExporterProcess]:
-    """Start the exporter on a free loopback port; wait until it answers; stop it afterwards."""
+    """Start the exporter on a free loopback port; wait until ``ready`` answers 200; stop it
+    afterwards."""
     port = free_port()
     log = tmp_path / f"exporter-{port}.log"
     if not any(arg.startswith("--storage.path") for arg in args):
         args = [*args, "--storage.path", str(tmp_path / "data")]
     argv = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
-    url = f"http://127.0.0.1:{port}/-/healthy"
+    url = f"http://127.0.0.1:{port}{ready}"
     environment = {**os.environ, **(env or {})}
     async with running(argv, url, log, cwd=ROOT, env=environment) as process:
         yield ExporterProcess(process, port, log)

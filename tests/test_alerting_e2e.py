@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import re
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +30,7 @@ from aiohttp.test_utils import TestServer
 from aiosmtpd.smtp import SMTP
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.exporter_process import run_exporter
 from tests.metrics import sample_value, series_names
 from tests.processes import free_port, prometheus, running
 from tests.rules.pack import ROOT, RULE_FILES, loopback_alertmanager_config
@@ -89,23 +89,8 @@ async def exporter(config: dict[str, Any], tmp_path: Path) -> AsyncIterator[str]
     """``python -m exporter`` from this tree on a loopback port; yields its base URL."""
     path = tmp_path / "lookout.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config",
-        str(path),
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--storage.path",
-        str(storage),
-    ]
-    base = f"http://127.0.0.1:{port}"
-    async with running(argv, f"{base}/-/ready", tmp_path / "exporter.log", cwd=ROOT):
-        yield base
+    async with run_exporter(["--config", str(path)], tmp_path, ready="/-/ready") as process:
+        yield process.url
 
 
 async def ping(session: aiohttp.ClientSession, url: str) -> None:
