@@ -3,6 +3,8 @@
 
 - ``pki``: a trustme CA and its certificates (valid, expired, not yet valid, wrong host,
   expiring soon, and one from a CA the probes do not trust), with the CA bundle as a file.
+- ``blocking_tls_server``: a one-handshake OpenSSL server in a thread, which (unlike asyncio's)
+  sends its alert when it rejects a handshake; the HTTP prober tests use it too.
 - ``dns_server``: a DNS server on 127.0.0.1 (UDP and TCP) answering from dnspython-built
   messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent, garbage and (TCP) hang-up names.
 - ``smtp_server``: aiosmtpd on 127.0.0.1 in the test's event loop, with or without STARTTLS,
@@ -17,8 +19,10 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -86,6 +90,29 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         expiring=ca.issue_cert(*hosts, not_before=NOW - DAY, not_after=NOW + 3 * DAY),
         untrusted=trustme.CA().issue_cert(*hosts),
     )
+
+
+@contextlib.contextmanager
+def blocking_tls_server(context: ssl.SSLContext) -> Iterator[int]:
+    """An OpenSSL server in a thread: unlike asyncio's, it sends its alert when it rejects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        with (
+            contextlib.suppress(OSError),
+            listener.accept()[0] as conn,
+            context.wrap_socket(conn, server_side=True),
+        ):
+            pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def fingerprint(cert: trustme.LeafCert) -> str:
