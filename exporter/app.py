@@ -39,6 +39,7 @@ from exporter.heartbeats.store import StoreError
 from exporter.host.refresher import HostRefresher
 from exporter.probes.context import SharedClients
 from exporter.scheduler import Scheduler, Shard
+from exporter.status import add_routes as add_status_routes
 
 __all__ = ["RUNTIME", "Options", "Runtime", "create_app"]
 
@@ -70,6 +71,7 @@ class Runtime:
     def __init__(self, options: Options, config: Config, clock: Clock) -> None:
         self.options = options
         self.clock = clock
+        self.started_at = clock.time()
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
@@ -247,4 +249,5 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     add_routes(app)
+    add_status_routes(app, runtime)
     return app

@@ -1,4 +1,5 @@
-"""The ``lookout-exporter`` command: run the exporter, check a config, print the version.
+"""The ``lookout-exporter`` command: run the exporter, check a config, probe one target once
+(``probe_command``), ping a heartbeat or wrap a job (``heartbeats.wrap``), print the version.
 
 ``run`` is the default subcommand, so ``lookout-exporter --config lookout.yml`` works, and
 without ``--config`` it runs the embedded default config.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter import __version__, config
+from exporter import __version__, config, probe_command
 from exporter.app import RUNTIME, Options, create_app
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
@@ -30,7 +31,7 @@ __all__ = ["main"]
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9471"
-SUBCOMMANDS = ("run", "check-config", "ping", "version")
+SUBCOMMANDS = ("run", "check-config", "probe", "ping", "version")
 
 
 def parse_listen_address(text: str) -> tuple[str | None, int]:
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check-config", help="validate a config file (exit 0 valid, 1 not)")
     check.add_argument("file")
+    probe_command.add_parser(commands)
     ping = commands.add_parser(
         "ping", help="send a heartbeat, or wrap a job: ping NAME --url URL -- CMD ARGS..."
     )
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "probe":
+        return probe_command.run(args)
     if args.command == "ping":
         return wrap.command(args, job)
     return run(args)

@@ -1,8 +1,10 @@
-"""Fixtures shared by the whole suite: a test CA, and running one probe of a YAML target."""
+"""Fixtures shared by the whole suite: a test CA, running one probe of a YAML target, and
+``servers``, which starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
+functions and stops them, with every connection they accepted, after the test."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from exporter.config import Config, Source, load_text
 from exporter.probes.context import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
+from tests.servers import Servers
 
 ProbeOnce = Callable[..., Awaitable[ProbeResult]]
 
@@ -46,3 +49,10 @@ def probe_once(tmp_path: Path) -> ProbeOnce:
             await clients.close()
 
     return run
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[Servers]:
+    started = Servers()
+    yield started
+    await started.stop()

@@ -1,4 +1,5 @@
-"""Running the real ``lookout-exporter`` command as a child process for end-to-end tests."""
+"""Running the real ``lookout-exporter`` command as a child process for end-to-end tests: as a
+server that answers on a loopback port, or as a command that runs to completion."""
 
 from __future__ import annotations
 
@@ -6,19 +7,15 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
 
+from tests.processes import free_port, running
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class ExporterProcess:
@@ -45,41 +42,37 @@ class ExporterProcess:
 
 @contextlib.asynccontextmanager
 async def run_exporter(
-    args: Sequence[str], tmp_path: Path, env: dict[str, str] | None = None
+    args: Sequence[str],
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    ready: str = "/-/healthy",
 ) -> AsyncIterator[ExporterProcess]:
-    """Start the exporter on a free loopback port; wait until it answers; stop it afterwards."""
+    """Start the exporter on a free loopback port; wait until ``ready`` answers 200; stop it
+    afterwards."""
     port = free_port()
     log = tmp_path / f"exporter-{port}.log"
-    with log.open("w") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            *args,
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            stdout=sink,
-            stderr=sink,
-            env={**os.environ, **(env or {})},
-            cwd=Path(__file__).parent.parent,
-        )
-    exporter = ExporterProcess(process, port, log)
-    try:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                if (await exporter.get("/-/healthy"))[0] == 200:
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"exporter did not start:\n{log.read_text()}")
-        yield exporter
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    if not any(arg.startswith("--storage.path") for arg in args):
+        args = [*args, "--storage.path", str(tmp_path / "data")]
+    argv = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}{ready}"
+    environment = {**os.environ, **(env or {})}
+    async with running(argv, url, log, cwd=ROOT, env=environment) as process:
+        yield ExporterProcess(process, port, log)
+
+
+async def exporter_command(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m exporter ARGS`` from this tree, with ``env`` added to the environment, to
+    completion (30 s at most); its exit code, standard output and standard error."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.exporter_process import ExporterProcess, run_exporter
+from tests.exporter_process import ExporterProcess, exporter_command, run_exporter
 from tests.metrics import sample_value
 
 
@@ -65,17 +65,9 @@ async def test_a_failing_probe_logs_once_per_state_change(tmp_path: Path) -> Non
 async def test_an_invalid_config_at_startup_exits_1_with_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "lookout.yml"
     path.write_text("targets: [{name: a, kind: http, url: 'http://127.0.0.1/', interval: 5}]\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config",
-        str(path),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    assert process.returncode == 1
-    assert f"{path}:1: targets[0].interval: 5 is not of type 'string'" in stderr.decode()
+    code, _, err = await exporter_command("--config", str(path))
+    assert code == 1
+    assert f"{path}:1: targets[0].interval: 5 is not of type 'string'" in err
 
 
 def test_version_prints_the_version() -> None:

@@ -4,7 +4,6 @@ exact error."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from exporter import config
 from exporter.config import ConfigError
 from exporter.targets import HttpSpec
+from tests.processes import run
 
 TESTDATA = Path(__file__).parent / "testdata"
 
@@ -162,11 +162,6 @@ def test_the_embedded_default_config_is_valid() -> None:
     ],
 )
 def test_check_config_exits_0_or_1(file: str, code: int, stream: str, text: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(TESTDATA / file)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run([sys.executable, "-m", "exporter", "check-config", str(TESTDATA / file)])
     assert done.returncode == code
     assert text in getattr(done, stream)

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from exporter.cli import build_parser
+from tests.processes import run, started
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,14 +328,10 @@ def test_rendered_config_passes_check_config(values: dict[str, Any], tmp_path: P
     environ.update(
         {e["name"]: e.get("value", "from-a-secret") for e in container(manifests).get("env", [])}
     )
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "exporter", "check-config", str(tmp_path / "config.yaml")],
         cwd=ROOT,
         env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
@@ -378,35 +375,28 @@ async def test_the_exporter_runs_with_the_rendered_pod_and_answers_its_probes(
     # A directory of its own stands in for the working directory, the data volume.
     workdir = tmp_path / "data-volume"
     workdir.mkdir()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        *args,
-        cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-            while True:
-                try:
-                    async with session.get(f"http://{address}/metrics") as response:
-                        metrics = await response.text()
-                except aiohttp.ClientConnectionError:
-                    metrics = ""
-                if 'lookout_probe_success{target="self",kind="http",location="eu-west-1"} 1' in (
-                    metrics
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            for probe in ("livenessProbe", "readinessProbe"):
-                path = spec[probe]["httpGet"]["path"]
-                async with session.get(f"http://{address}{path}") as response:
-                    assert response.status == 200, path
-    finally:
-        process.terminate()
-        await process.wait()
+    argv = [sys.executable, "-m", "exporter", *args]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with (
+        started(argv, tmp_path / "exporter.log", cwd=workdir, env=environment),
+        aiohttp.ClientSession() as session,
+        asyncio.timeout(30),
+    ):
+        while True:
+            try:
+                async with session.get(f"http://{address}/metrics") as response:
+                    metrics = await response.text()
+            except aiohttp.ClientConnectionError:
+                metrics = ""
+            if 'lookout_probe_success{target="self",kind="http",location="eu-west-1"} 1' in (
+                metrics
+            ):
+                break
+            await asyncio.sleep(0.1)
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = spec[probe]["httpGet"]["path"]
+            async with session.get(f"http://{address}{path}") as response:
+                assert response.status == 200, path
 
 
 def test_the_image_tag_follows_the_package_version() -> None:
@@ -714,13 +704,7 @@ def test_prometheus_rules_are_the_rule_files_with_the_documented_rewrites(
     for number, rule in enumerate(objects.values()):
         rendered = tmp_path / f"rendered-{number}.yml"
         rendered.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
-        check = subprocess.run(
-            [promtool, "check", "rules", str(rendered)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        check = run([promtool, "check", "rules", str(rendered)])
         assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -762,13 +746,7 @@ def test_dashboards_are_config_maps_for_the_grafana_sidecar(chart_copy: Path) ->
 
 def test_the_chart_copies_of_rules_and_dashboards_match_the_sources() -> None:
     """helm/sync.py --check: files/ holds exactly rules/ and grafana-dashboards/, byte for byte."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "helm" / "sync.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run([sys.executable, str(ROOT / "helm" / "sync.py"), "--check"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -793,13 +771,7 @@ def repository(tmp_path: Path) -> Path:
 
 
 def sync(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "helm" / "sync.py"), "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([sys.executable, str(ROOT / "helm" / "sync.py"), "--root", str(root), *args])
 
 
 def test_sync_copies_rule_files_and_dashboards_and_nothing_else(repository: Path) -> None:

@@ -15,18 +15,8 @@ import pytest
 from exporter.collectors.host import HostCollector
 from exporter.host.refresher import HostRefresher
 from exporter.host.settings import HostSettings, NameFilter
+from tests.clock import FakeClock
 from tests.test_host import FakePsutil, FakeStatvfs, parse, series, write_procfs
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def time(self) -> float:
-        return 1_700_000_000 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -88,11 +78,11 @@ async def test_numbers_younger_than_max_age_are_served_without_reading_the_host(
     refresher = make(max_age=10.0)
     async with refresher.running():
         await refresher.fresh()
-        clock.now += 9.9
+        clock.advance(9.9)
         await refresher.fresh()
         await refresher.fresh()
         assert fake.calls["cpu_times"] == 1
-        clock.now += 0.1
+        clock.advance(0.1)
         await refresher.fresh()
         assert fake.calls["cpu_times"] == 2
 
@@ -106,7 +96,7 @@ async def test_concurrent_scrapes_share_one_read(
     async with refresher.running():
         scrapes = [asyncio.create_task(refresher.fresh()) for _ in range(3)]
         await asyncio.sleep(0.05)
-        clock.now += 1
+        clock.advance(1)
         scrapes.append(asyncio.create_task(refresher.fresh()))
         await asyncio.sleep(0.05)
         assert not any(s.done() for s in scrapes)
@@ -137,7 +127,7 @@ async def test_a_stuck_read_is_answered_at_the_deadline_with_the_previous_number
             assert text(refresher) == before
             assert "took longer than host.refresh_timeout (0.2s)" in caplog.text
 
-            clock.now += 0.2  # the stuck read is past its deadline: nobody waits for it again
+            clock.advance(0.2)  # the stuck read is past its deadline: nobody waits for it again
             started = time.monotonic()
             await refresher.fresh()
             assert time.monotonic() - started < 0.1
@@ -147,7 +137,7 @@ async def test_a_stuck_read_is_answered_at_the_deadline_with_the_previous_number
             gate.set()
         fake.boot_time_gate = None
         for _ in range(200):  # a new read starts only once the stuck one has returned
-            clock.now += 1
+            clock.advance(1)
             await refresher.fresh()
             if fake.calls["cpu_times"] == 3:
                 break
@@ -179,7 +169,7 @@ async def test_disabling_clears_the_numbers_and_scrapes_stop_reading_the_host(
         refresher.configure(HostSettings(enabled=False))
         assert text(refresher) == ""
         fake.calls.clear()
-        clock.now += 10
+        clock.advance(10)
         await refresher.fresh()
         assert fake.calls == {}
         assert text(refresher) == ""
@@ -192,7 +182,7 @@ async def test_leaving_the_context_stops_the_worker_thread(
     async with refresher.running():
         await refresher.fresh()
     calls = dict(fake.calls)
-    clock.now += 10
+    clock.advance(10)
     await refresher.fresh()
     assert fake.calls == calls
     for _ in range(500):

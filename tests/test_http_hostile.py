@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ from exporter.probes.context import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from tests.conftest import config_from_text
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.servers import Handler, Servers
 
 
 async def silent(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
@@ -42,30 +40,6 @@ async def reset_at_once(_reader: asyncio.StreamReader, writer: asyncio.StreamWri
     writer.transport.abort()
 
 
-@pytest.fixture
-async def hostile() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> int:
-        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await handler(reader, writer)
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
-        servers.append(server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
-
 @pytest.mark.parametrize(
     ("handler", "reason"),
     [
@@ -76,9 +50,9 @@ async def hostile() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
     ],
 )
 async def test_a_hostile_server_fails_in_time_and_leaks_nothing(
-    hostile: Callable[[Handler], Awaitable[int]], tmp_path: Path, handler: Handler, reason: Reason
+    servers: Servers, tmp_path: Path, handler: Handler, reason: Reason
 ) -> None:
-    port = await hostile(handler)
+    port = await servers.start(handler)
     text = f"targets: [{{name: h, kind: http, url: 'http://127.0.0.1:{port}/', timeout: 500ms}}]"
     probe_target = config_from_text(text, tmp_path).targets[0]
     clients = SharedClients()

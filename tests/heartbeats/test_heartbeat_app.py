@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +13,11 @@ from pytest_aiohttp import AiohttpClient
 from exporter import config
 from exporter.app import Options, create_app
 from exporter.heartbeats.store import DB_FILE
-from tests.exporter_process import free_port
-from tests.metrics import sample_value, series_names
-from tests.tools import require_tool
+from tests.exporter_process import exporter_command
+from tests.metrics import assert_promtool_accepts, sample_value, series_names
+from tests.processes import free_port
 
 Client = TestClient[web.Request, web.Application]
-ROOT = Path(__file__).resolve().parents[2]
 
 TWO = """
 heartbeats:
@@ -131,7 +128,6 @@ async def test_a_reload_that_needs_an_unusable_store_keeps_the_old_config(
 async def test_promtool_finds_no_problem_in_the_heartbeat_exposition(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
-    promtool = require_tool("promtool")
     path = tmp_path / "lookout.yml"
     path.write_text(TWO)
     client = await start(aiohttp_client, path, tmp_path / "data")
@@ -140,17 +136,7 @@ async def test_promtool_finds_no_problem_in_the_heartbeat_exposition(
     await client.get("/ping/orders-consumer?instance=w1")
     exposition = await scrape(client)
     assert "lookout_heartbeat_last_duration_seconds" in series_names(exposition)
-    checker = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await checker.communicate(exposition.encode())
-    assert checker.returncode == 0, output.decode()
-    assert output.decode() == ""
+    assert_promtool_accepts(exposition)
 
 
 @pytest.mark.parametrize(
@@ -175,10 +161,7 @@ async def test_an_unusable_store_stops_the_start_with_one_clear_line(
     path.write_text("heartbeats:\n  - {name: reports, period: 1h, grace: 5m}\n")
     storage = tmp_path / "data"
     prepare(storage)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
+    code, out, err = await exporter_command(
         "run",
         "--config",
         str(path),
@@ -186,13 +169,9 @@ async def test_an_unusable_store_stops_the_start_with_one_clear_line(
         str(storage),
         "--web.listen-address",
         f"127.0.0.1:{free_port()}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=ROOT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 1
-    lines = output.decode().splitlines()
+    assert code == 1
+    lines = (out + err).splitlines()
     assert len(lines) == 1, lines
     assert 'msg="cannot start"' in lines[0]
     assert message in lines[0]

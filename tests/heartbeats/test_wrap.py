@@ -18,9 +18,9 @@ from exporter.heartbeats.routes import HEARTBEATS
 from exporter.heartbeats.state import Signal, Status
 from exporter.heartbeats.store import StoredPing
 from exporter.heartbeats.wrap import TAIL_BYTES
-from tests.exporter_process import free_port
+from tests.exporter_process import exporter_command
+from tests.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 heartbeats:
   - {name: backup, period: 1d, grace: 1h}
@@ -36,20 +36,7 @@ async def lookout(aiohttp_server: AiohttpServer, tmp_path: Path) -> TestServer:
 
 
 async def ping(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "ping",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await exporter_command("ping", *args, env=env)
 
 
 async def pings(server: TestServer, name: str) -> list[StoredPing]:

@@ -1,9 +1,10 @@
-"""Loopback servers and certificates for the dependency probe tests.
+"""Loopback servers and certificates for the dependency probe tests (``servers`` comes from
+``tests/conftest.py``).
 
 - ``pki``: a trustme CA and its certificates (valid, expired, not yet valid, wrong host,
   expiring soon, and one from a CA the probes do not trust), with the CA bundle as a file.
-- ``servers``: starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
-  functions, and stops them, with every connection they accepted, after the test.
+- ``blocking_tls_server``: a one-handshake OpenSSL server in a thread, which (unlike asyncio's)
+  sends its alert when it rejects a handshake; the HTTP prober tests use it too.
 - ``dns_server``: a DNS server on 127.0.0.1 (UDP and TCP) answering from dnspython-built
   messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent, garbage and (TCP) hang-up names.
 - ``smtp_server``: aiosmtpd on 127.0.0.1 in the test's event loop, with or without STARTTLS,
@@ -18,8 +19,10 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -43,8 +46,7 @@ from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.stats import ProbeStats
 from exporter.targets import Target
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.servers import Servers
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -90,66 +92,33 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-@dataclass
-class Servers:
-    """asyncio servers on 127.0.0.1 that end every connection they accepted when stopped."""
+@contextlib.contextmanager
+def blocking_tls_server(context: ssl.SSLContext) -> Iterator[int]:
+    """An OpenSSL server in a thread: unlike asyncio's, it sends its alert when it rejects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
 
-    _servers: list[asyncio.Server] = field(default_factory=list)
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
-    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
+    def serve() -> None:
+        with (
+            contextlib.suppress(OSError),
+            listener.accept()[0] as conn,
+            context.wrap_socket(conn, server_side=True),
+        ):
+            pass
 
-    async def start(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> int:
-        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._handlers.add(task)
-            self._writers.add(writer)
-            try:
-                await handler(reader, writer)
-            except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
-                pass  # the probe hung up first, as probes do
-            finally:
-                writer.transport.abort()
-                self._writers.discard(writer)
-                self._handlers.discard(task)
-
-        server = await asyncio.start_server(connected, "127.0.0.1", 0, ssl=ssl_context)
-        self._servers.append(server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for server in self._servers:
-            await server.wait_closed()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=2)
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[Servers]:
-    started = Servers()
-    yield started
-    await started.stop()
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def fingerprint(cert: trustme.LeafCert) -> str:
     """SHA-256 of the leaf certificate's DER, as ``lookout_tls_cert_info`` shows it."""
     leaf = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
     return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --- DNS ---------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from exporter.config import ConfigError
 from exporter.probes.dns import SystemNameserver
 from exporter.reasons import ProbeFailure, Reason
-from tests.probes.conftest import DnsServer, Prober, free_port
+from tests.probes.conftest import DnsServer, Prober
+from tests.processes import free_port
 
 
 def dns_target(server: DnsServer, query: str, **settings: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from exporter import config
+from tests.processes import run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
@@ -24,14 +24,10 @@ SECRETS = {"REDIS_PASSWORD": "example", "SMTP_PASSWORD": "example"}
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_check_config(example: Path) -> None:
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "exporter", "check-config", str(example)],
         cwd=ROOT,
         env={**os.environ, **SECRETS},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout

@@ -4,7 +4,6 @@ hand-written hostile SMTP servers."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,15 @@ from exporter import config
 from exporter.config import ConfigError, Source
 from exporter.reasons import Reason
 from exporter.targets import SmtpSpec
-from tests.probes.conftest import PASSWORD, USER, Pki, Prober, Servers, fingerprint
+from tests.probes.conftest import PASSWORD, USER, Pki, Prober, fingerprint
+from tests.probes.support import (
+    assert_fails_in_time_without_leaks,
+    endless_banner,
+    loopback_target,
+    never_speaks,
+    resets_mid_handshake,
+)
+from tests.servers import Servers
 
 StartSmtp = Callable[..., Awaitable[int]]
 
@@ -24,10 +31,7 @@ StartSmtp = Callable[..., Awaitable[int]]
 def smtp_target(port: int, pki: Pki | None = None, **smtp: Any) -> dict[str, Any]:
     if pki is not None:
         smtp["tls"] = {"ca_file": str(pki.ca_file), **smtp.get("tls", {})}
-    target: dict[str, Any] = {"kind": "smtp", "address": f"127.0.0.1:{port}"}
-    if smtp:
-        target["smtp"] = smtp
-    return target
+    return loopback_target("smtp", port, smtp)
 
 
 async def test_plain_conversation_passes_when_starttls_is_optional(
@@ -205,24 +209,7 @@ async def test_server_answers_fail_with_the_reason_of_their_step(
     assert message in result.message
 
 
-async def never_speaks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
-
-
-async def endless_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        writer.write(b"220-welcome, and welcome again\r\n" * 64)
-        await writer.drain()
-
-
 async def hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.transport.abort()
-
-
-async def resets_mid_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read(1)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     writer.transport.abort()
 
 
@@ -246,18 +233,7 @@ async def test_hostile_server_fails_in_time_without_leaking_tasks_or_sockets(
     handler, implicit_tls, reason = HOSTILE[case]
     port = await servers.start(handler)
     target = smtp_target(port, pki, implicit_tls=implicit_tls)
-    # Silence must end at the timeout; every other hostility must fail sooner, with its reason.
-    target["timeout"] = "400ms" if reason is Reason.TIMEOUT else "3s"
-    first = await probe(target)
-    assert first.reason is reason, first.message
-    await asyncio.sleep(0.05)
-    before = tasks_and_fds()
-    for _ in range(3):  # 3 rounds of 20 at once
-        for result in await asyncio.gather(*(probe(target) for _ in range(20))):
-            assert result.reason is reason, result.message
-            assert result.duration < 1.5
-    await asyncio.sleep(0.05)
-    assert tasks_and_fds() == before
+    await assert_fails_in_time_without_leaks(probe, target, reason, tasks_and_fds)
 
 
 async def test_unanswered_quit_times_out_naming_quit(probe: Prober, servers: Servers) -> None:

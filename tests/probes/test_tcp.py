@@ -7,8 +7,13 @@ import socket
 import struct
 from typing import Any
 
+import pytest
+
 from exporter.reasons import Reason
-from tests.probes.conftest import Pki, Prober, Servers, fingerprint, free_port
+from tests.probes.conftest import Pki, Prober, fingerprint
+from tests.probes.support import loopback_target, says
+from tests.processes import free_port
+from tests.servers import Servers
 
 
 async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -21,17 +26,11 @@ async def redis_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         await writer.drain()
 
 
-async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
-    await writer.drain()
-    await reader.read()
+banner = says(b"SSH-2.0-OpenSSH_9.6\r\n")
 
 
 def tcp_target(port: int, **tcp: Any) -> dict[str, Any]:
-    target: dict[str, Any] = {"kind": "tcp", "address": f"127.0.0.1:{port}"}
-    if tcp:
-        target["tcp"] = tcp
-    return target
+    return loopback_target("tcp", port, tcp)
 
 
 async def test_connect_only_succeeds_with_resolve_and_connect_phases(
@@ -78,12 +77,7 @@ async def test_send_ending_in_newline_gets_no_second_line_ending(
 
 
 async def test_banner_expect_matches_a_later_line(probe: Prober, servers: Servers) -> None:
-    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"hello\r\nwelcome\r\n* OK IMAP4rev1 ready\r\n")
-        await writer.drain()
-        await reader.read()
-
-    port = await servers.start(chatty)
+    port = await servers.start(says(b"hello\r\nwelcome\r\n* OK IMAP4rev1 ready\r\n"))
     result = await probe(tcp_target(port, dialog=[{"expect": r"^\* OK .*ready$"}]))
     assert result.success, result.message
 
@@ -210,32 +204,27 @@ async def test_starttls_step_with_an_expired_certificate_fails_as_cert_expired(
     assert result.cert_expiry is not None
 
 
-async def test_endless_line_fails_as_dialog_without_waiting_for_the_timeout(
-    probe: Prober, servers: Servers
+@pytest.mark.parametrize(
+    ("output", "expect", "message"),
+    [
+        pytest.param(b"x" * 4096, "^OK", "longer than", id="one-endless-line"),
+        pytest.param(
+            b"220-still talking\r\n" * 100, "^220 ", "first 65536 bytes", id="endless-lines"
+        ),
+    ],
+)
+async def test_endless_output_fails_as_dialog_at_its_limit_without_waiting_for_the_timeout(
+    probe: Prober, servers: Servers, output: bytes, expect: str, message: str
 ) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            writer.write(b"x" * 4096)
+            writer.write(output)
             await writer.drain()
 
     port = await servers.start(endless)
-    result = await probe(tcp_target(port, dialog=[{"expect": "^OK"}]))
+    result = await probe(tcp_target(port, dialog=[{"expect": expect}]))
     assert result.reason is Reason.DIALOG
-    assert "longer than" in result.message
-
-
-async def test_endless_lines_fail_as_dialog_after_the_expect_limit(
-    probe: Prober, servers: Servers
-) -> None:
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            writer.write(b"220-still talking\r\n" * 100)
-            await writer.drain()
-
-    port = await servers.start(endless)
-    result = await probe(tcp_target(port, dialog=[{"expect": "^220 "}]))
-    assert result.reason is Reason.DIALOG
-    assert "first 65536 bytes" in result.message
+    assert message in result.message
 
 
 async def test_reset_during_the_tls_handshake_is_a_reset(
@@ -254,11 +243,6 @@ async def test_reset_during_the_tls_handshake_is_a_reset(
 
 
 async def test_garbage_instead_of_tls_is_a_tls_failure(probe: Prober, servers: Servers) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await writer.drain()
-        await reader.read()
-
-    port = await servers.start(garbage)
+    port = await servers.start(says(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
     result = await probe(tcp_target(port, tls=True))
     assert result.reason is Reason.TLS

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import ssl
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +24,20 @@ from tests.probes.conftest import (
     NOW,
     Pki,
     Prober,
-    Servers,
+    blocking_tls_server,
     fingerprint,
-    free_port,
     smtp_protocol,
 )
+from tests.probes.support import (
+    assert_fails_in_time_without_leaks,
+    endless_banner,
+    loopback_target,
+    never_speaks,
+    resets_mid_handshake,
+    says,
+)
+from tests.processes import free_port
+from tests.servers import Servers
 
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,11 +46,7 @@ async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 def tls_target(port: int, pki: Pki | None = None, **settings: Any) -> dict[str, Any]:
     tls = {"ca_file": str(pki.ca_file)} if pki else {}
-    tls.update(settings)
-    target: dict[str, Any] = {"kind": "tls", "address": f"127.0.0.1:{port}"}
-    if tls:
-        target["tls"] = tls
-    return target
+    return loopback_target("tls", port, {**tls, **settings})
 
 
 async def tls_port(servers: Servers, pki: Pki, cert: trustme.LeafCert) -> int:
@@ -158,29 +160,6 @@ async def test_negotiated_version_is_reported(probe: Prober, servers: Servers, p
     assert result.success, result.message
     assert result.tls_version == "TLSv1.2"
     assert result.checks[-1].detail == "negotiated TLSv1.2, minimum TLS1.2"
-
-
-@contextlib.contextmanager
-def blocking_tls_server(context: ssl.SSLContext) -> Iterator[int]:
-    """An OpenSSL server in a thread: unlike asyncio's, it sends its alert when it rejects."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
-
-    def serve() -> None:
-        with (
-            contextlib.suppress(OSError),
-            listener.accept()[0] as conn,
-            context.wrap_socket(conn, server_side=True),
-        ):
-            pass
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(5)
-        listener.close()
 
 
 async def test_server_below_min_version_fails_as_tls_version(probe: Prober, pki: Pki) -> None:
@@ -297,32 +276,13 @@ async def test_refused_starttls_fails_as_starttls(
 # --- hostile servers ---------------------------------------------------------------------------
 
 
-async def never_speaks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
-
-
-async def speaks_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"\x16\x03\x01\x00\x05garbage that is not a ServerHello\r\n")
-    await writer.drain()
-    await reader.read()
-
-
-async def endless_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        writer.write(b"220-welcome, and welcome again\r\n" * 64)
-        await writer.drain()
-
-
-async def resets_mid_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read(1)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    writer.transport.abort()
-
-
 HOSTILE = {
     "never-speaks": (never_speaks, None, Reason.TIMEOUT),
-    "speaks-garbage": (speaks_garbage, None, Reason.TLS),
+    "speaks-garbage": (
+        says(b"\x16\x03\x01\x00\x05garbage that is not a ServerHello\r\n"),
+        None,
+        Reason.TLS,
+    ),
     "endless-banner": (endless_banner, "smtp", Reason.STARTTLS),
     "resets-mid-handshake": (resets_mid_handshake, None, Reason.RESET),
 }
@@ -338,19 +298,8 @@ async def test_hostile_server_fails_in_time_without_leaking_tasks_or_sockets(
 ) -> None:
     handler, starttls, reason = HOSTILE[case]
     port = await servers.start(handler)
-    target = {**tls_target(port, pki, **({"starttls": starttls} if starttls else {}))}
-    # Silence must end at the timeout; every other hostility must fail sooner, with its reason.
-    target["timeout"] = "400ms" if reason is Reason.TIMEOUT else "3s"
-    first = await probe(target)  # warms up caches (the client context) before counting
-    assert first.reason is reason, first.message
-    await asyncio.sleep(0.05)
-    before = tasks_and_fds()
-    for _ in range(3):  # 3 rounds of 20 at once
-        for result in await asyncio.gather(*(probe(target) for _ in range(20))):
-            assert result.reason is reason, result.message
-            assert result.duration < 1.5
-    await asyncio.sleep(0.05)
-    assert tasks_and_fds() == before
+    target = tls_target(port, pki, **({"starttls": starttls} if starttls else {}))
+    await assert_fails_in_time_without_leaks(probe, target, reason, tasks_and_fds)
 
 
 async def test_closed_port_is_refused(probe: Prober, pki: Pki) -> None:

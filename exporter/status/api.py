@@ -1,0 +1,80 @@
+"""The JSON API under ``/api/v1/``: the status page's data for scripts, described by
+``docs/openapi.yaml``.
+
+``GET /api/v1/targets`` lists every target (failing first; ``?state=`` filters, ``?sort=``
+orders as on the page), ``GET /api/v1/targets/{name}`` adds the request and the recent probes.
+``GET /api/v1/heartbeats`` and ``/api/v1/heartbeats/{name}`` do the same for heartbeats, with
+their kept pings (``?limit=``); the bodies of a heartbeat with a token need that token, as
+``Authorization: Bearer TOKEN`` or ``?token=``, and are null without it.
+``GET /api/v1/exporter`` describes the exporter. Errors are ``{"error": "..."}`` with 400 or 404.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from exporter.heartbeats.auth import authorized
+from exporter.status import views
+
+if TYPE_CHECKING:
+    from exporter.app import Runtime
+
+__all__ = ["add_routes"]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def add_routes(app: web.Application, runtime: Runtime) -> None:
+    async def targets(request: web.Request) -> web.Response:
+        try:
+            state = views.choice(request.query, "state", views.FILTERS)
+            sort = views.choice(request.query, "sort", views.SORTS)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        now = runtime.clock.time()
+        location = runtime.location
+        items = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
+        body: dict[str, Any] = {"targets": views.select(items, state, sort)}
+        return web.json_response(body)
+
+    async def target(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        stats = runtime.scheduler.stats.get(name)
+        if stats is None:
+            return _error(404, f"no target named {name!r}")
+        return web.json_response(views.target_detail(stats, runtime.clock.time(), runtime.location))
+
+    async def heartbeats(request: web.Request) -> web.Response:
+        try:
+            state = views.choice(request.query, "state", views.FILTERS)
+            sort = views.choice(request.query, "sort", views.SORTS)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        items = await views.heartbeat_summaries(runtime.heartbeats)
+        return web.json_response({"heartbeats": views.select(items, state, sort, "status")})
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        spec = runtime.heartbeats.specs.get(name)
+        if spec is None:
+            return _error(404, f"no heartbeat named {name!r}")
+        try:
+            limit = views.ping_limit(request.query)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        visible = spec.token is None or authorized(request, spec.token)
+        detail = await views.heartbeat_detail(runtime.heartbeats, spec, limit, visible)
+        return web.json_response(detail)
+
+    async def exporter(_request: web.Request) -> web.Response:
+        return web.json_response(views.exporter_json(runtime, runtime.clock.time()))
+
+    app.router.add_get("/api/v1/targets", targets)
+    app.router.add_get("/api/v1/targets/{name}", target)
+    app.router.add_get("/api/v1/heartbeats", heartbeats)
+    app.router.add_get("/api/v1/heartbeats/{name}", heartbeat)
+    app.router.add_get("/api/v1/exporter", exporter)

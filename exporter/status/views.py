@@ -1,0 +1,386 @@
+"""What the status page, the JSON API and ``lookout-exporter probe`` show, as JSON-ready data.
+
+One module turns ``ProbeStats`` and ``ProbeResult``, and the heartbeats' views and kept pings,
+into plain dicts, so the page, the API and the command line cannot disagree: the API returns
+these dicts as they are (their shape is ``docs/openapi.yaml``), the page and the command render
+them. A heartbeat is described as the heartbeat read API describes it (``heartbeats.api``).
+
+A target's state is ``down`` (its latest probe failed), ``pending`` (not probed yet) or ``up``.
+The recent window is ``ProbeStats.history``: p50/p95 there are exact quantiles of the kept
+durations (linear interpolation between the closest ranks), not histogram bucket bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from exporter import __version__
+from exporter.heartbeats.api import DEFAULT_LIMIT, describe
+from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.spec import Heartbeat
+from exporter.heartbeats.state import Signal, Status
+from exporter.heartbeats.store import KEEP_PINGS, StoredPing
+from exporter.results import Certificate, ProbeResult
+from exporter.stats import ProbeStats
+from exporter.targets import (
+    ClientTLS,
+    DialogStep,
+    DnsSpec,
+    Expect,
+    HttpSpec,
+    Send,
+    Spec,
+    Target,
+    TcpSpec,
+    TlsSpec,
+)
+from exporter.units import format_duration
+
+if TYPE_CHECKING:
+    from exporter.app import Runtime
+
+__all__ = [
+    "FILTERS",
+    "SORTS",
+    "certificate_json",
+    "choice",
+    "endpoint",
+    "exporter_json",
+    "heartbeat_detail",
+    "heartbeat_summaries",
+    "ping_json",
+    "ping_limit",
+    "quantile",
+    "redact_url",
+    "request_json",
+    "result_json",
+    "select",
+    "target_detail",
+    "target_summary",
+]
+
+# Failing states first: the order of the default sort and of the filter links.
+SEVERITY: Mapping[str, int] = {"down": 0, "failed": 0, "late": 1, "pending": 2, "new": 2}
+FAILING = frozenset({"down", "failed", "late"})
+SORTS = ("state", "name")
+FILTERS = ("all", "failing", "down", "failed", "late", "pending", "new", "running", "up")
+SECONDS_PER_DAY = 86400.0
+# Latest pings of a failed heartbeat searched for its last failure in the list.
+LIST_SCAN = 10
+# Request headers whose values are secrets; shown as "<redacted>".
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|key|password", re.IGNORECASE)
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The exact ``q`` quantile of ``values`` (linear between closest ranks), None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password in its user info (the page and API show URLs to anyone)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    netloc = f"{parts.username}:<redacted>@{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def endpoint(target: Target) -> str:
+    """What the target points at: its URL, its address, or its DNS question and nameserver."""
+    spec = target.spec
+    if isinstance(spec, HttpSpec):
+        return redact_url(spec.url)
+    if isinstance(spec, DnsSpec):
+        question = f"{spec.query.to_text(omit_final_dot=True)} {spec.record.name}"
+        server = _address(spec.nameserver, spec.port) if spec.nameserver else "system resolver"
+        return f"{question} @ {server} ({spec.transport})"
+    return _address(spec.host, spec.port)
+
+
+def _tls_options(tls: ClientTLS) -> dict[str, str]:
+    options = {}
+    if tls.server_name:
+        options["tls server name"] = tls.server_name
+    if tls.min_version:
+        options["tls min version"] = tls.min_version
+    if tls.ca_file:
+        options["tls ca file"] = tls.ca_file
+    if tls.cert_file:
+        options["tls client certificate"] = tls.cert_file
+    if tls.insecure_skip_verify:
+        options["tls verification"] = "skipped (insecure_skip_verify)"
+    return options
+
+
+def _dialog_step(step: DialogStep) -> str:
+    if isinstance(step, Send):
+        return f"send {len(step.data)} bytes"
+    if isinstance(step, Expect):
+        return f"expect {step.pattern.pattern!r}"
+    return "starttls"
+
+
+def _options(spec: Spec) -> dict[str, str]:
+    """The settings of a probe besides its endpoint, by kind (secrets left out)."""
+    if isinstance(spec, HttpSpec):
+        redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
+        options = {"ip family": spec.ip_family, "redirects": redirects}
+        if spec.proxy_url:
+            options["proxy"] = redact_url(spec.proxy_url)
+        if spec.reuse_connections:
+            options["connections"] = "reused"
+        return options | (_tls_options(spec.tls) if spec.url.startswith("https") else {})
+    if isinstance(spec, DnsSpec):
+        return {"recursion desired": "yes" if spec.recursion else "no"}
+    options = {"ip family": spec.ip_family}
+    if isinstance(spec, TcpSpec):
+        if spec.dialog:
+            options["dialog"] = ", ".join(_dialog_step(step) for step in spec.dialog)
+        if spec.tls is not None:
+            options |= {"tls": "right after connecting"} | _tls_options(spec.tls)
+        return options
+    if isinstance(spec, TlsSpec):
+        if spec.starttls:
+            options["starttls"] = spec.starttls
+        if spec.valid_for is not None:
+            options["valid for at least"] = format_duration(spec.valid_for)
+        return options | _tls_options(spec.tls)
+    options["tls"] = "implicit" if spec.implicit_tls else f"starttls {spec.starttls}"
+    options["ehlo name"] = spec.ehlo_name
+    if spec.auth is not None:
+        options["auth user"] = spec.auth.username
+    return options | _tls_options(spec.tls)
+
+
+def request_json(target: Target) -> dict[str, Any]:
+    """The request a probe of ``target`` makes, secrets redacted."""
+    spec = target.spec
+    request: dict[str, Any] = {"kind": target.kind, "endpoint": endpoint(target)}
+    if isinstance(spec, HttpSpec):
+        request["method"] = spec.method
+        request["headers"] = [
+            {"name": name, "value": "<redacted>" if _SECRET_HEADER.search(name) else value}
+            for name, value in spec.headers
+        ]
+        request["body_bytes"] = len(spec.body) if spec.body is not None else 0
+    request["options"] = _options(spec)
+    request["timeout_seconds"] = target.timeout
+    return request
+
+
+def certificate_json(cert: Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial,
+        "fingerprint_sha256": cert.fingerprint_sha256,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "dns_names": list(cert.dns_names),
+    }
+
+
+def result_json(result: ProbeResult) -> dict[str, Any]:
+    """One probe's outcome with its phases, checks and presented certificate chain."""
+    return {
+        "finished_at": result.finished_at,
+        "success": result.success,
+        "duration_seconds": result.duration,
+        "reason": None if result.reason is None else result.reason.value,
+        "message": result.message,
+        "phases": [{"phase": name, "seconds": seconds} for name, seconds in result.phases],
+        "checks": [
+            {"name": check.name, "passed": check.passed, "detail": check.detail}
+            for check in result.checks
+        ],
+        "status_code": result.status_code,
+        "http_version": result.http_version,
+        "response_size_bytes": result.response_size,
+        "tls_version": result.tls_version,
+        "dns_answers": result.dns_answers,
+        "certificates": [certificate_json(cert) for cert in result.chain],
+    }
+
+
+def target_state(stats: ProbeStats) -> str:
+    last = stats.last
+    if last is None:
+        return "pending"
+    return "up" if last.success else "down"
+
+
+def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+    """A target as one row of the status page: state, latest probe, recent window, cert."""
+    target = stats.target
+    last = stats.last
+    failure = next((r for r in reversed(stats.history) if not r.success), None)
+    durations = [r.duration for r in stats.history]
+    expiry = last.cert_expiry if last is not None else None
+    return {
+        "name": target.name,
+        "kind": target.kind,
+        "location": location,
+        "labels": dict(target.labels),
+        "endpoint": endpoint(target),
+        "interval_seconds": target.interval,
+        "timeout_seconds": target.timeout,
+        "state": target_state(stats),
+        "last_run_at": last.finished_at if last is not None else None,
+        "last_duration_seconds": last.duration if last is not None else None,
+        "last_status_code": last.status_code if last is not None else None,
+        "last_failure": None
+        if failure is None
+        else {
+            "at": failure.finished_at,
+            "reason": None if failure.reason is None else failure.reason.value,
+            "message": failure.message,
+            "current": failure is last,
+        },
+        "window": {
+            "probes": len(durations),
+            "failures": sum(1 for r in stats.history if not r.success),
+            "p50_seconds": quantile(durations, 0.5),
+            "p95_seconds": quantile(durations, 0.95),
+        },
+        "cert_expiry_timestamp_seconds": expiry,
+        "cert_days_left": None if expiry is None else (expiry - now) / SECONDS_PER_DAY,
+        "probes_total": stats.probes,
+        "failures_total": {reason.value: n for reason, n in sorted(stats.failures.items())},
+    }
+
+
+def target_detail(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+    """A target's summary plus its request and its recent probes, newest first."""
+    detail = target_summary(stats, now, location)
+    detail["request"] = request_json(stats.target)
+    detail["history"] = [result_json(result) for result in reversed(stats.history)]
+    return detail
+
+
+def exporter_json(runtime: Runtime, now: float) -> dict[str, Any]:
+    """The exporter itself: version, config and its reload state, uptime."""
+    reload = runtime.reload_state
+    return {
+        "version": __version__,
+        "location": runtime.location,
+        "config": runtime.config.source,
+        "reload": {
+            "successful": reload.successful,
+            "last_success_at": reload.last_success,
+            "last_error": reload.last_error,
+        },
+        "started_at": runtime.started_at,
+        "uptime_seconds": max(0.0, now - runtime.started_at),
+        "targets": len(runtime.scheduler.stats),
+        "heartbeats": len(runtime.heartbeats.specs),
+    }
+
+
+def select(
+    items: Iterable[dict[str, Any]], state: str, sort: str, field: str = "state"
+) -> list[dict[str, Any]]:
+    """Items in filter ``state`` (see FILTERS), sorted by ``sort``; ``field`` holds their state
+    (``state`` for targets, ``status`` for heartbeats)."""
+    if state == "failing":
+        chosen = [item for item in items if item[field] in FAILING]
+    elif state == "all":
+        chosen = list(items)
+    else:
+        chosen = [item for item in items if item[field] == state]
+    if sort == "name":
+        return sorted(chosen, key=lambda item: item["name"])
+    return sorted(chosen, key=lambda item: (SEVERITY.get(item[field], 3), item["name"]))
+
+
+def ping_json(ping: StoredPing, body_visible: bool) -> dict[str, Any]:
+    """One kept ping; its body (job output) is None unless ``body_visible``."""
+    return {
+        "seq": ping.seq,
+        "at": ping.at,
+        "signal": str(ping.signal),
+        "rid": ping.rid,
+        "instance": ping.instance,
+        "exit_code": ping.exit_code,
+        "duration_seconds": ping.duration,
+        "body": ping.body.decode("utf-8", errors="replace") if body_visible else None,
+    }
+
+
+def _last_failure(pings: Iterable[StoredPing]) -> StoredPing | None:
+    return next((ping for ping in pings if ping.signal is Signal.FAIL), None)
+
+
+async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
+    """Every heartbeat as the collector sees it, plus, for those whose status is ``failed``, the
+    newest failure among their latest ``LIST_SCAN`` pings.
+
+    Those pings are read from the store in a worker thread; the list reads no others, so its cost
+    follows the number of failed heartbeats, not of all pings kept. Bodies of heartbeats with a
+    token stay hidden here (None), as in the read API.
+    """
+    views = heartbeats.views()
+    store = heartbeats.store
+    failed = [v.spec.name for v in views if v.status is Status.FAILED]
+
+    def read() -> dict[str, StoredPing | None]:
+        assert store is not None
+        return {name: _last_failure(store.recent(name, LIST_SCAN)) for name in failed}
+
+    failures = await asyncio.to_thread(read) if store is not None and failed else {}
+    items = []
+    for view in views:
+        item = describe(view)
+        failure = failures.get(view.spec.name)
+        item["last_failure"] = (
+            None if failure is None else ping_json(failure, view.spec.token is None)
+        )
+        items.append(item)
+    return items
+
+
+async def heartbeat_detail(
+    heartbeats: Heartbeats, spec: Heartbeat, limit: int, bodies_visible: bool
+) -> dict[str, Any]:
+    """One heartbeat with its newest kept failure and its latest ``limit`` pings, newest first."""
+    store = heartbeats.store
+    pings = await asyncio.to_thread(store.recent, spec.name) if store is not None else []
+    detail = describe(heartbeats.view(spec))
+    failure = _last_failure(pings)
+    detail["last_failure"] = None if failure is None else ping_json(failure, bodies_visible)
+    detail["recent"] = [ping_json(ping, bodies_visible) for ping in pings[:limit]]
+    return detail
+
+
+def ping_limit(query: Mapping[str, str]) -> int:
+    """The ``limit`` query parameter: how many kept pings to show."""
+    text = query.get("limit", str(DEFAULT_LIMIT))
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= KEEP_PINGS):
+        raise ValueError(f"invalid limit={text!r}: use a number from 1 to {KEEP_PINGS}")
+    return int(text)
+
+
+def choice(query: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
+    """Query parameter ``key``, one of ``choices`` (the first is the default)."""
+    value = query.get(key, choices[0])
+    if value not in choices:
+        raise ValueError(f"invalid {key}={value!r}: use one of {', '.join(choices)}")
+    return value

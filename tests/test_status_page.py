@@ -1,0 +1,303 @@
+"""The status page at ``/`` and the target pages under ``/targets/``: what they show, in which
+order, and that nothing from a config or a probed server can inject markup into them."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from exporter import __version__, config
+from exporter.app import Options, create_app
+from exporter.config import Source
+from exporter.status.markup import CSP
+from exporter.targets import build_target
+from tests.status_support import (
+    HEARTBEATS_CONFIG,
+    HOSTILE,
+    FakeClock,
+    empty_config,
+    ping_heartbeats,
+    service_app,
+    wait_probed,
+    write_config,
+)
+
+ROW = re.compile(r'<tr class="target" data-state="(\w+)">.*?<a href="targets/([^"]+)">', re.S)
+
+
+@pytest.fixture
+async def probed(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    service = await aiohttp_server(service_app())
+    path = write_config(tmp_path, str(service.make_url("")).rstrip("/"))
+    app = create_app(Options(config_path=str(path)), config.load(str(path)))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    await wait_probed(app, probes=2)
+    return client
+
+
+async def page(client: TestClient[Any, Any], url: str, status: int = 200) -> str:
+    response = await client.get(url)
+    assert response.status == status
+    assert response.content_type == "text/html"
+    assert response.headers["Content-Security-Policy"] == CSP
+    return await response.text()
+
+
+def assert_no_markup_from(hostile: str, text: str) -> None:
+    """``hostile`` never appears raw in ``text``, only escaped."""
+    assert hostile not in text
+    assert html.escape(hostile) in text
+
+
+async def test_page_lists_every_target_with_failing_ones_first(
+    probed: TestClient[Any, Any],
+) -> None:
+    text = await page(probed, "/")
+    assert ROW.findall(text) == [
+        ("down", "m-hostile"),
+        ("down", "z-broken"),
+        ("up", "a-healthy"),
+    ]
+    assert f"version {__version__}" in text
+    assert 'id="heartbeats"' not in text
+    assert "status 500, expected 2xx" in text
+    assert '<span class="bad">status</span> <span class="muted">(now)</span>' in text
+
+
+async def test_page_sorts_by_name_and_filters_by_state(probed: TestClient[Any, Any]) -> None:
+    by_name = await page(probed, "/?sort=name")
+    assert [name for _, name in ROW.findall(by_name)] == ["a-healthy", "m-hostile", "z-broken"]
+    up = await page(probed, "/?state=up")
+    assert ROW.findall(up) == [("up", "a-healthy")]
+    failing = await page(probed, "/?state=failing&sort=name")
+    assert [name for _, name in ROW.findall(failing)] == ["m-hostile", "z-broken"]
+    # Links keep the other choice: the filter keeps the sort, the sort keeps the filter.
+    assert '<a href="?state=failing&amp;sort=name" aria-current="true">failing (2)</a>' in failing
+    assert '<a href="?state=up&amp;sort=name">up (1)</a>' in failing
+    assert '<a href="?state=failing">state</a>' in failing
+
+
+async def test_an_invalid_filter_is_a_400_page_naming_the_choices(
+    probed: TestClient[Any, Any],
+) -> None:
+    text = await page(probed, "/?state=<b>x</b>", 400)
+    assert "invalid state=&#x27;&lt;b&gt;x&lt;/b&gt;&#x27;: use one of all, failing" in text
+
+
+async def test_target_page_shows_recent_probes_with_phases_checks_and_messages(
+    probed: TestClient[Any, Any],
+) -> None:
+    text = await page(probed, "/targets/z-broken")
+    assert "<h1>z-broken</h1>" in text
+    rows = re.findall(r'<tr data-success="(\w+)">', text)
+    assert len(rows) >= 2
+    assert set(rows) == {"false"}
+    assert "connect " in text
+    assert "processing " in text
+    assert "<pre>status 500, expected 2xx</pre>" in text
+    assert '<span class="badge fail">fail</span></td><td>status</td>' in text
+    assert '<a href="../">' in text
+
+
+async def test_an_unknown_target_page_is_a_404(probed: TestClient[Any, Any]) -> None:
+    text = await page(probed, "/targets/nope", 404)
+    assert "no target named &#x27;nope&#x27;" in text
+
+
+async def test_markup_in_failure_messages_headers_bodies_and_urls_is_escaped(
+    probed: TestClient[Any, Any],
+) -> None:
+    index = await page(probed, "/")
+    detail = await page(probed, "/targets/m-hostile")
+    for text in (index, detail):
+        assert "<script>" not in text
+        assert "<img" not in text
+        assert "onerror=" not in text.replace("onerror=&quot;", "")
+    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE!r}", detail)
+    assert html.escape('/hostile?q="><script>window.pwned=3</script>') in index
+
+
+async def test_markup_in_target_names_labels_location_and_config_name_is_escaped(
+    aiohttp_client: Any,
+) -> None:
+    hostile_name = "<b>x</b>\"'&"
+    target = build_target(
+        {
+            "name": hostile_name,
+            "kind": "http",
+            "url": "http://127.0.0.1:9/",
+            "labels": {"team": "<i>t</i>"},
+        },
+        ("targets", 0),
+        Source("test", Path.cwd()),
+        interval=3600.0,
+        timeout=1.0,
+    )
+    loaded = empty_config(
+        location="<u>loc</u>", targets=(target,), source="<script>config</script>"
+    )
+    app = create_app(Options(), loaded, FakeClock())
+    client = await aiohttp_client(app)
+    index = await page(client, "/")
+    assert "<b>" not in index
+    assert "<u>" not in index
+    assert "<script>" not in index
+    assert html.escape(hostile_name) in index
+    assert 'href="targets/%3Cb%3Ex%3C%2Fb%3E%22%27%26"' in index
+    detail = await page(client, "/targets/%3Cb%3Ex%3C%2Fb%3E%22%27%26")
+    assert "<b>" not in detail
+    assert "<i>" not in detail
+    assert html.escape("team=<i>t</i>") in detail
+
+
+async def test_header_shows_uptime_and_a_failed_reload_with_its_error(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text("targets: []\n", encoding="utf-8")
+    clock = FakeClock()
+    app = create_app(Options(config_path=str(path)), config.load(str(path)), clock)
+    client = await aiohttp_client(app)
+    clock.advance(2 * 3600 + 5 * 60)
+    text = await page(client, "/")
+    assert "up 2h 5m" in text
+    assert "config loaded <span" in text
+    assert "no targets" in text
+    path.write_text("targets: [{name: '<b>', kind: http}]\n", encoding="utf-8")
+    assert (await client.post("/-/reload")).status == 500
+    text = await page(client, "/")
+    assert "last config reload failed, running the config loaded" in text
+    assert "<b>" not in text
+    assert "targets[0].name: &#x27;&lt;b&gt;&#x27; is not a name of letters" in text
+    assert f"{html.escape(str(path))}:1: targets[0]" in text
+
+
+async def test_page_shows_certificate_days_left_and_the_chain(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = ca.issue_cert("127.0.0.1", not_after=now + datetime.timedelta(days=10, hours=1))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(server_context)
+    service = await aiohttp_server(service_app(), ssl=server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    path = tmp_path / "lookout.yml"
+    path.write_text(
+        f"""
+targets:
+  - name: secure
+    kind: http
+    url: https://127.0.0.1:{service.port}/ok
+    interval: 300ms
+    timeout: 250ms
+    http: {{tls: {{ca_file: {ca_file}}}}}
+""",
+        encoding="utf-8",
+    )
+    app: web.Application = create_app(Options(config_path=str(path)), config.load(str(path)))
+    client = await aiohttp_client(app)
+    await wait_probed(app)
+    index = await page(client, "/")
+    assert '<td class="num"><span class="warn">10.0</span></td>' in index
+    detail = await page(client, "/targets/secure")
+    assert "<h3>Certificate chain</h3>" in detail
+    assert "127.0.0.1" in detail
+    assert detail.count('<span class="warn">10.0</span>') == 2
+
+
+HEARTBEAT_ROW = re.compile(
+    r'<tr class="heartbeat" data-state="(\w+)">.*?<a href="heartbeats/([^"]+)">', re.S
+)
+
+
+@pytest.fixture
+async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    clock = FakeClock()
+    path = tmp_path / "lookout.yml"
+    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
+    options = Options(config_path=str(path), storage_path=tmp_path / "data")
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(options, config.load(str(path)), clock)
+    )
+    await ping_heartbeats(client, clock)
+    return client
+
+
+async def test_page_lists_heartbeats_failing_first_with_their_last_failure(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/")
+    assert HEARTBEAT_ROW.findall(text) == [
+        ("failed", "c-broken"),
+        ("down", "e-down"),
+        ("failed", "g-secret"),
+        ("late", "d-late"),
+        ("new", "b-new"),
+        ("up", "a-fine"),
+        ("up", "f-workers"),
+    ]
+    assert "no targets" in text
+    broken = text.split('<a href="heartbeats/c-broken">', 1)[1].split("</tr>", 1)[0]
+    assert "every 1h, grace 1h" in broken
+    assert "exit code 3)" in broken
+    assert_no_markup_from(HOSTILE, broken)
+    assert "<script>" not in text
+    workers = text.split('<a href="heartbeats/f-workers">', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="num">42.00 s</td>' in workers
+    assert '<td class="num">1 / 2</td>' in workers
+    secret = text.split('<a href="heartbeats/g-secret">', 1)[1].split("</tr>", 1)[0]
+    assert "body hidden: this heartbeat has a token" in secret
+    assert "hunter2" not in text
+    fine = text.split('<a href="heartbeats/a-fine">', 1)[1].split("</tr>", 1)[0]
+    assert "1 since start, see its page" in fine
+    assert '<a href="?state=late">late (1)</a>' in text
+    assert '<a href="?state=failing">failing (4)</a>' in text
+
+
+async def test_filters_apply_to_heartbeats_and_targets_alike(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/?state=new")
+    assert HEARTBEAT_ROW.findall(text) == [("new", "b-new")]
+    assert "no targets" in text
+    text = await page(beating, "/?state=failing&sort=name")
+    names = [name for _, name in HEARTBEAT_ROW.findall(text)]
+    assert names == ["c-broken", "d-late", "e-down", "g-secret"]
+
+
+async def test_heartbeat_page_shows_kept_pings_with_escaped_bodies(
+    beating: TestClient[Any, Any],
+) -> None:
+    text = await page(beating, "/heartbeats/c-broken")
+    assert "<h1>c-broken</h1>" in text
+    assert re.findall(r'<tr data-signal="(\w+)">', text) == ["fail", "success"]
+    assert "<pre>first run fine</pre>" in text
+    assert_no_markup_from(HOSTILE, text)
+    assert "<script>" not in text
+    assert "success: 1, start: 0, fail: 1" in text
+
+
+async def test_heartbeat_page_shows_bodies_of_a_token_heartbeat_only_with_its_token(
+    beating: TestClient[Any, Any],
+) -> None:
+    hidden = await page(beating, "/heartbeats/g-secret")
+    assert "hunter2" not in hidden
+    assert "body hidden: this heartbeat has a token" in hidden
+    shown = await page(beating, "/heartbeats/g-secret?token=s3cret")
+    assert "<pre>password=hunter2</pre>" in shown
+
+
+async def test_an_unknown_heartbeat_page_is_a_404(beating: TestClient[Any, Any]) -> None:
+    text = await page(beating, "/heartbeats/nope", 404)
+    assert "no heartbeat named &#x27;nope&#x27;" in text
