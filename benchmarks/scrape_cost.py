@@ -33,6 +33,7 @@ from harness import LOOPBACK, Processes
 from prometheus_client.parser import text_string_to_metric_families
 
 INTERVAL = 30.0
+KINDS = ("lookout plain", "peer plain", "lookout gzip", "peer gzip")
 
 
 def lookout_config(nginx_ports: list[int], targets: int) -> str:
@@ -117,8 +118,8 @@ async def scrape(
 
 async def wait_for_results(
     session: aiohttp.ClientSession, url: str, targets: int, procs: Processes
-) -> float:
-    """Wait until every target has probed once; returns the seconds it took."""
+) -> None:
+    """Wait until every target has probed once."""
     started = time.monotonic()
     while time.monotonic() - started < INTERVAL + 60:
         await asyncio.sleep(5)
@@ -126,7 +127,7 @@ async def wait_for_results(
         runs = harness.total(values, "lookout_probe_runs_total")
         print(f"  {time.monotonic() - started:4.0f} s: {runs:.0f} probes run", flush=True)
         if runs >= targets:
-            return time.monotonic() - started
+            return
     raise SystemExit(f"targets did not all probe in time:\n{procs.log_tail('lookout')}")
 
 
@@ -141,7 +142,11 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await harness.wait_until_up(session, lookout_url, procs, "lookout", patience=120)
-        print(f"Lookout up with {args.targets} targets after {time.monotonic() - started:.1f} s")
+        started_rss = harness.rss_mib(lookout)
+        print(
+            f"Lookout up with {args.targets} targets after {time.monotonic() - started:.1f} s, "
+            f"resident {started_rss:.0f} MiB"
+        )
         await wait_for_results(session, lookout_url, args.targets, procs)
         _first, text = await scrape(session, lookout_url, lookout, gzip=False)
         exposition = procs.tmp / "lookout.prom"
@@ -173,13 +178,11 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
                 f"{results['peer plain'][-1].seconds * 1000:.0f} ms plain",
                 flush=True,
             )
-        idle = ticker.worst(watch_start, time.monotonic())
+        worst_tick = ticker.worst(watch_start, time.monotonic())
         lookout_rss, lookout_peak = harness.rss_mib(lookout), _peak_mib(lookout)
         peer_rss = harness.rss_mib(peer)
-    report(args, results, text, lookout_rss, lookout_peak, peer_rss, idle, binaries)
-
-
-KINDS = ("lookout plain", "peer plain", "lookout gzip", "peer gzip")
+    memory = (started_rss, lookout_rss, lookout_peak, peer_rss)
+    report(results, text, memory, worst_tick, binaries)
 
 
 def _peak_mib(proc: psutil.Process) -> float:
@@ -190,15 +193,14 @@ def _peak_mib(proc: psutil.Process) -> float:
 
 
 def report(
-    args: argparse.Namespace,
     results: dict[str, list[Scrape]],
     text: str,
-    lookout_rss: float,
-    lookout_peak: float,
-    peer_rss: float,
+    memory: tuple[float, float, float, float],
     worst_tick: float,
     binaries: dict[str, str],
 ) -> None:
+    started_rss, lookout_rss, lookout_peak, peer_rss = memory
+
     def med(key: str, attr: str) -> float:
         return statistics.median(getattr(s, attr) for s in results[key])
 
@@ -228,9 +230,10 @@ def report(
         )
     blocked = max(s.blocked for key in ("lookout plain", "lookout gzip") for s in results[key])
     rows.append(["loop blocked, worst ms", f"{blocked * 1000:.0f}", "", "", "<= 50 ms"])
+    rows.append(["resident MiB right after start", f"{started_rss:.0f}", "", "", ""])
     rows.append(
         [
-            "resident MiB (peak)",
+            "resident MiB at the end (peak)",
             f"{lookout_rss:.0f} ({lookout_peak:.0f})",
             f"{peer_rss:.0f}",
             f"{lookout_rss / peer_rss:.2f}",
