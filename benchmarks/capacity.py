@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--peer-seconds", type=float, default=20)
     args = parser.parse_args()
     binaries = harness.ensure_debian(
-        {"nginx": "nginx-light", "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
+        {"nginx": "nginx", "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
     )
     print(harness.machine())
     print(harness.version_of([binaries["prometheus-blackbox-exporter"], "--version"]))

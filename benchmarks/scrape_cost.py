@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--scrape-interval", type=float, default=15)
     args = parser.parse_args()
-    binaries = harness.ensure_debian({"nginx": "nginx-light", "promtool": "prometheus"})
+    binaries = harness.ensure_debian({"nginx": "nginx", "promtool": "prometheus"})
     print(harness.machine())
     print(harness.version_of([binaries["nginx"], "-v"]))
     limit = 120 + INTERVAL + 60 + args.rounds * (args.scrape_interval + 20) + 60
