@@ -274,14 +274,16 @@ def samples(text: str) -> Samples:
 async def fetch_samples(
     session: aiohttp.ClientSession, url: str, families: Sequence[str]
 ) -> tuple[float, Samples]:
-    """Scrape ``url``; returns when the scrape was answered and the samples of ``families``.
+    """Scrape ``url``; returns when the scrape was asked for and the samples of ``families``.
 
-    Only the lines of those families are parsed: parsing all of a 20,000-target exposition
-    would keep this process busy for seconds, on the same two cores as the exporter.
+    Lookout writes its own counters at the start of a scrape and then streams the probe
+    families for up to a second, so the time of asking is the time the counters were read.
+    Only the lines of ``families`` are parsed: parsing all of a 20,000-target exposition would
+    keep this process busy for seconds, on the same two cores as the exporter.
     """
+    asked = time.monotonic()
     async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
         text = await response.text()
-    answered = time.monotonic()
     prefixes = tuple(families)
     kept = [
         line
@@ -289,7 +291,7 @@ async def fetch_samples(
         if line.startswith(prefixes)
         or (line.startswith(("# HELP", "# TYPE")) and line.split(" ", 3)[2].startswith(prefixes))
     ]
-    return answered, samples("\n".join(kept) + "\n")
+    return asked, samples("\n".join(kept) + "\n")
 
 
 def total(values: Samples, name: str) -> float:
