@@ -360,19 +360,17 @@ async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
     """Every heartbeat as the collector sees it, plus, for those whose status is ``failed``, the
     newest failure among their latest ``LIST_SCAN`` pings.
 
-    Those pings are read from the store in a worker thread; the list reads no others, so its cost
-    follows the number of failed heartbeats, not of all pings kept. Bodies of heartbeats with a
-    token stay hidden here (None), as in a detail without the token.
+    Those failures are read from the store in one query, in a worker thread; the list reads no
+    other pings, so its cost follows the number of failed heartbeats, not of all pings kept.
+    Bodies of heartbeats with a token stay hidden here (None), as in a detail without the token.
     """
     views = heartbeats.views()
     store = heartbeats.store
-    failed = [v.spec.name for v in views if v.status is Status.FAILED]
-
-    def read() -> dict[str, StoredPing | None]:
-        assert store is not None
-        return {name: _last_failure(store.recent(name, LIST_SCAN)) for name in failed}
-
-    failures = await asyncio.to_thread(read) if store is not None and failed else {}
+    # The latest LIST_SCAN pings are those numbered above the newest one's seq minus LIST_SCAN.
+    after = {v.spec.name: v.facts.seq - LIST_SCAN for v in views if v.status is Status.FAILED}
+    failures: dict[str, StoredPing] = {}
+    if store is not None and after:
+        failures = await asyncio.to_thread(store.latest_failures, after)
     items = []
     for view in views:
         item = describe(view)
