@@ -19,6 +19,7 @@ from exporter.probes.context import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from tests.conftest import ProbeOnce, config_from_text
+from tests.probes.conftest import blocking_tls_server
 
 ORDERS_SCHEMA = {
     "type": "object",
@@ -508,6 +509,86 @@ async def test_a_client_certificate_is_presented_when_configured(
     without = await probe_once(target(url, f"    http: {{tls: {{ca_file: {ca_file}}}}}\n"))
     assert not without.success
     assert without.reason in {Reason.TLS, Reason.RESET}
+
+
+def _server_context(
+    ca: trustme.CA, *, max_version: ssl.TLSVersion, client_cert: bool = False
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context.maximum_version = max_version
+    if client_cert:
+        ca.configure_trust(context)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def test_a_server_below_min_version_fails_as_tls_version(
+    ca: trustme.CA, ca_file: Path, probe_once: ProbeOnce
+) -> None:
+    """The server's protocol-version alert makes it tls_version, as for the tls prober."""
+    context = _server_context(ca, max_version=ssl.TLSVersion.TLSv1_2)
+    tls = f"ca_file: {ca_file}, min_version: TLS1.3"
+    with blocking_tls_server(context) as port:
+        url = f"https://127.0.0.1:{port}/orders"
+        result = await probe_once(target(url, f"    http: {{tls: {{{tls}}}}}\n"))
+    assert result.reason is Reason.TLS_VERSION
+    assert result.message == "TLS handshake failed: TLSV1_ALERT_PROTOCOL_VERSION"
+    assert {"connect", "tls"} <= set(dict(result.phases))
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        pytest.param(
+            "openssl", "TLS handshake failed: SSLV3_ALERT_HANDSHAKE_FAILURE", id="with-alert"
+        ),
+        pytest.param(
+            "asyncio",
+            "TLS handshake failed: the server closed the connection after presenting its "
+            "certificate (Connection reset by peer); it rejected the handshake",
+            id="hang-up",
+        ),
+    ],
+)
+async def test_a_missing_client_certificate_fails_the_tls_step(
+    aiohttp_server: AiohttpServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    probe_once: ProbeOnce,
+    server: str,
+    message: str,
+) -> None:
+    """A server that requires a client certificate and gets none rejects the handshake (TLS 1.2:
+    an OpenSSL server sends an alert, asyncio's hangs up): tls, not connect, and never empty."""
+    context = _server_context(ca, max_version=ssl.TLSVersion.TLSv1_2, client_cert=True)
+    extra = f"    http: {{tls: {{ca_file: {ca_file}}}}}\n"
+    if server == "openssl":
+        with blocking_tls_server(context) as port:
+            result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
+    else:
+        port = (await aiohttp_server(make_app(), ssl=context)).port
+        result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
+    assert result.reason is Reason.TLS
+    assert result.message == message
+    assert {"connect", "tls"} <= set(dict(result.phases))
+    assert result.chain[0].dns_names == ("127.0.0.1",), "the server's chain is still exported"
+
+
+async def test_a_server_hanging_up_on_the_hello_is_a_reset_with_a_message(
+    aiohttp_server: AiohttpServer, ca: trustme.CA, ca_file: Path, probe_once: ProbeOnce
+) -> None:
+    """asyncio's server hangs up on a hello it rejects, without an alert: like the tls prober,
+    a connection lost during the handshake (not connect, and with a message)."""
+    server = await aiohttp_server(
+        make_app(), ssl=_server_context(ca, max_version=ssl.TLSVersion.TLSv1_2)
+    )
+    tls = f"ca_file: {ca_file}, min_version: TLS1.3"
+    url = f"https://127.0.0.1:{server.port}/orders"
+    result = await probe_once(target(url, f"    http: {{tls: {{{tls}}}}}\n"))
+    assert result.reason is Reason.RESET
+    assert result.message == "connection lost during the TLS handshake: Connection reset by peer"
+    assert "tls" in dict(result.phases)
 
 
 async def test_requests_go_through_the_configured_proxy(

@@ -1,7 +1,8 @@
 """``lookout-exporter probe``: one probe now, with its phases, request, response, checks,
 certificate chain and metrics: for each HTTP failure reason a loopback server can cause (all but
-``dns``, ``connect`` and ``tls_version``), for a failure of each other probe kind, and for every
-reason through the same rendering of a ``ProbeResult``."""
+``dns`` and ``connect``; ``tls_version`` from an OpenSSL server, which sends its alert), for a
+failure of each other probe kind, and for every reason through the same rendering of a
+``ProbeResult``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from exporter.probe_command import build_report, probe_and_report, render_text
 from exporter.reasons import Reason
 from exporter.results import Certificate, Check, ProbeResult
 from exporter.targets import HttpSpec, Target
+from tests.probes.conftest import blocking_tls_server
 from tests.test_api import schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +288,32 @@ async def test_report_names_the_reason_the_failed_check_and_the_metrics(
     for fragment in expected:
         assert fragment in text
     assert_metrics(text.split("\nMetrics\n", 1)[1], reason, reason)
+
+
+async def test_report_names_tls_version_when_the_server_rejects_the_version(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = _tls_context(ca.issue_cert("127.0.0.1"))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with blocking_tls_server(context) as port:
+        target = {
+            "name": "tls_version",
+            "kind": "http",
+            "labels": {"team": "qa"},
+            "url": f"https://127.0.0.1:{port}/ok",
+            "http": {"tls": {"ca_file": str(ca_file), "min_version": "TLS1.3"}},
+        }
+        path = tmp_path / "lookout.yml"
+        path.write_text(yaml.safe_dump({"location": "lab", "targets": [target]}), encoding="utf-8")
+        code, text = await probe_text(Lab(path), "tls_version")
+    assert code == 1
+    assert ", reason tls_version: TLS handshake failed: TLSV1_ALERT_PROTOCOL_VERSION" in text
+    phases = text.split("\nPhases\n", 1)[1].split("\n\n", 1)[0].split()
+    assert phases[::3] == ["connect", "tls"]
+    assert_metrics(text.split("\nMetrics\n", 1)[1], "tls_version", "tls_version")
 
 
 async def test_a_passing_probe_shows_every_phase_check_and_the_chain_and_exits_0(

@@ -25,9 +25,11 @@ from exporter.clock import Clock
 from exporter.probes.tlsinfo import (
     Handshake,
     client_context,
+    describe_error,
     failure_from_ssl_error,
+    handshake_failure,
     observe_handshakes,
-    presented_chain,
+    record_handshake,
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
@@ -91,14 +93,19 @@ async def _on_connection_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
 
 async def _on_connection_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
     if (t := _timing(ctx)) is not None:
-        now = t.clock.monotonic()
-        tls_start = t.handshake.started_at
-        connected = tls_start if tls_start is not None else now
-        _add(t.trace, "connect", connected - t.connection_start - t.resolve_in_connection)
-        if tls_start is not None:
-            _add(t.trace, "tls", now - tls_start)
-        t.ready = now
+        t.ready = _end_connection(t)
         t.trace.active = "processing"
+
+
+def _end_connection(t: _Timing) -> float:
+    """Record the connect and (if it started) tls phases of the connection being made; now."""
+    now = t.clock.monotonic()
+    tls_start = t.handshake.started_at
+    connected = tls_start if tls_start is not None else now
+    _add(t.trace, "connect", connected - t.connection_start - t.resolve_in_connection)
+    if tls_start is not None:
+        _add(t.trace, "tls", now - tls_start)
+    return now
 
 
 async def _on_reused(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
@@ -187,11 +194,9 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
                 trace_request_ctx=timing,
             )
         except aiohttp.ClientError as exc:
-            raise _failure_from_client_error(exc) from exc
+            raise _failure_from_client_error(exc, timing) from exc
         finally:
-            trace.chain = presented_chain(handshake.ssl_object)
-        if handshake.ssl_object is not None:
-            trace.tls_version = handshake.ssl_object.version()
+            record_handshake(trace, handshake)
         async with response:
             trace.status_code = response.status
             version = response.version
@@ -317,36 +322,51 @@ def _check_json(expect: HttpExpect, text: str, trace: ProbeTrace) -> list[ProbeF
     return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
 
 
-def _failure_from_client_error(exc: aiohttp.ClientError) -> ProbeFailure:
+def _failure_from_client_error(
+    exc: aiohttp.ClientError, timing: _Timing | None = None
+) -> ProbeFailure:
+    """The failure for an aiohttp error; ``timing`` tells a failed TLS step from a failed
+    connect when the error came while the connection was being made."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         error = exc.certificate_error
         if isinstance(error, ssl.SSLError):
             return failure_from_ssl_error(error)
-        return ProbeFailure(Reason.CERT_INVALID, f"certificate verification failed: {error}")
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        error = exc.os_error
-        if isinstance(error, ssl.SSLError):
-            return failure_from_ssl_error(error)
-        return ProbeFailure(Reason.TLS, f"TLS handshake failed: {error}")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {exc.os_error}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
-            return ProbeFailure(Reason.REFUSED, f"connection to {exc.host}:{exc.port} refused")
         return ProbeFailure(
-            Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}"
+            Reason.CERT_INVALID, f"certificate verification failed: {describe_error(error)}"
         )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _connector_failure(exc, timing)
     if isinstance(exc, aiohttp.TooManyRedirects):
         return ProbeFailure(
             Reason.REDIRECT,
             f"too many redirects ({len(exc.history)}), last to {exc.request_info.real_url}",
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
-        return ProbeFailure(Reason.RESET, f"server closed the connection: {exc}")
+        return ProbeFailure(Reason.RESET, f"server closed the connection: {describe_error(exc)}")
     if isinstance(exc, aiohttp.ClientOSError):
-        return ProbeFailure(Reason.RESET, f"connection error: {exc}")
+        return ProbeFailure(Reason.RESET, f"connection error: {describe_error(exc)}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.RESET, f"response body incomplete: {exc}")
     if isinstance(exc, aiohttp.ClientResponseError):
         return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message}")
-    return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {exc}")
+    return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
+
+
+def _connector_failure(exc: aiohttp.ClientConnectorError, timing: _Timing | None) -> ProbeFailure:
+    """A connection that could not be made: in the TLS step once its handshake started (the
+    same outcome the other probers give a handshake), else resolving or connecting."""
+    error = exc.os_error
+    if timing is not None:
+        handshake = timing.handshake
+        if handshake.started_at is not None and handshake.finished_at is None:
+            _end_connection(timing)
+            return handshake_failure(error, handshake)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {describe_error(error)}")
+    if isinstance(error, ssl.SSLError):
+        return failure_from_ssl_error(error)
+    if isinstance(error, ConnectionRefusedError):
+        return ProbeFailure(Reason.REFUSED, f"connection to {exc.host}:{exc.port} refused")
+    return ProbeFailure(
+        Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {describe_error(error)}"
+    )

@@ -10,7 +10,9 @@ reply are told apart.
 from __future__ import annotations
 
 import _ssl
+import errno
 import hashlib
+import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +31,23 @@ __all__ = [
     "Handshake",
     "ObservedSSLContext",
     "client_context",
+    "describe_error",
     "failure_from_ssl_error",
+    "handshake_failure",
     "observe_handshakes",
     "parse_certificate",
     "presented_chain",
     "record_handshake",
 ]
+
+# The errno behind each OSError subclass that asyncio raises without one (str() is then empty).
+_ERRNOS: dict[type[OSError], int] = {
+    ConnectionResetError: errno.ECONNRESET,
+    ConnectionAbortedError: errno.ECONNABORTED,
+    ConnectionRefusedError: errno.ECONNREFUSED,
+    BrokenPipeError: errno.EPIPE,
+    TimeoutError: errno.ETIMEDOUT,
+}
 
 _TLS_VERSIONS = {
     "TLS1.0": ssl.TLSVersion.TLSv1,
@@ -186,3 +199,39 @@ def failure_from_ssl_error(error: ssl.SSLError) -> ProbeFailure:
     if reason in _VERSION_ERRORS:
         return ProbeFailure(Reason.TLS_VERSION, f"TLS handshake failed: {reason}")
     return ProbeFailure(Reason.TLS, f"TLS handshake failed: {reason}")
+
+
+def describe_error(error: BaseException) -> str:
+    """A never-empty text for an error: ``str()`` is empty for a bare ``ConnectionResetError()``,
+    which is how asyncio reports a peer that hung up, and for aiohttp errors wrapping one."""
+    text = str(error)
+    if text:
+        return text
+    wrapped = next((a for a in error.args if isinstance(a, BaseException)), error.__cause__)
+    if wrapped is not None and wrapped is not error:
+        return describe_error(wrapped)
+    for kind, code in _ERRNOS.items():
+        if isinstance(error, kind):
+            return os.strerror(code)
+    return type(error).__name__
+
+
+def handshake_failure(error: BaseException, handshake: Handshake) -> ProbeFailure:
+    """Why a handshake that started did not finish.
+
+    OpenSSL's reason when it gave one, the server's alert included (``failure_from_ssl_error``:
+    ``tls_version`` for no common version). A server that hangs up without an alert after
+    presenting its certificate rejected the handshake (a client certificate it requires is
+    missing, say): ``tls``. One that hangs up before answering the hello is a lost connection,
+    ``reset``, as for the other probers.
+    """
+    if isinstance(error, ssl.SSLError):
+        return failure_from_ssl_error(error)
+    cause = describe_error(error)
+    if presented_chain(handshake.ssl_object):
+        return ProbeFailure(
+            Reason.TLS,
+            f"TLS handshake failed: the server closed the connection after presenting its "
+            f"certificate ({cause}); it rejected the handshake",
+        )
+    return ProbeFailure(Reason.RESET, f"connection lost during the TLS handshake: {cause}")

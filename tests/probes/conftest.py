@@ -4,6 +4,8 @@
   expiring soon, and one from a CA the probes do not trust), with the CA bundle as a file.
 - ``servers``: starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
   functions, and stops them, with every connection they accepted, after the test.
+- ``blocking_tls_server``: a one-handshake OpenSSL server in a thread, which (unlike asyncio's)
+  sends its alert when it rejects a handshake; the HTTP prober tests use it too.
 - ``dns_server``: a DNS server on 127.0.0.1 (UDP and TCP) answering from dnspython-built
   messages, with NXDOMAIN, SERVFAIL, truncated, slow, silent, garbage and (TCP) hang-up names.
 - ``smtp_server``: aiosmtpd on 127.0.0.1 in the test's event loop, with or without STARTTLS,
@@ -18,8 +20,10 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -136,6 +140,29 @@ async def servers() -> AsyncIterator[Servers]:
     await started.stop()
 
 
+@contextlib.contextmanager
+def blocking_tls_server(context: ssl.SSLContext) -> Iterator[int]:
+    """An OpenSSL server in a thread: unlike asyncio's, it sends its alert when it rejects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        with (
+            contextlib.suppress(OSError),
+            listener.accept()[0] as conn,
+            context.wrap_socket(conn, server_side=True),
+        ):
+            pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
+
+
 def fingerprint(cert: trustme.LeafCert) -> str:
     """SHA-256 of the leaf certificate's DER, as ``lookout_tls_cert_info`` shows it."""
     leaf = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
@@ -144,8 +171,6 @@ def fingerprint(cert: trustme.LeafCert) -> str:
 
 def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

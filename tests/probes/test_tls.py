@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.probes.conftest import (
     Pki,
     Prober,
     Servers,
+    blocking_tls_server,
     fingerprint,
     free_port,
     smtp_protocol,
@@ -158,29 +157,6 @@ async def test_negotiated_version_is_reported(probe: Prober, servers: Servers, p
     assert result.success, result.message
     assert result.tls_version == "TLSv1.2"
     assert result.checks[-1].detail == "negotiated TLSv1.2, minimum TLS1.2"
-
-
-@contextlib.contextmanager
-def blocking_tls_server(context: ssl.SSLContext) -> Iterator[int]:
-    """An OpenSSL server in a thread: unlike asyncio's, it sends its alert when it rejects."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
-
-    def serve() -> None:
-        with (
-            contextlib.suppress(OSError),
-            listener.accept()[0] as conn,
-            context.wrap_socket(conn, server_side=True),
-        ):
-            pass
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(5)
-        listener.close()
 
 
 async def test_server_below_min_version_fails_as_tls_version(probe: Prober, pki: Pki) -> None:
