@@ -342,7 +342,9 @@ async def test_heartbeat_list_matches_the_schema_with_failing_heartbeats_first(
     assert workers["instances"] == {"expected": 2, "alive": 1}
     assert workers["last_duration_seconds"] == 42
     assert workers["last_failure"] is None
-    assert by_name["d-late"]["age_seconds"] == 222
+    late = by_name["d-late"]
+    assert (late["schedule"], late["grace_seconds"], late["age_seconds"]) == ("every 1m", 600, 222)
+    assert late["deadline"] == late["last_success"] + 60 + 600
     # The list looks for failures of failed heartbeats only; the detail has the earlier one.
     assert by_name["a-fine"]["last_failure"] is None
     assert by_name["a-fine"]["pings"]["fail"] == 1
@@ -383,10 +385,33 @@ async def test_heartbeat_detail_lists_kept_pings_newest_first(
     one = await get_json(beating, "/api/v1/heartbeats/c-broken?limit=1", 200, path)
     assert [p["seq"] for p in one["recent"]] == [2]
     assert one["last_failure"]["seq"] == 2
-    bad = await get_json(beating, "/api/v1/heartbeats/c-broken?limit=101", 400, path)
-    assert bad["error"] == "invalid limit='101': use a number from 1 to 100"
     missing = await get_json(beating, "/api/v1/heartbeats/nope", 404, path)
     assert missing["error"] == "no heartbeat named 'nope'"
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        pytest.param("0", "'0'", id="zero"),
+        pytest.param("101", "'101'", id="above-the-kept-pings"),
+        pytest.param("x", "'x'", id="not-a-number"),
+        pytest.param("-1", "'-1'", id="negative"),
+        pytest.param("%C2%B2", "'\u00b2'", id="unicode-digit"),
+        pytest.param("", "''", id="empty"),
+    ],
+)
+async def test_a_limit_that_is_not_a_number_from_1_to_100_is_a_400(
+    beating: TestClient[Any, Any], query: str, shown: str
+) -> None:
+    url = f"/api/v1/heartbeats/c-broken?limit={query}"
+    bad = await get_json(beating, url, 400, "/api/v1/heartbeats/{name}")
+    assert bad["error"] == f"invalid limit={shown}: use a number from 1 to 100"
+
+
+async def test_the_largest_limit_shows_every_kept_ping(beating: TestClient[Any, Any]) -> None:
+    path = "/api/v1/heartbeats/{name}"
+    body = await get_json(beating, "/api/v1/heartbeats/c-broken?limit=100", 200, path)
+    assert [p["seq"] for p in body["recent"]] == [2, 1]
 
 
 async def test_bodies_of_a_heartbeat_with_a_token_need_the_token(

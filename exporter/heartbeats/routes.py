@@ -15,7 +15,6 @@ import re
 
 from aiohttp import web
 
-from exporter.heartbeats import api
 from exporter.heartbeats.auth import authorized
 from exporter.heartbeats.service import HEARTBEATS
 from exporter.heartbeats.spec import Heartbeat
@@ -31,12 +30,10 @@ _SIGNALS = {"start": Signal.START, "fail": Signal.FAIL}
 
 
 def add_routes(app: web.Application) -> None:
-    """Add the ping routes and the read API; ``app[HEARTBEATS]`` must be set before requests."""
+    """Add the ping routes; ``app[HEARTBEATS]`` must be set before requests."""
     for path in ("/ping/{name}", "/ping/{name}/{signal}"):
         app.router.add_get(path, ping)  # also answers HEAD
         app.router.add_post(path, ping)
-    app.router.add_get("/api/heartbeats", api.list_heartbeats)
-    app.router.add_get("/api/heartbeats/{name}", api.show_heartbeat)
 
 
 class _Refused(Exception):

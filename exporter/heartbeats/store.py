@@ -8,7 +8,9 @@ milliseconds of latency when idle, and the event loop never waits on the disk.
 Two tables: ``heartbeat`` holds each heartbeat's folded ``Facts`` (JSON, rewritten in the same
 transaction as its pings), ``ping`` the latest ``KEEP_PINGS`` pings of each heartbeat with their
 kept bodies, as a ring (slot = sequence number modulo ``KEEP_PINGS``), so the file stays bounded.
-The facts are loaded once at startup; afterwards reads of the state are memory only.
+The facts are loaded once at startup; afterwards reads of the state are memory only. Kept pings
+are read from the file (``recent``, ``latest_failures``) on a read-only connection per call, so
+callers run them in a worker thread; ``latest_failures`` answers for many heartbeats at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,22 @@ CREATE TABLE IF NOT EXISTS ping (
     body BLOB NOT NULL,
     PRIMARY KEY (heartbeat, slot)
 ) WITHOUT ROWID;
+"""
+
+# Per heartbeat in :after (a JSON array of [name, seq] pairs), its newest fail after that seq.
+# The search reads only the small leading columns of each row (the body is the last column); the
+# chosen pings are then fetched by primary key (a ping's slot is its seq modulo the ring size).
+_LATEST_FAILURES = """
+WITH wanted AS (
+    SELECT json_extract(value, '$[0]') AS heartbeat, json_extract(value, '$[1]') AS after
+    FROM json_each(:after)
+), newest AS (
+    SELECT ping.heartbeat, MAX(ping.seq) AS seq
+    FROM wanted JOIN ping ON ping.heartbeat = wanted.heartbeat AND ping.seq > wanted.after
+    WHERE ping.signal = :fail GROUP BY ping.heartbeat
+)
+SELECT ping.heartbeat, ping.seq, at, signal, rid, instance, exit_code, duration, body
+FROM newest JOIN ping ON ping.heartbeat = newest.heartbeat AND ping.slot = newest.seq % :keep
 """
 
 
@@ -139,17 +157,33 @@ class Store:
 
     def recent(self, heartbeat: str, limit: int = KEEP_PINGS) -> list[StoredPing]:
         """The latest pings of ``heartbeat``, newest first (reads the file: call off the loop)."""
-        uri = self.path.resolve().as_uri() + "?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        with self._reading() as db:
             rows = db.execute(
                 "SELECT seq, at, signal, rid, instance, exit_code, duration, body FROM ping "
                 "WHERE heartbeat = ? ORDER BY seq DESC LIMIT ?",
                 (heartbeat, limit),
             ).fetchall()
-        return [
-            StoredPing(seq, at, Signal(signal), rid, instance, code, duration, bytes(body))
-            for seq, at, signal, rid, instance, code, duration, body in rows
-        ]
+        return [_stored(*row) for row in rows]
+
+    def latest_failures(self, after: Mapping[str, int]) -> dict[str, StoredPing]:
+        """For each heartbeat in ``after``, its newest kept ``fail`` ping with a sequence number
+        above the one given; heartbeats without one are left out. One query on one connection,
+        whatever the number of heartbeats (reads the file: call off the loop)."""
+        parameters = {
+            "after": json.dumps(list(after.items())),
+            "fail": str(Signal.FAIL),
+            "keep": KEEP_PINGS,
+        }
+        with self._reading() as db:
+            rows = db.execute(_LATEST_FAILURES, parameters).fetchall()
+        return {heartbeat: _stored(*row) for heartbeat, *row in rows}
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection to the file, closed afterwards (the writer's stays its own)."""
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            yield db
 
     def _write(self) -> None:
         stopping = False
@@ -228,6 +262,19 @@ class Store:
         for (_, _, future), facts in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(facts)
+
+
+def _stored(
+    seq: int,
+    at: float,
+    signal: str,
+    rid: str | None,
+    instance: str | None,
+    exit_code: int | None,
+    duration: float | None,
+    body: bytes,
+) -> StoredPing:
+    return StoredPing(seq, at, Signal(signal), rid, instance, exit_code, duration, bytes(body))
 
 
 def _fail(batch: list[_Item], error: StoreError) -> None:

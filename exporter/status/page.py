@@ -1,8 +1,8 @@
 """The status pages' routes: ``GET /`` lists every target and heartbeat (``target_pages``,
 ``heartbeat_pages``), ``GET /targets/{name}`` shows one target's recent probes, like
 blackbox_exporter's "recent probes" page, and ``GET /heartbeats/{name}`` one heartbeat's kept pings
-with their bodies (those of a heartbeat with a token only with ``?token=``, as in the heartbeat
-read API).
+with their bodies (those of a heartbeat with a token only with ``?token=``, as in
+``GET /api/v1/heartbeats/{name}``).
 
 Server-rendered HTML with inline CSS and no script at all (``markup``), so it works offline and
 behind any proxy. Links are relative, so the pages also work under a path prefix. Sorting
@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from exporter.heartbeats.api import DEFAULT_LIMIT
 from exporter.heartbeats.auth import authorized
 from exporter.status import views
 from exporter.status.heartbeat_pages import heartbeat_page, heartbeats_section
@@ -31,6 +30,7 @@ from exporter.status.markup import (
     span,
 )
 from exporter.status.target_pages import detail_page, targets_section
+from exporter.status.views import DEFAULT_LIMIT
 
 if TYPE_CHECKING:
     from exporter.app import Runtime

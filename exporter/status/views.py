@@ -3,7 +3,7 @@
 One module turns ``ProbeStats`` and ``ProbeResult``, and the heartbeats' views and kept pings,
 into plain dicts, so the page, the API and the command line cannot disagree: the API returns
 these dicts as they are (their shape is ``docs/openapi.yaml``), the page and the command render
-them. A heartbeat is described as the heartbeat read API describes it (``heartbeats.api``).
+them.
 
 A target's state is ``down`` (its latest probe failed), ``pending`` (not probed yet) or ``up``.
 The recent window is ``ProbeStats.history``: p50/p95 there are exact quantiles of the kept
@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from exporter import __version__
-from exporter.heartbeats.api import DEFAULT_LIMIT, describe
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
-from exporter.heartbeats.state import Signal, Status
+from exporter.heartbeats.state import Signal, Status, View
 from exporter.heartbeats.store import KEEP_PINGS, StoredPing
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
@@ -45,10 +44,12 @@ if TYPE_CHECKING:
     from exporter.app import Runtime
 
 __all__ = [
+    "DEFAULT_LIMIT",
     "FILTERS",
     "SORTS",
     "certificate_json",
     "choice",
+    "describe",
     "endpoint",
     "exporter_json",
     "heartbeat_detail",
@@ -70,6 +71,8 @@ FAILING = frozenset({"down", "failed", "late"})
 SORTS = ("state", "name")
 FILTERS = ("all", "failing", "down", "failed", "late", "pending", "new", "running", "up")
 SECONDS_PER_DAY = 86400.0
+# Kept pings a heartbeat's detail shows unless ``?limit=`` says otherwise.
+DEFAULT_LIMIT = 20
 # Latest pings of a failed heartbeat searched for its last failure in the list.
 LIST_SCAN = 10
 # Request headers whose values are secrets; shown as "<redacted>".
@@ -325,6 +328,30 @@ def ping_json(ping: StoredPing, body_visible: bool) -> dict[str, Any]:
     }
 
 
+def describe(view: View) -> dict[str, Any]:
+    """A heartbeat's configuration and state as the collector sees it (memory only)."""
+    spec, facts = view.spec, view.facts
+    instances = None
+    if spec.instances is not None:
+        instances = {"expected": spec.instances, "alive": view.instances_alive}
+    return {
+        "name": spec.name,
+        "status": str(view.status),
+        "schedule": spec.schedule.describe(),
+        "grace_seconds": spec.grace,
+        "max_runtime_seconds": spec.max_runtime,
+        "labels": dict(spec.labels),
+        "last_success": facts.track.last_success_at,
+        "last_start": facts.last_start_at,
+        "deadline": view.deadline,
+        "age_seconds": view.age,
+        "last_duration_seconds": facts.last_duration,
+        "last_exit_code": facts.last_exit_code,
+        "pings": {str(signal): facts.counts.get(signal, 0) for signal in Signal},
+        "instances": instances,
+    }
+
+
 def _last_failure(pings: Iterable[StoredPing]) -> StoredPing | None:
     return next((ping for ping in pings if ping.signal is Signal.FAIL), None)
 
@@ -333,19 +360,17 @@ async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
     """Every heartbeat as the collector sees it, plus, for those whose status is ``failed``, the
     newest failure among their latest ``LIST_SCAN`` pings.
 
-    Those pings are read from the store in a worker thread; the list reads no others, so its cost
-    follows the number of failed heartbeats, not of all pings kept. Bodies of heartbeats with a
-    token stay hidden here (None), as in the read API.
+    Those failures are read from the store in one query, in a worker thread; the list reads no
+    other pings, so its cost follows the number of failed heartbeats, not of all pings kept.
+    Bodies of heartbeats with a token stay hidden here (None), as in a detail without the token.
     """
     views = heartbeats.views()
     store = heartbeats.store
-    failed = [v.spec.name for v in views if v.status is Status.FAILED]
-
-    def read() -> dict[str, StoredPing | None]:
-        assert store is not None
-        return {name: _last_failure(store.recent(name, LIST_SCAN)) for name in failed}
-
-    failures = await asyncio.to_thread(read) if store is not None and failed else {}
+    # The latest LIST_SCAN pings are those numbered above the newest one's seq minus LIST_SCAN.
+    after = {v.spec.name: v.facts.seq - LIST_SCAN for v in views if v.status is Status.FAILED}
+    failures: dict[str, StoredPing] = {}
+    if store is not None and after:
+        failures = await asyncio.to_thread(store.latest_failures, after)
     items = []
     for view in views:
         item = describe(view)

@@ -63,6 +63,26 @@ async def test_the_ping_log_keeps_the_latest_pings_with_their_bodies(store: Stor
     assert recent[-1].body == b"line 5"
 
 
+async def test_latest_failures_gives_each_heartbeat_its_newest_fail_after_a_seq(
+    store: Store,
+) -> None:
+    for n in range(KEEP_PINGS):  # the ring wraps: seq 101 is in the slot seq 1 had
+        await store.record(ping("a", at=T0 + n), 0)
+    await store.record(ping("a", Signal.FAIL, T0 + 100, exit_code=2, body=b"boom"), 0)
+    await store.record(ping("a", Signal.START, T0 + 101), 0)
+    await store.record(ping("b", Signal.FAIL), 0)
+    for n in range(20):
+        await store.record(ping("b", at=T0 + n), 0)
+    await store.record(ping("d", Signal.FAIL, body=b"first"), 0)
+    await store.record(ping("d", Signal.FAIL, T0 + 1, body=b"second"), 0)
+    after = {"a": 102 - 10, "b": 21 - 10, "c": 0, "d": 0}
+    failures = await asyncio.to_thread(store.latest_failures, after)
+    assert set(failures) == {"a", "d"}
+    assert (failures["a"].seq, failures["a"].exit_code, failures["a"].body) == (101, 2, b"boom")
+    assert (failures["d"].seq, failures["d"].body) == (2, b"second")
+    assert await asyncio.to_thread(store.latest_failures, {}) == {}
+
+
 async def test_the_store_uses_wal_with_full_sync(store: Store) -> None:
     db = sqlite3.connect(store.path)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
