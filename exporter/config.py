@@ -154,7 +154,9 @@ def _build(
 
 def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int]) -> dict[str, Any]:
     try:
-        loader = yaml.SafeLoader(text)
+        # libyaml's parser when PyYAML was built with it: half the time and much less heap left
+        # behind on configs with thousands of targets (docs/performance.md).
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
             node = loader.get_single_node()
             if node is None:

@@ -62,9 +62,7 @@ INVALID = {
         "5: targets[0].expect: unknown key: Additional properties are not allowed "
         "('stauts' was unexpected)"
     ],
-    "invalid-yaml.yml": [
-        "4: invalid YAML: expected <block end>, but found '<block mapping start>'"
-    ],
+    "invalid-yaml.yml": ["4: invalid YAML: did not find expected '-' indicator"],
 }
 
 
