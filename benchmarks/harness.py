@@ -186,12 +186,12 @@ http {{
             ],
         )
 
-    def lookout(self, config_text: str, port: int) -> psutil.Process:
+    def lookout(self, config_text: str, port: int, flags: Sequence[str] = ()) -> psutil.Process:
         """This checkout's exporter, run by the current interpreter, with ``config_text``."""
         config = self.tmp / "lookout.yml"
         config.write_text(config_text)
         argv = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
-        argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]
+        argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning", *flags]
         return self.start("lookout", argv, cwd=REPO)
 
 
@@ -207,6 +207,16 @@ async def wait_until_up(
                     return
         await asyncio.sleep(0.1)
     raise SystemExit(f"{name} did not answer {url} within {patience} s:\n{procs.log_tail(name)}")
+
+
+def wait_until_up_blocking(url: str, procs: Processes, name: str, patience: float = 60) -> None:
+    """``wait_until_up`` for a script that runs no event loop of its own."""
+
+    async def poll() -> None:
+        async with aiohttp.ClientSession() as session:
+            await wait_until_up(session, url, procs, name, patience)
+
+    asyncio.run(poll())
 
 
 @dataclass
@@ -310,16 +320,18 @@ def bucket_quantile(values: Samples, name: str, q: float) -> float:
     return float("inf")
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
-        f"{platform.node()}: {os.cpu_count()} x {cpu}, Linux {platform.release()}, "
+        f"{platform.node()}: {os.cpu_count()} x {cpu_model()}, Linux {platform.release()}, "
         f"Python {platform.python_version()}, load average {load}"
     )
 

@@ -24,20 +24,19 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "heartbeat_ingest.json"
+import harness
+from harness import LOOPBACK, REPO, Processes
+
+RESULTS = REPO / "benchmarks" / "results" / "heartbeat_ingest.json"
+PUSHGATEWAY = "prometheus-pushgateway"
 WARMUP_SECONDS = 1.0
 
 
@@ -52,54 +51,6 @@ class Run:
     durable_on_ack: bool
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ensure_pushgateway() -> str:
-    found = shutil.which("prometheus-pushgateway")
-    if found:
-        return found
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    print("installing Debian package prometheus-pushgateway", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends"]
-    install += ["-o", "DPkg::Lock::Timeout=600", "prometheus-pushgateway"]
-    if subprocess.run(install, env=env, check=False).returncode != 0:
-        subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, check=True)
-        subprocess.run(install, env=env, check=True)
-    found = shutil.which("prometheus-pushgateway")
-    if not found:
-        raise SystemExit("prometheus-pushgateway is still missing after apt-get install")
-    return found
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer within 30 s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def _connection(
     port: int,
     requests: list[bytes],
@@ -109,7 +60,7 @@ async def _connection(
     latencies: list[float],
     counts: list[int],
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
     n = offset
     try:
         while (sent := time.monotonic()) < until:
@@ -162,23 +113,17 @@ def load(port: int, requests: list[bytes], connections: int, seconds: float) -> 
 
 
 def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float) -> Run:
-    config = work / "lookout.yml"
     names = [f"hb-{i}" for i in range(heartbeats)]
-    config.write_text(
-        "heartbeats:\n" + "".join(f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in names)
+    config_text = "heartbeats:\n" + "".join(
+        f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in names
     )
     storage = work / "lookout-data"
-    port = free_port()
-    command = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
-    command += ["--storage.path", str(storage), "--web.listen-address", f"127.0.0.1:{port}"]
-    command += ["--log.level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/-/ready", process)
+    port = harness.free_port()
+    with Processes() as procs:  # stops Lookout before its store is read
+        procs.lookout(config_text, port, ["--storage.path", str(storage)])
+        harness.wait_until_up_blocking(f"http://{LOOPBACK}:{port}/-/ready", procs, "lookout")
         requests = [f"GET /ping/{n} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for n in names]
         run = load(port, requests, connections, seconds)
-    finally:
-        stop(process)
     with sqlite3.connect(storage / "heartbeats.sqlite") as db:
         stored = db.execute("SELECT sum(json_extract(facts, '$.seq')) FROM heartbeat").fetchone()[0]
     run.name = "lookout"
@@ -205,11 +150,11 @@ def pushgateway_setups(work: Path) -> dict[str, list[str]]:
 def bench_pushgateway(
     binary: str, name: str, flags: list[str], heartbeats: int, connections: int, seconds: float
 ) -> Run:
-    port = free_port()
-    command = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags]
-    process = subprocess.Popen(command)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/-/ready", process)
+    port = harness.free_port()
+    command = [binary, f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn", *flags]
+    with Processes() as procs:
+        procs.start("pushgateway", command)
+        harness.wait_until_up_blocking(f"http://{LOOPBACK}:{port}/-/ready", procs, "pushgateway")
         body = (
             "# TYPE job_last_success_timestamp_seconds gauge\n"
             f"job_last_success_timestamp_seconds {time.time():.3f}\n"
@@ -221,8 +166,6 @@ def bench_pushgateway(
             for i in range(heartbeats)
         ]
         run = load(port, requests, connections, seconds)
-    finally:
-        stop(process)
     run.name = name
     return run
 
@@ -233,8 +176,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
     parser.add_argument("--heartbeats", type=int, default=1000, help="heartbeats configured")
     args = parser.parse_args()
-    pushgateway = ensure_pushgateway()
-    with tempfile.TemporaryDirectory(prefix="heartbeat-ingest-") as tmp:
+    pushgateway = harness.ensure_debian({PUSHGATEWAY: PUSHGATEWAY})[PUSHGATEWAY]
+    # Four runs of start-up, warm-up, the measured seconds and the stop, with plenty of room.
+    limit = 120 + 4 * (WARMUP_SECONDS + args.seconds + 90)
+    with (
+        harness.time_limit(limit),
+        tempfile.TemporaryDirectory(prefix="heartbeat-ingest-") as tmp,
+    ):
         work = Path(tmp)
         runs = [bench_lookout(work, args.heartbeats, args.connections, args.seconds)]
         runs += [

@@ -30,22 +30,15 @@ import argparse
 import http.client
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
+import harness
 import psutil
+from harness import LOOPBACK, Processes
 
-ROOT = Path(__file__).resolve().parent.parent
 NODE_EXPORTER = "prometheus-node-exporter"
 NODE_HOST_COLLECTORS = (
     "cpu",
@@ -58,8 +51,17 @@ NODE_HOST_COLLECTORS = (
     "netdev",
     "filefd",
 )
-START_TIMEOUT = 15.0
 HEADERS = {"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
+
+# Starts one server, in the given Processes, on the given loopback port.
+Start = Callable[[Processes, int], psutil.Process]
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    log: str
+    start: Start
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,76 +74,6 @@ class Result:
     wall_plain_ms: float
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ensure_node_exporter() -> str:
-    path = shutil.which(NODE_EXPORTER)
-    if path:
-        return path
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    print(f"installing {NODE_EXPORTER} with apt-get", flush=True)
-    install = [
-        *sudo,
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        "-o",
-        "DPkg::Lock::Timeout=600",
-        NODE_EXPORTER,
-    ]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, timeout=900, check=False).returncode != 0:
-        subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, timeout=900, check=True)
-        subprocess.run(install, env=env, timeout=900, check=True)
-    path = shutil.which(NODE_EXPORTER)
-    if path is None:
-        raise SystemExit(f"{NODE_EXPORTER} is still not on PATH after apt-get install")
-    return path
-
-
-@contextmanager
-def server(command: Sequence[str], port: int) -> Iterator[psutil.Process]:
-    """Start ``command``, wait until /metrics answers on ``port``, stop it afterwards."""
-    # A file, not a pipe: node_exporter logs a line per scrape here and would block on a full pipe.
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            wait_until_serving(proc, log, port)
-            yield psutil.Process(proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def wait_until_serving(proc: subprocess.Popen[bytes], log: IO[str], port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"{proc.args!r} exited at start:\n{log.read()}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            get(conn, gzip=False)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{proc.args!r} did not answer in {START_TIMEOUT:g}s") from None
-            time.sleep(0.05)
-        finally:
-            conn.close()
-
-
 def get(conn: http.client.HTTPConnection, gzip: bool) -> bytes:
     headers = dict(HEADERS, **({"Accept-Encoding": "gzip"} if gzip else {}))
     conn.request("GET", "/metrics", headers=headers)
@@ -152,14 +84,12 @@ def get(conn: http.client.HTTPConnection, gzip: bool) -> bytes:
     return body
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def measure(name: str, command: Sequence[str], port: int, scrapes: int) -> Result:
-    with server(command, port) as process:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def measure(server: Server, scrapes: int) -> Result:
+    with Processes() as procs:
+        port = harness.free_port()
+        process = server.start(procs, port)
+        harness.wait_until_up_blocking(f"http://{LOOPBACK}:{port}/metrics", procs, server.log)
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
         try:
             plain = get(conn, gzip=False).decode()
             series = sum(1 for line in plain.splitlines() if line and not line.startswith("#"))
@@ -167,23 +97,16 @@ def measure(name: str, command: Sequence[str], port: int, scrapes: int) -> Resul
             for gzip in (True, False):
                 for _ in range(20):
                     get(conn, gzip)
-                cpu_before = cpu_seconds(process)
+                cpu_before = harness.cpu_seconds(process)
                 started = time.perf_counter()
                 for _ in range(scrapes):
                     get(conn, gzip)
                 wall = (time.perf_counter() - started) / scrapes
-                cpu = (cpu_seconds(process) - cpu_before) / scrapes
+                cpu = (harness.cpu_seconds(process) - cpu_before) / scrapes
                 figures[gzip] = (cpu * 1000, wall * 1000)
         finally:
             conn.close()
-    return Result(name, series, *figures[True], *figures[False])
-
-
-def node_version(path: str) -> str:
-    out = subprocess.run(
-        [path, "--version"], capture_output=True, text=True, timeout=30, check=True
-    )
-    return (out.stdout or out.stderr).splitlines()[0]
+    return Result(server.name, series, *figures[True], *figures[False])
 
 
 def main() -> int:
@@ -191,40 +114,40 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=300, help="measured scrapes per server")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     args = parser.parse_args()
-    node = ensure_node_exporter()
-    with tempfile.TemporaryDirectory() as tmp:
-        servers = [*lookout_servers(Path(tmp)), *node_servers(node)]
-        rounds: dict[str, list[Result]] = {name: [] for name, _ in servers}
+    node = harness.ensure_debian({NODE_EXPORTER: NODE_EXPORTER})[NODE_EXPORTER]
+    servers = [*lookout_servers(), *node_servers(node)]
+    rounds: dict[str, list[Result]] = {server.name: [] for server in servers}
+    # Start-up, warm-up and 2 x ``--scrapes`` scrapes per server, with plenty of room.
+    limit = 120 + args.rounds * len(servers) * (60 + 2 * args.scrapes * 0.05)
+    with harness.time_limit(limit):
         for _ in range(args.rounds):  # interleaved, so that a busy moment hits every server
-            for name, command in servers:
-                port = free_port()
-                argv = [arg.format(port=port) for arg in command]
-                rounds[name].append(measure(name, argv, port, args.scrapes))
+            for server in servers:
+                rounds[server.name].append(measure(server, args.scrapes))
     report([median(results) for results in rounds.values()], args, node)
     return 0
 
 
-def lookout_servers(tmp: Path) -> list[tuple[str, list[str]]]:
-    out = []
-    for name, host in (
-        ("Lookout, host metrics on", "{max_age: 0s}"),
-        ("Lookout, host off", "{enabled: false}"),
-    ):
-        path = tmp / f"{len(out)}.yml"
-        path.write_text(f"targets: []\nhost: {host}\n")
-        run = [sys.executable, "-m", "exporter", "run", "--config", str(path)]
-        out.append(
-            (name, [*run, "--web.listen-address", "127.0.0.1:{port}", "--log.level", "warning"])
+def lookout_servers() -> list[Server]:
+    def lookout(host: str) -> Start:
+        return lambda procs, port: procs.lookout(f"targets: []\nhost: {host}\n", port)
+
+    return [
+        Server("Lookout, host metrics on", "lookout", lookout("{max_age: 0s}")),
+        Server("Lookout, host off", "lookout", lookout("{enabled: false}")),
+    ]
+
+
+def node_servers(node: str) -> list[Server]:
+    def node_exporter(*flags: str) -> Start:
+        argv = [node, "--log.level=warn", *flags]
+        return lambda procs, port: procs.start(
+            "node_exporter", [*argv, f"--web.listen-address={LOOPBACK}:{port}"]
         )
-    return out
 
-
-def node_servers(node: str) -> list[tuple[str, list[str]]]:
-    base = [node, "--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
     only = ["--collector.disable-defaults", *(f"--collector.{c}" for c in NODE_HOST_COLLECTORS)]
     return [
-        ("node_exporter, default collectors", base),
-        ("node_exporter, host-equivalent collectors", [*base, *only]),
+        Server("node_exporter, default collectors", "node_exporter", node_exporter()),
+        Server("node_exporter, host-equivalent collectors", "node_exporter", node_exporter(*only)),
     ]
 
 
@@ -243,9 +166,9 @@ def median(results: list[Result]) -> Result:
 
 
 def report(results: list[Result], args: argparse.Namespace, node: str) -> None:
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {harness.cpu_model()}")
     print(f"Linux {platform.release()}, Python {platform.python_version()}, ", end="")
-    print(f"psutil {psutil.__version__}, {node_version(node)}")
+    print(f"psutil {psutil.__version__}, {harness.version_of([node, '--version'])}")
     print(
         f"median of {args.rounds} rounds of {args.scrapes} scrapes per server and encoding, "
         "one keep-alive connection\n"
@@ -269,13 +192,6 @@ def report(results: list[Result], args: argparse.Namespace, node: str) -> None:
             f"Lookout / {peer.name}: {on.cpu_gzip_ms / peer.cpu_gzip_ms:.2f}x CPU per scrape, "
             f"{per_series:.2f}x CPU per exported series"
         )
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
