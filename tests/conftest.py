@@ -1,21 +1,27 @@
 """Fixtures shared by the whole suite: a test CA, running one probe of a YAML target, and
 ``servers``, which starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
-functions and stops them, with every connection they accepted, after the test."""
+functions and stops them, with every connection they accepted, after the test; ``beating``, the
+status tests' app with heartbeats in every state."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
+from aiohttp.test_utils import TestClient
 
+from exporter import config
+from exporter.app import Options, create_app
 from exporter.clock import SystemClock
 from exporter.config import Config, Source, load_text
 from exporter.probes.context import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from tests.servers import Servers
+from tests.status_support import HEARTBEATS_CONFIG, FakeClock, ping_heartbeats
 
 ProbeOnce = Callable[..., Awaitable[ProbeResult]]
 
@@ -56,3 +62,17 @@ async def servers() -> AsyncIterator[Servers]:
     started = Servers()
     yield started
     await started.stop()
+
+
+@pytest.fixture
+async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    """An app with the status tests' heartbeats, pinged into every state on a fake clock."""
+    clock = FakeClock()
+    path = tmp_path / "lookout.yml"
+    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
+    options = Options(config_path=str(path), storage_path=tmp_path / "data")
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(options, config.load(str(path)), clock)
+    )
+    await ping_heartbeats(client, clock)
+    return client

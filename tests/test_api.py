@@ -22,11 +22,9 @@ from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import HttpSpec, Target
 from tests.status_support import (
-    HEARTBEATS_CONFIG,
     HOSTILE,
     FakeClock,
     empty_config,
-    ping_heartbeats,
     service_app,
     wait_probed,
     write_config,
@@ -302,19 +300,6 @@ targets:
     assert requests["zone"]["endpoint"] == "api.example.test AAAA @ 127.0.0.1:5353 (tcp)"
     assert requests["mx"]["options"]["auth user"] == "ops"
     assert requests["mx"]["options"]["ehlo name"] == "probe.test"
-
-
-@pytest.fixture
-async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
-    clock = FakeClock()
-    path = tmp_path / "lookout.yml"
-    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
-    options = Options(config_path=str(path), storage_path=tmp_path / "data")
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_app(options, config.load(str(path)), clock)
-    )
-    await ping_heartbeats(client, clock)
-    return client
 
 
 async def test_heartbeat_list_matches_the_schema_with_failing_heartbeats_first(

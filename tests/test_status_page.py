@@ -21,11 +21,9 @@ from exporter.config import Source
 from exporter.status.markup import CSP
 from exporter.targets import build_target
 from tests.status_support import (
-    HEARTBEATS_CONFIG,
     HOSTILE,
     FakeClock,
     empty_config,
-    ping_heartbeats,
     service_app,
     wait_probed,
     write_config,
@@ -219,19 +217,6 @@ targets:
 HEARTBEAT_ROW = re.compile(
     r'<tr class="heartbeat" data-state="(\w+)">.*?<a href="heartbeats/([^"]+)">', re.S
 )
-
-
-@pytest.fixture
-async def beating(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
-    clock = FakeClock()
-    path = tmp_path / "lookout.yml"
-    path.write_text(HEARTBEATS_CONFIG, encoding="utf-8")
-    options = Options(config_path=str(path), storage_path=tmp_path / "data")
-    client: TestClient[Any, Any] = await aiohttp_client(
-        create_app(options, config.load(str(path)), clock)
-    )
-    await ping_heartbeats(client, clock)
-    return client
 
 
 async def test_page_lists_heartbeats_failing_first_with_their_last_failure(
