@@ -156,12 +156,7 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=2, help="measured intervals")
     parser.add_argument("--peer-seconds", type=float, default=20)
     args = parser.parse_args()
-    binaries = harness.ensure_debian(
-        {"nginx": "nginx", "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
-    )
-    print(harness.machine())
-    print(harness.version_of([binaries["prometheus-blackbox-exporter"], "--version"]))
-    print(harness.version_of([binaries["nginx"], "-v"]))
+    binaries = harness.blackbox_and_nginx()
     limit = args.peer_seconds + 60 + 180 + (args.intervals + 1) * INTERVAL + 60
     with harness.time_limit(limit), Processes() as procs:
         asyncio.run(measure(args, procs, binaries))

@@ -328,6 +328,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def blackbox_and_nginx() -> dict[str, str]:
+    """Install blackbox_exporter and nginx when missing; print the machine and their versions."""
+    binaries = ensure_debian(
+        {"nginx": "nginx", "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
+    )
+    print(machine())
+    print(version_of([binaries["prometheus-blackbox-exporter"], "--version"]))
+    print(version_of([binaries["nginx"], "-v"]))
+    return binaries
+
+
 def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (

@@ -122,12 +122,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--round-seconds", type=float, default=15)
     args = parser.parse_args()
-    binaries = harness.ensure_debian(
-        {"nginx": "nginx", "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
-    )
-    print(harness.machine())
-    print(harness.version_of([binaries["prometheus-blackbox-exporter"], "--version"]))
-    print(harness.version_of([binaries["nginx"], "-v"]))
+    binaries = harness.blackbox_and_nginx()
     limit = args.warmup + args.rounds * (args.round_seconds + 5) + 120
     with harness.time_limit(limit), Processes() as procs:
         asyncio.run(measure(args, procs, binaries))
