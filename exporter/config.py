@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema
 import yaml
+from yaml.composer import Composer
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
 from exporter.heartbeats.spec import Heartbeat, build_heartbeats
@@ -82,19 +83,11 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
-    lines: dict[KeyPath, int] = {}
-
-    def where(at: KeyPath) -> str:
-        for cut in range(len(at), -1, -1):
-            if at[:cut] in lines:
-                return f"{source.name}:{lines[at[:cut]]}"
-        return source.name
-
-    raw = _parse_yaml(text, source.name, lines)
-    problems: list[str] = []
-    raw = _expand(raw, (), environ, lambda at, msg: problems.append(f"{where(at)}: {msg}"))
+    raw = _parse_yaml(text, source.name)
+    problems: list[Problem] = []
+    raw = _expand(raw, (), environ, lambda at, msg: problems.append((at, msg)))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_locate(problems, text, source.name))
     validator = jsonschema.Draft202012Validator(schema())
     errors = list(validator.iter_errors(raw))
     deeper = {tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"}
@@ -103,46 +96,68 @@ def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
         if error.validator == "unevaluatedProperties" and any(p[: len(at)] == at for p in deeper):
             # A kind's section failed; its keys then count as unevaluated. Report only the cause.
             continue
-        problems.append(f"{where(at)}: {format_path(at)}: {describe_error(error)}")
+        problems.append((at, f"{format_path(at)}: {describe_error(error)}"))
     if problems:
-        raise ConfigError(problems)
-    return _build(raw, source, where)
+        raise ConfigError(_locate(problems, text, source.name))
+    config, problems = _build(raw, source)
+    if config is None:
+        raise ConfigError(_locate(problems, text, source.name))
+    return config
 
 
-def _build(
-    raw: dict[str, Any],
-    source: Source,
-    where: Callable[[KeyPath], str],
-) -> Config:
+# A mistake found after parsing: where it is, and ``key.path: why``.
+Problem = tuple[KeyPath, str]
+
+
+def _locate(problems: list[Problem], text: str, name: str) -> list[str]:
+    """Each problem as ``FILE:LINE: key.path: why``, the line being that of the deepest key of
+    its path found in the file. Lines are only looked up when there is something to report."""
+    lines: dict[KeyPath, int] = {}
+    _parse_yaml(text, name, lines)
+
+    def where(at: KeyPath) -> str:
+        for cut in range(len(at), -1, -1):
+            if at[:cut] in lines:
+                return f"{name}:{lines[at[:cut]]}"
+        return name
+
+    return [f"{where(at)}: {message}" for at, message in problems]
+
+
+def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Problem]]:
     defaults = raw.get("defaults", {})
     interval = parse_duration(defaults.get("interval", "30s"))
     timeout = parse_duration(defaults.get("timeout", "10s"))
     targets: list[Target] = []
     seen: dict[str, int] = {}
-    failed: list[str] = []
+    failed: list[Problem] = []
     for index, item in enumerate(raw.get("targets", [])):
         at: KeyPath = ("targets", index)
         if item["name"] in seen:
+            name_at = (*at, "name")
             failed.append(
-                f"{where((*at, 'name'))}: {format_path((*at, 'name'))}: duplicate target name "
-                f"{item['name']!r} (first at targets[{seen[item['name']]}])"
+                (
+                    name_at,
+                    f"{format_path(name_at)}: duplicate target name {item['name']!r} "
+                    f"(first at targets[{seen[item['name']]}])",
+                )
             )
             continue
         seen[item["name"]] = index
         try:
             targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
         except ConfigProblem as exc:
-            failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+            failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     host: HostSettings | None = None
     try:
         host = build_host(raw.get("host", {}))
     except ConfigProblem as exc:
-        failed.append(f"{where(exc.at)}: {format_path(exc.at)}: {exc.message}")
+        failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
-    failed.extend(f"{where(p.at)}: {format_path(p.at)}: {p.message}" for p in problems)
+    failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
     if failed or host is None:
-        raise ConfigError(failed)
-    return Config(
+        return None, failed
+    config = Config(
         location=raw.get("location"),
         max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
         targets=tuple(targets),
@@ -150,34 +165,116 @@ def _build(
         host=host,
         heartbeats=heartbeats,
     )
+    return config, []
 
 
-def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int]) -> dict[str, Any]:
+if TYPE_CHECKING:
+    _Parser = yaml.CSafeLoader
+else:
+    _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Parser, Composer):
+    """libyaml's parser when PyYAML was built with it (half the time of the pure-Python one),
+    with PyYAML's composer, so that the document can be composed one node at a time."""
+
+    def next_node(self) -> yaml.Node:
+        """The next whole node of the document (an alias is the node of its anchor)."""
+        return cast(yaml.Node, self.compose_node(None, None))  # type: ignore[arg-type]
+
+
+def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int] | None = None) -> dict[str, Any]:
+    """The document as plain data; every mapping is checked for duplicate keys, and the line of
+    every key and value is recorded in ``lines`` when given.
+
+    The items of a top-level list (``targets``, ``heartbeats``) are composed, checked and
+    converted one at a time: a whole node tree of a 10,000-target file would take about 150 MiB
+    at its peak, and leave most of it behind as a fragmented heap (docs/performance.md).
+    """
+    loader = _Loader(text)
+    loader.anchors = {}
     try:
-        # libyaml's parser when PyYAML was built with it: half the time and much less heap left
-        # behind on configs with thousands of targets (docs/performance.md).
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return {}
-            _record_lines(node, (), lines, name)
-            data = loader.construct_document(node)
-        finally:
-            loader.dispose()
+        data = _compose_top(loader, name, lines)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError([f"{name}{line}: invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{name}: invalid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:1: the config must be a mapping of keys at the top level"])
     return data
 
 
-def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int], name: str) -> None:
-    lines[at] = node.start_mark.line + 1
+def _compose_top(loader: _Loader, name: str, lines: dict[KeyPath, int] | None) -> Any:
+    def convert(node: yaml.Node, at: KeyPath) -> Any:
+        _record_lines(node, at, lines, name)
+        return loader.construct_document(node)
+
+    loader.get_event()  # stream start
+    if loader.check_event(yaml.StreamEndEvent):
+        return {}
+    loader.get_event()  # document start
+    start = loader.peek_event()
+    if not isinstance(start, yaml.MappingStartEvent) or start.anchor or start.tag:
+        data = convert(loader.next_node(), ())
+    else:
+        loader.get_event()
+        data = {}
+        merges: list[tuple[int, Any]] = []
+        keys: set[str] = set()
+        if lines is not None:
+            lines[()] = start.start_mark.line + 1 if start.start_mark else 1
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_node = loader.next_node()
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merges.append((line, convert(loader.next_node(), ("<<",))))
+                continue
+            key = loader.construct_document(key_node)
+            if str(key) in keys:
+                raise ConfigError([f"{name}:{line}: {format_path(())}: duplicate key {str(key)!r}"])
+            keys.add(str(key))
+            data[key] = _compose_value(loader, (str(key),), convert)
+            if lines is not None:  # a key's own line, rather than its value's
+                lines[(str(key),)] = line
+        loader.get_event()
+        for line, merged in merges:  # ``<<: *defaults``: explicit keys win, then earlier merges
+            for mapping in merged if isinstance(merged, list) else [merged]:
+                if not isinstance(mapping, dict):
+                    raise ConfigError([f"{name}:{line}: invalid YAML: << merges only mappings"])
+                for key, value in mapping.items():
+                    data.setdefault(key, value)
+    loader.get_event()  # document end
+    extra = loader.get_event()
+    if not isinstance(extra, yaml.StreamEndEvent):
+        line = f":{extra.start_mark.line + 1}" if extra and extra.start_mark else ""
+        raise ConfigError([f"{name}{line}: invalid YAML: expected one document, found another"])
+    return data
+
+
+def _compose_value(
+    loader: _Loader, at: KeyPath, convert: Callable[[yaml.Node, KeyPath], Any]
+) -> Any:
+    """A top-level value; a plain list is converted item by item."""
+    start = loader.peek_event()
+    if not isinstance(start, yaml.SequenceStartEvent) or start.anchor or start.tag:
+        return convert(loader.next_node(), at)
+    loader.get_event()
+    items: list[Any] = []
+    while not loader.check_event(yaml.SequenceEndEvent):
+        items.append(convert(loader.next_node(), (*at, len(items))))
+    loader.get_event()
+    return items
+
+
+def _record_lines(
+    node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int] | None, name: str
+) -> None:
+    if lines is not None:
+        lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         keys: set[str] = set()
         for key_node, value_node in node.value:
@@ -187,7 +284,8 @@ def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int], name:
                 raise ConfigError([f"{name}:{line}: {format_path(at)}: duplicate key {key!r}"])
             keys.add(key)
             _record_lines(value_node, (*at, key), lines, name)
-            lines[(*at, key)] = key_node.start_mark.line + 1
+            if lines is not None:
+                lines[(*at, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(item, (*at, index), lines, name)

@@ -146,6 +146,88 @@ def test_secrets_do_not_appear_in_a_targets_repr(tmp_path: Path) -> None:
     assert "hush" not in repr(loaded.targets[0])
 
 
+def test_anchors_aliases_and_merge_keys_work_across_targets(tmp_path: Path) -> None:
+    loaded = config.load_text(
+        """
+targets:
+  - &base
+    name: first
+    kind: http
+    url: http://127.0.0.1:8080/a
+    labels: &team {team: payments}
+    expect: {status: [200]}
+  - <<: *base
+    name: second
+    url: http://127.0.0.1:8080/b
+  - {name: third, kind: http, url: "http://127.0.0.1:8080/c", labels: *team}
+<<: {location: merged, targets: []}
+""",
+        config.Source("inline.yml", tmp_path),
+        {},
+    )
+    assert loaded.location == "merged"
+    assert [(t.name, t.spec.url, t.labels) for t in loaded.targets] == [
+        ("first", "http://127.0.0.1:8080/a", (("team", "payments"),)),
+        ("second", "http://127.0.0.1:8080/b", (("team", "payments"),)),
+        ("third", "http://127.0.0.1:8080/c", (("team", "payments"),)),
+    ]
+    assert [p.text for p in loaded.targets[1].spec.expect.status] == ["200"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param(
+            "targets: []\n---\ntargets: []\n",
+            "inline.yml:2: invalid YAML: expected one document, found another",
+            id="two-documents",
+        ),
+        pytest.param(
+            "location: a\ntargets: []\nlocation: b\n",
+            "inline.yml:3: (top level): duplicate key 'location'",
+            id="duplicate-top-level-key",
+        ),
+        pytest.param(
+            "targets:\n"
+            + "".join(
+                f"  - {{name: t{i}, kind: http, url: 'http://127.0.0.1/'}}\n" for i in range(5)
+            )
+            + "  - {name: t5, kind: http, url: 'http://127.0.0.1/', url: 'http://127.0.0.1/'}\n",
+            "inline.yml:7: targets[5]: duplicate key 'url'",
+            id="duplicate-key-in-a-later-target",
+        ),
+        pytest.param(
+            "targets:\n"
+            + "".join(
+                f"  - {{name: t{i}, kind: http, url: 'http://127.0.0.1/'}}\n" for i in range(5)
+            )
+            + "  - {name: t5, kind: http, url: 'http://127.0.0.1/', interval: soon}\n",
+            "inline.yml:7: targets[5].interval: 'soon' is not a duration such as 500ms, 30s, 5m "
+            "or 1h30m",
+            id="schema-error-in-a-later-target",
+        ),
+        pytest.param(
+            "targets: []\n<<: [{location: x}, 5]\n",
+            "inline.yml:2: invalid YAML: << merges only mappings",
+            id="merge-of-a-number",
+        ),
+        pytest.param(
+            "targets:\n  - {name: a, kind: http, url: *nowhere}\n",
+            "inline.yml:2: invalid YAML: found undefined alias 'nowhere'",
+            id="undefined-alias",
+        ),
+    ],
+)
+def test_yaml_mistakes_name_their_line(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load_text(text, config.Source("inline.yml", tmp_path), {})
+    assert caught.value.problems == [problem]
+
+
+def test_an_empty_file_is_a_config_without_targets(tmp_path: Path) -> None:
+    assert config.load_text("", config.Source("inline.yml", tmp_path), {}).targets == ()
+
+
 def test_the_embedded_default_config_is_valid() -> None:
     loaded = config.load(None, environ={"LOOKOUT_SELF_ADDRESS": "127.0.0.1:9471"})
     assert [t.name for t in loaded.targets] == ["lookout-self"]
