@@ -76,7 +76,7 @@ async def wait_probed(app: web.Application, probes: int = 1, within: float = 5.0
     """Until every target has at least ``probes`` results (fails after ``within`` seconds)."""
     runtime = app[RUNTIME]
     deadline = time.monotonic() + within
-    while any(len(s.history) < probes for s in runtime.scheduler.stats.values()):
+    while any(len(s.recent) < probes for s in runtime.scheduler.stats.values()):
         assert time.monotonic() < deadline, "targets were not probed in time"
         await asyncio.sleep(0.02)
 

@@ -139,9 +139,15 @@ async def test_target_detail_has_the_request_checks_and_history_newest_first(
     assert len(history) >= 2
     finished = [r["finished_at"] for r in history]
     assert finished == sorted(finished, reverse=True)
-    latest = history[0]
-    assert latest["reason"] == "header"
-    assert [p["phase"] for p in latest["phases"]] == ["connect", "processing", "transfer"]
+    assert history[0]["reason"] == "header"
+    assert [p["phase"] for p in history[0]["phases"]] == ["connect", "processing", "transfer"]
+    latest = body["latest"]
+    assert (latest["finished_at"], latest["reason"]) == (finished[0], "header")
+    # The history keeps phases to the microsecond; the latest probe keeps them as measured.
+    assert [p["phase"] for p in latest["phases"]] == [p["phase"] for p in history[0]["phases"]]
+    assert [p["seconds"] for p in history[0]["phases"]] == pytest.approx(
+        [p["seconds"] for p in latest["phases"]], abs=1e-6
+    )
     checks = {c["name"]: c for c in latest["checks"]}
     assert checks["status"]["passed"] is True
     assert checks["header X-Evil"]["passed"] is False

@@ -139,7 +139,7 @@ def detail_page(detail: Mapping[str, Any], now: float) -> str:
         "Since start": f"{detail['probes_total']} probes; failures by reason: {esc(failures)}",
         "Certificate days left": days_left(detail["cert_days_left"]),
     }
-    latest = detail["history"][0] if detail["history"] else None
+    latest = detail["latest"]
     latest_html = ""
     if latest is not None:
         latest_html = (

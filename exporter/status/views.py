@@ -6,7 +6,7 @@ these dicts as they are (their shape is ``docs/openapi.yaml``), the page and the
 them.
 
 A target's state is ``down`` (its latest probe failed), ``pending`` (not probed yet) or ``up``.
-The recent window is ``ProbeStats.history``: p50/p95 there are exact quantiles of the kept
+The recent window is ``ProbeStats.recent``: p50/p95 there are exact quantiles of the kept
 durations (linear interpolation between the closest ranks), not histogram bucket bounds.
 """
 
@@ -24,6 +24,7 @@ from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Signal, Status, View
 from exporter.heartbeats.store import KEEP_PINGS, StoredPing
+from exporter.recent import RecentProbe
 from exporter.results import Certificate, ProbeResult
 from exporter.stats import ProbeStats
 from exporter.targets import (
@@ -57,6 +58,7 @@ __all__ = [
     "ping_json",
     "ping_limit",
     "quantile",
+    "recent_json",
     "redact_url",
     "request_json",
     "result_json",
@@ -224,6 +226,19 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
     }
 
 
+def recent_json(probe: RecentProbe) -> dict[str, Any]:
+    """One of a target's recent probes, as its history lists it."""
+    return {
+        "finished_at": probe.finished_at,
+        "success": probe.success,
+        "duration_seconds": probe.duration,
+        "reason": None if probe.reason is None else probe.reason.value,
+        "message": probe.message,
+        "phases": [{"phase": name, "seconds": seconds} for name, seconds in probe.phases],
+        "status_code": probe.status_code,
+    }
+
+
 def target_state(stats: ProbeStats) -> str:
     last = stats.last
     if last is None:
@@ -235,8 +250,8 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
     """A target as one row of the status page: state, latest probe, recent window, cert."""
     target = stats.target
     last = stats.last
-    failure = next((r for r in reversed(stats.history) if not r.success), None)
-    durations = [r.duration for r in stats.history]
+    failure = stats.recent.latest_failure()
+    durations = stats.recent.durations()
     expiry = last.cert_expiry if last is not None else None
     return {
         "name": target.name,
@@ -256,11 +271,11 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
             "at": failure.finished_at,
             "reason": None if failure.reason is None else failure.reason.value,
             "message": failure.message,
-            "current": failure is last,
+            "current": last is not None and failure.finished_at == last.finished_at,
         },
         "window": {
             "probes": len(durations),
-            "failures": sum(1 for r in stats.history if not r.success),
+            "failures": stats.recent.failures(),
             "p50_seconds": quantile(durations, 0.5),
             "p95_seconds": quantile(durations, 0.95),
         },
@@ -272,10 +287,12 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
 
 
 def target_detail(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
-    """A target's summary plus its request and its recent probes, newest first."""
+    """A target's summary plus its request, its latest probe in full and its recent probes,
+    newest first."""
     detail = target_summary(stats, now, location)
     detail["request"] = request_json(stats.target)
-    detail["history"] = [result_json(result) for result in reversed(stats.history)]
+    detail["latest"] = None if stats.last is None else result_json(stats.last)
+    detail["history"] = [recent_json(probe) for probe in reversed(list(stats.recent))]
     return detail
 
 

@@ -1,0 +1,109 @@
+"""The compact ring of a target's recent probes: what it keeps, in which order, at what size."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+from collections import deque
+
+import pytest
+
+from exporter.reasons import Reason
+from exporter.recent import MAX_PHASES, RecentProbe, RecentProbes
+from exporter.results import ProbeResult
+
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+
+
+def _result(
+    at: float,
+    duration: float = 0.0123,
+    reason: Reason | None = None,
+    status: int | None = 200,
+    phases: tuple[tuple[str, float], ...] = tuple(
+        (p, 0.001 * (i + 1)) for i, p in enumerate(PHASES)
+    ),
+) -> ProbeResult:
+    message = "" if reason is None else f"{reason} went wrong at {at}"
+    return ProbeResult(
+        "t", reason is None, duration, at, reason, message, phases=phases, status_code=status
+    )
+
+
+def _expected(result: ProbeResult) -> RecentProbe:
+    return RecentProbe(
+        finished_at=result.finished_at,
+        success=result.success,
+        duration=round(result.duration, 6),
+        reason=result.reason,
+        message=result.message,
+        status_code=result.status_code,
+        phases=tuple((name, round(s, 6)) for name, s in result.phases[:MAX_PHASES]),
+    )
+
+
+def test_the_ring_keeps_the_latest_probes_oldest_first() -> None:
+    recent = RecentProbes(3)
+    assert list(recent) == []
+    assert recent.latest_failure() is None
+    results = [_result(1000.5 + i, duration=0.25 * i) for i in range(7)]
+    for count, result in enumerate(results, start=1):
+        recent.add(result)
+        assert list(recent) == [_expected(r) for r in results[max(0, count - 3) : count]]
+    assert len(recent) == 3
+
+
+def test_numbers_come_back_to_the_microsecond_and_a_missing_status_stays_missing() -> None:
+    recent = RecentProbes(4)
+    recent.add(_result(1_763_700_000.123456, duration=29.987654, status=None))
+    recent.add(_result(1_763_700_030.5, duration=0.000321, reason=Reason.TIMEOUT, phases=()))
+    first, second = recent
+    assert first.finished_at == 1_763_700_000.123456
+    assert first.duration == pytest.approx(29.987654, abs=2e-6)
+    assert first.status_code is None
+    assert [name for name, _ in first.phases] == list(PHASES)
+    assert [s for _, s in first.phases] == [0.001, 0.002, 0.003, 0.004, 0.005]
+    assert (second.success, second.reason, second.duration) == (False, Reason.TIMEOUT, 0.000321)
+    assert second.message == "timeout went wrong at 1763700030.5"
+    assert (second.status_code, second.phases) == (200, ())
+
+
+def test_phases_beyond_the_limit_are_not_kept() -> None:
+    recent = RecentProbes(2)
+    many = tuple((f"step{i}", 0.001) for i in range(MAX_PHASES + 2))
+    recent.add(_result(1.0, phases=many))
+    (probe,) = recent
+    assert [name for name, _ in probe.phases] == [f"step{i}" for i in range(MAX_PHASES)]
+
+
+def test_summaries_agree_with_the_kept_probes() -> None:
+    rng = random.Random(7)
+    recent = RecentProbes(20)
+    reference: deque[ProbeResult] = deque(maxlen=20)
+    for i in range(75):
+        reason = rng.choice([None, None, None, Reason.STATUS, Reason.TIMEOUT])
+        result = _result(float(i), duration=rng.uniform(0.001, 2.0), reason=reason)
+        recent.add(result)
+        reference.append(result)
+        assert list(recent) == [_expected(r) for r in reference]
+        assert sorted(recent.durations()) == sorted(round(r.duration, 6) for r in reference)
+        assert recent.failures() == sum(1 for r in reference if not r.success)
+        failed = [r for r in reference if not r.success]
+        assert recent.latest_failure() == (_expected(failed[-1]) if failed else None)
+
+
+def test_a_full_ring_takes_little_memory() -> None:
+    """20 probes with five phases each cost at most 1.5 KiB per target (a deque of results
+    took about ten times that)."""
+    targets = 500
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rings = [RecentProbes(20) for _ in range(targets)]
+        for i in range(20):
+            for ring in rings:
+                ring.add(_result(1000.0 + i, duration=0.001 * i))
+        per_target = (tracemalloc.get_traced_memory()[0] - before) / targets
+    finally:
+        tracemalloc.stop()
+    assert per_target <= 1536, f"{per_target:.0f} bytes per target"
