@@ -115,10 +115,51 @@ async def test_reconcile_leaves_unchanged_targets_running(clients: SharedClients
     first = targets("http://127.0.0.1:1/", 2, interval="10s")
     scheduler.reconcile(first)
     stats_before = dict(scheduler.stats)
-    tasks_before = dict(scheduler._tasks)
+    runs_before = dict(scheduler._runs)
     scheduler.reconcile(first[:1])
     assert scheduler.stats == {"t0": stats_before["t0"]}
-    assert scheduler._tasks["t0"] is tasks_before["t0"]
-    await asyncio.sleep(0)
-    assert tasks_before["t1"].cancelled()
+    assert scheduler._runs == {"t0": runs_before["t0"]}
+    assert not runs_before["t0"].stopped
+    assert runs_before["t1"].stopped
+    await scheduler.close()
+
+
+async def test_waiting_targets_hold_no_task(clients: SharedClients) -> None:
+    before = len(asyncio.all_tasks())
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    # Offsets spread the first runs over 1 h: none is due within the test.
+    scheduler.reconcile(targets("http://127.0.0.1:1/", 500, interval="1h"))
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) == before
+    assert sum(s.probes for s in scheduler.stats.values()) == 0
+    await scheduler.close()
+
+
+async def test_a_removed_target_stops_its_probe_in_flight_and_is_not_probed_again(
+    aiohttp_server: AiohttpServer, clients: SharedClients
+) -> None:
+    started = asyncio.Event()
+    requests = 0
+
+    async def slow(_request: web.Request) -> web.Response:
+        nonlocal requests
+        requests += 1
+        started.set()
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/", slow)
+    server = await aiohttp_server(app)
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    scheduler.reconcile(targets(f"http://127.0.0.1:{server.port}/", 1, interval="300ms"))
+    await asyncio.wait_for(started.wait(), 2)
+    task = scheduler._runs["t0"].task
+    assert task is not None
+    scheduler.reconcile([])
+    await asyncio.sleep(0.8)
+    assert task.cancelled()
+    assert requests == 1
+    assert scheduler.stats == {}
+    assert scheduler.in_flight == 0
     await scheduler.close()
