@@ -33,7 +33,7 @@ class ProbeStats:
         self.probes = 0
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
-        self.rendered: dict[str, str] | None = None
+        self.rendered: tuple[str, ...] | None = None
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1

@@ -80,8 +80,9 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def render_target(stats: ProbeStats, location: str | None) -> dict[str, str]:
-    """One target's sample lines keyed by family name (families without samples are absent)."""
+def render_target(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
+    """One target's sample lines, one text per family of ``FAMILIES`` in its order ("" where
+    the family has no sample). A tuple rather than a dict: about 200 bytes less per target."""
     target = stats.target
     pairs = [("target", target.name), ("kind", target.kind)]
     if location:
@@ -110,7 +111,7 @@ def render_target(stats: ProbeStats, location: str | None) -> dict[str, str]:
             gauge("lookout_probe_slow_total", stats.slow)
     last = stats.last
     if last is None:
-        return out
+        return _in_family_order(out)
     gauge("lookout_probe_success", 1 if last.success else 0)
     gauge("lookout_probe_last_run_timestamp_seconds", last.finished_at)
     for phase, seconds in last.phases:
@@ -133,7 +134,11 @@ def render_target(stats: ProbeStats, location: str | None) -> dict[str, str]:
         gauge("lookout_tls_version_info", 1, label_pairs([("version", last.tls_version)]))
     if last.dns_answers is not None:
         gauge("lookout_dns_answers", last.dns_answers)
-    return out
+    return _in_family_order(out)
+
+
+def _in_family_order(texts: dict[str, str]) -> tuple[str, ...]:
+    return tuple(texts.get(name, "") for name, _kind, _help in FAMILIES)
 
 
 class ProbeCollector:
@@ -164,8 +169,8 @@ class ProbeCollector:
                 if fresh % BATCH == 0:
                     yield ""
             rendered.append(text)
-        for name, kind, help_text in FAMILIES:
-            chunks = [r[name] for r in rendered if name in r]
+        for index, (name, kind, help_text) in enumerate(FAMILIES):
+            chunks = [r[index] for r in rendered if r[index]]
             if chunks:
                 yield header(name, kind, help_text)
                 for start in range(0, len(chunks), BATCH):
