@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,9 @@ class ClientTLS:
     server_name: str | None = None
     insecure_skip_verify: bool = False
     min_version: str | None = None
+
+
+_DEFAULT_CLIENT_TLS = ClientTLS()
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +229,11 @@ def build_target(
     kind = raw["kind"]
     return Target(
         name=raw["name"],
-        kind=kind,
+        kind=sys.intern(kind),
         interval=interval,
         timeout=timeout,
-        labels=tuple(sorted(labels.items())),
+        # Label names and values repeat across targets: one string each instead of one per target.
+        labels=tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in labels.items())),
         slo=_build_slo(raw["slo"]) if "slo" in raw else None,
         spec=SPEC_BUILDERS[kind](raw, at, source),
     )
@@ -292,6 +297,8 @@ def _build_http(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec
 
 
 def _build_client_tls(raw: Mapping[str, Any], at: KeyPath, source: Source) -> ClientTLS:
+    if not raw:
+        return _DEFAULT_CLIENT_TLS  # shared by every target without TLS settings
     files = {}
     for key in ("ca_file", "cert_file", "key_file"):
         if key in raw:

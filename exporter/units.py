@@ -5,6 +5,7 @@ Kept apart from ``config`` because probes, heartbeats and the CLI format the sam
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class StatusPattern:
         return self.low <= code <= self.high
 
 
+@functools.lru_cache(maxsize=256)  # a few patterns shared by thousands of targets
 def parse_status(text: str | int) -> StatusPattern:
     raw = str(text).strip()
     if re.fullmatch(r"[1-5]xx", raw, re.IGNORECASE):
