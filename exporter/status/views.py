@@ -204,29 +204,7 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
     }
 
 
-def result_json(result: ProbeResult) -> dict[str, Any]:
-    """One probe's outcome with its phases, checks and presented certificate chain."""
-    return {
-        "finished_at": result.finished_at,
-        "success": result.success,
-        "duration_seconds": result.duration,
-        "reason": None if result.reason is None else result.reason.value,
-        "message": result.message,
-        "phases": [{"phase": name, "seconds": seconds} for name, seconds in result.phases],
-        "checks": [
-            {"name": check.name, "passed": check.passed, "detail": check.detail}
-            for check in result.checks
-        ],
-        "status_code": result.status_code,
-        "http_version": result.http_version,
-        "response_size_bytes": result.response_size,
-        "tls_version": result.tls_version,
-        "dns_answers": result.dns_answers,
-        "certificates": [certificate_json(cert) for cert in result.chain],
-    }
-
-
-def recent_json(probe: RecentProbe) -> dict[str, Any]:
+def recent_json(probe: RecentProbe | ProbeResult) -> dict[str, Any]:
     """One of a target's recent probes, as its history lists it."""
     return {
         "finished_at": probe.finished_at,
@@ -236,6 +214,21 @@ def recent_json(probe: RecentProbe) -> dict[str, Any]:
         "message": probe.message,
         "phases": [{"phase": name, "seconds": seconds} for name, seconds in probe.phases],
         "status_code": probe.status_code,
+    }
+
+
+def result_json(result: ProbeResult) -> dict[str, Any]:
+    """One probe's outcome with its phases, checks and presented certificate chain."""
+    return recent_json(result) | {
+        "checks": [
+            {"name": check.name, "passed": check.passed, "detail": check.detail}
+            for check in result.checks
+        ],
+        "http_version": result.http_version,
+        "response_size_bytes": result.response_size,
+        "tls_version": result.tls_version,
+        "dns_answers": result.dns_answers,
+        "certificates": [certificate_json(cert) for cert in result.chain],
     }
 
 
