@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 from typing import Any
 
 from exporter.probes.tlsinfo import (
     Handshake,
     client_context,
-    failure_from_ssl_error,
+    handshake_failure,
     record_handshake,
 )
 from exporter.reasons import ProbeFailure, Reason
@@ -128,12 +127,8 @@ async def start_tls(
             await writer.start_tls(
                 client_context(settings), server_hostname=settings.server_name or host
             )
-        except ssl.SSLError as exc:
-            raise failure_from_ssl_error(exc) from exc
-        except OSError as exc:
-            raise ProbeFailure(
-                Reason.RESET, f"connection lost during the TLS handshake: {exc}"
-            ) from exc
+        except OSError as exc:  # ssl.SSLError included
+            raise handshake_failure(exc, handshake) from exc
         finally:
             record_handshake(trace, handshake)
 

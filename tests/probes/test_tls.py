@@ -170,6 +170,23 @@ async def test_server_below_min_version_fails_as_tls_version(probe: Prober, pki:
     assert result.checks[-1].name == "handshake"
 
 
+async def test_a_server_hanging_up_after_its_certificate_rejected_the_handshake(
+    probe: Prober, servers: Servers, pki: Pki
+) -> None:
+    """A TLS 1.2 server that requires a client certificate and gets none hangs up (asyncio's
+    does, without an alert) after presenting its own: tls, as the HTTP prober says, not reset."""
+    context = pki.server_context(pki.valid, max_version=ssl.TLSVersion.TLSv1_2)
+    context.load_verify_locations(str(pki.ca_file))
+    context.verify_mode = ssl.CERT_REQUIRED
+    port = await servers.start(idle, context)
+    result = await probe(tls_target(port, pki))
+    assert result.reason is Reason.TLS
+    assert result.message.startswith(
+        "TLS handshake failed: the server closed the connection after presenting its certificate"
+    )
+    assert result.chain[0].fingerprint_sha256 == fingerprint(pki.valid)
+
+
 # --- STARTTLS ----------------------------------------------------------------------------------
 
 
