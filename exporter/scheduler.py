@@ -194,13 +194,13 @@ class Scheduler:
             finally:
                 self.in_flight -= 1
         self.runs[target.kind] = self.runs.get(target.kind, 0) + 1
-        _log_change(stats.last, result)
-        stats.record(result)
-        if self.on_record is not None:
-            try:
+        try:
+            _log_change(stats.last, result)
+            stats.record(result)
+            if self.on_record is not None:
                 self.on_record(stats)
-            except Exception:
-                log.exception("handling a probe result failed", extra={"target": target.name})
+        except Exception:  # a bug; the target must keep its schedule all the same
+            log.exception("handling a probe result failed", extra={"target": target.name})
         run.task = None
         run.scheduled += target.interval
         now = clock.monotonic()

@@ -16,6 +16,7 @@ from exporter.config import Source, load_text
 from exporter.probes.context import ProbeContext, SharedClients
 from exporter.reasons import Reason
 from exporter.scheduler import Scheduler, Shard, _offset
+from exporter.stats import ProbeStats
 from exporter.targets import Target
 
 
@@ -163,3 +164,25 @@ async def test_a_removed_target_stops_its_probe_in_flight_and_is_not_probed_agai
     assert scheduler.stats == {}
     assert scheduler.in_flight == 0
     await scheduler.close()
+
+
+async def test_a_failure_handling_a_result_keeps_the_target_on_its_schedule(
+    monkeypatch: pytest.MonkeyPatch, clients: SharedClients, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+
+    async def passes(_target: Target, _ctx: ProbeContext) -> None:
+        nonlocal calls
+        calls += 1
+
+    def broken(_stats: ProbeStats, _result: object) -> None:
+        raise RuntimeError("bookkeeping bug")
+
+    monkeypatch.setitem(probes.PROBERS, "http", passes)
+    monkeypatch.setattr(ProbeStats, "record", broken)
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    scheduler.reconcile(targets("http://127.0.0.1:1/", 1, interval="50ms"))
+    await asyncio.sleep(0.3)
+    await scheduler.close()
+    assert calls >= 3
+    assert "handling a probe result failed" in caplog.text
