@@ -21,8 +21,9 @@ from exporter.results import ProbeResult
 
 __all__ = ["MAX_PHASES", "RecentProbe", "RecentProbes"]
 
-# Phases kept per probe; no prober records more (SMTP with STARTTLS and AUTH has six).
-MAX_PHASES = 6
+# Phases kept per probe; no prober records more (SMTP to a host name, with STARTTLS and AUTH:
+# resolve, connect, banner, ehlo, starttls, tls, auth).
+MAX_PHASES = 7
 # Per probe in ``_numbers``: duration, status code (NaN without one), then the phases.
 _STRIDE = 2 + MAX_PHASES
 
