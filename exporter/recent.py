@@ -4,7 +4,7 @@ Keeping the last 20 ``ProbeResult`` objects of each of 10,000 targets took about
 it object headers around a few numbers. Only a target's latest result keeps everything (checks,
 certificate chain, versions); its recent probes keep what the history table shows: when, pass
 or fail with reason and message, duration, status code and the phases. The numbers of all of
-them sit in two flat arrays per target, durations and phases as 32-bit floats (reported to the
+them sit in three flat arrays per target, phases as 32-bit floats (reported to the
 microsecond); the rest is one shared tuple per probe, the same object as long as nothing but the
 numbers changed.
 """
@@ -24,8 +24,8 @@ __all__ = ["MAX_PHASES", "RecentProbe", "RecentProbes"]
 # Phases kept per probe; no prober records more (SMTP to a host name, with STARTTLS and AUTH:
 # resolve, connect, banner, ehlo, starttls, tls, auth).
 MAX_PHASES = 7
-# Per probe in ``_numbers``: duration, status code (NaN without one), then the phases.
-_STRIDE = 2 + MAX_PHASES
+# Per probe in ``_numbers``: the status code (NaN without one), then the phases.
+_STRIDE = 1 + MAX_PHASES
 
 # What a probe's numbers do not say: reason, message and the names of its phases in order.
 _Shape = tuple[Reason | None, str, tuple[str, ...]]
@@ -48,21 +48,19 @@ class RecentProbe:
     phases: tuple[tuple[str, float], ...]
 
 
-def _seconds(value: float) -> float:
-    return round(value, 6)
-
-
 class RecentProbes:
     """The latest ``capacity`` probes of one target in a ring, iterated oldest first."""
 
-    __slots__ = ("_count", "_finished", "_next", "_numbers", "_shapes")
+    __slots__ = ("_count", "_durations", "_failures", "_finished", "_next", "_numbers", "_shapes")
 
     def __init__(self, capacity: int) -> None:
         self._finished = array("d", [0.0]) * capacity
+        self._durations = array("d", [0.0]) * capacity
         self._numbers = array("f", [math.nan]) * (capacity * _STRIDE)
         self._shapes: list[_Shape] = [_UNUSED] * capacity
         self._next = 0  # the slot the next probe takes
         self._count = 0
+        self._failures = 0  # failed probes among the kept ones
 
     def __len__(self) -> int:
         return self._count
@@ -76,14 +74,15 @@ class RecentProbes:
         elif self._shapes[self._slot(self._count - 1)] == shape:
             shape = self._shapes[self._slot(self._count - 1)]
         numbers = [math.nan] * _STRIDE
-        numbers[0] = result.duration
         if result.status_code is not None:
-            numbers[1] = result.status_code
+            numbers[0] = result.status_code
         for index, (_name, seconds) in enumerate(kept):
-            numbers[2 + index] = seconds
+            numbers[1 + index] = seconds
         slot = self._next
         self._finished[slot] = result.finished_at
+        self._durations[slot] = result.duration
         self._numbers[slot * _STRIDE : (slot + 1) * _STRIDE] = array("f", numbers)
+        self._failures += (shape[0] is not None) - (self._shapes[slot][0] is not None)
         self._shapes[slot] = shape
         self._next = (slot + 1) % len(self._shapes)
         self._count = min(self._count + 1, len(self._shapes))
@@ -99,27 +98,29 @@ class RecentProbes:
     def _probe(self, slot: int) -> RecentProbe:
         numbers = self._numbers[slot * _STRIDE : (slot + 1) * _STRIDE]
         reason, message, names = self._shapes[slot]
-        status = numbers[1]
+        status = numbers[0]
         return RecentProbe(
             finished_at=self._finished[slot],
             success=reason is None,
-            duration=_seconds(numbers[0]),
+            duration=self._durations[slot],
             reason=reason,
             message=message,
             status_code=None if math.isnan(status) else int(status),
             phases=tuple(
-                (name, _seconds(seconds)) for name, seconds in zip(names, numbers[2:], strict=False)
+                (name, round(seconds, 6)) for name, seconds in zip(names, numbers[1:], strict=False)
             ),
         )
 
     def durations(self) -> list[float]:
         """The kept probes' durations, in no particular order."""
-        return [_seconds(d) for d in self._numbers[: self._count * _STRIDE : _STRIDE]]
+        return self._durations[: self._count].tolist()
 
     def failures(self) -> int:
-        return sum(1 for reason, _message, _names in self._shapes if reason is not None)
+        return self._failures
 
     def latest_failure(self) -> RecentProbe | None:
+        if not self._failures:
+            return None
         for age in range(self._count - 1, -1, -1):
             slot = self._slot(age)
             if self._shapes[slot][0] is not None:
