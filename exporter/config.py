@@ -188,7 +188,7 @@ def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int] | None = None) -
     every key and value is recorded in ``lines`` when given.
 
     The items of a top-level list (``targets``, ``heartbeats``) are composed, checked and
-    converted one at a time: a whole node tree of a 10,000-target file would take about 150 MiB
+    converted one at a time: a whole node tree of a 10,000-target file would take about 125 MiB
     at its peak, and leave most of it behind as a fragmented heap (docs/performance.md).
     """
     loader = _Loader(text)
