@@ -80,6 +80,10 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Where each family's text sits in a target's rendered tuple.
+_POSITION = {name: index for index, (name, _kind, _help) in enumerate(FAMILIES)}
+
+
 def render_target(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
     """One target's sample lines, one text per family of ``FAMILIES`` in its order ("" where
     the family has no sample). A tuple rather than a dict: about 200 bytes less per target."""
@@ -89,15 +93,14 @@ def render_target(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
         pairs.append(("location", location))
     pairs.extend(target.labels)
     base = label_pairs(pairs)
-    out: dict[str, str] = {
-        "lookout_probe_duration_seconds": stats.durations.lines(
-            "lookout_probe_duration_seconds", base
-        )
-    }
+    out = [""] * len(FAMILIES)
+    out[_POSITION["lookout_probe_duration_seconds"]] = stats.durations.lines(
+        "lookout_probe_duration_seconds", base
+    )
 
     def gauge(name: str, value: float, extra: str = "") -> None:
         labels = f"{base},{extra}" if extra else base
-        out[name] = out.get(name, "") + f"{name}{{{labels}}} {format_value(value)}\n"
+        out[_POSITION[name]] += f"{name}{{{labels}}} {format_value(value)}\n"
 
     for reason, count in sorted(stats.failures.items()):
         gauge("lookout_probe_failures_total", count, label_pairs([("reason", reason.value)]))
@@ -111,7 +114,7 @@ def render_target(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
             gauge("lookout_probe_slow_total", stats.slow)
     last = stats.last
     if last is None:
-        return _in_family_order(out)
+        return tuple(out)
     gauge("lookout_probe_success", 1 if last.success else 0)
     gauge("lookout_probe_last_run_timestamp_seconds", last.finished_at)
     for phase, seconds in last.phases:
@@ -134,11 +137,7 @@ def render_target(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
         gauge("lookout_tls_version_info", 1, label_pairs([("version", last.tls_version)]))
     if last.dns_answers is not None:
         gauge("lookout_dns_answers", last.dns_answers)
-    return _in_family_order(out)
-
-
-def _in_family_order(texts: dict[str, str]) -> tuple[str, ...]:
-    return tuple(texts.get(name, "") for name, _kind, _help in FAMILIES)
+    return tuple(out)
 
 
 class ProbeCollector:
