@@ -235,7 +235,7 @@ def _compose_top(loader: _Loader, name: str, lines: dict[KeyPath, int] | None) -
                 continue
             key = loader.construct_document(key_node)
             if str(key) in keys:
-                raise ConfigError([f"{name}:{line}: {format_path(())}: duplicate key {str(key)!r}"])
+                raise _duplicate_key(name, line, (), str(key))
             keys.add(str(key))
             data[key] = _compose_value(loader, (str(key),), convert)
             if lines is not None:  # a key's own line, rather than its value's
@@ -270,6 +270,10 @@ def _compose_value(
     return items
 
 
+def _duplicate_key(name: str, line: int, at: KeyPath, key: str) -> ConfigError:
+    return ConfigError([f"{name}:{line}: {format_path(at)}: duplicate key {key!r}"])
+
+
 def _record_lines(
     node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int] | None, name: str
 ) -> None:
@@ -281,7 +285,7 @@ def _record_lines(
             key = str(key_node.value)
             if key in keys:
                 line = key_node.start_mark.line + 1
-                raise ConfigError([f"{name}:{line}: {format_path(at)}: duplicate key {key!r}"])
+                raise _duplicate_key(name, line, at, key)
             keys.add(key)
             _record_lines(value_node, (*at, key), lines, name)
             if lines is not None:
