@@ -3,25 +3,36 @@ order, and that nothing from a config or a probed server can inject markup into 
 
 from __future__ import annotations
 
+import ast
 import datetime
 import html
+import json
 import re
 import ssl
+import tomllib
+from dataclasses import replace
+from fnmatch import fnmatch
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from jinja2 import UndefinedError
+from markupsafe import Markup
 
 from exporter import __version__, config
 from exporter.app import Options, create_app
-from exporter.config import Source
-from exporter.status.markup import CSP
+from exporter.config import Source, load_text
+from exporter.status import markup
+from exporter.status.markup import CSP, ENVIRONMENT, escape_text
 from exporter.targets import build_target
 from tests.status_support import (
     HOSTILE,
+    HOSTILE_QUERY,
     FakeClock,
     empty_config,
     service_app,
@@ -286,3 +297,201 @@ async def test_heartbeat_page_shows_bodies_of_a_token_heartbeat_only_with_its_to
 async def test_an_unknown_heartbeat_page_is_a_404(beating: TestClient[Any, Any]) -> None:
     text = await page(beating, "/heartbeats/nope", 404)
     assert "no heartbeat named &#x27;nope&#x27;" in text
+
+
+# Tags of both kinds, quotes of both kinds, an ampersand and an entity that must stay text.
+HOSTILE_TEXT = HOSTILE + " 'single' & &amp;"
+# Every element the status pages are made of; an injected one would show up as another tag.
+PAGE_TAGS = frozenset(
+    {"html", "head", "meta", "link", "title", "style", "body", "header", "nav", "section"}
+    | {"footer", "h1", "h2", "h3", "p", "a", "span", "div", "pre", "table", "thead", "tbody"}
+    | {"tr", "th", "td", "dl", "dt", "dd", "time", "br"}
+)
+
+
+class PageParser(HTMLParser):
+    """The elements and attribute names of a page, as a browser's parser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+
+def assert_only_page_markup(text: str) -> None:
+    parser = PageParser()
+    parser.feed(text)
+    assert parser.tags <= PAGE_TAGS, parser.tags - PAGE_TAGS
+    assert not [name for name in parser.attributes if name.startswith("on")]
+    assert HOSTILE_TEXT not in text
+
+
+@pytest.fixture
+async def hostile(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    """An exporter whose config, probed server and job all bring ``HOSTILE_TEXT``: a target and a
+    heartbeat named so with such label values, location and config name, a failure message
+    quoting a hostile header, and a failed job's output."""
+    service = await aiohttp_server(service_app())
+    source = Source("test", Path.cwd())
+    target = build_target(
+        {
+            "name": HOSTILE_TEXT,
+            "kind": "http",
+            "url": f"{str(service.make_url('')).rstrip('/')}/hostile{HOSTILE_QUERY}",
+            "labels": {"team": HOSTILE_TEXT},
+            "expect": {"headers": [{"name": "X-Evil", "matches": "^fine$"}]},
+        },
+        ("targets", 0),
+        source,
+        interval=0.3,
+        timeout=0.25,
+    )
+    beat = {"name": "job", "period": "1h", "grace": "1h", "labels": {"team": HOSTILE_TEXT}}
+    beats = load_text(json.dumps({"heartbeats": [beat]}), source, {}).heartbeats
+    loaded = empty_config(
+        location=HOSTILE_TEXT,
+        source=HOSTILE_TEXT,
+        targets=(target,),
+        heartbeats=(replace(beats[0], name=HOSTILE_TEXT),),
+    )
+    app = create_app(Options(storage_path=tmp_path / "data"), loaded)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    for signal, body in (("", "fine"), ("/fail", HOSTILE_TEXT)):
+        response = await client.post(f"/ping/{quote(HOSTILE_TEXT, safe='')}{signal}", data=body)
+        assert response.status == 200, await response.text()
+    await wait_probed(app)
+    return client
+
+
+async def test_every_page_shows_hostile_config_server_and_job_text_escaped(
+    hostile: TestClient[Any, Any],
+) -> None:
+    name = quote(HOSTILE_TEXT, safe="")
+    escaped = html.escape(HOSTILE_TEXT)
+    pages = {
+        "/": 200,
+        "/?state=failing&sort=name": 200,
+        f"/targets/{name}": 200,
+        f"/heartbeats/{name}": 200,
+        f"/targets/{name}x": 404,
+        f"/heartbeats/{name}x": 404,
+        f"/?state={name}": 400,
+    }
+    for url, status in pages.items():
+        text = await page(hostile, url, status)
+        assert_only_page_markup(text)
+        if status == 200:
+            assert escaped in text, url
+    index = await page(hostile, "/")
+    assert f'href="targets/{name}"' in index
+    assert f'href="heartbeats/{name}"' in index
+    assert f"location {escaped}" in index
+    assert f"config {escaped}" in index
+    detail = await page(hostile, f"/targets/{name}")
+    assert f"team={escaped}" in detail
+    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE!r}", detail)
+    beat = await page(hostile, f"/heartbeats/{name}")
+    assert f"team={escaped}" in beat
+    assert f"<pre>{escaped}</pre>" in beat
+
+
+TEMPLATES = Path(markup.__file__).parent / "templates"
+
+
+def test_no_template_marks_a_value_safe_or_turns_autoescape_off() -> None:
+    names = sorted(path.name for path in TEMPLATES.iterdir())
+    assert "index.html" in names
+    for path in TEMPLATES.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\|\s*safe\b", text), path.name
+        assert "autoescape" not in text, path.name
+        assert "Markup" not in text, path.name
+
+
+def markup_makers(path: Path) -> set[str]:
+    """The functions of a module that call ``Markup(...)``, and ``<module>`` for its top level."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    makers = set()
+    for node in tree.body:
+        calls = [
+            call
+            for call in ast.walk(node)
+            if isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "Markup"
+        ]
+        if calls:
+            makers.add(node.name if isinstance(node, ast.FunctionDef) else "<module>")
+    return makers
+
+
+def test_markup_is_made_only_by_the_filters_that_build_it_from_escaped_parts() -> None:
+    """Each of these is read and allowed here: a new one needs the same review."""
+    modules = {path.name: markup_makers(path) for path in TEMPLATES.parent.glob("*.py")}
+    assert {name: makers for name, makers in modules.items() if makers} == {
+        # NONE (the dash for a missing value), then filters of package literals, numbers formatted
+        # as numbers and escape_text()'d text.
+        "markup.py": {"<module>", "ago", "badge", "days_left", "timestamp", "until"},
+    }
+
+
+def test_markup_filters_escape_any_text_they_are_given() -> None:
+    assert str(markup.badge(HOSTILE_TEXT)) == (
+        f'<span class="badge {html.escape(HOSTILE_TEXT)}">{html.escape(HOSTILE_TEXT)}</span>'
+    )
+    with pytest.raises(TypeError):
+        markup.days_left(HOSTILE_TEXT)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("plain-name_1.2", id="plain"),
+        pytest.param(HOSTILE_TEXT, id="hostile"),
+        pytest.param("&amp;", id="entity"),
+        pytest.param(404, id="int"),
+        pytest.param(None, id="none"),
+        pytest.param(0.25, id="float"),
+    ],
+)
+def test_escape_text_escapes_text_as_html_escape_does(value: object) -> None:
+    assert escape_text(value) == html.escape(str(value))
+
+
+def test_escape_text_keeps_markup_as_it_is() -> None:
+    class Fragment:
+        def __html__(self) -> str:
+            return "<b>made here</b>"
+
+    assert escape_text(Markup("<i>x</i>")) == "<i>x</i>"
+    assert escape_text(Fragment()) == "<b>made here</b>"
+
+
+def test_every_template_compiles_each_output_to_the_page_escaper() -> None:
+    """Guards the code generator hook of ``markup._CodeGenerator`` across Jinja releases."""
+    loader = ENVIRONMENT.loader
+    assert loader is not None
+    for name in ENVIRONMENT.list_templates(extensions=["html"]):
+        source = loader.get_source(ENVIRONMENT, name)[0]
+        code = ENVIRONMENT.compile(source, name, raw=True)
+        assert ("environment.escape_text(" in code) == ("{{" in source), name
+        assert not re.search(r"(?<![\w.])escape\(", code), name
+
+
+def test_a_template_refuses_to_render_a_view_without_a_field_it_shows() -> None:
+    with pytest.raises(UndefinedError, match="message"):
+        ENVIRONMENT.get_template("error.html").render(status=404, home="../")
+    beat = {"name": "job", "status": "up", "schedule": "every 1h"}
+    with pytest.raises(KeyError, match="max_runtime_seconds"):
+        ENVIRONMENT.get_template("heartbeat.html").render(detail=beat, now=0.0)
+
+
+def test_every_template_ships_in_the_package() -> None:
+    pyproject = tomllib.loads((TEMPLATES.parents[2] / "pyproject.toml").read_text("utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["exporter.status"]
+    for path in TEMPLATES.iterdir():
+        assert any(fnmatch(f"templates/{path.name}", glob) for glob in globs), path.name

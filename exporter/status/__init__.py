@@ -1,5 +1,5 @@
-"""What Lookout sees, for people and scripts: the status pages (``page`` with ``target_pages``,
-``heartbeat_pages`` and ``markup``) and the JSON API (``api``), both built from the same data
+"""What Lookout sees, for people and scripts: the status pages (``page``, rendering the templates
+in ``templates/`` through ``markup``) and the JSON API (``api``), both built from the same data
 (``views``).
 """
 
