@@ -1,7 +1,7 @@
-"""The status page in a real headless Chromium, driven over the DevTools protocol: it loads
-without console errors (CSP violations included), shows the failing targets and heartbeats first,
-runs none of the script that probed servers put into failure messages or jobs into ping bodies,
-and leaves screenshots in ``tests/artifacts/``."""
+"""The status pages in a real headless Chromium, driven over the DevTools protocol: they load
+without console errors (CSP violations included), show the failing targets and heartbeats first,
+run none of the script that probed servers put into failure messages or jobs into ping bodies,
+and leave screenshots in ``tests/artifacts/``."""
 
 from __future__ import annotations
 
@@ -239,8 +239,21 @@ async def test_status_page_in_headless_chromium(status_url: str, tmp_path: Path)
             assert history >= 3
             detail_shot = await screenshot(devtools, session, "status-target.png")
             assert console_errors(devtools, session, start) == []
+
+            start = await navigate(devtools, session, f"{status_url}heartbeats/backup")
+            text = await evaluate(devtools, session, "document.body.innerText")
+            assert f"error: {HOSTILE}" in text
+            assert await evaluate(devtools, session, "document.scripts.length") == 0
+            assert await evaluate(devtools, session, "document.images.length") == 0
+            assert await evaluate(devtools, session, "typeof window.pwned") == "undefined"
+            pings = await evaluate(
+                devtools, session, "document.querySelectorAll('tr[data-signal]').length"
+            )
+            assert pings == 1
+            heartbeat_shot = await screenshot(devtools, session, "status-heartbeat.png")
+            assert console_errors(devtools, session, start) == []
         finally:
             await devtools.close()
-    for shot in (index_shot, detail_shot):
+    for shot in (index_shot, detail_shot, heartbeat_shot):
         assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         assert shot.stat().st_size > 10_000
