@@ -19,11 +19,12 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter import __version__, config, probe_command
-from exporter.app import RUNTIME, Options, create_app
+from exporter.app import create_app
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
 from exporter.heartbeats.store import StoreError
 from exporter.logs import setup_logging
+from exporter.runtime import RUNTIME, Options
 from exporter.scheduler import Shard
 
 __all__ = ["main"]

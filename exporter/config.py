@@ -54,7 +54,7 @@ class ConfigError(Exception):
 class Config:
     location: str | None
     max_in_flight: int
-    targets: tuple[Target, ...]
+    targets: tuple[Target[Any], ...]
     source: str
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
@@ -128,7 +128,7 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
     defaults = raw.get("defaults", {})
     interval = parse_duration(defaults.get("interval", "30s"))
     timeout = parse_duration(defaults.get("timeout", "10s"))
-    targets: list[Target] = []
+    targets: list[Target[Any]] = []
     seen: dict[str, int] = {}
     failed: list[Problem] = []
     for index, item in enumerate(raw.get("targets", [])):

@@ -6,11 +6,19 @@ error names the file, the line and the key path the same way.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jsonschema
 
-__all__ = ["ConfigProblem", "KeyPath", "Source", "describe_error", "format_path"]
+__all__ = [
+    "ConfigProblem",
+    "KeyPath",
+    "Source",
+    "compile_regex",
+    "describe_error",
+    "format_path",
+]
 
 KeyPath = tuple[str | int, ...]
 
@@ -73,3 +81,11 @@ def describe_error(error: jsonschema.ValidationError | jsonschema.SchemaError) -
             return f"{error.instance!r} is not {wanted}"
         return f"{error.instance!r} does not match {error.validator_value}"
     return error.message
+
+
+def compile_regex(pattern: str, at: KeyPath) -> re.Pattern[str]:
+    """A config regex, compiled at load (``re.MULTILINE``: ``^`` and ``$`` match at lines)."""
+    try:
+        return re.compile(pattern, re.MULTILINE)
+    except re.error as exc:
+        raise ConfigProblem(at, f"invalid regular expression {pattern!r}: {exc}") from None

@@ -2,13 +2,18 @@
 the slow-probe counter, the latest result and the recent probes.
 
 This is what a stateless prober cannot offer: counters that survive between scrapes (and across
-reloads for targets whose identity did not change). ``rendered`` caches the target's exposition
-text until its next result, so a scrape only re-renders targets that probed since the last one.
+reloads for targets whose identity did not change). ``generation`` changes whenever anything a
+reader shows of the target changes (a result recorded, the target's config replaced), so a
+reader that caches what it made of the stats (the probe collector's text) knows when to make it
+again; the stats know nothing of their readers.
 """
 
 from __future__ import annotations
 
-from exporter.exposition import Histogram
+import itertools
+from typing import Any
+
+from exporter.histogram import Histogram
 from exporter.reasons import Reason
 from exporter.recent import RecentProbes
 from exporter.results import ProbeResult
@@ -20,12 +25,24 @@ __all__ = ["DURATION_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Recent probes kept for the status page and the API.
 HISTORY_LENGTH = 20
+# Generations are unique across all stats, so a reader's cache entry of a removed target never
+# matches the stats of a new one with the same name.
+_generations = itertools.count(1)
 
 
 class ProbeStats:
-    __slots__ = ("durations", "failures", "last", "probes", "recent", "rendered", "slow", "target")
+    __slots__ = (
+        "durations",
+        "failures",
+        "generation",
+        "last",
+        "probes",
+        "recent",
+        "slow",
+        "target",
+    )
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target[Any]) -> None:
         self.target = target
         self.durations = Histogram(DURATION_BUCKETS)
         self.failures: dict[Reason, int] = {}
@@ -33,7 +50,7 @@ class ProbeStats:
         self.probes = 0
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
-        self.rendered: tuple[str, ...] | None = None
+        self.generation = next(_generations)
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1
@@ -45,8 +62,18 @@ class ProbeStats:
             self.slow += 1
         self.last = result
         self.recent.add(result)
-        self.rendered = None
+        self.generation = next(_generations)
+
+    def retarget(self, target: Target[Any]) -> None:
+        """Use the changed config of the same series (same ``series_identity``); counters stay."""
+        self.target = target
+        self.generation = next(_generations)
 
     def series_identity(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         """What names this target's series; counters are kept across a reload while it is equal."""
-        return (self.target.name, self.target.kind, self.target.labels)
+        return identity(self.target)
+
+
+def identity(target: Target[Any]) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """The names of a target's series: its name, its kind and its static labels."""
+    return (target.name, target.kind.name, target.labels)

@@ -11,7 +11,7 @@ import pytest
 
 from exporter import config
 from exporter.config import ConfigError
-from exporter.targets import HttpSpec
+from exporter.probes.http import HttpSpec
 from tests.processes import run
 
 TESTDATA = Path(__file__).parent / "testdata"

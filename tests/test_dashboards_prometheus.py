@@ -29,7 +29,8 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
+from exporter.runtime import Options
 from tests import processes
 from tests.test_dashboards import BY_UID, ROOT, panels
 

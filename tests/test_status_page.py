@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter import __version__, config
-from exporter.app import Options, create_app
+from exporter.app import create_app
 from exporter.config import Source
+from exporter.runtime import Options
 from exporter.status.markup import CSP
 from exporter.targets import build_target
 from tests.status_support import (

@@ -19,10 +19,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.exposition import format_value, header, label_pairs
+from exporter.exposition import header, histogram_lines, label_pairs, sample
+from exporter.families import Family
 from exporter.scheduler import Scheduler
 
-__all__ = ["ReloadState", "SelfCollector"]
+__all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
+
+BUILD_INFO = Family("lookout_build_info", "gauge", "Lookout's version and Python version.")
+RELOAD_SUCCESSFUL = Family(
+    "lookout_config_last_reload_successful",
+    "gauge",
+    "1 if the latest config (re)load succeeded, 0 if the running config is an older one.",
+)
+RELOAD_SUCCESS_TIME = Family(
+    "lookout_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "When the config was last loaded successfully.",
+)
+TARGETS = Family("lookout_targets", "gauge", "Configured targets this replica probes, by kind.")
+IN_FLIGHT = Family("lookout_probes_in_flight", "gauge", "Probes running right now.")
+RUNS = Family("lookout_probe_runs_total", "counter", "Probes run since start, by kind.")
+LAG = Family(
+    "lookout_scheduler_lag_seconds",
+    "histogram",
+    "How late probes started against their schedule, waiting for a free slot included.",
+)
+FAMILIES = (BUILD_INFO, RELOAD_SUCCESSFUL, RELOAD_SUCCESS_TIME, TARGETS, IN_FLIGHT, RUNS, LAG)
 
 
 @dataclass(slots=True)
@@ -30,6 +52,10 @@ class ReloadState:
     successful: bool = True
     last_success: float = 0.0
     last_error: str = ""
+
+
+def _by_kind(family: Family, counts: Iterable[tuple[str, int]]) -> str:
+    return "".join(sample(family, label_pairs([("kind", kind)]), n) for kind, n in sorted(counts))
 
 
 class SelfCollector:
@@ -40,38 +66,12 @@ class SelfCollector:
 
     def expose(self) -> Iterable[str]:
         scheduler = self._scheduler
-        yield header("lookout_build_info", "gauge", "Lookout's version and Python version.")
-        yield f"lookout_build_info{{{self._build}}} 1\n"
-        yield header(
-            "lookout_config_last_reload_successful",
-            "gauge",
-            "1 if the latest config (re)load succeeded, 0 if the running config is an older one.",
-        )
-        yield f"lookout_config_last_reload_successful {int(self._reload.successful)}\n"
-        yield header(
-            "lookout_config_last_reload_success_timestamp_seconds",
-            "gauge",
-            "When the config was last loaded successfully.",
-        )
-        yield (
-            "lookout_config_last_reload_success_timestamp_seconds "
-            f"{format_value(self._reload.last_success)}\n"
-        )
-        kinds = Counter(stats.target.kind for stats in scheduler.all_stats())
-        yield header("lookout_targets", "gauge", "Configured targets this replica probes, by kind.")
-        yield "".join(
-            f'lookout_targets{{kind="{kind}"}} {n}\n' for kind, n in sorted(kinds.items())
-        )
-        yield header("lookout_probes_in_flight", "gauge", "Probes running right now.")
-        yield f"lookout_probes_in_flight {scheduler.in_flight}\n"
-        yield header("lookout_probe_runs_total", "counter", "Probes run since start, by kind.")
-        yield "".join(
-            f'lookout_probe_runs_total{{kind="{kind}"}} {n}\n'
-            for kind, n in sorted(scheduler.runs.items())
-        )
-        yield header(
-            "lookout_scheduler_lag_seconds",
-            "histogram",
-            "How late probes started against their schedule, waiting for a free slot included.",
-        )
-        yield scheduler.lag.lines("lookout_scheduler_lag_seconds", "")
+        reload = self._reload
+        kinds = Counter(stats.target.kind.name for stats in scheduler.all_stats())
+        yield header(BUILD_INFO) + sample(BUILD_INFO, self._build, 1)
+        yield header(RELOAD_SUCCESSFUL) + sample(RELOAD_SUCCESSFUL, "", int(reload.successful))
+        yield header(RELOAD_SUCCESS_TIME) + sample(RELOAD_SUCCESS_TIME, "", reload.last_success)
+        yield header(TARGETS) + _by_kind(TARGETS, kinds.items())
+        yield header(IN_FLIGHT) + sample(IN_FLIGHT, "", scheduler.in_flight)
+        yield header(RUNS) + _by_kind(RUNS, scheduler.runs.items())
+        yield header(LAG) + histogram_lines(LAG, "", scheduler.lag)
