@@ -30,8 +30,7 @@ def add_routes(app: web.Application) -> None:
     async def targets(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]
         try:
-            state = views.choice(request.query, "state", views.FILTERS)
-            sort = views.choice(request.query, "sort", views.SORTS)
+            state, sort = views.state_and_sort(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
         now = runtime.clock.time()
@@ -51,8 +50,7 @@ def add_routes(app: web.Application) -> None:
     async def heartbeats(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]
         try:
-            state = views.choice(request.query, "state", views.FILTERS)
-            sort = views.choice(request.query, "sort", views.SORTS)
+            state, sort = views.state_and_sort(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
         items = await views.heartbeat_summaries(runtime.heartbeats)

@@ -46,6 +46,7 @@ __all__ = [
     "request_json",
     "result_json",
     "select",
+    "state_and_sort",
     "target_detail",
     "target_summary",
 ]
@@ -306,6 +307,11 @@ def ping_limit(query: Mapping[str, str]) -> int:
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= KEEP_PINGS):
         raise ValueError(f"invalid limit={text!r}: use a number from 1 to {KEEP_PINGS}")
     return int(text)
+
+
+def state_and_sort(query: Mapping[str, str]) -> tuple[str, str]:
+    """The ``state`` filter and the ``sort`` order a list was asked for (ValueError if invalid)."""
+    return choice(query, "state", FILTERS), choice(query, "sort", SORTS)
 
 
 def choice(query: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
