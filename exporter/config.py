@@ -24,8 +24,7 @@ from yaml.composer import Composer
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
 from exporter.heartbeats.spec import Heartbeat, build_heartbeats
 from exporter.host.settings import HostSettings, build_host
-from exporter.targets import Target, build_target
-from exporter.units import parse_duration
+from exporter.targets import Target, build_defaults, build_target
 
 __all__ = [
     "Config",
@@ -125,9 +124,7 @@ def _locate(problems: list[Problem], text: str, name: str) -> list[str]:
 
 
 def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Problem]]:
-    defaults = raw.get("defaults", {})
-    interval = parse_duration(defaults.get("interval", "30s"))
-    timeout = parse_duration(defaults.get("timeout", "10s"))
+    defaults = build_defaults(raw.get("defaults", {}))
     targets: list[Target[Any]] = []
     seen: dict[str, int] = {}
     failed: list[Problem] = []
@@ -145,7 +142,7 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
             continue
         seen[item["name"]] = index
         try:
-            targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
+            targets.append(build_target(item, at, source, defaults))
         except ConfigProblem as exc:
             failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     host: HostSettings | None = None

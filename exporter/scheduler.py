@@ -207,9 +207,10 @@ class Scheduler:
         except Exception:  # a bug; the target must keep its schedule all the same
             log.exception("handling a probe result failed", extra={"target": target.name})
         run.task = None
-        run.scheduled += target.interval
+        interval = target.next_interval(stats.confirming)
+        run.scheduled += interval
         now = clock.monotonic()
-        if now - run.scheduled > target.interval:
+        if now - run.scheduled > interval:
             # More than a whole interval behind (a stalled loop): start afresh from now
             # instead of firing the missed runs back to back; the lag histogram shows it.
             run.scheduled = now

@@ -1,5 +1,9 @@
 """Per-target state kept between scrapes: the duration histogram, failure counters by reason,
-the slow-probe counter, the latest result and the recent probes.
+the slow-probe counter, the latest result, the recent probes, and the confirmed state.
+
+Every attempt feeds the histogram and the counters; the confirmed state (what
+``lookout_probe_success`` and the alerts read) changes only after the target's ``confirm``
+number of consecutive attempts say so, and is None until the first confirmation.
 
 This is what a stateless prober cannot offer: counters that survive between scrapes (and across
 reloads for targets whose identity did not change). ``generation`` changes whenever anything a
@@ -32,13 +36,16 @@ _generations = itertools.count(1)
 
 class ProbeStats:
     __slots__ = (
+        "confirmed",
         "durations",
         "failures",
         "generation",
         "last",
         "probes",
         "recent",
+        "run",
         "slow",
+        "state_changes",
         "target",
     )
 
@@ -51,6 +58,16 @@ class ProbeStats:
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
+        self.confirmed: bool | None = None
+        # The latest attempts that agree: how many in a row; their outcome is last.success.
+        self.run = 0
+        # Changes of the confirmed state from passing to failing or back (not the first one).
+        self.state_changes = 0
+
+    @property
+    def confirming(self) -> bool:
+        """Whether the latest attempt disagrees with the confirmed state (or none is yet)."""
+        return self.last is not None and self.last.success is not self.confirmed
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1
@@ -60,7 +77,17 @@ class ProbeStats:
         slo = self.target.slo
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
+        previous = self.last
+        self.run = (
+            self.run + 1 if previous is not None and previous.success == result.success else 1
+        )
         self.last = result
+        confirm = self.target.confirm
+        needed = confirm.successes if result.success else confirm.failures
+        if self.run >= needed and self.confirmed != result.success:
+            if self.confirmed is not None:
+                self.state_changes += 1
+            self.confirmed = result.success
         self.recent.add(result)
         self.generation = next(_generations)
 

@@ -29,6 +29,7 @@ from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.probes.registry import KINDS
 from exporter.stats import ProbeStats
+from exporter.targets import NO_CONFIRMATION
 
 __all__ = ["BATCH", "COMMON_FAMILIES", "FAMILIES", "ProbeCollector"]
 
@@ -36,7 +37,21 @@ __all__ = ["BATCH", "COMMON_FAMILIES", "FAMILIES", "ProbeCollector"]
 BATCH = 200
 
 SUCCESS = Family(
-    "lookout_probe_success", "gauge", "1 if the latest scheduled probe passed every check, else 0."
+    "lookout_probe_success",
+    "gauge",
+    "The target's confirmed state after its latest probe: 1 passing, 0 failing (see confirm).",
+)
+ATTEMPT_SUCCESS = Family(
+    "lookout_probe_attempt_success",
+    "gauge",
+    "1 if the latest scheduled probe attempt passed every check, else 0, confirmed or not "
+    "(targets with a confirm setting only).",
+)
+STATE_CHANGES = Family(
+    "lookout_probe_confirmed_state_changes_total",
+    "counter",
+    "Changes of the confirmed state, passing to failing or back (targets with a confirm "
+    "setting only).",
 )
 DURATION = Family(
     "lookout_probe_duration_seconds", "histogram", "Duration of every probe, passed or failed."
@@ -74,6 +89,8 @@ TLS_VERSION = Family(
 
 COMMON_FAMILIES = (
     SUCCESS,
+    ATTEMPT_SUCCESS,
+    STATE_CHANGES,
     DURATION,
     FAILURES,
     PHASE,
@@ -124,7 +141,11 @@ def render_target(stats: ProbeStats, location: str | None) -> Rendered:
     last = stats.last
     if last is None:
         return tuple(out)
-    add(SUCCESS, 1 if last.success else 0)
+    if stats.confirmed is not None:
+        add(SUCCESS, 1 if stats.confirmed else 0)
+    if target.confirm != NO_CONFIRMATION:
+        add(ATTEMPT_SUCCESS, 1 if last.success else 0)
+        add(STATE_CHANGES, stats.state_changes)
     add(LAST_RUN, last.finished_at)
     for phase, seconds in last.phases:
         add(PHASE, seconds, label_pairs([("phase", phase)]))

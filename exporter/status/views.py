@@ -129,10 +129,11 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
 
 
 def target_state(stats: ProbeStats) -> str:
-    last = stats.last
-    if last is None:
+    """``up`` or ``down`` as confirmed (see ``confirm``), ``pending`` before the first
+    confirmation."""
+    if stats.confirmed is None:
         return "pending"
-    return "up" if last.success else "down"
+    return "up" if stats.confirmed else "down"
 
 
 def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
