@@ -29,6 +29,7 @@ from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
+from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.store import StoreError
@@ -65,9 +66,14 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
+        self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
-            self.clients, clock, max_in_flight=config.max_in_flight, on_result=probes.refresh
+            self.clients,
+            clock,
+            max_in_flight=config.max_in_flight,
+            on_result=probes.refresh,
+            connectivity=self.connectivity,
         )
         self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -76,7 +82,7 @@ class Runtime:
         GCCollector(registry=self.registry)
         self.host = HostRefresher(HostCollector(settings=config.host), clock)
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state),
+            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
             self.host.collector,
             HeartbeatCollector(self.heartbeats.views),
@@ -99,6 +105,7 @@ class Runtime:
         self.config = config
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
+        self.connectivity.configure(config.connectivity)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.collector.settings:

@@ -44,6 +44,7 @@ class ProbeStats:
         "probes",
         "recent",
         "run",
+        "run_success",
         "slow",
         "state_changes",
         "target",
@@ -59,7 +60,8 @@ class ProbeStats:
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
         self.confirmed: bool | None = None
-        # The latest attempts that agree: how many in a row; their outcome is last.success.
+        # The latest attempts that agree: their outcome and how many in a row.
+        self.run_success: bool | None = None
         self.run = 0
         # Changes of the confirmed state from passing to failing or back (not the first one).
         self.state_changes = 0
@@ -67,7 +69,7 @@ class ProbeStats:
     @property
     def confirming(self) -> bool:
         """Whether the latest attempt disagrees with the confirmed state (or none is yet)."""
-        return self.last is not None and self.last.success is not self.confirmed
+        return self.run_success is not None and self.run_success != self.confirmed
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1
@@ -77,19 +79,20 @@ class ProbeStats:
         slo = self.target.slo
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
-        previous = self.last
-        self.run = (
-            self.run + 1 if previous is not None and previous.success == result.success else 1
-        )
         self.last = result
-        confirm = self.target.confirm
-        needed = confirm.successes if result.success else confirm.failures
-        if self.run >= needed and self.confirmed != result.success:
-            if self.confirmed is not None:
-                self.state_changes += 1
-            self.confirmed = result.success
+        if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
+            self._confirm(result.success)
         self.recent.add(result)
         self.generation = next(_generations)
+
+    def _confirm(self, success: bool) -> None:
+        self.run = self.run + 1 if success == self.run_success else 1
+        self.run_success = success
+        confirm = self.target.confirm
+        if self.run >= (confirm.successes if success else confirm.failures):
+            if self.confirmed is not None and self.confirmed != success:
+                self.state_changes += 1
+            self.confirmed = success
 
     def retarget(self, target: Target[Any]) -> None:
         """Use the changed config of the same series (same ``series_identity``); counters stay."""

@@ -9,6 +9,8 @@ Sample of the exposition::
     lookout_probes_in_flight 3
     lookout_probe_runs_total{kind="http"} 4711
     lookout_scheduler_lag_seconds_bucket{le="0.001"} 4700
+    lookout_exporter_connectivity_ok 1
+    lookout_connectivity_canary_success{canary="resolver"} 1
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exporter import __version__
+from exporter.connectivity import Connectivity
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.scheduler import Scheduler
@@ -44,7 +47,33 @@ LAG = Family(
     "histogram",
     "How late probes started against their schedule, waiting for a free slot included.",
 )
-FAMILIES = (BUILD_INFO, RELOAD_SUCCESSFUL, RELOAD_SUCCESS_TIME, TARGETS, IN_FLIGHT, RUNS, LAG)
+CONNECTIVITY_OK = Family(
+    "lookout_exporter_connectivity_ok",
+    "gauge",
+    "0 when every connectivity canary failed its latest check, else 1 (only with canaries).",
+)
+CONNECTIVITY_CHECKED = Family(
+    "lookout_exporter_connectivity_last_check_timestamp_seconds",
+    "gauge",
+    "When the connectivity canaries were last checked.",
+)
+CANARY_SUCCESS = Family(
+    "lookout_connectivity_canary_success",
+    "gauge",
+    "1 if the canary passed its latest connectivity check, else 0.",
+)
+FAMILIES = (
+    BUILD_INFO,
+    RELOAD_SUCCESSFUL,
+    RELOAD_SUCCESS_TIME,
+    TARGETS,
+    IN_FLIGHT,
+    RUNS,
+    LAG,
+    CONNECTIVITY_OK,
+    CONNECTIVITY_CHECKED,
+    CANARY_SUCCESS,
+)
 
 
 @dataclass(slots=True)
@@ -59,9 +88,12 @@ def _by_kind(family: Family, counts: Iterable[tuple[str, int]]) -> str:
 
 
 class SelfCollector:
-    def __init__(self, scheduler: Scheduler, reload: ReloadState) -> None:
+    def __init__(
+        self, scheduler: Scheduler, reload: ReloadState, connectivity: Connectivity
+    ) -> None:
         self._scheduler = scheduler
         self._reload = reload
+        self._connectivity = connectivity
         self._build = label_pairs([("version", __version__), ("python", platform.python_version())])
 
     def expose(self) -> Iterable[str]:
@@ -75,3 +107,13 @@ class SelfCollector:
         yield header(IN_FLIGHT) + sample(IN_FLIGHT, "", scheduler.in_flight)
         yield header(RUNS) + _by_kind(RUNS, scheduler.runs.items())
         yield header(LAG) + histogram_lines(LAG, "", scheduler.lag)
+        connectivity = self._connectivity
+        if connectivity.ok is not None and connectivity.checked_at is not None:
+            yield header(CONNECTIVITY_OK) + sample(CONNECTIVITY_OK, "", int(connectivity.ok))
+            yield header(CONNECTIVITY_CHECKED) + sample(
+                CONNECTIVITY_CHECKED, "", connectivity.checked_at
+            )
+            yield header(CANARY_SUCCESS) + "".join(
+                sample(CANARY_SUCCESS, label_pairs([("canary", name)]), int(result.success))
+                for name, result in sorted(connectivity.results.items())
+            )
