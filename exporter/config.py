@@ -24,6 +24,7 @@ from yaml.composer import Composer
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
 from exporter.heartbeats.spec import Heartbeat, build_heartbeats
 from exporter.host.settings import HostSettings, build_host
+from exporter.maintenance import Window, build_windows
 from exporter.targets import Defaults, Target, build_defaults, build_target
 from exporter.units import parse_duration
 
@@ -68,6 +69,7 @@ class Config:
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
     connectivity: ConnectivitySettings = ConnectivitySettings()
+    maintenance: tuple[Window, ...] = ()
 
 
 def schema() -> dict[str, Any]:
@@ -164,6 +166,8 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
         failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
     failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
+    windows, problems = build_windows(raw.get("maintenance", []))
+    failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
     if failed or host is None:
         return None, failed
     config = Config(
@@ -174,6 +178,7 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
         host=host,
         heartbeats=heartbeats,
         connectivity=connectivity,
+        maintenance=windows,
     )
     return config, []
 

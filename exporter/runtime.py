@@ -27,6 +27,7 @@ from exporter.clock import Clock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
 from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.maintenance import MaintenanceCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
 from exporter.connectivity import Connectivity
@@ -81,11 +82,19 @@ class Runtime:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.host = HostRefresher(HostCollector(settings=config.host), clock)
+        self.maintenance = MaintenanceCollector(
+            lambda: self.config.maintenance,
+            self.scheduler.all_stats,
+            lambda: self.config.heartbeats,
+            lambda: self.location,
+            clock,
+        )
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
             self.host.collector,
             HeartbeatCollector(self.heartbeats.views),
+            self.maintenance,
         ]
         self._reload_lock = asyncio.Lock()
 
