@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -269,7 +269,7 @@ class Host(NamedTuple):
 def make(fake: FakePsutil, statvfs: FakeStatvfs, tmp_path: Path) -> Callable[..., Host]:
     procfs = write_procfs(tmp_path / "proc")
 
-    def make(**settings: object) -> Host:
+    def make(**settings: Any) -> Host:
         reader = HostReader(psutil=fake, procfs=procfs, statvfs=statvfs)
         return Host(reader, HostSettings(**settings))
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def make(
 ) -> Callable[..., HostRefresher]:
     procfs = write_procfs(tmp_path / "proc")
 
-    def make(**settings: object) -> HostRefresher:
+    def make(**settings: Any) -> HostRefresher:
         reader = HostReader(psutil=fake, procfs=procfs, statvfs=FakeStatvfs())
         return HostRefresher(reader, HostSettings(**settings), collector.show, clock)
 
