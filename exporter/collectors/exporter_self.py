@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from exporter import __version__
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
+from exporter.protobuf import exposition as protobuf
+from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.scheduler import Scheduler
 
 __all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
@@ -54,24 +56,49 @@ class ReloadState:
     last_error: str = ""
 
 
-def _by_kind(family: Family, counts: Iterable[tuple[str, int]]) -> str:
-    return "".join(sample(family, label_pairs([("kind", kind)]), n) for kind, n in sorted(counts))
+# A family's samples: (label-pairs text, value) each.
+Samples = list[tuple[str, float]]
+
+
+def _by_kind(counts: Iterable[tuple[str, int]]) -> Samples:
+    return [(label_pairs([("kind", kind)]), n) for kind, n in sorted(counts)]
 
 
 class SelfCollector:
+    """Text and protobuf collector of the exporter's own state; the scheduler lag histogram
+    keeps native buckets too."""
+
     def __init__(self, scheduler: Scheduler, reload: ReloadState) -> None:
         self._scheduler = scheduler
         self._reload = reload
         self._build = label_pairs([("version", __version__), ("python", platform.python_version())])
 
-    def expose(self) -> Iterable[str]:
+    def _families(self) -> Iterator[tuple[Family, Samples]]:
+        """Every family but the lag histogram, with its samples."""
         scheduler = self._scheduler
         reload = self._reload
         kinds = Counter(stats.target.kind.name for stats in scheduler.all_stats())
-        yield header(BUILD_INFO) + sample(BUILD_INFO, self._build, 1)
-        yield header(RELOAD_SUCCESSFUL) + sample(RELOAD_SUCCESSFUL, "", int(reload.successful))
-        yield header(RELOAD_SUCCESS_TIME) + sample(RELOAD_SUCCESS_TIME, "", reload.last_success)
-        yield header(TARGETS) + _by_kind(TARGETS, kinds.items())
-        yield header(IN_FLIGHT) + sample(IN_FLIGHT, "", scheduler.in_flight)
-        yield header(RUNS) + _by_kind(RUNS, scheduler.runs.items())
-        yield header(LAG) + histogram_lines(LAG, "", scheduler.lag)
+        yield BUILD_INFO, [(self._build, 1)]
+        yield RELOAD_SUCCESSFUL, [("", int(reload.successful))]
+        yield RELOAD_SUCCESS_TIME, [("", reload.last_success)]
+        yield TARGETS, _by_kind(kinds.items())
+        yield IN_FLIGHT, [("", scheduler.in_flight)]
+        yield RUNS, _by_kind(scheduler.runs.items())
+
+    def expose(self) -> Iterable[str]:
+        for family, samples in self._families():
+            yield header(family) + "".join(sample(family, labels, n) for labels, n in samples)
+        yield header(LAG) + histogram_lines(LAG, "", self._scheduler.lag)
+
+    def expose_protobuf(self) -> Iterable[bytes]:
+        """The same families as delimited ``MetricFamily`` messages (none without samples)."""
+        unlabelled = protobuf.labelled(())
+        for family, samples in self._families():
+            if samples:
+                entries = MetricFamily()
+                for labels, value in samples:
+                    protobuf.add_sample(entries, family, unlabelled, labels, value)
+                yield protobuf.delimited(family, entries.SerializeToString())
+        entries = MetricFamily()
+        protobuf.add_histogram(entries, unlabelled, self._scheduler.lag)
+        yield protobuf.delimited(LAG, entries.SerializeToString())
