@@ -151,8 +151,13 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
         async with runtime.host.running():
             yield
 
+    async def connectivity(_app: web.Application) -> AsyncIterator[None]:
+        async with runtime.connectivity.running():
+            yield
+
     app.cleanup_ctx.append(lifetime)
     app.cleanup_ctx.append(host_metrics)
+    app.cleanup_ctx.append(connectivity)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -24,13 +24,15 @@ from yaml.composer import Composer
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
 from exporter.heartbeats.spec import Heartbeat, build_heartbeats
 from exporter.host.settings import HostSettings, build_host
-from exporter.targets import Target, build_target
+from exporter.maintenance import Window, build_windows
+from exporter.targets import Defaults, Target, build_defaults, build_target
 from exporter.units import parse_duration
 
 __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConnectivitySettings",
     "KeyPath",
     "Source",
     "load",
@@ -51,6 +53,14 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectivitySettings:
+    """The ``connectivity:`` section: canaries that tell the exporter's outage from a target's."""
+
+    canaries: tuple[Target[Any], ...] = ()
+    interval: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     location: str | None
     max_in_flight: int
@@ -58,6 +68,8 @@ class Config:
     source: str
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
+    connectivity: ConnectivitySettings = ConnectivitySettings()
+    maintenance: tuple[Window, ...] = ()
 
 
 def schema() -> dict[str, Any]:
@@ -125,9 +137,7 @@ def _locate(problems: list[Problem], text: str, name: str) -> list[str]:
 
 
 def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Problem]]:
-    defaults = raw.get("defaults", {})
-    interval = parse_duration(defaults.get("interval", "30s"))
-    timeout = parse_duration(defaults.get("timeout", "10s"))
+    defaults = build_defaults(raw.get("defaults", {}))
     targets: list[Target[Any]] = []
     seen: dict[str, int] = {}
     failed: list[Problem] = []
@@ -145,15 +155,18 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
             continue
         seen[item["name"]] = index
         try:
-            targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
+            targets.append(build_target(item, at, source, defaults))
         except ConfigProblem as exc:
             failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
+    connectivity = _build_connectivity(raw.get("connectivity", {}), source, defaults, failed)
     host: HostSettings | None = None
     try:
         host = build_host(raw.get("host", {}))
     except ConfigProblem as exc:
         failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
+    failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
+    windows, problems = build_windows(raw.get("maintenance", []))
     failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
     if failed or host is None:
         return None, failed
@@ -164,8 +177,29 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
         source=source.name,
         host=host,
         heartbeats=heartbeats,
+        connectivity=connectivity,
+        maintenance=windows,
     )
     return config, []
+
+
+def _build_connectivity(
+    raw: Mapping[str, Any], source: Source, defaults: Defaults, failed: list[Problem]
+) -> ConnectivitySettings:
+    canaries: list[Target[Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw.get("canaries", [])):
+        at: KeyPath = ("connectivity", "canaries", index)
+        if item["name"] in seen:
+            failed.append(((*at, "name"), f"{format_path((*at, 'name'))}: duplicate canary name"))
+            continue
+        seen.add(item["name"])
+        try:
+            canaries.append(build_target(item, at, source, defaults))
+        except ConfigProblem as exc:
+            failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
+    interval = parse_duration(raw["interval"]) if "interval" in raw else 30.0
+    return ConnectivitySettings(canaries=tuple(canaries), interval=interval)
 
 
 if TYPE_CHECKING:

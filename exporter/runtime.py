@@ -29,8 +29,10 @@ from exporter.clock import Clock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
 from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.maintenance import MaintenanceCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
+from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.store import StoreError
@@ -70,9 +72,14 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
+        self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
-            self.clients, clock, max_in_flight=config.max_in_flight, on_result=probes.refresh
+            self.clients,
+            clock,
+            max_in_flight=config.max_in_flight,
+            on_result=probes.refresh,
+            connectivity=self.connectivity,
         )
         self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -80,11 +87,19 @@ class Runtime:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.host = HostRefresher(HostCollector(settings=config.host), clock)
+        self.maintenance = MaintenanceCollector(
+            lambda: self.config.maintenance,
+            self.scheduler.all_stats,
+            lambda: self.config.heartbeats,
+            lambda: self.location,
+            clock,
+        )
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state),
+            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
             self.host.collector,
             HeartbeatCollector(self.heartbeats.views),
+            self.maintenance,
         ]
         self._reload_lock = asyncio.Lock()
 
@@ -104,6 +119,7 @@ class Runtime:
         self.config = config
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
+        self.connectivity.configure(config.connectivity)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.collector.settings:

@@ -1,5 +1,9 @@
 """Per-target state kept between scrapes: the duration histogram, failure counters by reason,
-the slow-probe counter, the latest result and the recent probes.
+the slow-probe counter, the latest result, the recent probes, and the confirmed state.
+
+Every attempt feeds the histogram and the counters; the confirmed state (what
+``lookout_probe_success`` and the alerts read) changes only after the target's ``confirm``
+number of consecutive attempts say so, and is None until the first confirmation.
 
 This is what a stateless prober cannot offer: counters that survive between scrapes (and across
 reloads for targets whose identity did not change). ``generation`` changes whenever anything a
@@ -32,13 +36,17 @@ _generations = itertools.count(1)
 
 class ProbeStats:
     __slots__ = (
+        "confirmed",
         "durations",
         "failures",
         "generation",
         "last",
         "probes",
         "recent",
+        "run",
+        "run_success",
         "slow",
+        "state_changes",
         "target",
     )
 
@@ -51,6 +59,17 @@ class ProbeStats:
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
+        self.confirmed: bool | None = None
+        # The latest attempts that agree: their outcome and how many in a row.
+        self.run_success: bool | None = None
+        self.run = 0
+        # Changes of the confirmed state from passing to failing or back (not the first one).
+        self.state_changes = 0
+
+    @property
+    def confirming(self) -> bool:
+        """Whether the latest attempt disagrees with the confirmed state (or none is yet)."""
+        return self.run_success is not None and self.run_success != self.confirmed
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1
@@ -61,8 +80,19 @@ class ProbeStats:
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
         self.last = result
+        if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
+            self._confirm(result.success)
         self.recent.add(result)
         self.generation = next(_generations)
+
+    def _confirm(self, success: bool) -> None:
+        self.run = self.run + 1 if success == self.run_success else 1
+        self.run_success = success
+        confirm = self.target.confirm
+        if self.run >= (confirm.successes if success else confirm.failures):
+            if self.confirmed is not None and self.confirmed != success:
+                self.state_changes += 1
+            self.confirmed = success
 
     def retarget(self, target: Target[Any]) -> None:
         """Use the changed config of the same series (same ``series_identity``); counters stay."""

@@ -1022,6 +1022,23 @@ def endpoint() -> dashboard.Dashboard:
             "short",
             [Query(f"max by (location) (lookout_dns_answers{{{TARGET}}})", "{{location}}")],
         ),
+        graph(
+            "Attempts and confirmed state",
+            "The latest attempt against the confirmed state, and how often the confirmed "
+            "state changed (targets with a confirm setting only).",
+            "short",
+            [
+                Query(
+                    f"min by (location) (lookout_probe_attempt_success{{{TARGET}}})",
+                    "attempt {{location}}",
+                ),
+                Query(
+                    "sum by (location) (increase(lookout_probe_confirmed_state_changes_total"
+                    f"{{{TARGET}}}[$__rate_interval]))",
+                    "state changes {{location}}",
+                ),
+            ],
+        ),
     ]
     certificate: Panels = [
         graph(

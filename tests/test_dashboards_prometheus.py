@@ -188,6 +188,7 @@ targets:
     kind: http
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
+    confirm: {{failures: 2}}
   - name: api-tls
     kind: http
     url: {upstreams["secure"]}/ok

@@ -36,6 +36,7 @@ from exporter.protobuf import exposition as protobuf
 from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.results import Sample
 from exporter.stats import ProbeStats
+from exporter.targets import NO_CONFIRMATION
 
 __all__ = ["BATCH", "COMMON_FAMILIES", "FAMILIES", "PROTOBUF_BATCH", "ProbeCollector"]
 
@@ -46,7 +47,21 @@ BATCH = 200
 PROTOBUF_BATCH = BATCH // 4
 
 SUCCESS = Family(
-    "lookout_probe_success", "gauge", "1 if the latest scheduled probe passed every check, else 0."
+    "lookout_probe_success",
+    "gauge",
+    "The target's confirmed state after its latest probe: 1 passing, 0 failing (see confirm).",
+)
+ATTEMPT_SUCCESS = Family(
+    "lookout_probe_attempt_success",
+    "gauge",
+    "1 if the latest scheduled probe attempt passed every check, else 0, confirmed or not "
+    "(targets with a confirm setting only).",
+)
+STATE_CHANGES = Family(
+    "lookout_probe_confirmed_state_changes_total",
+    "counter",
+    "Changes of the confirmed state, passing to failing or back (targets with a confirm "
+    "setting only).",
 )
 DURATION = Family(
     "lookout_probe_duration_seconds", "histogram", "Duration of every probe, passed or failed."
@@ -84,6 +99,8 @@ TLS_VERSION = Family(
 
 COMMON_FAMILIES = (
     SUCCESS,
+    ATTEMPT_SUCCESS,
+    STATE_CHANGES,
     DURATION,
     FAILURES,
     PHASE,
@@ -134,7 +151,11 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     last = stats.last
     if last is None:
         return
-    yield SUCCESS, 1 if last.success else 0, ""
+    if stats.confirmed is not None:
+        yield SUCCESS, 1 if stats.confirmed else 0, ""
+    if stats.target.confirm != NO_CONFIRMATION:
+        yield ATTEMPT_SUCCESS, 1 if last.success else 0, ""
+        yield STATE_CHANGES, stats.state_changes, ""
     yield LAST_RUN, last.finished_at, ""
     for phase, seconds in last.phases:
         yield PHASE, seconds, label_pairs([("phase", phase)])
