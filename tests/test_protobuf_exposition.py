@@ -361,3 +361,30 @@ def test_a_registry_counter_is_its_total_and_its_created_time_a_gauge_family() -
     ]
     assert families[0].metric[0].counter.value == 3
     assert math.isclose(families[1].metric[0].gauge.value, 1_700_000_000.5)
+
+
+def test_probes_render_protobuf_as_they_complete_once_a_protobuf_scrape_asked_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen through the slice protocol: a pause after every target rendered during a scrape."""
+    monkeypatch.setattr(probes_module, "PROTOBUF_BATCH", 1)
+    targets = [ProbeStats(make_target(name=f"api-{n}")) for n in range(3)]
+    collector = ProbeCollector(lambda: targets, lambda: None)
+
+    def probed(stats: ProbeStats, success: bool) -> None:
+        stats.record(ProbeResult(stats.target.name, success, 0.01, 1_800_000_000.0))
+        collector.refresh(stats)
+
+    def scrape() -> tuple[int, dict[str, float]]:
+        chunks = list(collector.expose_protobuf())
+        families = {f.name: f for f in read_families(b"".join(chunks))}
+        success = {
+            m.label[0].value: m.gauge.value for m in families["lookout_probe_success"].metric
+        }
+        return chunks.count(b""), success
+
+    for stats in targets:
+        probed(stats, True)  # text only: nothing has asked for protobuf yet
+    assert scrape() == (3, {"api-0": 1, "api-1": 1, "api-2": 1})
+    probed(targets[1], False)  # rendered in protobuf too now
+    assert scrape() == (0, {"api-0": 1, "api-1": 0, "api-2": 1})
