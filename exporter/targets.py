@@ -75,6 +75,8 @@ class Target(Generic[Spec]):
     slo: Slo | None
     spec: Spec
     confirm: Confirm = NO_CONFIRMATION
+    # The availability committed to customers as a ratio (99.5 in the config is 0.995 here).
+    sla: float | None = None
     # Probes come this often while the latest attempt disagrees with the confirmed state.
     interval_when_failing: float | None = None
 
@@ -152,6 +154,7 @@ def build_target(
         slo=_build_slo(raw["slo"]) if "slo" in raw else None,
         spec=kind.build(raw, at, source),
         confirm=_build_confirm(raw.get("confirm", {}), defaults.confirm),
+        sla=round(raw["sla"]["availability"] / 100, 10) if "sla" in raw else None,
         interval_when_failing=None if when_failing == interval else when_failing,
     )
 

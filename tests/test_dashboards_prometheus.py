@@ -185,6 +185,7 @@ targets:
     url: {upstreams["plain"]}/ok
     labels: {{service: orders}}
     slo: {{availability: 99.9, latency: {{threshold: 100ms, objective: 99}}}}
+    sla: {{availability: 99.5}}
   - name: api-failing
     kind: http
     url: {upstreams["plain"]}/broken

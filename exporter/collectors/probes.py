@@ -75,6 +75,29 @@ LAST_RUN = Family(
     "gauge",
     "When the latest scheduled probe finished, in seconds since the epoch.",
 )
+INCIDENTS = Family(
+    "lookout_probe_incidents_total",
+    "counter",
+    "Incidents: times the confirmed state turned failing.",
+)
+DOWNTIME = Family(
+    "lookout_probe_downtime_seconds_total",
+    "counter",
+    "Seconds in incidents: closed ones, and the open one up to its latest probe.",
+)
+INCIDENT_OPEN = Family(
+    "lookout_probe_incident_open", "gauge", "1 while an incident is open, as of the latest probe."
+)
+INCIDENT_START = Family(
+    "lookout_probe_incident_start_timestamp_seconds",
+    "gauge",
+    "When the open incident began (its first failed probe), as of the latest probe.",
+)
+SLA_OBJECTIVE = Family(
+    "lookout_probe_sla_objective_ratio",
+    "gauge",
+    "The target's declared SLA availability as a ratio.",
+)
 SLO_OBJECTIVE = Family(
     "lookout_probe_slo_objective_ratio", "gauge", "The target's declared SLO objective as a ratio."
 )
@@ -105,6 +128,11 @@ COMMON_FAMILIES = (
     FAILURES,
     PHASE,
     LAST_RUN,
+    INCIDENTS,
+    DOWNTIME,
+    INCIDENT_OPEN,
+    INCIDENT_START,
+    SLA_OBJECTIVE,
     SLO_OBJECTIVE,
     LATENCY_THRESHOLD,
     SLOW,
@@ -140,6 +168,13 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
         yield FAILURES, count, label_pairs([("reason", reason.value)])
+    yield INCIDENTS, stats.incidents, ""
+    yield DOWNTIME, stats.downtime, ""
+    yield INCIDENT_OPEN, int(stats.incident_start is not None), ""
+    if stats.incident_start is not None:
+        yield INCIDENT_START, stats.incident_start, ""
+    if stats.target.sla is not None:
+        yield SLA_OBJECTIVE, stats.target.sla, ""
     slo = stats.target.slo
     if slo is not None:
         if slo.availability is not None:
