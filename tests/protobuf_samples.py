@@ -27,6 +27,12 @@ from exporter.protobuf.metrics_pb2 import (
 )
 from exporter.protobuf.metrics_pb2 import Histogram as HistogramMessage
 
+# What Prometheus 2.42 sends with --enable-feature=native-histograms.
+PROMETHEUS_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 # (sample name, labels sorted by name with le as a number, value)
 Sample = tuple[str, tuple[tuple[str, str | float], ...], float]
 TYPE_NAMES: dict[MetricType, str] = {

@@ -38,6 +38,7 @@ from exporter.results import ProbeResult
 from exporter.runtime import RUNTIME, Options
 from exporter.stats import ProbeStats
 from tests.protobuf_samples import (
+    PROMETHEUS_ACCEPT,
     TYPE_NAMES,
     classic_samples,
     positive_buckets,
@@ -48,12 +49,6 @@ from tests.protobuf_samples import (
 from tests.test_native_histogram import expected_index
 from tests.test_probe_collector import make_target
 
-# What Prometheus 2.42 sends with --enable-feature=native-histograms.
-PROMETHEUS_2_ACCEPT = (
-    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
-    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
 PROTOBUF_CONTENT_TYPE = (
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 )
@@ -160,7 +155,7 @@ async def test_the_protobuf_scrape_holds_exactly_the_samples_of_the_text_scrape(
 ) -> None:
     content_type, text = await scrape(still, None)
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-    content_type, body = await scrape(still, PROMETHEUS_2_ACCEPT)
+    content_type, body = await scrape(still, PROMETHEUS_ACCEPT)
     assert content_type == PROTOBUF_CONTENT_TYPE
     families = read_families(body)
     expected = text_samples(text.decode())
@@ -192,7 +187,7 @@ async def test_probe_durations_and_scheduler_lag_are_native_histograms_of_every_
 ) -> None:
     """Each native histogram counts every observation once, in a bucket that agrees with the
     classic buckets of the same message."""
-    _type, body = await scrape(still, PROMETHEUS_2_ACCEPT)
+    _type, body = await scrape(still, PROMETHEUS_ACCEPT)
     histograms = {f.name: f for f in read_families(body) if f.type == HISTOGRAM}
     duration = histograms["lookout_probe_duration_seconds"]
     assert len(duration.metric) == 5
@@ -236,7 +231,7 @@ def test_the_native_buckets_of_a_target_hold_its_probe_durations_exactly() -> No
 @pytest.mark.parametrize(
     ("accept", "protobuf"),
     [
-        pytest.param(PROMETHEUS_2_ACCEPT, True, id="prometheus-2-native-histograms"),
+        pytest.param(PROMETHEUS_ACCEPT, True, id="prometheus-2-native-histograms"),
         pytest.param(
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
             "encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,"
@@ -302,10 +297,10 @@ async def test_a_protobuf_scrape_sent_in_many_pieces_parses_like_one_piece_plain
     whole = b"".join([piece async for piece in runtime.render_pieces(protobuf=True)])
     for stats in runtime.scheduler.all_stats():
         stats.retarget(stats.target)  # rendered afresh by the next scrape
-    _type, plain = await scrape(still, PROMETHEUS_2_ACCEPT)
+    _type, plain = await scrape(still, PROMETHEUS_ACCEPT)
     response = await still.get(
         "/metrics",
-        headers={"Accept": PROMETHEUS_2_ACCEPT, "Accept-Encoding": "gzip"},
+        headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
         auto_decompress=False,
     )
     assert response.headers["Content-Encoding"] == "gzip"
