@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import math
 import ssl
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import trustme
 from aiohttp import web
+from google.protobuf import proto
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -30,9 +32,11 @@ from exporter import config
 from exporter.app import create_app, prefers_protobuf
 from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import ProbeCollector
+from exporter.families import Family
+from exporter.protobuf import exposition as protobuf
 from exporter.protobuf import registry as protobuf_registry
 from exporter.protobuf import text as protobuf_text
-from exporter.protobuf.metrics_pb2 import HISTOGRAM
+from exporter.protobuf.metrics_pb2 import GAUGE, HISTOGRAM, MetricFamily
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
 from exporter.runtime import RUNTIME, Options
@@ -310,6 +314,17 @@ async def test_a_protobuf_scrape_sent_in_many_pieces_parses_like_one_piece_plain
     assert len(expected) > 200
     assert classic_samples(read_families(plain)) == expected
     assert classic_samples(read_families(unzipped)) == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 127, 128, 300, 16_383, 16_384, 2_097_152])
+def test_the_length_in_front_of_a_message_is_the_one_the_protobuf_library_writes(
+    size: int,
+) -> None:
+    family = Family("x", "gauge", "h" * size)
+    header = MetricFamily(name="x", help="h" * size, type=GAUGE)
+    framed = io.BytesIO()
+    proto.serialize_length_prefixed(header, framed)
+    assert protobuf.delimited(family, b"") == framed.getvalue()
 
 
 def test_text_a_collector_should_never_write_is_refused_naming_the_line() -> None:

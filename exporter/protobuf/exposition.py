@@ -42,6 +42,7 @@ from exporter.protobuf.metrics_pb2 import Histogram as HistogramMessage
 __all__ = [
     "CONTENT_TYPE",
     "MAX_GAP",
+    "TYPES",
     "ProtobufCollector",
     "add_histogram",
     "add_sample",
