@@ -118,7 +118,7 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = math.inf
         self.stats: dict[str, ProbeStats] = {}
-        self.lag = Histogram(LAG_BUCKETS)
+        self.lag = Histogram(LAG_BUCKETS, native=True)
         self.in_flight = 0
         self.runs: dict[str, int] = {}
 

@@ -62,7 +62,7 @@ class ProbeStats:
 
     def __init__(self, target: Target[Any]) -> None:
         self.target = target
-        self.durations = Histogram(DURATION_BUCKETS)
+        self.durations = Histogram(DURATION_BUCKETS, native=True)
         self.failures: dict[Reason, int] = {}
         self.slow = 0
         self.probes = 0

@@ -66,11 +66,12 @@ OTHER_SERIES = {
 
 
 def series_names(families: dict[str, str]) -> set[str]:
-    """Names that appear in PromQL: histograms as their _bucket, _sum and _count series."""
+    """Names that appear in PromQL: histograms as their native series (the family's name) and
+    their classic _bucket, _sum and _count series."""
     names: set[str] = set()
     for name, kind in families.items():
         if kind == "histogram":
-            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+            names.update(f"{name}{suffix}" for suffix in ("", "_bucket", "_sum", "_count"))
         else:
             names.add(name)
     return names

@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"exporter",
             r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
             r"exporter\.(histogram|exposition|results|logs|recent)",
+            r"exporter\.protobuf(\.\w+)?",
         ),
     ),
     ("probe kinds", (r"exporter\.probes(\.(?!runner$)\w+)?",)),
