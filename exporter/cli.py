@@ -159,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from aiohttp import web
 
-    from exporter.app import RUNTIME, Options, create_app
+    from exporter.app import create_app
     from exporter.heartbeats.store import StoreError
+    from exporter.runtime import RUNTIME, Options
 
     options = Options(
         config_path=args.config,
@@ -173,9 +174,14 @@ def run(args: argparse.Namespace) -> int:
     async def on_startup(app: web.Application) -> None:
         runtime = app[RUNTIME]
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: loop.create_task(runtime.reload(), name="reload")
-        )
+        reloads: set[asyncio.Task[str | None]] = set()  # the loop keeps only weak references
+
+        def reload_on_signal() -> None:
+            task = loop.create_task(runtime.reload(), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
         log.info(
             "listening",
             extra={

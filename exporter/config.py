@@ -35,13 +35,15 @@ from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, 
 from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, build_heartbeats
 from exporter.host.settings import HostSettings, build_host
-from exporter.targets import Target, build_target
+from exporter.maintenance import Window, build_windows
+from exporter.targets import Defaults, Target, build_defaults, build_target
 from exporter.units import parse_duration
 
 __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConnectivitySettings",
     "KeyPath",
     "Source",
     "load",
@@ -53,19 +55,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "default.yml"
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# Top-level lists whose items are built one by one; a mistake in one item leaves the others.
-_LISTS = ("targets", "heartbeats")
+# Top-level lists whose items are checked one by one; a mistake in one item leaves the others.
+_LISTS = ("targets", "heartbeats", "maintenance")
+# What a config watches: one of them must be there, if only as an empty list.
+_WATCHED = ("targets", "heartbeats")
 _Built = TypeVar("_Built")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectivitySettings:
+    """The ``connectivity:`` section: canaries that tell the exporter's outage from a target's."""
+
+    canaries: tuple[Target[Any], ...] = ()
+    interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     location: str | None
     max_in_flight: int
-    targets: tuple[Target, ...]
+    targets: tuple[Target[Any], ...]
     source: str
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
+    connectivity: ConnectivitySettings = ConnectivitySettings()
+    maintenance: tuple[Window, ...] = ()
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -126,7 +140,7 @@ class _Loading:
         if not isinstance(raw, dict):
             message = "the config must be a mapping of keys at the top level"
             raise self._error([ConfigProblem(None, message, line=1)])
-        if not any(key in raw for key in _LISTS):
+        if not any(key in raw for key in _WATCHED):
             self.problems.append(
                 ConfigProblem(
                     None,
@@ -168,28 +182,20 @@ class _Loading:
     def _build(self, raw: dict[str, Any], broken: set[KeyPath]) -> Config | None:
         if () in broken:
             return None
-        targets: list[Target] = []
-        if not broken & {("defaults",), ("targets",)}:
-            defaults = raw.get("defaults", {})
-            interval = parse_duration(defaults.get("interval", "30s"))
-            timeout = parse_duration(defaults.get("timeout", "10s"))
-            seen: dict[str, int] = {}
-            for index, item in enumerate(raw.get("targets", [])):
-                at: KeyPath = ("targets", index)
-                name = item.get("name") if isinstance(item, dict) else None
-                if isinstance(name, str) and name in seen:
-                    message = f"duplicate target name {name!r} (first at targets[{seen[name]}])"
-                    self.problems.append(ConfigProblem((*at, "name"), message))
-                    continue
-                if isinstance(name, str):
-                    seen[name] = index
-                if at not in broken:
-                    build = partial(
-                        build_target, item, at, self.source, interval=interval, timeout=timeout
-                    )
-                    built = self._guard(at, build)
-                    if built is not None:
-                        targets.append(built)
+        defaults: Defaults | None = None
+        if ("defaults",) not in broken:
+            defaults = self._guard(("defaults",), partial(build_defaults, raw.get("defaults", {})))
+        targets: list[Target[Any]] = []
+        if defaults is not None and ("targets",) not in broken:
+            targets = self._targets(raw.get("targets", []), ("targets",), broken, defaults)
+        connectivity = ConnectivitySettings()
+        section = raw.get("connectivity", {})
+        if defaults is not None and ("connectivity",) not in broken:
+            canaries = self._targets(
+                section.get("canaries", []), ("connectivity", "canaries"), broken, defaults
+            )
+            interval = parse_duration(section["interval"]) if "interval" in section else 30.0
+            connectivity = ConnectivitySettings(canaries=tuple(canaries), interval=interval)
         heartbeats: tuple[Heartbeat, ...] = ()
         if not any(p[:1] == ("heartbeats",) for p in broken):
             built_heartbeats = self._guard(
@@ -197,6 +203,14 @@ class _Loading:
             )
             if built_heartbeats is not None:
                 heartbeats, problems = built_heartbeats
+                self.problems.extend(problems)
+        windows: tuple[Window, ...] = ()
+        if not any(p[:1] == ("maintenance",) for p in broken):
+            built_windows = self._guard(
+                ("maintenance",), lambda: build_windows(raw.get("maintenance", []))
+            )
+            if built_windows is not None:
+                windows, problems = built_windows
                 self.problems.extend(problems)
         host = None
         if ("host",) not in broken:
@@ -210,7 +224,34 @@ class _Loading:
             source=self.source.name,
             host=host,
             heartbeats=heartbeats,
+            connectivity=connectivity,
+            maintenance=windows,
         )
+
+    def _targets(
+        self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults
+    ) -> list[Target[Any]]:
+        """The targets of a list at ``at`` (``targets``, ``connectivity.canaries``), each name
+        once; the items in ``broken`` are not built."""
+        built: list[Target[Any]] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            item_at: KeyPath = (*at, index)
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in seen:
+                noun = "target" if at == ("targets",) else "canary"
+                first = format_path((*at, seen[name]))
+                message = f"duplicate {noun} name {name!r} (first at {first})"
+                self.problems.append(ConfigProblem((*item_at, "name"), message))
+                continue
+            if isinstance(name, str):
+                seen[name] = index
+            if item_at not in broken:
+                build = partial(build_target, item, item_at, self.source, defaults)
+                target = self._guard(item_at, build)
+                if target is not None:
+                    built.append(target)
+        return built
 
     def _guard(self, at: KeyPath, build: Callable[[], _Built]) -> _Built | None:
         """What ``build`` returns; its ``ConfigProblem``, or any other exception as an internal

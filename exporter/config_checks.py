@@ -8,7 +8,7 @@ never meets a value that makes it raise.
 Which key holds what comes from the schema: a value whose schema is ``$defs/duration``
 (``interval``, ``size``, ``status_pattern``, ``regex``, ``percentage``) is checked as one wherever
 it is, so a key added to the schema is checked without a change here. A target's kind picks its
-section (the schema's ``if: {properties: {kind: {const: ...}}}``).
+section (the schema's ``if: {properties: {kind: {const: ...}}}``), for targets and canaries alike.
 """
 
 from __future__ import annotations
@@ -91,36 +91,26 @@ class ValueCheck:
 
     def __init__(self, root: dict[str, Any]) -> None:
         self._root = root
-        self._tries: dict[tuple[KeyPath, bool, str | None], Trie] = {}
+        self._tries: dict[tuple[KeyPath, bool], Trie] = {}
 
     def problems(self, value: Any, at: KeyPath) -> list[ConfigProblem]:
         """The problems of a schema-valid ``value`` at ``at``: the whole document (``()``), one
         top-level section, or one item of a top-level list."""
         found: list[ConfigProblem] = []
-        kind = value.get("kind") if isinstance(value, dict) else None
-        trie = self._trie(at[:1], len(at) > 1, kind if isinstance(kind, str) else None)
-        self._walk(trie, value, at, found)
+        self._walk(self._trie(at[:1], len(at) > 1), value, at, found)
         return found
 
-    def _trie(self, top: KeyPath, item: bool, kind: str | None) -> Trie:
+    def _trie(self, top: KeyPath, item: bool) -> Trie:
         """What to check in the section ``top`` (in each of its items if ``item``)."""
-        key = (top, item, kind)
+        key = (top, item)
         if key not in self._tries:
-            self._tries[key] = self._build_trie(top, item, kind)
+            node: Any = self._root
+            for name in top:
+                node = node.get("properties", {}).get(name, {})
+            trie: Trie = {}
+            self._collect(node.get("items", {}) if item else node, trie)
+            self._tries[key] = trie
         return self._tries[key]
-
-    def _build_trie(self, top: KeyPath, item: bool, kind: str | None) -> Trie:
-        node: Any = self._root
-        for key in top:
-            node = node.get("properties", {}).get(key, {})
-        if item:
-            node = node.get("items", {})
-        trie: Trie = {}
-        if top:
-            self._collect(node, kind, trie)
-        else:
-            self._collect(self._root, kind, trie)
-        return trie
 
     def _walk(self, trie: Trie | str, value: Any, at: KeyPath, found: list[ConfigProblem]) -> None:
         if isinstance(trie, str):
@@ -132,14 +122,16 @@ class ValueCheck:
                 found.append(ConfigProblem(at, message))
             return
         if isinstance(value, dict):
+            kinds, kind = trie.get(_KIND), value.get("kind")
+            if isinstance(kinds, dict) and isinstance(kind, str) and kind in kinds:
+                self._walk(kinds[kind], value, at, found)
             if "*" not in trie:  # only the keys to check, fewer than those of the value
                 for key, sub in trie.items():
-                    if key in value:
+                    if key in value and key != _KIND:
                         self._walk(sub, value[key], (*at, key), found)
                 return
             for key, item in value.items():
-                sub = trie.get(key) or trie["*"]
-                self._walk(sub, item, (*at, key), found)
+                self._walk(trie.get(key) or trie["*"], item, (*at, key), found)
         elif isinstance(value, list) and "*" in trie:
             for index, item in enumerate(value):
                 self._walk(trie["*"], item, (*at, index), found)
@@ -149,35 +141,41 @@ class ValueCheck:
         name = ref.removeprefix("#/$defs/")
         return name if name in _LEAVES else None
 
-    def _collect(self, node: Any, kind: str | None, trie: Trie) -> None:
-        """Adds what ``node`` declares to ``trie``."""
+    def _collect(self, node: Any, trie: Trie) -> None:
+        """Adds what ``node`` declares to ``trie``; a kind's section (``if: {properties: {kind:
+        {const: K}}}``) goes under ``trie[_KIND][K]``, applied to the mappings of that kind."""
         if not isinstance(node, dict):
             return
         if "$ref" in node:
-            self._collect(self._resolve(node["$ref"]), kind, trie)
+            self._collect(self._resolve(node["$ref"]), trie)
         for key, sub in node.get("properties", {}).items():
-            self._add(trie, key, sub, kind)
+            self._add(trie, key, sub)
         for keyword in ("items", "additionalProperties"):
             if isinstance(node.get(keyword), dict):
-                self._add(trie, "*", node[keyword], kind)
+                self._add(trie, "*", node[keyword])
         for keyword in ("allOf", "anyOf", "oneOf"):
             for sub in node.get(keyword, ()):
-                self._collect(sub, kind, trie)
+                self._collect(sub, trie)
         if "if" in node:
-            wanted = node["if"].get("properties", {}).get("kind", {}).get("const")
-            if wanted is None or wanted == kind:
-                self._collect(node.get("then"), kind, trie)
-            if wanted is None:
-                self._collect(node.get("else"), kind, trie)
+            kind = node["if"].get("properties", {}).get("kind", {}).get("const")
+            if kind is None:
+                self._collect(node.get("then"), trie)
+                self._collect(node.get("else"), trie)
+            else:
+                kinds = trie.setdefault(_KIND, {})
+                if isinstance(kinds, dict):
+                    section = kinds.setdefault(kind, {})
+                    if isinstance(section, dict):
+                        self._collect(node.get("then"), section)
 
-    def _add(self, trie: Trie, key: str, node: Any, kind: str | None) -> None:
+    def _add(self, trie: Trie, key: str, node: Any) -> None:
         leaf = self._leaf(node)
         if leaf is not None:
             trie[key] = leaf
             return
         sub = trie.setdefault(key, {})
         if isinstance(sub, dict):
-            self._collect(node, kind, sub)
+            self._collect(node, sub)
             if not sub:  # nothing to check below this key
                 del trie[key]
 
@@ -186,3 +184,6 @@ class ValueCheck:
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
         return node
+
+
+_KIND = "?kind"  # the key of a trie's per-kind sections (no config key starts with "?")

@@ -7,6 +7,7 @@ worded as ``FILE:LINE: key.path: message`` in one place, ``ConfigProblem.__str__
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigProblem",
     "KeyPath",
     "Source",
+    "compile_regex",
     "describe_error",
     "format_path",
 ]
@@ -155,3 +157,11 @@ def _flow(value: object) -> str:
     if isinstance(value, str):
         return value if value.replace("-", "").isalnum() else repr(value)
     return str(value)
+
+
+def compile_regex(pattern: str, at: KeyPath) -> re.Pattern[str]:
+    """A config regex, compiled at load (``re.MULTILINE``: ``^`` and ``$`` match at lines)."""
+    try:
+        return re.compile(pattern, re.MULTILINE)
+    except re.error as exc:
+        raise ConfigProblem(at, f"invalid regular expression {pattern!r}: {exc}") from None

@@ -1022,6 +1022,23 @@ def endpoint() -> dashboard.Dashboard:
             "short",
             [Query(f"max by (location) (lookout_dns_answers{{{TARGET}}})", "{{location}}")],
         ),
+        graph(
+            "Attempts and confirmed state",
+            "The latest attempt against the confirmed state, and how often the confirmed "
+            "state changed (targets with a confirm setting only).",
+            "short",
+            [
+                Query(
+                    f"min by (location) (lookout_probe_attempt_success{{{TARGET}}})",
+                    "attempt {{location}}",
+                ),
+                Query(
+                    "sum by (location) (increase(lookout_probe_confirmed_state_changes_total"
+                    f"{{{TARGET}}}[$__rate_interval]))",
+                    "state changes {{location}}",
+                ),
+            ],
+        ),
     ]
     certificate: Panels = [
         graph(
@@ -1090,6 +1107,41 @@ def endpoint() -> dashboard.Dashboard:
             ],
         ),
     ]
+    incidents: Panels = [
+        single(
+            "Incidents in range",
+            "Times the confirmed state turned failing within the time range.",
+            "short",
+            f"sum(increase(lookout_probe_incidents_total{{{TARGET}}}[$__range]))",
+        ),
+        single(
+            "Downtime in range",
+            "Seconds in incidents within the time range, the open one up to its latest probe.",
+            "s",
+            f"sum(increase(lookout_probe_downtime_seconds_total{{{TARGET}}}[$__range]))",
+        ),
+        single(
+            "Incident open",
+            "Whether an incident is open now (the confirmed state is failing).",
+            "none",
+            f"max(lookout_probe_incident_open{{{TARGET}}})",
+            mappings=[value_map(("0", "no", "green"), ("1", "yes", "red"))],
+        ),
+        single(
+            "Open incident for",
+            "How long the open incident has lasted, from its first failed probe.",
+            "dtdurations",
+            f"time() - min(lookout_probe_incident_start_timestamp_seconds{{{TARGET}}})",
+            no_value="none open",
+        ),
+        single(
+            "SLA",
+            "The target's declared SLA availability.",
+            "percentunit",
+            f"max(lookout_probe_sla_objective_ratio{{{TARGET}}})",
+            no_value="none declared",
+        ),
+    ]
     target = query_variable(
         "target",
         "Target",
@@ -1107,6 +1159,7 @@ def endpoint() -> dashboard.Dashboard:
             ("Latency", latency),
             ("Responses and failures", responses),
             ("Certificate", certificate),
+            ("Incidents", incidents),
             ("Locations", locations),
         ],
     )

@@ -15,7 +15,7 @@ import yaml
 from exporter import config
 from exporter.config import ConfigError, ConfigProblem
 from exporter.config_schema import schema_check
-from exporter.targets import HttpSpec
+from exporter.probes.http import HttpSpec
 from tests.processes import run
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -341,8 +341,8 @@ CORPUS: dict[str, list[str]] = {
     ],
     "invalid-unknown-kind-key.yml": [
         (
-            ":5: targets[0].url: unknown key, expected one of address, interval, kind, "
-            "labels, name, slo, tcp, timeout"
+            ":5: targets[0].url: unknown key, expected one of address, confirm, interval, "
+            "interval_when_failing, kind, labels, name, sla, slo, tcp, timeout"
         ),
     ],
     "invalid-unknown-slo-key.yml": [

@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from exporter.collectors.heartbeats import FAMILIES as HEARTBEAT_FAMILIES
-from exporter.collectors.probes import FAMILIES as PROBE_FAMILIES
+from exporter.collectors import heartbeats, probes
+from exporter.collectors.catalog import ALL_FAMILIES
 from tests.processes import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,16 +105,9 @@ HOST_FAMILIES = {
     "lookout_host_filefd_allocated": "gauge",
     "lookout_host_filefd_maximum": "gauge",
 }
-SELF_FAMILIES = {
-    "lookout_build_info": "gauge",
-    "lookout_config_last_reload_successful": "gauge",
-    "lookout_config_last_reload_success_timestamp_seconds": "gauge",
-    "lookout_scheduler_lag_seconds": "histogram",
-    "lookout_targets": "gauge",
-    "lookout_heartbeats": "gauge",
-    "lookout_probes_in_flight": "gauge",
-    "lookout_probe_runs_total": "counter",
-    # prometheus_client's process collector, and the series Prometheus adds to every scrape.
+# Series a dashboard may use besides Lookout's own: prometheus_client's process collector, and
+# the series Prometheus adds to every scrape.
+OTHER_SERIES = {
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "up": "gauge",
@@ -133,9 +126,7 @@ def series_names(families: dict[str, str]) -> set[str]:
 
 
 CONTRACT_SERIES = series_names(
-    {name: kind for name, kind, _ in (*PROBE_FAMILIES, *HEARTBEAT_FAMILIES)}
-    | HOST_FAMILIES
-    | SELF_FAMILIES
+    {family.name: family.type for family in ALL_FAMILIES} | HOST_FAMILIES | OTHER_SERIES
 )
 
 
@@ -398,9 +389,9 @@ def test_every_probe_and_heartbeat_family_has_a_panel() -> None:
     panel)."""
     used = {name for _, name in queried_series()}
     missing = [
-        name
-        for name, kind, _ in (*PROBE_FAMILIES, *HEARTBEAT_FAMILIES)
-        if not (series_names({name: kind}) & used)
+        family.name
+        for family in (*probes.FAMILIES, *heartbeats.FAMILIES)
+        if not (series_names({family.name: family.type}) & used)
     ]
     assert not missing
 

@@ -29,7 +29,8 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
+from exporter.runtime import Options
 from tests import processes
 from tests.test_dashboards import BY_UID, ROOT, panels
 
@@ -183,10 +184,12 @@ targets:
     url: {upstreams["plain"]}/ok
     labels: {{service: orders}}
     slo: {{availability: 99.9, latency: {{threshold: 100ms, objective: 99}}}}
+    sla: {{availability: 99.5}}
   - name: api-failing
     kind: http
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
+    confirm: {{failures: 2}}
   - name: api-tls
     kind: http
     url: {upstreams["secure"]}/ok

@@ -41,7 +41,8 @@ from typing import Any, Literal, Protocol
 
 import psutil as system_psutil
 
-from exporter.exposition import format_value, header, label_pairs
+from exporter.exposition import header, label_pairs, sample
+from exporter.families import Family, FamilyType
 from exporter.host.mounts import FilesystemStats, FilesystemUsage, StatVFS
 from exporter.host.procfs import read_file_handles, read_pressure
 from exporter.host.settings import HostSettings
@@ -145,16 +146,19 @@ class Psutil(Protocol):
     def boot_time(self) -> float: ...
 
 
-def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> str:
+_DECLARED: dict[str, Family] = {}
+
+
+def family(name: str, kind: FamilyType, help_text: str, samples: Iterable[Sample]) -> str:
     """One whole family as text, or "" when there are no samples."""
-    lines = []
-    for labels, value in samples:
-        braces = f"{{{label_pairs(labels)}}}" if labels else ""
-        lines.append(f"{name}{braces} {format_value(value)}\n")
-    return header(name, kind, help_text) + "".join(lines) if lines else ""
+    declared = _DECLARED.get(name)
+    if declared is None:
+        declared = _DECLARED[name] = Family(name, kind, help_text)
+    lines = [sample(declared, label_pairs(labels), value) for labels, value in samples]
+    return header(declared) + "".join(lines) if lines else ""
 
 
-def single(name: str, kind: str, help_text: str, value: float) -> str:
+def single(name: str, kind: FamilyType, help_text: str, value: float) -> str:
     return family(name, kind, help_text, [((), value)])
 
 

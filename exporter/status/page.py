@@ -13,12 +13,13 @@ heartbeats alike; failing items come first by default.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from exporter.heartbeats.auth import authorized
+from exporter.runtime import RUNTIME, Runtime
 from exporter.status import views
 from exporter.status.heartbeat_pages import heartbeat_page, heartbeats_section
 from exporter.status.markup import (
@@ -31,9 +32,6 @@ from exporter.status.markup import (
 )
 from exporter.status.target_pages import detail_page, targets_section
 from exporter.status.views import DEFAULT_LIMIT
-
-if TYPE_CHECKING:
-    from exporter.app import Runtime
 
 __all__ = ["add_routes"]
 
@@ -112,14 +110,16 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     return document("Lookout status", body)
 
 
-def add_routes(app: web.Application, runtime: Runtime) -> None:
+def add_routes(app: web.Application) -> None:
     async def index(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         try:
             return respond(await index_page(runtime, request.query))
         except ValueError as exc:
             return error_page(400, str(exc), "./")
 
     async def heartbeat(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         spec = runtime.heartbeats.specs.get(name)
         if spec is None:
@@ -129,6 +129,7 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
         return respond(heartbeat_page(detail, runtime.clock.time()))
 
     async def target(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         stats = runtime.scheduler.stats.get(name)
         if stats is None:
