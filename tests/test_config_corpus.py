@@ -27,6 +27,27 @@ TESTDATA = Path(__file__).parent / "testdata"
 ENVIRON = {"LOOKOUT_TEST_PASSWORD": "hunter 2"}
 
 CORPUS: dict[str, list[str]] = {
+    "invalid-canary-status.yml": [
+        (
+            ":8: connectivity.canaries[0].expect.status[0]: status range '599-500' ends "
+            "below its start (write 500-599)"
+        ),
+    ],
+    "invalid-maintenance-duration.yml": [
+        (":5: maintenance[0].duration: duration '400d' is longer than the maximum of 365d"),
+    ],
+    "invalid-interval-when-failing.yml": [
+        (
+            ":5: targets[0].interval_when_failing: interval 0.001ms is shorter than the "
+            "minimum of 10ms"
+        ),
+    ],
+    "invalid-sla-ratio.yml": [
+        (
+            ":5: targets[0].sla.availability: 0.995 looks like a ratio, but objectives are "
+            "percentages: write `99.5` for 99.5 %"
+        ),
+    ],
     "invalid-alias-bomb.yml": [
         (
             ":6: aliases stand for more than 141,148 values, over 10 times the 59 the file "

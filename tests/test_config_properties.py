@@ -26,6 +26,9 @@ targets:
     kind: http
     url: http://127.0.0.1:8080/orders
     interval: 15s
+    interval_when_failing: 5s
+    confirm: {failures: 3, successes: 2}
+    sla: {availability: 99.5}
     labels: {service: orders}
     http:
       method: POST
@@ -54,6 +57,12 @@ targets:
 heartbeats:
   - {name: nightly, cron: "0 2 * * *", timezone: Europe/Berlin, grace: 30m, token: t0k3n}
   - {name: consumer, period: 1m, grace: 2m, instances: 3, labels: {team: orders}}
+connectivity:
+  interval: 1m
+  canaries: [{name: edge, kind: http, url: "http://127.0.0.1:8081/", expect: {status: [200]}}]
+maintenance:
+  - {name: patching, cron: "0 3 * * 0", timezone: Europe/Berlin, duration: 2h, targets: [redis]}
+  - {name: move, start: "2026-12-05T22:00:00Z", end: "2026-12-06T02:00:00Z"}
 host:
   max_age: 2s
   filesystem: {timeout: 1s, mount_points: {exclude: "^/boot"}}
