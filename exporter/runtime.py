@@ -34,6 +34,7 @@ from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.store import StoreError
+from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
 from exporter.probes.clients import SharedClients
 from exporter.scheduler import Scheduler, Shard
@@ -81,7 +82,8 @@ class Runtime:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.host = HostRefresher(HostCollector(settings=config.host), clock)
+        host = HostCollector()
+        self.host = HostRefresher(HostReader(), config.host, host.show, clock)
         self.maintenance = MaintenanceCollector(
             lambda: self.config.maintenance,
             self.scheduler.all_stats,
@@ -92,7 +94,7 @@ class Runtime:
         self.collectors: list[TextCollector] = [
             SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
-            self.host.collector,
+            host,
             HeartbeatCollector(self.heartbeats.views),
             self.maintenance,
         ]
@@ -117,7 +119,7 @@ class Runtime:
         self.connectivity.configure(config.connectivity)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
-        if config.host != self.host.collector.settings:
+        if config.host != self.host.settings:
             self.host.configure(config.host)
 
     async def reload(self) -> str | None:

@@ -4,7 +4,7 @@ and the dashboards may refer to (tests check them against it).
 
 from __future__ import annotations
 
-from exporter.collectors import exporter_self, heartbeats, maintenance, probes
+from exporter.collectors import exporter_self, heartbeats, host, maintenance, probes
 from exporter.families import Family
 
 __all__ = ["ALL_FAMILIES"]
@@ -15,4 +15,5 @@ ALL_FAMILIES: tuple[Family, ...] = (
     heartbeats.DECLARED,
     *heartbeats.FAMILIES,
     *maintenance.FAMILIES,
+    *host.FAMILIES,
 )
