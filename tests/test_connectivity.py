@@ -138,9 +138,11 @@ def test_canary_names_must_be_unique(tmp_path: Path) -> None:
         "connectivity:\n  canaries:\n"
         "    - {name: c, kind: http, url: 'http://127.0.0.1:1/'}\n"
         "    - {name: c, kind: http, url: 'http://127.0.0.1:2/'}\n"
+        "targets: []\n"
     )
     with pytest.raises(ConfigError) as raised:
         load_text(text, Source("t.yml", tmp_path), {})
-    assert raised.value.problems == [
-        "t.yml:4: connectivity.canaries[1].name: duplicate canary name"
+    assert [str(p) for p in raised.value.problems] == [
+        "t.yml:4: connectivity.canaries[1].name: duplicate canary name 'c' "
+        "(first at connectivity.canaries[0])"
     ]

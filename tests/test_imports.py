@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|maintenance)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),
