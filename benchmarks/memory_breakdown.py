@@ -26,7 +26,8 @@ from harness import LOOPBACK, Processes
 from scrape_cost import INTERVAL, lookout_config
 
 from exporter import config as config_module
-from exporter.app import RUNTIME, Options, create_app
+from exporter.app import create_app
+from exporter.runtime import RUNTIME, Options
 
 SCRAPES = 4
 

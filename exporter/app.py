@@ -1,198 +1,107 @@
-"""The aiohttp application: routes, the scheduler's lifetime, and config reloads.
-
-``Runtime`` is the live state the routes serve: the current config, the scheduler, the reload
-state and the text collectors. A reload loads and validates the new config completely before
-anything changes, so a bad config leaves the old one running and only flips
-``lookout_config_last_reload_successful`` to 0.
+"""The aiohttp application: ``/metrics``, health, readiness and reload routes, plus the ping and
+status routes, around one ``runtime.Runtime`` whose lifetime the application owns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gc
 import gzip
-import logging
-import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 
-from exporter import config as config_module
 from exporter.clock import Clock, SystemClock
-from exporter.collectors.exporter_self import ReloadState, SelfCollector
-from exporter.collectors.heartbeats import HeartbeatCollector
-from exporter.collectors.host import HostCollector
-from exporter.collectors.probes import ProbeCollector
-from exporter.config import Config, ConfigError
-from exporter.exposition import TextCollector
+from exporter.config import Config
 from exporter.heartbeats.routes import HEARTBEATS, add_routes
-from exporter.heartbeats.service import Heartbeats
-from exporter.heartbeats.store import StoreError
-from exporter.host.refresher import HostRefresher
-from exporter.probes.context import SharedClients
-from exporter.scheduler import Scheduler, Shard
+from exporter.protobuf import exposition as protobuf_exposition
+from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
 
-__all__ = ["RUNTIME", "Options", "Runtime", "create_app"]
-
-log = logging.getLogger(__name__)
+__all__ = ["create_app"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What a scraper asks for to get the protobuf exposition (native histograms need it).
+PROTOBUF_TYPE = "application/vnd.google.protobuf"
+PROTOBUF_PARAMETERS = {"proto": "io.prometheus.client.MetricFamily", "encoding": "delimited"}
 # Level 1 compresses exposition text about 8x at a fraction of level 9's CPU cost.
 GZIP_LEVEL = 1
 # Below this size, compressing costs more than sending.
 GZIP_MIN_BYTES = 4096
-# A scrape of thousands of targets is rendered, compressed and sent in pieces of about this
-# size, letting other tasks run whenever it has held the event loop for SCRAPE_SLICE seconds.
-PIECE_BYTES = 256 * 1024
-SCRAPE_SLICE = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """Command-line settings that a config reload does not change."""
-
-    config_path: str | None = None
-    location: str | None = None
-    shard: Shard | None = None
-    # Where the heartbeat store lives; created with the first declared heartbeat.
-    storage_path: Path = Path("data")
-
-
-class Runtime:
-    def __init__(self, options: Options, config: Config, clock: Clock) -> None:
-        self.options = options
-        self.clock = clock
-        self.started_at = clock.time()
-        self.config = config
-        self.reload_state = ReloadState(successful=True, last_success=clock.time())
-        self.clients = SharedClients()
-        self.scheduler = Scheduler(self.clients, clock, max_in_flight=config.max_in_flight)
-        self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
-        self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
-        self.host = HostRefresher(HostCollector(settings=config.host), clock)
-        probes = ProbeCollector(self.scheduler.all_stats, lambda: self.location)
-        self.scheduler.on_record = probes.refresh
-        self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state),
-            probes,
-            self.host.collector,
-            HeartbeatCollector(self.heartbeats.views),
-        ]
-        self._reload_lock = asyncio.Lock()
-
-    @property
-    def location(self) -> str | None:
-        return self.options.location or self.config.location
-
-    def start(self) -> None:
-        self._apply(self.config)
-
-    async def close(self) -> None:
-        await self.scheduler.close()
-        await self.clients.close()
-        await self.heartbeats.close()
-
-    def _apply(self, config: Config) -> None:
-        location_changed = config.location != self.config.location
-        self.config = config
-        shard = self.options.shard
-        targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
-        self.scheduler.reconcile(targets)
-        self.heartbeats.configure(config.heartbeats)
-        if location_changed:
-            self.scheduler.invalidate()
-        if config.host != self.host.collector.settings:
-            self.host.configure(config.host)
-
-    async def reload(self) -> str | None:
-        """Load the config again; returns None on success, else the error (old config kept)."""
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(config_module.load, self.options.config_path)
-                await self.heartbeats.open_for(config.heartbeats)
-            except (ConfigError, StoreError) as exc:
-                self.reload_state.successful = False
-                self.reload_state.last_error = str(exc)
-                log.error("config reload failed", extra={"error": str(exc)})
-                return str(exc)
-            self._apply(config)
-            settle_heap()
-            self.reload_state.successful = True
-            self.reload_state.last_success = self.clock.time()
-            self.reload_state.last_error = ""
-            log.info("config reloaded", extra={"targets": len(config.targets)})
-            return None
-
-    def render_metrics(self) -> bytes:
-        return "".join(self._texts()).encode("utf-8")
-
-    async def render_pieces(self) -> AsyncGenerator[bytes, None]:
-        """The exposition in pieces of about ``PIECE_BYTES`` (the last one may be shorter),
-        rendered without holding the event loop for more than ``SCRAPE_SLICE`` at a time."""
-        pending: list[str] = []
-        size = 0
-        resume_by = time.perf_counter() + SCRAPE_SLICE
-        for text in self._texts():
-            pending.append(text)
-            size += len(text)
-            if size >= PIECE_BYTES:
-                yield "".join(pending).encode("utf-8")
-                pending.clear()
-                size = 0
-            if time.perf_counter() >= resume_by:
-                await asyncio.sleep(0)
-                resume_by = time.perf_counter() + SCRAPE_SLICE
-        yield "".join(pending).encode("utf-8")
-
-    def _texts(self) -> Iterator[str]:
-        yield generate_latest(self.registry).decode("utf-8")
-        for collector in self.collectors:
-            yield from collector.expose()
+def _weighted(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """The items of an ``Accept`` or ``Accept-Encoding`` header: value (lower case), its
+    parameters, its weight (``q``, 1 when absent, 0 when not a number)."""
+    items = []
+    for item in header.split(","):
+        value, *params = (part.strip() for part in item.split(";"))
+        parameters: dict[str, str] = {}
+        weight = 1.0
+        for param in params:
+            key, _, argument = param.partition("=")
+            key, argument = key.strip().lower(), argument.strip().strip('"')
+            if key == "q":
+                try:
+                    weight = float(argument)
+                except ValueError:
+                    weight = 0.0
+            else:
+                parameters[key] = argument
+        if value:
+            items.append((value.lower(), parameters, weight))
+    return items
 
 
-def settle_heap() -> None:
-    """Keep what lives as long as the config (targets, compiled checks, the modules) out of
-    the garbage collector's full collections, which otherwise scan it all again and again and
-    pause the event loop for about 0.1 s per 100,000 objects.
+def prefers_protobuf(accept: str) -> bool:
+    """Whether ``Accept`` prefers the protobuf exposition to the text one.
 
-    Everything is collected first (also what an earlier call froze, such as the previous
-    config's objects), so no unreachable cycle is frozen for good.
+    The media range with the highest weight among those Lookout can answer wins, the first
+    listed among equal weights (as Prometheus' Go client negotiates): the delimited
+    ``MetricFamily`` protobuf, or text (``text/plain``, ``text/*``, ``*/*``). Anything else, an
+    empty header included, gets the text format, as before protobuf was offered.
     """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+    best = 0.0
+    protobuf = False
+    for media, parameters, weight in _weighted(accept):
+        if media == PROTOBUF_TYPE and all(
+            parameters.get(key) == value for key, value in PROTOBUF_PARAMETERS.items()
+        ):
+            offered = True
+        elif media in ("text/plain", "text/*", "*/*"):
+            offered = False
+        else:
+            continue  # a format Lookout does not write (OpenMetrics, other protobuf forms)
+        if weight > best:
+            best, protobuf = weight, offered
+    return protobuf
 
 
-RUNTIME = web.AppKey("runtime", Runtime)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*``) with a weight above 0."""
+    weights = {coding: weight for coding, _, weight in _weighted(accept_encoding)}
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    """A small exposition goes out in one response; a large one is sent piece by piece while
-    it is rendered, so the whole body never sits in memory."""
+    """Text, or protobuf when ``Accept`` prefers it. A small exposition goes out in one
+    response; a large one is sent piece by piece while it is rendered, so the whole body never
+    sits in memory."""
     runtime = request.app[RUNTIME]
     await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
-    wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    async with contextlib.aclosing(runtime.render_pieces()) as pieces:
+    wants_gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    protobuf = prefers_protobuf(request.headers.get("Accept", ""))
+    headers = {"Content-Type": protobuf_exposition.CONTENT_TYPE if protobuf else CONTENT_TYPE}
+    headers["Vary"] = "Accept, Accept-Encoding"
+    async with contextlib.aclosing(runtime.render_pieces(protobuf)) as pieces:
         first = await anext(pieces)
         if len(first) < PIECE_BYTES:  # the whole exposition
-            response = web.Response(body=first, headers={"Content-Type": CONTENT_TYPE})
+            response = web.Response(body=first, headers=headers)
             if wants_gzip and len(first) >= GZIP_MIN_BYTES:
                 response.body = gzip.compress(first, GZIP_LEVEL)
                 response.headers["Content-Encoding"] = "gzip"
             return response
-        stream = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        stream = web.StreamResponse(headers=headers)
         # gzip framing (wbits 31), a piece at a time: about a millisecond each at level 1.
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if wants_gzip else None
         if compressor is not None:
@@ -242,12 +151,17 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
         async with runtime.host.running():
             yield
 
+    async def connectivity(_app: web.Application) -> AsyncIterator[None]:
+        async with runtime.connectivity.running():
+            yield
+
     app.cleanup_ctx.append(lifetime)
     app.cleanup_ctx.append(host_metrics)
+    app.cleanup_ctx.append(connectivity)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     add_routes(app)
-    add_status_routes(app, runtime)
+    add_status_routes(app)
     return app

@@ -1,29 +1,42 @@
 """Writing the Prometheus text format (0.0.4) directly, without per-sample objects.
 
 Building a prometheus_client metric object for every sample costs seconds per scrape with
-thousands of targets; these helpers write the same text in a fraction of that. Lookout's own
-collectors implement ``TextCollector``; prometheus_client's process and platform collectors are
-still rendered by prometheus_client itself (see ``collectors.registry``).
+thousands of targets; these helpers write the same text in a fraction of that. Families are
+declared with ``families.Family``; Lookout's own collectors implement ``TextCollector`` and write
+their samples with ``header``, ``sample`` and ``histogram_lines``. prometheus_client's process,
+platform and GC collectors are still rendered by prometheus_client itself (``runtime``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Protocol
 
+from exporter.families import Family
+from exporter.histogram import Histogram
+
 __all__ = [
-    "Histogram",
     "TextCollector",
+    "escape",
     "format_value",
     "header",
+    "histogram_lines",
     "label_pairs",
+    "sample",
 ]
 
 
 class TextCollector(Protocol):
     def expose(self) -> Iterable[str]:
-        """Chunks of exposition text: whole families, each ``# HELP``, ``# TYPE``, samples."""
+        """Chunks of exposition text: whole families, each ``# HELP``, ``# TYPE``, samples.
+
+        The slice protocol: an empty chunk is a point where the caller may let other tasks run
+        before asking for the next one. A collector that renders much (thousands of targets)
+        yields one after every batch of work, and works on a snapshot taken before its first
+        chunk, so whatever changes while the caller pauses only shows in the next scrape.
+        """
         ...
 
 
@@ -50,63 +63,37 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def header(name: str, kind: str, help_text: str) -> str:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+@functools.cache
+def header(family: Family) -> str:
+    """The family's ``# HELP`` and ``# TYPE`` lines, written once per family."""
+    help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n"
 
 
-class Histogram:
-    """Fixed-bucket histogram state with cumulative rendering, as Prometheus expects."""
-
-    __slots__ = ("bounds", "counts", "sum", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * len(self.bounds)
-        self.sum = 0.0
-        self.total = 0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.total += 1
-        for index, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[index] += 1
-                return
-
-    def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile ``q`` (None before the first observation)."""
-        if self.total == 0:
-            return None
-        rank = q * self.total
-        running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=True):
-            running += count
-            if running >= rank:
-                return bound
-        return math.inf
-
-    def lines(self, name: str, labels: str) -> str:
-        """Bucket, sum and count lines; ``labels`` is the label_pairs text (may be empty)."""
-        bucket = f"{name}_bucket{{{labels},le=" if labels else f"{name}_bucket{{le="
-        running = 0
-        out = []
-        for le, count in zip(_le_values(self.bounds), self.counts, strict=True):
-            running += count
-            out.append(f"{bucket}{le}}} {running}\n")
-        out.append(f'{bucket}"+Inf"}} {self.total}\n')
-        braces = f"{{{labels}}}" if labels else ""
-        out.append(f"{name}_sum{braces} {format_value(self.sum)}\n")
-        out.append(f"{name}_count{braces} {self.total}\n")
-        return "".join(out)
+def sample(family: Family, labels: str, value: float) -> str:
+    """One sample line; ``labels`` is the label_pairs text (may be empty)."""
+    if labels:
+        return f"{family.name}{{{labels}}} {format_value(value)}\n"
+    return f"{family.name} {format_value(value)}\n"
 
 
-_LE_VALUES: dict[tuple[float, ...], tuple[str, ...]] = {}
+def histogram_lines(family: Family, labels: str, histogram: Histogram) -> str:
+    """Cumulative bucket lines, then sum and count, as Prometheus expects."""
+    name = family.name
+    bucket = f"{name}_bucket{{{labels},le=" if labels else f"{name}_bucket{{le="
+    running = 0
+    out = []
+    for le, count in zip(_le_values(histogram.bounds), histogram.counts, strict=True):
+        running += count
+        out.append(f"{bucket}{le}}} {running}\n")
+    out.append(f'{bucket}"+Inf"}} {histogram.total}\n')
+    braces = f"{{{labels}}}" if labels else ""
+    out.append(f"{name}_sum{braces} {format_value(histogram.sum)}\n")
+    out.append(f"{name}_count{braces} {histogram.total}\n")
+    return "".join(out)
 
 
+@functools.cache
 def _le_values(bounds: tuple[float, ...]) -> tuple[str, ...]:
     """The quoted ``le`` label values of ``bounds``, formatted once per set of bounds."""
-    values = _LE_VALUES.get(bounds)
-    if values is None:
-        values = _LE_VALUES[bounds] = tuple(f'"{format_value(b)}"' for b in bounds)
-    return values
+    return tuple(f'"{format_value(b)}"' for b in bounds)

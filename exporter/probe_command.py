@@ -25,7 +25,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import ConfigError, Source
 from exporter.logs import setup_logging
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.stats import ProbeStats
@@ -70,7 +70,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     probe.add_argument("--json", action="store_true", help="print one JSON document")
 
 
-def resolve_target(args: argparse.Namespace) -> tuple[Target, str | None]:
+def resolve_target(args: argparse.Namespace) -> tuple[Target[Any], str | None]:
     """The target to probe and the location for its metrics, from the command line."""
     if args.url is not None:
         if args.name is not None or args.config is not None:
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def probe_and_report(
-    target: Target,
+    target: Target[Any],
     location: str | None,
     *,
     as_json: bool,
@@ -141,23 +141,24 @@ async def probe_and_report(
     return 0 if result.success else 1
 
 
-def metrics_text(target: Target, location: str | None, result: ProbeResult) -> str:
+def metrics_text(target: Target[Any], location: str | None, result: ProbeResult) -> str:
     """The exposition this one result produces, from the exporter's own probe collector."""
     stats = ProbeStats(target)
     stats.record(result)
     return "".join(ProbeCollector(lambda: [stats], lambda: location).expose())
 
 
-def build_report(target: Target, location: str | None, result: ProbeResult) -> dict[str, Any]:
+def build_report(target: Target[Any], location: str | None, result: ProbeResult) -> dict[str, Any]:
     return {
         "target": {
             "name": target.name,
-            "kind": target.kind,
+            "kind": target.kind.name,
             "location": location,
             "labels": dict(target.labels),
         },
         "request": views.request_json(target),
         "result": views.result_json(result),
+        "response": response_facts(result),
         "metrics": metrics_text(target, location, result),
     }
 
@@ -170,19 +171,12 @@ def _utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
-def _response(result: Mapping[str, Any]) -> str:
-    parts = []
-    if result["status_code"] is not None:
-        parts.append(f"status {result['status_code']}")
-    if result["http_version"] is not None:
-        parts.append(f"HTTP/{result['http_version']}")
-    if result["response_size_bytes"] is not None:
-        parts.append(f"{result['response_size_bytes']} bytes")
-    if result["tls_version"] is not None:
-        parts.append(result["tls_version"])
-    if result["dns_answers"] is not None:
-        parts.append(f"{result['dns_answers']} answers")
-    return ", ".join(parts) or "none received"
+def response_facts(result: ProbeResult) -> list[str]:
+    """What the peer answered, in short phrases: the kind's own facts, then the TLS version."""
+    facts = result.observation.summary() if result.observation is not None else []
+    if result.tls is not None and result.tls.version is not None:
+        facts.append(result.tls.version)
+    return facts
 
 
 def render_text(report: Mapping[str, Any], now: float) -> str:
@@ -205,7 +199,7 @@ def render_text(report: Mapping[str, Any], now: float) -> str:
     settings = [f"{name} {value}" for name, value in request["options"].items()]
     settings.append(f"timeout {format_duration(request['timeout_seconds'])}")
     lines.append(f"          {' · '.join(settings)}")
-    lines.append(f"Response  {_response(result)}")
+    lines.append(f"Response  {', '.join(report['response']) or 'none received'}")
     lines += ["", "Phases"]
     width = max((len(p["phase"]) for p in result["phases"]), default=0)
     lines.extend(f"  {p['phase']:<{width}}  {_ms(p['seconds']):>10}" for p in result["phases"])

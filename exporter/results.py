@@ -1,20 +1,33 @@
 """What a probe observed: the mutable ``ProbeTrace`` a prober writes into while it runs, and the
 frozen ``ProbeResult`` the runner makes of it once the probe passed, failed or timed out.
 
-The trace outlives a timeout or an exception, so phases and certificates seen before the failure
-still reach the metrics (an expired certificate must still show its NotAfter).
+Every kind records the same common facts (phases, checks, what a TLS handshake presented) and
+its own facts as one frozen ``Observation`` value declared in its module (HTTP: status code,
+version, size; DNS: the answer count). The trace outlives a timeout or an exception, so phases,
+certificates and facts seen before the failure still reach the metrics (an expired certificate
+must still show its NotAfter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from exporter.clock import Clock
+from exporter.families import Family
 from exporter.reasons import Reason
 
-__all__ = ["Certificate", "Check", "ProbeResult", "ProbeTrace"]
+__all__ = [
+    "Certificate",
+    "Check",
+    "Observation",
+    "ProbeResult",
+    "ProbeTrace",
+    "Sample",
+    "TlsSeen",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,41 @@ class Check:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class TlsSeen:
+    """What a TLS handshake presented: the chain (verified or not) and the negotiated version
+    (None unless the handshake completed)."""
+
+    chain: tuple[Certificate, ...]
+    version: str | None
+
+
+# A sample an observation adds to its target's series: the family, the value, and the
+# label pairs text of its own labels besides the target's ("" for none).
+Sample = tuple[Family, float, str]
+
+
+class Observation(Protocol):
+    """A kind's own facts about one probe, one frozen value declared in the kind's module."""
+
+    @property
+    def status_code(self) -> int | None:
+        """The status the peer answered with, for the history table (None when none)."""
+        ...
+
+    def samples(self) -> Iterable[Sample]:
+        """The samples of the kind's own families (``Kind.families``)."""
+        ...
+
+    def json(self) -> dict[str, Any]:
+        """The facts for the API's ``facts`` object (``docs/openapi.yaml``)."""
+        ...
+
+    def summary(self) -> list[str]:
+        """The facts for people, as short phrases (``lookout-exporter probe``'s Response line)."""
+        ...
+
+
 @dataclass(slots=True)
 class ProbeTrace:
     """Everything a prober records while it runs. Probers only ever add to it."""
@@ -46,12 +94,8 @@ class ProbeTrace:
     clock: Clock
     phases: dict[str, float] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
-    chain: tuple[Certificate, ...] = ()
-    tls_version: str | None = None
-    status_code: int | None = None
-    http_version: str | None = None
-    response_size: int | None = None
-    dns_answers: int | None = None
+    tls: TlsSeen | None = None
+    observation: Observation | None = None
     active: str | None = None
 
     @contextmanager
@@ -62,8 +106,12 @@ class ProbeTrace:
         try:
             yield
         finally:
-            self.phases[name] = self.phases.get(name, 0.0) + self.clock.monotonic() - start
+            self.add_phase(name, self.clock.monotonic() - start)
         self.active = None
+
+    def add_phase(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` (negative counts as 0) to phase ``name``, measured by the prober."""
+        self.phases[name] = self.phases.get(name, 0.0) + max(seconds, 0.0)
 
     def check(self, name: str, passed: bool, detail: str) -> bool:
         self.checks.append(Check(name, passed, detail))
@@ -82,17 +130,28 @@ class ProbeResult:
     message: str = ""
     phases: tuple[tuple[str, float], ...] = ()
     checks: tuple[Check, ...] = ()
-    chain: tuple[Certificate, ...] = ()
-    tls_version: str | None = None
-    status_code: int | None = None
-    http_version: str | None = None
-    response_size: int | None = None
-    dns_answers: int | None = None
+    tls: TlsSeen | None = None
+    observation: Observation | None = None
+
+    @property
+    def chain(self) -> tuple[Certificate, ...]:
+        """The presented certificate chain, empty when no handshake presented one."""
+        return self.tls.chain if self.tls is not None else ()
 
     @property
     def cert_expiry(self) -> float | None:
         """The earliest NotAfter of the presented chain, if a chain was seen."""
-        return min(cert.not_after for cert in self.chain) if self.chain else None
+        chain = self.chain
+        return min(cert.not_after for cert in chain) if chain else None
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version, None unless a handshake completed."""
+        return self.tls.version if self.tls is not None else None
+
+    @property
+    def status_code(self) -> int | None:
+        return self.observation.status_code if self.observation is not None else None
 
     @classmethod
     def from_trace(
@@ -114,10 +173,6 @@ class ProbeResult:
             message=message,
             phases=tuple(trace.phases.items()),
             checks=tuple(trace.checks),
-            chain=trace.chain,
-            tls_version=trace.tls_version,
-            status_code=trace.status_code,
-            http_version=trace.http_version,
-            response_size=trace.response_size,
-            dns_answers=trace.dns_answers,
+            tls=trace.tls,
+            observation=trace.observation,
         )

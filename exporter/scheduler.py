@@ -13,6 +13,8 @@
 - ``reconcile`` applies a new target list: unchanged targets keep running untouched, changed
   ones restart, removed ones stop and lose their series. Counters survive while a target's
   identity (name, kind, labels) is unchanged.
+- A failed probe asks ``connectivity`` whether the exporter itself can reach the network; if
+  not, it is recorded as ``exporter_offline``.
 - ``Shard`` keeps the stable share of targets that belongs to one replica.
 """
 
@@ -28,13 +30,15 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.clock import Clock
-from exporter.exposition import Histogram
-from exporter.probes.context import SharedClients
+from exporter.connectivity import Connectivity, offline
+from exporter.histogram import Histogram
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
-from exporter.stats import ProbeStats
+from exporter.stats import ProbeStats, identity
 from exporter.targets import Target
 
 __all__ = ["LAG_BUCKETS", "TICK", "Scheduler", "Shard"]
@@ -90,8 +94,21 @@ class _Run:
 
 
 class Scheduler:
-    def __init__(self, clients: SharedClients, clock: Clock, *, max_in_flight: int) -> None:
+    """Probes the targets given to ``reconcile``; ``on_result`` hears of every recorded result
+    (the probe collector renders the target's text then, so a scrape mostly joins text)."""
+
+    def __init__(
+        self,
+        clients: SharedClients,
+        clock: Clock,
+        *,
+        max_in_flight: int,
+        on_result: Callable[[ProbeStats], None] | None = None,
+        connectivity: Connectivity | None = None,
+    ) -> None:
         self._clients = clients
+        self._connectivity = connectivity
+        self._on_result = on_result
         self._clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
         self._runs: dict[str, _Run] = {}
@@ -101,16 +118,14 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = math.inf
         self.stats: dict[str, ProbeStats] = {}
-        self.lag = Histogram(LAG_BUCKETS)
+        self.lag = Histogram(LAG_BUCKETS, native=True)
         self.in_flight = 0
         self.runs: dict[str, int] = {}
-        # Told about every recorded result (the probe collector renders the target's text then).
-        self.on_record: Callable[[ProbeStats], None] | None = None
 
     def all_stats(self) -> Iterable[ProbeStats]:
         return self.stats.values()
 
-    def reconcile(self, targets: Sequence[Target]) -> None:
+    def reconcile(self, targets: Sequence[Target[Any]]) -> None:
         wanted = {t.name: t for t in targets}
         for name in list(self.stats):
             if name not in wanted:
@@ -121,21 +136,15 @@ class Scheduler:
             stats = self.stats.get(name)
             if stats is not None and stats.target == target:
                 continue
-            if stats is None or stats.series_identity() != (name, target.kind, target.labels):
+            if stats is None or stats.series_identity() != identity(target):
                 stats = ProbeStats(target)
                 self.stats[name] = stats
             else:
-                stats.target = target
-                stats.rendered = None
+                stats.retarget(target)
             self._stop(name)
             run = _Run(stats, now + _offset(name, target.interval))
             self._runs[name] = run
             self._queue_run(run)
-
-    def invalidate(self) -> None:
-        """Forget every target's rendered text (after a change that affects all series)."""
-        for stats in self.stats.values():
-            stats.rendered = None
 
     def _stop(self, name: str) -> None:
         run = self._runs.pop(name, None)
@@ -189,22 +198,32 @@ class Scheduler:
         async with self._slots:
             self.lag.observe(max(0.0, clock.monotonic() - due))
             self.in_flight += 1
+            started = clock.monotonic()
             try:
                 result = await run_probe(target, self._clients, clock)
             finally:
                 self.in_flight -= 1
-        self.runs[target.kind] = self.runs.get(target.kind, 0) + 1
+        connectivity = self._connectivity
+        if (
+            not result.success
+            and connectivity is not None
+            and not await connectivity.reachable(started)
+        ):
+            result = offline(result)
+        kind = target.kind.name
+        self.runs[kind] = self.runs.get(kind, 0) + 1
         try:
             _log_change(stats.last, result)
             stats.record(result)
-            if self.on_record is not None:
-                self.on_record(stats)
+            if self._on_result is not None:
+                self._on_result(stats)
         except Exception:  # a bug; the target must keep its schedule all the same
             log.exception("handling a probe result failed", extra={"target": target.name})
         run.task = None
-        run.scheduled += target.interval
+        interval = target.next_interval(stats.confirming)
+        run.scheduled += interval
         now = clock.monotonic()
-        if now - run.scheduled > target.interval:
+        if now - run.scheduled > interval:
             # More than a whole interval behind (a stalled loop): start afresh from now
             # instead of firing the missed runs back to back; the lag histogram shows it.
             run.scheduled = now

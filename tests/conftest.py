@@ -14,12 +14,13 @@ import trustme
 from aiohttp.test_utils import TestClient
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
 from exporter.clock import SystemClock
 from exporter.config import Config, Source, load_text
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
+from exporter.runtime import Options
 from tests.servers import Servers
 from tests.status_support import HEARTBEATS_CONFIG, FakeClock, ping_heartbeats
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.app import RUNTIME
 from exporter.config import Config, Source, load_text
+from exporter.runtime import RUNTIME
 from tests.clock import FakeClock
 
 # Would set window.pwned if it ever ran in a browser.

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
+from exporter.runtime import Options
 from exporter.scheduler import Shard
 from tests.metrics import assert_promtool_accepts, sample_value, series_names
 

@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from exporter.collectors.heartbeats import FAMILIES as HEARTBEAT_FAMILIES
-from exporter.collectors.probes import FAMILIES as PROBE_FAMILIES
+from exporter.collectors import heartbeats, probes
+from exporter.collectors.catalog import ALL_FAMILIES
 from tests.processes import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,67 +54,11 @@ KNOWN_UNITS = {
     "short",
 }
 
-# Metric families every dashboard may query. Probe and heartbeat families come from the
-# exporter's collectors; the host and self families are the contract of DESIGN.md and the shared
-# names list (their collectors write them inline, without a table to import).
-HOST_FAMILIES = {
-    "lookout_host_cpu_seconds_total": "counter",
-    "lookout_host_cpus": "gauge",
-    "lookout_host_load1": "gauge",
-    "lookout_host_load5": "gauge",
-    "lookout_host_load15": "gauge",
-    "lookout_host_context_switches_total": "counter",
-    "lookout_host_memory_total_bytes": "gauge",
-    "lookout_host_memory_available_bytes": "gauge",
-    "lookout_host_memory_used_bytes": "gauge",
-    "lookout_host_swap_total_bytes": "gauge",
-    "lookout_host_swap_free_bytes": "gauge",
-    **{
-        f"lookout_host_pressure_{r}_waiting_seconds_total": "counter"
-        for r in ("cpu", "memory", "io")
-    },
-    **{f"lookout_host_pressure_{r}_stalled_seconds_total": "counter" for r in ("memory", "io")},
-    **{
-        f"lookout_host_filesystem_{name}": "gauge"
-        for name in (
-            "size_bytes",
-            "free_bytes",
-            "avail_bytes",
-            "files",
-            "files_free",
-            "readonly",
-            "device_error",
-        )
-    },
-    **{
-        f"lookout_host_disk_{name}": "counter"
-        for name in (
-            "read_bytes_total",
-            "written_bytes_total",
-            "reads_completed_total",
-            "writes_completed_total",
-            "io_time_seconds_total",
-        )
-    },
-    **{
-        f"lookout_host_network_{direction}_{name}_total": "counter"
-        for direction in ("receive", "transmit")
-        for name in ("bytes", "packets", "errs", "drop")
-    },
-    "lookout_host_boot_time_seconds": "gauge",
-    "lookout_host_filefd_allocated": "gauge",
-    "lookout_host_filefd_maximum": "gauge",
-}
-SELF_FAMILIES = {
-    "lookout_build_info": "gauge",
-    "lookout_config_last_reload_successful": "gauge",
-    "lookout_config_last_reload_success_timestamp_seconds": "gauge",
-    "lookout_scheduler_lag_seconds": "histogram",
-    "lookout_targets": "gauge",
-    "lookout_heartbeats": "gauge",
-    "lookout_probes_in_flight": "gauge",
-    "lookout_probe_runs_total": "counter",
-    # prometheus_client's process collector, and the series Prometheus adds to every scrape.
+# Metric families every dashboard may query: every family the exporter's collectors declare
+# (the catalog), and the series below.
+# Series a dashboard may use besides Lookout's own: prometheus_client's process collector, and
+# the series Prometheus adds to every scrape.
+OTHER_SERIES = {
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "up": "gauge",
@@ -122,21 +66,18 @@ SELF_FAMILIES = {
 
 
 def series_names(families: dict[str, str]) -> set[str]:
-    """Names that appear in PromQL: histograms as their _bucket, _sum and _count series."""
+    """Names that appear in PromQL: histograms as their native series (the family's name) and
+    their classic _bucket, _sum and _count series."""
     names: set[str] = set()
     for name, kind in families.items():
         if kind == "histogram":
-            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+            names.update(f"{name}{suffix}" for suffix in ("", "_bucket", "_sum", "_count"))
         else:
             names.add(name)
     return names
 
 
-CONTRACT_SERIES = series_names(
-    {name: kind for name, kind, _ in (*PROBE_FAMILIES, *HEARTBEAT_FAMILIES)}
-    | HOST_FAMILIES
-    | SELF_FAMILIES
-)
+CONTRACT_SERIES = series_names({family.name: family.type for family in ALL_FAMILIES} | OTHER_SERIES)
 
 
 def load_generator() -> ModuleType:
@@ -398,9 +339,9 @@ def test_every_probe_and_heartbeat_family_has_a_panel() -> None:
     panel)."""
     used = {name for _, name in queried_series()}
     missing = [
-        name
-        for name, kind, _ in (*PROBE_FAMILIES, *HEARTBEAT_FAMILIES)
-        if not (series_names({name: kind}) & used)
+        family.name
+        for family in (*probes.FAMILIES, *heartbeats.FAMILIES)
+        if not (series_names({family.name: family.type}) & used)
     ]
     assert not missing
 

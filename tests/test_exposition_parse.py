@@ -18,10 +18,12 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import app as app_module
 from exporter import config
-from exporter.app import RUNTIME, Options, create_app
+from exporter.app import create_app
 from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import FAMILIES
 from exporter.exposition import format_value
+from exporter.probes.http import HttpObservation
+from exporter.runtime import RUNTIME, Options
 from exporter.stats import ProbeStats
 
 # A label value with every character the text format escapes.
@@ -92,7 +94,7 @@ class ReferenceCollector:
         self._location = location
 
     def collect(self) -> Iterator[Metric]:
-        kinds = {name: (kind, help_text) for name, kind, help_text in FAMILIES}
+        kinds = {family.name: (family.type, family.help) for family in FAMILIES}
         families: dict[str, Metric] = {}
 
         def add(family: str, sample: str, labels: dict[str, str], value: float) -> None:
@@ -103,7 +105,7 @@ class ReferenceCollector:
 
         for stats in self._stats:
             target = stats.target
-            base = {"target": target.name, "kind": target.kind, "location": self._location}
+            base = {"target": target.name, "kind": target.kind.name, "location": self._location}
             base.update(target.labels)
             name = "lookout_probe_duration_seconds"
             running = 0
@@ -125,12 +127,13 @@ class ReferenceCollector:
             for phase, seconds in last.phases:
                 name = "lookout_probe_phase_seconds"
                 add(name, name, {**base, "phase": phase}, seconds)
-            if last.status_code is not None:
+            seen = last.observation
+            if isinstance(seen, HttpObservation):
                 name = "lookout_http_status_code"
-                add(name, name, base, last.status_code)
-            if last.response_size is not None:
-                name = "lookout_http_response_size_bytes"
-                add(name, name, base, last.response_size)
+                add(name, name, base, seen.status_code)
+                if seen.response_size is not None:
+                    name = "lookout_http_response_size_bytes"
+                    add(name, name, base, seen.response_size)
             slo = target.slo
             if slo is not None:
                 assert slo.availability is not None
@@ -190,8 +193,9 @@ async def test_a_scrape_sent_in_many_pieces_parses_like_one_piece_plain_and_gzip
     monkeypatch.setattr(probes_module, "BATCH", 3)
     client, stats = await probed_app(aiohttp_client, upstream, tmp_path, extra=20)
     for s in stats:
-        s.rendered = None  # every target is rendered afresh, in batches of 3
-    whole = client.app[RUNTIME].render_metrics().decode()
+        s.retarget(s.target)  # every target is rendered afresh, in batches of 3
+    pieces = client.app[RUNTIME].render_pieces()
+    whole = b"".join([piece async for piece in pieces]).decode()
     plain = await client.get("/metrics")
     zipped = await client.get(
         "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False

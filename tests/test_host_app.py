@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
+from exporter.runtime import Options
 from tests.metrics import sample_value, series_names
 
 Client = TestClient[web.Request, web.Application]
@@ -27,7 +28,7 @@ def host_series(text: str) -> set[str]:
 
 
 def write(path: Path, text: str) -> str:
-    path.write_text(text)
+    path.write_text(text if "targets:" in text else text + "targets: []\n")
     return str(path)
 
 

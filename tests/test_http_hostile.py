@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.clock import SystemClock
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from tests.conftest import config_from_text

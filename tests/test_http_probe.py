@@ -15,7 +15,8 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from exporter.clock import SystemClock
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
+from exporter.probes.http import HttpObservation
 from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from tests.conftest import ProbeOnce, config_from_text
@@ -147,9 +148,9 @@ async def test_a_valid_response_passes_every_check(base: str, probe_once: ProbeO
     )
     assert result.success, result.message
     assert result.reason is None
-    assert result.status_code == 200
-    assert result.http_version == "1.1"
-    assert result.response_size == len(b'{"orders": [{"id": 1}], "total": 1}')
+    assert result.observation == HttpObservation(
+        200, "1.1", len(b'{"orders": [{"id": 1}], "total": 1}')
+    )
     assert {name for name, _ in result.phases} >= {"connect", "processing", "transfer"}
     assert all(check.passed for check in result.checks)
     assert len(result.checks) == 9
@@ -241,7 +242,8 @@ async def test_a_failed_check_gives_its_reason(
 async def test_the_body_limit_stops_reading_a_huge_body(base: str, probe_once: ProbeOnce) -> None:
     result = await probe_once(target(f"{base}/big", "    expect: {max_size: 1KiB}\n"))
     assert result.reason is Reason.SIZE
-    assert result.response_size == 1025
+    assert isinstance(result.observation, HttpObservation)
+    assert result.observation.response_size == 1025
 
 
 async def test_a_server_that_never_answers_times_out(base: str, probe_once: ProbeOnce) -> None:

@@ -4,13 +4,16 @@ certificates of failed probes, and removal."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import FAMILIES, ProbeCollector
 from exporter.config import Source, load_text
 from exporter.reasons import Reason
-from exporter.results import Certificate, ProbeResult
+from exporter.results import Certificate, ProbeResult, TlsSeen
 from exporter.stats import ProbeStats
 from exporter.targets import Target
 from tests.metrics import sample_value
@@ -25,9 +28,9 @@ CERT = Certificate(
 )
 
 
-def make_target(labels: str = "{}", slo: str = "") -> Target:
+def make_target(labels: str = "{}", slo: str = "", name: str = "api") -> Target[Any]:
     text = (
-        "targets:\n  - {name: api, kind: http, url: 'https://127.0.0.1/', "
+        f"targets:\n  - {{name: {name}, kind: http, url: 'https://127.0.0.1/', "
         f"labels: {labels}{slo}}}\n"
     )
     return load_text(text, Source("t", Path(".")), {}).targets[0]
@@ -61,7 +64,7 @@ def test_a_failed_tls_probe_still_exports_certificate_expiry_and_identity() -> N
             reason=Reason.CERT_EXPIRED,
             message="certificate has expired",
             phases=(("connect", 0.001), ("tls", 0.004)),
-            chain=(CERT,),
+            tls=TlsSeen((CERT,), None),
         )
     )
     text = render(stats, location="lab")
@@ -84,19 +87,55 @@ def test_label_values_are_escaped() -> None:
 
 
 def test_help_says_result_gauges_hold_the_latest_probe() -> None:
-    configured = {"lookout_probe_slo_objective_ratio", "lookout_probe_latency_threshold_seconds"}
-    for name, kind, help_text in FAMILIES:
-        if kind == "gauge" and name not in configured:
-            assert "latest" in help_text, name
+    configured = {
+        "lookout_probe_slo_objective_ratio",
+        "lookout_probe_sla_objective_ratio",
+        "lookout_probe_latency_threshold_seconds",
+    }
+    for family in FAMILIES:
+        if family.type == "gauge" and family.name not in configured:
+            assert "latest" in family.help, family.name
 
 
-def test_a_new_result_rerenders_only_that_target() -> None:
+def test_a_new_result_rerenders_only_that_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered: list[str] = []
+    real = probes_module.render_target
+
+    def counting(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
+        rendered.append(stats.target.name)
+        return real(stats, location)
+
+    monkeypatch.setattr(probes_module, "render_target", counting)
+    one, other = ProbeStats(make_target()), ProbeStats(make_target(name="other"))
+    collector = ProbeCollector(lambda: [one, other], lambda: None)
+    "".join(collector.expose())
+    "".join(collector.expose())
+    assert rendered == ["api", "other"]
+    one.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
+    text = "".join(collector.expose())
+    assert rendered == ["api", "other", "api"]
+    assert sample_value(text, "lookout_probe_success", target="api") == 1
+
+
+def test_a_result_rendered_as_its_probe_completes_is_not_rendered_again_by_the_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stats = ProbeStats(make_target())
-    render(stats)
-    cached = stats.rendered
-    assert cached is not None
-    render(stats)
-    assert stats.rendered is cached
+    collector = ProbeCollector(lambda: [stats], lambda: None)
     stats.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
-    assert stats.rendered is None
-    assert sample_value(render(stats), "lookout_probe_success") == 1
+    collector.refresh(stats)
+    monkeypatch.setattr(probes_module, "render_target", None)  # a scrape must not render
+    assert sample_value("".join(collector.expose()), "lookout_probe_success") == 1
+
+
+def test_a_new_location_or_a_changed_target_rerenders_the_cached_text() -> None:
+    stats = ProbeStats(make_target())
+    location: list[str | None] = [None]
+    collector = ProbeCollector(lambda: [stats], lambda: location[0])
+    stats.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
+    collector.refresh(stats)
+    location[0] = "lab"
+    assert sample_value("".join(collector.expose()), "lookout_probe_success", location="lab") == 1
+    stats.retarget(make_target(slo=", slo: {availability: 99.5}"))
+    text = "".join(collector.expose())
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.995

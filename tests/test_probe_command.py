@@ -28,9 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import config
 from exporter.cli import main
 from exporter.probe_command import build_report, probe_and_report, render_text
+from exporter.probes import http
+from exporter.probes.dns import DnsObservation
+from exporter.probes.http import HttpSpec
 from exporter.reasons import Reason
-from exporter.results import Certificate, Check, ProbeResult
-from exporter.targets import HttpSpec, Target
+from exporter.results import Certificate, Check, ProbeResult, TlsSeen
+from exporter.targets import Target
 from tests.exporter_process import exporter_command
 from tests.probes.conftest import blocking_tls_server
 from tests.processes import free_port
@@ -330,7 +333,7 @@ async def test_json_output_matches_the_api_schemas_and_carries_the_metrics(lab: 
     code, text = await probe_text(lab, "json_schema", as_json=True)
     assert code == 1
     report = json.loads(text)
-    assert set(report) == {"target", "request", "result", "metrics"}
+    assert set(report) == {"target", "request", "result", "response", "metrics"}
     schema_validator("ProbeResult").validate(report["result"])
     schema_validator("Request").validate(report["request"])
     assert report["target"] == {
@@ -363,14 +366,14 @@ def _result(reason: Reason) -> ProbeResult:
         message=f"what went wrong: {reason}",
         phases=(("resolve", 0.001), ("connect", 0.002)),
         checks=(Check(f"check of {reason}", False, "expected this, got that"),),
-        chain=(cert,),
-        dns_answers=0,
+        tls=TlsSeen((cert,), None),
+        observation=DnsObservation(0),
     )
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=str)
 def test_every_reason_of_every_kind_renders_with_its_check_and_counter(reason: Reason) -> None:
-    target = Target("any", "http", 30.0, 5.0, (), None, HttpSpec(url="http://127.0.0.1:1/"))
+    target = Target("any", http.KIND, 30.0, 5.0, (), None, HttpSpec(url="http://127.0.0.1:1/"))
     report = build_report(target, None, _result(reason))
     text = render_text(report, 1_800_000_000.0)
     assert f"Result    FAIL in 250.0 ms, reason {reason}: what went wrong: {reason}\n" in text

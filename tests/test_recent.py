@@ -6,6 +6,7 @@ import random
 import tracemalloc
 from collections import deque
 
+from exporter.probes.http import HttpObservation
 from exporter.reasons import Reason
 from exporter.recent import MAX_PHASES, RecentProbe, RecentProbes
 from exporter.results import ProbeResult
@@ -23,8 +24,9 @@ def _result(
     ),
 ) -> ProbeResult:
     message = "" if reason is None else f"{reason} went wrong at {at}"
+    seen = None if status is None else HttpObservation(status, "1.1", 0)
     return ProbeResult(
-        "t", reason is None, duration, at, reason, message, phases=phases, status_code=status
+        "t", reason is None, duration, at, reason, message, phases=phases, observation=seen
     )
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from exporter import probes
 from exporter.clock import SystemClock
 from exporter.config import Source, load_text
-from exporter.probes.context import ProbeContext, SharedClients
+from exporter.probes.clients import SharedClients
+from exporter.probes.context import ProbeContext
 from exporter.reasons import Reason
 from exporter.scheduler import Scheduler, Shard, _offset
 from exporter.stats import ProbeStats
@@ -44,11 +46,18 @@ async def clients() -> AsyncIterator[SharedClients]:
     await shared.close()
 
 
-def targets(url: str, count: int, interval: str = "200ms") -> list[Target]:
+def targets(url: str, count: int, interval: str = "200ms") -> list[Target[Any]]:
     text = f"defaults: {{interval: {interval}, timeout: {interval}}}\ntargets:\n" + "".join(
         f"  - {{name: t{i}, kind: http, url: '{url}'}}\n" for i in range(count)
     )
     return list(load_text(text, Source("t", Path(".")), {}).targets)
+
+
+def probed_by(
+    prober: Callable[[Any, ProbeContext], Awaitable[None]], targets: list[Target[Any]]
+) -> list[Target[Any]]:
+    """The same targets, probed by ``prober`` instead of their kind's own."""
+    return [replace(t, kind=replace(t.kind, probe=prober)) for t in targets]
 
 
 def test_first_runs_spread_over_the_interval() -> None:
@@ -94,14 +103,13 @@ async def test_an_exception_in_a_prober_becomes_an_error_result(
 ) -> None:
     calls = 0
 
-    async def broken(_target: Target, _ctx: ProbeContext) -> None:
+    async def broken(_spec: object, _ctx: ProbeContext) -> None:
         nonlocal calls
         calls += 1
         raise KeyError("missing")
 
-    monkeypatch.setitem(probes.PROBERS, "http", broken)
     scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
-    scheduler.reconcile(targets("http://127.0.0.1:1/", 1, interval="50ms"))
+    scheduler.reconcile(probed_by(broken, targets("http://127.0.0.1:1/", 1, interval="50ms")))
     await asyncio.sleep(0.3)
     await scheduler.close()
     stats = scheduler.stats["t0"]
@@ -171,17 +179,16 @@ async def test_a_failure_handling_a_result_keeps_the_target_on_its_schedule(
 ) -> None:
     calls = 0
 
-    async def passes(_target: Target, _ctx: ProbeContext) -> None:
+    async def passes(_spec: object, _ctx: ProbeContext) -> None:
         nonlocal calls
         calls += 1
 
     def broken(_stats: ProbeStats, _result: object) -> None:
         raise RuntimeError("bookkeeping bug")
 
-    monkeypatch.setitem(probes.PROBERS, "http", passes)
     monkeypatch.setattr(ProbeStats, "record", broken)
     scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
-    scheduler.reconcile(targets("http://127.0.0.1:1/", 1, interval="50ms"))
+    scheduler.reconcile(probed_by(passes, targets("http://127.0.0.1:1/", 1, interval="50ms")))
     await asyncio.sleep(0.3)
     await scheduler.close()
     assert calls >= 3

@@ -11,7 +11,7 @@ from pytest_aiohttp import AiohttpServer
 
 from exporter.clock import SystemClock
 from exporter.config import Source, load_text
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.scheduler import TICK, Scheduler
 
 

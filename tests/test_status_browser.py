@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
+from exporter.runtime import Options
 from tests.processes import started
 from tests.status_support import HOSTILE, service_app, wait_probed, write_config
 from tests.tools import require_tool

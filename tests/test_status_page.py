@@ -25,11 +25,12 @@ from jinja2 import UndefinedError
 from markupsafe import Markup
 
 from exporter import __version__, config
-from exporter.app import Options, create_app
+from exporter.app import create_app
 from exporter.config import Source, load_text
+from exporter.runtime import Options
 from exporter.status import markup
 from exporter.status.markup import CSP, ENVIRONMENT, escape_text
-from exporter.targets import build_target
+from exporter.targets import Defaults, build_target
 from tests.status_support import (
     HOSTILE,
     HOSTILE_QUERY,
@@ -148,8 +149,7 @@ async def test_markup_in_target_names_labels_location_and_config_name_is_escaped
         },
         ("targets", 0),
         Source("test", Path.cwd()),
-        interval=3600.0,
-        timeout=1.0,
+        Defaults(interval=3600.0, timeout=1.0),
     )
     loaded = empty_config(
         location="<u>loc</u>", targets=(target,), source="<script>config</script>"
@@ -347,8 +347,7 @@ async def hostile(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> T
         },
         ("targets", 0),
         source,
-        interval=0.3,
-        timeout=0.25,
+        Defaults(interval=0.3, timeout=0.25),
     )
     beat = {"name": "job", "period": "1h", "grace": "1h", "labels": {"team": HOSTILE_TEXT}}
     beats = load_text(json.dumps({"heartbeats": [beat]}), source, {}).heartbeats

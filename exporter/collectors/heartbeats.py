@@ -28,76 +28,94 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from exporter.exposition import format_value, header, label_pairs
+from exporter.exposition import header, label_pairs, sample
+from exporter.families import Family
 from exporter.heartbeats.state import Signal, Status, View
 
-__all__ = ["FAMILIES", "HeartbeatCollector"]
+__all__ = ["DECLARED", "FAMILIES", "HeartbeatCollector"]
 
-FAMILIES: tuple[tuple[str, str, str], ...] = (
-    (
-        "lookout_heartbeat_last_success_timestamp_seconds",
-        "gauge",
-        "When the latest success ping arrived, in seconds since the epoch.",
-    ),
-    ("lookout_heartbeat_age_seconds", "gauge", "Seconds since the latest success ping."),
-    (
-        "lookout_heartbeat_deadline_timestamp_seconds",
-        "gauge",
-        "When the heartbeat is down unless it pings: next expected ping plus grace, or the end "
-        "of max_runtime while a run is open.",
-    ),
-    ("lookout_heartbeat_status", "gauge", "1 for the heartbeat's current status, 0 for others."),
-    ("lookout_heartbeat_pings_total", "counter", "Pings received, by signal."),
-    (
-        "lookout_heartbeat_last_start_timestamp_seconds",
-        "gauge",
-        "When the latest start ping arrived, in seconds since the epoch.",
-    ),
-    (
-        "lookout_heartbeat_last_duration_seconds",
-        "gauge",
-        "Duration of the latest finished run (from its start, or as the job reported it).",
-    ),
-    (
-        "lookout_heartbeat_last_exit_code",
-        "gauge",
-        "Exit code sent with the latest finish ping.",
-    ),
-    ("lookout_heartbeat_max_runtime_seconds", "gauge", "The heartbeat's configured max_runtime."),
-    (
-        "lookout_heartbeat_instances_alive",
-        "gauge",
-        "Instances whose own pings are on time (up, running or late).",
-    ),
-    ("lookout_heartbeat_instances_expected", "gauge", "The heartbeat's configured instances."),
+DECLARED = Family("lookout_heartbeats", "gauge", "Number of heartbeats declared in the config.")
+LAST_SUCCESS = Family(
+    "lookout_heartbeat_last_success_timestamp_seconds",
+    "gauge",
+    "When the latest success ping arrived, in seconds since the epoch.",
+)
+AGE = Family("lookout_heartbeat_age_seconds", "gauge", "Seconds since the latest success ping.")
+DEADLINE = Family(
+    "lookout_heartbeat_deadline_timestamp_seconds",
+    "gauge",
+    "When the heartbeat is down unless it pings: next expected ping plus grace, or the end "
+    "of max_runtime while a run is open.",
+)
+STATUS = Family(
+    "lookout_heartbeat_status", "gauge", "1 for the heartbeat's current status, 0 for others."
+)
+PINGS = Family("lookout_heartbeat_pings_total", "counter", "Pings received, by signal.")
+LAST_START = Family(
+    "lookout_heartbeat_last_start_timestamp_seconds",
+    "gauge",
+    "When the latest start ping arrived, in seconds since the epoch.",
+)
+LAST_DURATION = Family(
+    "lookout_heartbeat_last_duration_seconds",
+    "gauge",
+    "Duration of the latest finished run (from its start, or as the job reported it).",
+)
+LAST_EXIT_CODE = Family(
+    "lookout_heartbeat_last_exit_code", "gauge", "Exit code sent with the latest finish ping."
+)
+MAX_RUNTIME = Family(
+    "lookout_heartbeat_max_runtime_seconds", "gauge", "The heartbeat's configured max_runtime."
+)
+INSTANCES_ALIVE = Family(
+    "lookout_heartbeat_instances_alive",
+    "gauge",
+    "Instances whose own pings are on time (up, running or late).",
+)
+INSTANCES_EXPECTED = Family(
+    "lookout_heartbeat_instances_expected", "gauge", "The heartbeat's configured instances."
+)
+
+FAMILIES = (
+    LAST_SUCCESS,
+    AGE,
+    DEADLINE,
+    STATUS,
+    PINGS,
+    LAST_START,
+    LAST_DURATION,
+    LAST_EXIT_CODE,
+    MAX_RUNTIME,
+    INSTANCES_ALIVE,
+    INSTANCES_EXPECTED,
 )
 
 
-def render(view: View) -> dict[str, str]:
-    """One heartbeat's sample lines keyed by family name (families without samples absent)."""
+def render(view: View) -> dict[Family, str]:
+    """One heartbeat's sample lines keyed by family (families without samples absent)."""
     spec, facts = view.spec, view.facts
     base = label_pairs([("heartbeat", spec.name), *spec.labels])
-    out: dict[str, str] = {}
+    out: dict[Family, str] = {}
 
-    def sample(name: str, value: float | None, extra: str = "") -> None:
+    def add(family: Family, value: float | None, extra: str = "") -> None:
         if value is None:
             return
         labels = f"{base},{extra}" if extra else base
-        out[name] = out.get(name, "") + f"{name}{{{labels}}} {format_value(value)}\n"
+        out[family] = out.get(family, "") + sample(family, labels, value)
 
-    sample("lookout_heartbeat_last_success_timestamp_seconds", facts.track.last_success_at)
-    sample("lookout_heartbeat_age_seconds", view.age)
-    sample("lookout_heartbeat_deadline_timestamp_seconds", view.deadline)
+    add(LAST_SUCCESS, facts.track.last_success_at)
+    add(AGE, view.age)
+    add(DEADLINE, view.deadline)
     for status in Status:
-        sample("lookout_heartbeat_status", 1 if status is view.status else 0, f'status="{status}"')
+        add(STATUS, 1 if status is view.status else 0, f'status="{status}"')
     for signal in Signal:
-        sample("lookout_heartbeat_pings_total", facts.counts.get(signal, 0), f'signal="{signal}"')
-    sample("lookout_heartbeat_last_start_timestamp_seconds", facts.last_start_at)
-    sample("lookout_heartbeat_last_duration_seconds", facts.last_duration)
-    sample("lookout_heartbeat_last_exit_code", facts.last_exit_code)
-    sample("lookout_heartbeat_max_runtime_seconds", spec.max_runtime)
-    sample("lookout_heartbeat_instances_alive", view.instances_alive)
-    sample("lookout_heartbeat_instances_expected", spec.instances)
+        add(PINGS, facts.counts.get(signal, 0), f'signal="{signal}"')
+    add(LAST_START, facts.last_start_at)
+    add(LAST_DURATION, facts.last_duration)
+    add(LAST_EXIT_CODE, facts.last_exit_code)
+    add(MAX_RUNTIME, spec.max_runtime)
+    add(INSTANCES_ALIVE, view.instances_alive)
+    add(INSTANCES_EXPECTED, spec.instances)
     return out
 
 
@@ -109,10 +127,10 @@ class HeartbeatCollector:
 
     def expose(self) -> Iterable[str]:
         rendered = [render(view) for view in self._views()]
-        yield header("lookout_heartbeats", "gauge", "Number of heartbeats declared in the config.")
-        yield f"lookout_heartbeats {len(rendered)}\n"
-        for name, kind, help_text in FAMILIES:
-            chunks = [r[name] for r in rendered if name in r]
+        yield header(DECLARED)
+        yield sample(DECLARED, "", len(rendered))
+        for family in FAMILIES:
+            chunks = [r[family] for r in rendered if family in r]
             if chunks:
-                yield header(name, kind, help_text)
+                yield header(family)
                 yield "".join(chunks)

@@ -1,25 +1,11 @@
-"""One module per probe kind, all with the signature ``async def probe(target, ctx) -> None``.
+"""One module per probe kind (``http``, ``tcp``, ``tls``, ``dns``, ``smtp``), each exporting its
+``KIND`` record (``kind.Kind``): spec, builder, prober, metric families and status-page facts.
+``registry.KINDS`` maps kind names to them.
 
-A prober records what it sees into ``ctx.trace`` and raises ``ProbeFailure`` to fail; it takes no
-timeout: ``runner.run_probe`` owns the timeout, the timing and the capture of every error.
+A prober has the signature ``async def probe(spec, ctx) -> None``: it records what it sees into
+``ctx.trace`` and raises ``ProbeFailure`` to fail; it takes no timeout: ``runner.run_probe`` owns
+the timeout, the timing and the capture of every error. Shared by several kinds: ``connection``
+(timed connect and TLS step), ``tlsinfo`` (TLS contexts and what a handshake presented),
+``client_tls`` (TLS settings), ``starttls`` (plaintext negotiations), ``http_timing`` (HTTP
+phases), ``clients`` (sessions and resolvers shared between probes).
 """
-
-from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-
-from exporter.probes import dns, http, smtp, tcp, tls
-from exporter.probes.context import ProbeContext
-from exporter.targets import Target
-
-__all__ = ["PROBERS", "Prober"]
-
-Prober = Callable[[Target, ProbeContext], Awaitable[None]]
-
-PROBERS: dict[str, Prober] = {
-    "http": http.probe,
-    "tcp": tcp.probe,
-    "tls": tls.probe,
-    "dns": dns.probe,
-    "smtp": smtp.probe,
-}

@@ -14,6 +14,8 @@ import ipaddress
 import socket
 from typing import Any
 
+from exporter.addresses import IP_FAMILIES, format_address
+from exporter.probes.client_tls import ClientTLS
 from exporter.probes.tlsinfo import (
     Handshake,
     client_context,
@@ -22,7 +24,6 @@ from exporter.probes.tlsinfo import (
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
-from exporter.targets import ClientTLS
 
 __all__ = [
     "LINE_LIMIT",
@@ -36,13 +37,8 @@ __all__ = [
 
 # The longest line a dialog or a STARTTLS negotiation accepts from a peer.
 LINE_LIMIT = 8192
-_FAMILIES = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-def _where(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 Address = tuple[int, tuple[Any, ...]]  # (family, sockaddr)
@@ -55,13 +51,13 @@ async def _resolve(host: str, port: int, ip_family: str, trace: ProbeTrace) -> l
         pass
     else:
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        if ip_family != "any" and family != _FAMILIES[ip_family]:
+        if ip_family != "any" and family != IP_FAMILIES[ip_family]:
             raise ProbeFailure(Reason.CONNECT, f"{host} is not an {ip_family} address")
         return [(family, (host, port))]
     with trace.phase("resolve"):
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, family=_FAMILIES[ip_family], type=socket.SOCK_STREAM
+                host, port, family=IP_FAMILIES[ip_family], type=socket.SOCK_STREAM
             )
         except socket.gaierror as exc:
             raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from exc
@@ -89,7 +85,7 @@ async def connect(host: str, port: int, ip_family: str, trace: ProbeTrace) -> so
                 sock.close()
                 raise
             return sock
-    where = _where(host, port)
+    where = format_address(host, port)
     if all(isinstance(e, ConnectionRefusedError) for e in errors):
         raise ProbeFailure(Reason.REFUSED, f"connection to {where} refused")
     last = errors[-1]

@@ -1,30 +1,17 @@
-"""What a prober gets besides its target: the trace it writes into and the shared clients.
+"""What a prober gets besides its spec: the trace it writes into and the shared clients.
 
-One ``ProbeContext`` per probe run; the ``SharedClients`` inside it live as long as the
-scheduler and are closed with it.
+One ``ProbeContext`` per probe run; its ``SharedClients`` live as long as the scheduler.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporter.clock import Clock
-from exporter.probes.dns import SystemNameserver
-from exporter.probes.http import HttpSessions
+from exporter.probes.clients import SharedClients
 from exporter.results import ProbeTrace
 
-__all__ = ["ProbeContext", "SharedClients"]
-
-
-@dataclass(slots=True)
-class SharedClients:
-    """Clients that are expensive to create and safe to share between probes."""
-
-    http: HttpSessions = field(default_factory=HttpSessions)
-    dns: SystemNameserver = field(default_factory=SystemNameserver)
-
-    async def close(self) -> None:
-        await self.http.close()
+__all__ = ["ProbeContext"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The DNS prober: one query to one nameserver with dnspython's asyncio functions, then checks.
+"""The DNS kind: one query to one nameserver with dnspython's asyncio functions, then checks.
 
 The query goes over UDP (falling back to TCP when the answer is truncated, as resolvers do) or
 over TCP, to the configured nameserver or else the first one in /etc/resolv.conf. The query time
@@ -9,65 +9,173 @@ is the phase ``query``; the number of answer records of the queried type is
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 
+from exporter.addresses import format_address
+from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.families import Family
+from exporter.probes.context import ProbeContext
+from exporter.probes.kind import Kind
 from exporter.reasons import ProbeFailure, Reason
-from exporter.results import ProbeTrace
-from exporter.targets import DnsExpect, DnsSpec, Target
+from exporter.results import ProbeTrace, Sample
 
-if TYPE_CHECKING:
-    from exporter.probes.context import ProbeContext
+__all__ = ["KIND", "DnsExpect", "DnsObservation", "DnsSpec"]
 
-__all__ = ["SystemNameserver", "probe"]
-
-RESOLV_CONF = "/etc/resolv.conf"
+ANSWERS = Family(
+    "lookout_dns_answers", "gauge", "Number of answer records of the latest scheduled DNS probe."
+)
 
 
-@dataclass(slots=True)
-class SystemNameserver:
-    """The first ``nameserver`` of resolv.conf, read again only when the file changes."""
-
-    path: str = RESOLV_CONF
-    _mtime: float | None = field(default=None, init=False)
-    _address: str | None = field(default=None, init=False)
-
-    def get(self) -> str:
-        try:
-            mtime = os.stat(self.path).st_mtime
-        except OSError as exc:
-            raise ProbeFailure(Reason.DNS, f"cannot read {self.path}: {exc.strerror}") from exc
-        if mtime != self._mtime:
-            self._address = _first_nameserver(self.path)
-            self._mtime = mtime
-        if self._address is None:
-            raise ProbeFailure(Reason.DNS, f"no nameserver in {self.path}")
-        return self._address
+@dataclass(frozen=True, slots=True)
+class DnsExpect:
+    rcodes: tuple[dns.rcode.Rcode, ...] = (dns.rcode.Rcode.NOERROR,)
+    min_answers: int = 1
+    max_answers: int | None = None
+    any_answer_matches: tuple[re.Pattern[str], ...] = ()
+    all_answers_match: tuple[re.Pattern[str], ...] = ()
+    no_answer_matches: tuple[re.Pattern[str], ...] = ()
+    answers: frozenset[dns.rdata.Rdata] | None = None
 
 
-def _first_nameserver(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    return fields[1]
-    except OSError:
+@dataclass(frozen=True, slots=True)
+class DnsSpec:
+    query: dns.name.Name
+    record: dns.rdatatype.RdataType = dns.rdatatype.RdataType.A
+    nameserver: str | None = None  # an IP address; None: the system's first nameserver
+    port: int = 53
+    transport: str = "udp"
+    recursion: bool = True
+    expect: DnsExpect = DnsExpect()
+
+
+@dataclass(frozen=True, slots=True)
+class DnsObservation:
+    """The answer: how many records of the queried type it held."""
+
+    answers: int
+
+    @property
+    def status_code(self) -> None:
         return None
-    return None
+
+    def samples(self) -> Iterator[Sample]:
+        yield ANSWERS, self.answers, ""
+
+    def json(self) -> dict[str, Any]:
+        return {"dns_answers": self.answers}
+
+    def summary(self) -> list[str]:
+        return [f"{self.answers} answers"]
 
 
-async def probe(target: Target, ctx: ProbeContext) -> None:
-    spec = target.spec
-    assert isinstance(spec, DnsSpec)
+def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> DnsSpec:
+    try:
+        query = dns.name.from_text(raw["query"])
+    except dns.exception.DNSException as exc:
+        raise ConfigProblem((*at, "query"), f"invalid name {raw['query']!r}: {exc}") from None
+    record = dns.rdatatype.from_text(raw.get("record", "A"))
+    settings = raw.get("dns", {})
+    nameserver: str | None = None
+    port = 53
+    if "nameserver" in settings:
+        nameserver, port = _nameserver(settings["nameserver"], (*at, "dns", "nameserver"))
+    return DnsSpec(
+        query=query,
+        record=record,
+        nameserver=nameserver,
+        port=port,
+        transport=settings.get("transport", "udp"),
+        recursion=settings.get("recursion", True),
+        expect=_build_expect(raw.get("expect", {}), (*at, "expect"), record),
+    )
+
+
+def _nameserver(text: str, at: KeyPath) -> tuple[str, int]:
+    """``10.0.0.2``, ``10.0.0.2:5353``, ``2001:db8::53`` or ``[2001:db8::53]:5353``."""
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else -1
+    elif text.count(":") == 1:
+        host, _, rest = text.partition(":")
+        port = int(rest) if rest.isdigit() else -1
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigProblem(at, f"{text!r} is not an IP address (with an optional :port)") from None
+    if not 0 < port < 65536:
+        raise ConfigProblem(at, f"{text!r} has no valid port (1-65535)")
+    return host, port
+
+
+def _build_expect(
+    raw: Mapping[str, Any], at: KeyPath, record: dns.rdatatype.RdataType
+) -> DnsExpect:
+    rcodes = tuple(dns.rcode.from_text(name) for name in raw.get("rcode", ["NOERROR"]))
+    # A name that must exist is the common case; only then does no answer count as a failure.
+    default_min = 1 if rcodes == (dns.rcode.Rcode.NOERROR,) else 0
+    min_answers = raw.get("min_answers", default_min)
+    max_answers = raw.get("max_answers")
+    if max_answers is not None and max_answers < min_answers:
+        raise ConfigProblem(
+            (*at, "max_answers"),
+            f"max_answers ({max_answers}) is below min_answers ({min_answers})",
+        )
+    answers = None
+    if "answers" in raw:
+        parsed = []
+        for i, text in enumerate(raw["answers"]):
+            try:
+                parsed.append(
+                    dns.rdata.from_text(
+                        dns.rdataclass.IN, record, text, origin=dns.name.root, relativize=False
+                    )
+                )
+            except (dns.exception.DNSException, ValueError) as exc:
+                raise ConfigProblem(
+                    (*at, "answers", i), f"{text!r} is not valid {record.name} data: {exc}"
+                ) from None
+        answers = frozenset(parsed)
+
+    def regexes(key: str) -> tuple[re.Pattern[str], ...]:
+        return tuple(compile_regex(p, (*at, key, i)) for i, p in enumerate(raw.get(key, [])))
+
+    return DnsExpect(
+        rcodes=rcodes,
+        min_answers=min_answers,
+        max_answers=max_answers,
+        any_answer_matches=regexes("any_answer_matches"),
+        all_answers_match=regexes("all_answers_match"),
+        no_answer_matches=regexes("no_answer_matches"),
+        answers=answers,
+    )
+
+
+def endpoint(spec: DnsSpec) -> str:
+    question = f"{spec.query.to_text(omit_final_dot=True)} {spec.record.name}"
+    server = format_address(spec.nameserver, spec.port) if spec.nameserver else "system resolver"
+    return f"{question} @ {server} ({spec.transport})"
+
+
+def options(spec: DnsSpec) -> dict[str, str]:
+    return {"recursion desired": "yes" if spec.recursion else "no"}
+
+
+async def probe(spec: DnsSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     nameserver = spec.nameserver or ctx.clients.dns.get()
     query = dns.message.make_query(spec.query, spec.record)
@@ -76,14 +184,14 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
     with trace.phase("query"):
         response = await _ask(query, nameserver, spec)
     answers = [rdata for rrset in response.answer if rrset.rdtype == spec.record for rdata in rrset]
-    trace.dns_answers = len(answers)
+    trace.observation = DnsObservation(len(answers))
     failures = _check(spec.expect, response.rcode(), answers, trace)
     if failures:
         raise failures[0]
 
 
 async def _ask(query: dns.message.Message, nameserver: str, spec: DnsSpec) -> dns.message.Message:
-    where = f"[{nameserver}]:{spec.port}" if ":" in nameserver else f"{nameserver}:{spec.port}"
+    where = format_address(nameserver, spec.port)
     try:
         if spec.transport == "tcp":
             return await dns.asyncquery.tcp(query, nameserver, port=spec.port)
@@ -158,3 +266,13 @@ def _check(
         )
         answer_check("answers", not missing and not extra, detail or f"answers: {shown}")
     return failures
+
+
+KIND = Kind(
+    name="dns",
+    build=build,
+    probe=probe,
+    endpoint=endpoint,
+    options=options,
+    families=(ANSWERS,),
+)

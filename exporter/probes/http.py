@@ -1,34 +1,44 @@
-"""The HTTP/API prober: one request (following redirects if allowed), timed by phase, then every
+"""The HTTP/API kind: one request (following redirects if allowed), timed by phase, then every
 ``expect`` check on the response: status, HTTP version, headers, size, body regexes, JSON Schema,
 duration.
 
-Phases come from aiohttp's tracing signals plus the TLS handshake start that
-``tlsinfo.ObservedSSLContext`` records: resolve, connect, tls, processing (request sent to
-response headers) and transfer (the body). All checks are evaluated and recorded for the debug
-output; the probe fails with the reason of the first one that failed.
+Phases (``http_timing``): resolve, connect, tls, processing (request sent to response headers)
+and transfer (the body). All checks are evaluated and recorded for the debug output; the probe
+fails with the reason of the first one that failed. Its own series are
+``lookout_http_status_code`` and ``lookout_http_response_size_bytes``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import dataclasses
 import json
-import socket
+import re
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
-from aiohappyeyeballs import AddrInfoType
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.client_reqrep import ClientRequest
+import jsonschema
 from multidict import CIMultiDictProxy
 
 from exporter import __version__
-from exporter.clock import Clock
+from exporter.config_source import (
+    ConfigProblem,
+    KeyPath,
+    Source,
+    compile_regex,
+)
+from exporter.config_source import (
+    describe_error as describe_schema_error,
+)
+from exporter.families import Family
+from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
+from exporter.probes.context import ProbeContext
+from exporter.probes.http_timing import RequestTiming, end_connection
+from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
-    Handshake,
     client_context,
     describe_error,
     failure_from_ssl_error,
@@ -37,205 +47,220 @@ from exporter.probes.tlsinfo import (
     record_handshake,
 )
 from exporter.reasons import ProbeFailure, Reason
-from exporter.results import ProbeTrace
-from exporter.targets import HttpExpect, HttpSpec, Target
-from exporter.units import format_duration
+from exporter.redaction import redact_url, secret_header
+from exporter.results import ProbeTrace, Sample
+from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
-if TYPE_CHECKING:
-    from exporter.probes.context import ProbeContext
-
-__all__ = ["BODY_LIMIT", "HttpSessions", "probe"]
+__all__ = [
+    "BODY_LIMIT",
+    "KIND",
+    "HeaderExpectation",
+    "HttpExpect",
+    "HttpObservation",
+    "HttpSpec",
+]
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
-_FAMILIES = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 _USER_AGENT = f"Lookout/{__version__}"
 
-
-@dataclass(slots=True)
-class _Timing:
-    """Per-probe state for the tracing callbacks (aiohttp's ``trace_request_ctx``)."""
-
-    clock: Clock
-    trace: ProbeTrace
-    handshake: Handshake
-    connection_start: float = 0.0
-    resolve_in_connection: float = 0.0
-    resolve_start: float = 0.0
-    ready: float = 0.0
+STATUS_CODE = Family(
+    "lookout_http_status_code", "gauge", "HTTP status code of the latest scheduled probe."
+)
+RESPONSE_SIZE = Family(
+    "lookout_http_response_size_bytes",
+    "gauge",
+    "Body size read by the latest scheduled probe (capped at expect.max_size + 1).",
+)
 
 
-def _timing(ctx: SimpleNamespace) -> _Timing | None:
-    timing = ctx.trace_request_ctx
-    return timing if isinstance(timing, _Timing) else None
+@dataclass(frozen=True, slots=True)
+class HeaderExpectation:
+    name: str
+    pattern: re.Pattern[str] | None
+    absent: bool
 
 
-async def _on_request_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        t.ready = t.clock.monotonic()
+@dataclass(frozen=True, slots=True)
+class HttpExpect:
+    status: tuple[StatusPattern, ...] = (parse_status("2xx"),)
+    headers: tuple[HeaderExpectation, ...] = ()
+    body_matches: tuple[re.Pattern[str], ...] = ()
+    body_not_matches: tuple[re.Pattern[str], ...] = ()
+    json_schema: Any = None
+    json_validator: jsonschema.protocols.Validator | None = field(default=None, compare=False)
+    max_size: int | None = None
+    max_duration: float | None = None
+    http_version: tuple[str, ...] = ()
 
 
-async def _on_resolve_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        t.resolve_start = t.clock.monotonic()
-        t.trace.active = "resolve"
+@dataclass(frozen=True, slots=True)
+class HttpSpec:
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    body: bytes | None = field(default=None, repr=False)
+    tls: ClientTLS = NO_CLIENT_TLS
+    follow_redirects: bool = True
+    max_redirects: int = 10
+    ip_family: str = "any"
+    proxy_url: str | None = None
+    reuse_connections: bool = False
+    expect: HttpExpect = HttpExpect()
 
 
-async def _on_resolve_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        elapsed = t.clock.monotonic() - t.resolve_start
-        t.resolve_in_connection += elapsed
-        _add(t.trace, "resolve", elapsed)
+@dataclass(frozen=True, slots=True)
+class HttpObservation:
+    """The response as far as it came: status and version from its head, then the body size."""
+
+    status_code: int
+    http_version: str | None
+    response_size: int | None = None
+
+    def samples(self) -> Iterator[Sample]:
+        yield STATUS_CODE, self.status_code, ""
+        if self.response_size is not None:
+            yield RESPONSE_SIZE, self.response_size, ""
+
+    def json(self) -> dict[str, Any]:
+        return {"http_version": self.http_version, "response_size_bytes": self.response_size}
+
+    def summary(self) -> list[str]:
+        parts = [f"status {self.status_code}"]
+        if self.http_version is not None:
+            parts.append(f"HTTP/{self.http_version}")
+        if self.response_size is not None:
+            parts.append(f"{self.response_size} bytes")
+        return parts
 
 
-async def _on_connection_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        t.connection_start = t.clock.monotonic()
-        t.trace.active = "connect"
-        t.resolve_in_connection = 0.0
-        t.handshake.started_at = None
-
-
-async def _on_connection_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        t.ready = _end_connection(t)
-        t.trace.active = "processing"
-
-
-def _end_connection(t: _Timing) -> float:
-    """Record the connect and (if it started) tls phases of the connection being made; now."""
-    now = t.clock.monotonic()
-    tls_start = t.handshake.started_at
-    connected = tls_start if tls_start is not None else now
-    _add(t.trace, "connect", connected - t.connection_start - t.resolve_in_connection)
-    if tls_start is not None:
-        _add(t.trace, "tls", now - tls_start)
-    return now
-
-
-async def _on_reused(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        t.ready = t.clock.monotonic()
-
-
-async def _on_response_headers(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if (t := _timing(ctx)) is not None:
-        _add(t.trace, "processing", t.clock.monotonic() - t.ready)
-
-
-def _add(trace: ProbeTrace, phase: str, seconds: float) -> None:
-    trace.phases[phase] = trace.phases.get(phase, 0.0) + max(seconds, 0.0)
-
-
-def phase_trace_config() -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
-    config.on_request_start.append(_on_request_start)
-    config.on_dns_resolvehost_start.append(_on_resolve_start)
-    config.on_dns_resolvehost_end.append(_on_resolve_end)
-    config.on_connection_create_start.append(_on_connection_start)
-    config.on_connection_create_end.append(_on_connection_end)
-    config.on_connection_reuseconn.append(_on_reused)
-    config.on_request_redirect.append(_on_response_headers)
-    config.on_request_end.append(_on_response_headers)
-    return config
-
-
-class _DirectConnector(aiohttp.TCPConnector):
-    """A connector that opens a connection to a single resolved address with the event loop's
-    own ``create_connection``.
-
-    aiohttp connects through a Python socket and ``loop.sock_connect`` (the happy-eyeballs
-    path) for every address list; under uvloop that costs about 0.2 ms more CPU per
-    connection than uvloop's native connect, a quarter of a fresh-connection probe. With
-    several addresses there is a race to run, so those still take aiohttp's path.
-    """
-
-    async def _wrap_create_connection(
-        self,
-        *args: Any,
-        addr_infos: list[AddrInfoType],
-        req: ClientRequest,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> tuple[asyncio.Transport, ResponseHandler]:
-        address = addr_infos[0][4]
-        # An IPv6 scope id (link-local) only survives in a sockaddr: aiohttp's path keeps it.
-        if len(addr_infos) != 1 or (len(address) > 2 and address[3]):
-            return await super()._wrap_create_connection(
-                *args,
-                addr_infos=addr_infos,
-                req=req,
-                timeout=timeout,
-                client_error=client_error,
-                **kwargs,
+def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
+    http = raw.get("http", {})
+    hat: KeyPath = (*at, "http")
+    headers = dict(http.get("headers", {}))
+    for name, path in http.get("header_files", {}).items():
+        headers[name] = source.read_text(path, (*hat, "header_files", name))
+    if "bearer_token" in http or "bearer_token_file" in http:
+        token = http.get("bearer_token") or source.read_text(
+            http["bearer_token_file"], (*hat, "bearer_token_file")
+        )
+        headers["Authorization"] = f"Bearer {token}"
+    if "basic_auth" in http:
+        auth = http["basic_auth"]
+        password = auth.get("password", "")
+        if "password_file" in auth:
+            password = source.read_text(
+                auth["password_file"], (*hat, "basic_auth", "password_file")
             )
-        family, _type, proto, _name, _sockaddr = addr_infos[0]
+        pair = f"{auth['username']}:{password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    body: bytes | None = None
+    if "body" in http:
+        body = http["body"].encode()
+    elif "body_file" in http:
+        body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
+    return HttpSpec(
+        url=raw["url"],
+        method=http.get("method", "GET"),
+        headers=tuple(headers.items()),
+        body=body,
+        tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
+        follow_redirects=http.get("follow_redirects", True),
+        max_redirects=http.get("max_redirects", 10),
+        ip_family=http.get("ip_family", "any"),
+        proxy_url=http.get("proxy_url"),
+        reuse_connections=http.get("reuse_connections", False),
+        expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+    )
+
+
+def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpExpect:
+    headers = tuple(
+        HeaderExpectation(
+            name=item["name"],
+            pattern=compile_regex(item["matches"], (*at, "headers", i, "matches"))
+            if "matches" in item
+            else None,
+            absent=item.get("absent", False),
+        )
+        for i, item in enumerate(raw.get("headers", []))
+    )
+    schema: Any = None
+    validator = None
+    if "json_schema" in raw:
+        schema = _load_json_schema(raw["json_schema"], (*at, "json_schema"), source)
+        validator_class = jsonschema.validators.validator_for(
+            schema, jsonschema.Draft202012Validator
+        )
         try:
-            async with asyncio.timeout(timeout.sock_connect):
-                return await self._loop.create_connection(
-                    cast("Callable[[], ResponseHandler]", args[0]),
-                    address[0],
-                    address[1],
-                    ssl=kwargs.get("ssl"),
-                    server_hostname=kwargs.get("server_hostname"),
-                    family=family,
-                    proto=proto,
-                )
-        except ssl.CertificateError as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl.SSLError as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            if exc.errno is None and isinstance(exc, TimeoutError):
-                raise
-            raise client_error(req.connection_key, exc) from exc
+            validator_class.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise ConfigProblem(
+                (*at, "json_schema"), f"not a valid JSON Schema: {describe_schema_error(exc)}"
+            ) from None
+        validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return HttpExpect(
+        status=tuple(parse_status(item) for item in raw.get("status", ["2xx"])),
+        headers=headers,
+        body_matches=tuple(
+            compile_regex(p, (*at, "body_matches", i))
+            for i, p in enumerate(raw.get("body_matches", []))
+        ),
+        body_not_matches=tuple(
+            compile_regex(p, (*at, "body_not_matches", i))
+            for i, p in enumerate(raw.get("body_not_matches", []))
+        ),
+        json_schema=schema,
+        json_validator=validator,
+        max_size=parse_size(raw["max_size"]) if "max_size" in raw else None,
+        max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
+        http_version=tuple(raw.get("http_version", ())),
+    )
 
 
-class HttpSessions:
-    """aiohttp sessions shared by all HTTP probes, one per (IP family, connection reuse).
-
-    Sessions are expensive to create and cheap to share; per-target settings (TLS context,
-    headers, proxy) go with each request. Without reuse the connector closes each connection
-    after its response, so every probe measures a real connect and TLS handshake.
-    """
-
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[str, bool], aiohttp.ClientSession] = {}
-
-    def get(self, ip_family: str, reuse: bool) -> aiohttp.ClientSession:
-        key = (ip_family, reuse)
-        session = self._sessions.get(key)
-        if session is None or session.closed:
-            connector = _DirectConnector(
-                family=_FAMILIES[ip_family], force_close=not reuse, use_dns_cache=False, limit=0
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),
-                trace_configs=[phase_trace_config()],
-            )
-            self._sessions[key] = session
-        return session
-
-    async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+def _load_json_schema(value: Any, at: KeyPath, source: Source) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = source.read_text(value, at)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigProblem(at, f"{value}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-async def probe(target: Target, ctx: ProbeContext) -> None:
-    spec = target.spec
-    assert isinstance(spec, HttpSpec)
+def endpoint(spec: HttpSpec) -> str:
+    return redact_url(spec.url)
+
+
+def options(spec: HttpSpec) -> dict[str, str]:
+    redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
+    settings = {"ip family": spec.ip_family, "redirects": redirects}
+    if spec.proxy_url:
+        settings["proxy"] = redact_url(spec.proxy_url)
+    if spec.reuse_connections:
+        settings["connections"] = "reused"
+    return settings | (tls_options(spec.tls) if spec.url.startswith("https") else {})
+
+
+def request(spec: HttpSpec) -> dict[str, Any]:
+    return {
+        "method": spec.method,
+        "headers": [
+            {"name": name, "value": "<redacted>" if secret_header(name) else value}
+            for name, value in spec.headers
+        ],
+        "body_bytes": len(spec.body) if spec.body is not None else 0,
+    }
+
+
+async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
     headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
     session = ctx.clients.http.get(spec.ip_family, spec.reuse_connections)
     with observe_handshakes(clock) as handshake:
-        timing = _Timing(clock, trace, handshake)
+        timing = RequestTiming(clock, trace, handshake)
         try:
             response = await session.request(
                 spec.method,
@@ -255,13 +280,15 @@ async def probe(target: Target, ctx: ProbeContext) -> None:
         finally:
             record_handshake(trace, handshake)
         async with response:
-            trace.status_code = response.status
             version = response.version
-            trace.http_version = f"{version.major}.{version.minor}" if version else None
-            failures = _check_head(spec.expect, response.status, trace, response.headers)
+            seen = HttpObservation(
+                response.status, f"{version.major}.{version.minor}" if version else None
+            )
+            trace.observation = seen
+            failures = _check_head(spec.expect, seen, trace, response.headers)
             with trace.phase("transfer"):
                 body, complete = await _read_body(response, spec.expect)
-    trace.response_size = len(body)
+    trace.observation = dataclasses.replace(seen, response_size=len(body))
     failures += _check_body(spec.expect, body, complete, trace)
     elapsed = clock.monotonic() - started
     max_duration = spec.expect.max_duration
@@ -294,9 +321,10 @@ async def _read_body(response: aiohttp.ClientResponse, expect: HttpExpect) -> tu
 
 
 def _check_head(
-    expect: HttpExpect, status: int, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    expect: HttpExpect, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
 ) -> list[ProbeFailure]:
     failures = []
+    status = seen.status_code
     wanted = ", ".join(p.text for p in expect.status)
     if not trace.check(
         "status", any(p.matches(status) for p in expect.status), f"{status}, expected {wanted}"
@@ -304,8 +332,8 @@ def _check_head(
         failures.append(ProbeFailure(Reason.STATUS, f"status {status}, expected {wanted}"))
     if expect.http_version and not trace.check(
         "http_version",
-        trace.http_version in expect.http_version,
-        f"HTTP/{trace.http_version}, expected {', '.join(expect.http_version)}",
+        seen.http_version in expect.http_version,
+        f"HTTP/{seen.http_version}, expected {', '.join(expect.http_version)}",
     ):
         failures.append(ProbeFailure(Reason.HTTP_VERSION, trace.checks[-1].detail))
     for rule in expect.headers:
@@ -380,7 +408,7 @@ def _check_json(expect: HttpExpect, text: str, trace: ProbeTrace) -> list[ProbeF
 
 
 def _failure_from_client_error(
-    exc: aiohttp.ClientError, timing: _Timing | None = None
+    exc: aiohttp.ClientError, timing: RequestTiming | None = None
 ) -> ProbeFailure:
     """The failure for an aiohttp error; ``timing`` tells a failed TLS step from a failed
     connect when the error came while the connection was being made."""
@@ -409,14 +437,16 @@ def _failure_from_client_error(
     return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
 
 
-def _connector_failure(exc: aiohttp.ClientConnectorError, timing: _Timing | None) -> ProbeFailure:
+def _connector_failure(
+    exc: aiohttp.ClientConnectorError, timing: RequestTiming | None
+) -> ProbeFailure:
     """A connection that could not be made: in the TLS step once its handshake started (the
     same outcome the other probers give a handshake), else resolving or connecting."""
     error = exc.os_error
     if timing is not None:
         handshake = timing.handshake
         if handshake.started_at is not None and handshake.finished_at is None:
-            _end_connection(timing)
+            end_connection(timing)
             return handshake_failure(error, handshake)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {describe_error(error)}")
@@ -427,3 +457,14 @@ def _connector_failure(exc: aiohttp.ClientConnectorError, timing: _Timing | None
     return ProbeFailure(
         Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {describe_error(error)}"
     )
+
+
+KIND = Kind(
+    name="http",
+    build=build,
+    probe=probe,
+    endpoint=endpoint,
+    options=options,
+    families=(STATUS_CODE, RESPONSE_SIZE),
+    request=request,
+)

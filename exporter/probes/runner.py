@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from exporter.clock import Clock
-from exporter.probes import PROBERS
-from exporter.probes.context import ProbeContext, SharedClients
+from exporter.probes.clients import SharedClients
+from exporter.probes.context import ProbeContext
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeResult, ProbeTrace
 from exporter.targets import Target
@@ -23,14 +24,14 @@ __all__ = ["run_probe"]
 log = logging.getLogger(__name__)
 
 
-async def run_probe(target: Target, clients: SharedClients, clock: Clock) -> ProbeResult:
+async def run_probe(target: Target[Any], clients: SharedClients, clock: Clock) -> ProbeResult:
     trace = ProbeTrace(clock)
     reason: Reason | None = None
     message = ""
     started = clock.monotonic()
     try:
         async with asyncio.timeout(target.timeout):
-            await PROBERS[target.kind](target, ProbeContext(trace, clients))
+            await target.kind.probe(target.spec, ProbeContext(trace, clients))
     except ProbeFailure as failure:
         reason, message = failure.reason, failure.message
     except TimeoutError:

@@ -1,4 +1,4 @@
-"""The SMTP prober: a real client conversation with aiosmtplib, one timed step after another.
+"""The SMTP kind: a real client conversation with aiosmtplib, one timed step after another.
 
 connect (implicit TLS right away on port 465 by default) -> the 220 greeting -> EHLO ->
 STARTTLS when offered or required -> EHLO again -> AUTH when credentials are configured -> QUIT.
@@ -10,12 +10,20 @@ step fails with its own reason: ``smtp_banner``, ``smtp_ehlo``, ``starttls``, ``
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import aiosmtplib
 
+from exporter.addresses import build_address, format_address
+from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import connect
+from exporter.probes.context import ProbeContext
+from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     Handshake,
     client_context,
@@ -25,12 +33,69 @@ from exporter.probes.tlsinfo import (
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
-from exporter.targets import SmtpAuth, SmtpSpec, Target
 
-if TYPE_CHECKING:
-    from exporter.probes.context import ProbeContext
+__all__ = ["KIND", "SmtpAuth", "SmtpSpec"]
 
-__all__ = ["probe"]
+
+@dataclass(frozen=True, slots=True)
+class SmtpAuth:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSpec:
+    host: str
+    port: int
+    ip_family: str = "any"
+    implicit_tls: bool = False
+    starttls: str = "optional"  # required, optional or never
+    ehlo_name: str = field(default_factory=socket.gethostname)
+    tls: ClientTLS = NO_CLIENT_TLS
+    auth: SmtpAuth | None = None
+
+
+def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> SmtpSpec:
+    host, port = build_address(raw, at)
+    smtp = raw.get("smtp", {})
+    sat: KeyPath = (*at, "smtp")
+    implicit_tls = smtp.get("implicit_tls", port == 465)
+    starttls = smtp.get("starttls", "never" if implicit_tls else "optional")
+    if implicit_tls and starttls != "never":
+        raise ConfigProblem(
+            (*sat, "starttls"), f"starttls: {starttls} cannot be used with implicit TLS"
+        )
+    auth = None
+    if "auth" in smtp:
+        item = smtp["auth"]
+        password = item.get("password", "")
+        if "password_file" in item:
+            password = source.read_text(item["password_file"], (*sat, "auth", "password_file"))
+        auth = SmtpAuth(item["username"], password)
+    extra = {"ehlo_name": smtp["ehlo_name"]} if "ehlo_name" in smtp else {}
+    return SmtpSpec(
+        host=host,
+        port=port,
+        ip_family=smtp.get("ip_family", "any"),
+        implicit_tls=implicit_tls,
+        starttls=starttls,
+        tls=build_client_tls(smtp.get("tls", {}), (*sat, "tls"), source),
+        auth=auth,
+        **extra,
+    )
+
+
+def endpoint(spec: SmtpSpec) -> str:
+    return format_address(spec.host, spec.port)
+
+
+def options(spec: SmtpSpec) -> dict[str, str]:
+    settings = {"ip family": spec.ip_family}
+    settings["tls"] = "implicit" if spec.implicit_tls else f"starttls {spec.starttls}"
+    settings["ehlo name"] = spec.ehlo_name
+    if spec.auth is not None:
+        settings["auth user"] = spec.auth.username
+    return settings | tls_options(spec.tls)
 
 
 class _Client(aiosmtplib.SMTP):
@@ -43,10 +108,6 @@ class _Client(aiosmtplib.SMTP):
         super().close()
 
 
-def _add(trace: ProbeTrace, phase: str, seconds: float) -> None:
-    trace.phases[phase] = trace.phases.get(phase, 0.0) + max(seconds, 0.0)
-
-
 def _lost(step: str, exc: Exception) -> ProbeFailure:
     cause = exc.__cause__
     if isinstance(cause, ssl.SSLError):
@@ -54,9 +115,7 @@ def _lost(step: str, exc: Exception) -> ProbeFailure:
     return ProbeFailure(Reason.RESET, f"connection lost during {step}: {exc}")
 
 
-async def probe(target: Target, ctx: ProbeContext) -> None:
-    spec = target.spec
-    assert isinstance(spec, SmtpSpec)
+async def probe(spec: SmtpSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     context = client_context(spec.tls)
     server_name = spec.tls.server_name or spec.host
@@ -113,10 +172,10 @@ async def _greeting(client: _Client, handshake: Handshake, trace: ProbeTrace) ->
         now = clock.monotonic()
         tls_started, tls_finished = handshake.started_at, handshake.finished_at
         if tls_started is not None:
-            _add(trace, "tls", (tls_finished or now) - tls_started)
+            trace.add_phase("tls", (tls_finished or now) - tls_started)
             trace.active = "tls"
         if tls_started is None or tls_finished is not None:
-            _add(trace, "banner", now - (tls_finished or started))
+            trace.add_phase("banner", now - (tls_finished or started))
             trace.active = "banner"
     trace.check("banner", True, "220")
 
@@ -157,9 +216,9 @@ async def _starttls(
     finally:
         now = clock.monotonic()
         tls_started = handshake.started_at
-        _add(trace, "starttls", (tls_started or now) - started)
+        trace.add_phase("starttls", (tls_started or now) - started)
         if tls_started is not None:
-            _add(trace, "tls", now - tls_started)
+            trace.add_phase("tls", now - tls_started)
             trace.active = "tls"
 
 
@@ -185,3 +244,6 @@ async def _quit(client: _Client, trace: ProbeTrace) -> None:
         trace.check("quit", False, f"QUIT failed: {exc}")
         return
     trace.check("quit", True, f"{response.code}")
+
+
+KIND = Kind(name="smtp", build=build, probe=probe, endpoint=endpoint, options=options)

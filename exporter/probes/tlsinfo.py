@@ -23,9 +23,9 @@ from typing import Any
 from cryptography import x509
 
 from exporter.clock import Clock
+from exporter.probes.client_tls import ClientTLS
 from exporter.reasons import ProbeFailure, Reason
-from exporter.results import Certificate, ProbeTrace
-from exporter.targets import ClientTLS
+from exporter.results import Certificate, ProbeTrace, TlsSeen
 
 __all__ = [
     "Handshake",
@@ -159,9 +159,12 @@ def presented_chain(ssl_object: ssl.SSLObject | None) -> tuple[Certificate, ...]
 
 def record_handshake(trace: ProbeTrace, handshake: Handshake) -> None:
     """Put what the handshake showed into the trace: the presented chain and the TLS version."""
-    trace.chain = presented_chain(handshake.ssl_object)
-    if handshake.ssl_object is not None:
-        trace.tls_version = handshake.ssl_object.version() or trace.tls_version
+    ssl_object = handshake.ssl_object
+    chain = presented_chain(ssl_object)
+    version = ssl_object.version() if ssl_object is not None else None
+    if version is None and trace.tls is not None:
+        version = trace.tls.version
+    trace.tls = TlsSeen(chain, version) if chain or version else None
 
 
 def parse_certificate(der: bytes) -> Certificate:

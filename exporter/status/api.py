@@ -11,15 +11,13 @@ their kept pings (``?limit=``); the bodies of a heartbeat with a token need that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from exporter.heartbeats.auth import authorized
+from exporter.runtime import RUNTIME
 from exporter.status import views
-
-if TYPE_CHECKING:
-    from exporter.app import Runtime
 
 __all__ = ["add_routes"]
 
@@ -28,36 +26,45 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def add_routes(app: web.Application, runtime: Runtime) -> None:
+def add_routes(app: web.Application) -> None:
     async def targets(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         try:
-            state = views.choice(request.query, "state", views.FILTERS)
-            sort = views.choice(request.query, "sort", views.SORTS)
+            state, sort = views.state_and_sort(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
         now = runtime.clock.time()
         location = runtime.location
-        items = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
+        items = [
+            views.target_summary(
+                s, now, location, runtime.maintenance.active(s.target.name, s.target.labels)
+            )
+            for s in runtime.scheduler.all_stats()
+        ]
         body: dict[str, Any] = {"targets": views.select(items, state, sort)}
         return web.json_response(body)
 
     async def target(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         stats = runtime.scheduler.stats.get(name)
         if stats is None:
             return _error(404, f"no target named {name!r}")
-        return web.json_response(views.target_detail(stats, runtime.clock.time(), runtime.location))
+        windows = runtime.maintenance.active(stats.target.name, stats.target.labels)
+        detail = views.target_detail(stats, runtime.clock.time(), runtime.location, windows)
+        return web.json_response(detail)
 
     async def heartbeats(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         try:
-            state = views.choice(request.query, "state", views.FILTERS)
-            sort = views.choice(request.query, "sort", views.SORTS)
+            state, sort = views.state_and_sort(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
         items = await views.heartbeat_summaries(runtime.heartbeats)
         return web.json_response({"heartbeats": views.select(items, state, sort, "status")})
 
     async def heartbeat(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         spec = runtime.heartbeats.specs.get(name)
         if spec is None:
@@ -70,7 +77,8 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
         detail = await views.heartbeat_detail(runtime.heartbeats, spec, limit, visible)
         return web.json_response(detail)
 
-    async def exporter(_request: web.Request) -> web.Response:
+    async def exporter(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         return web.json_response(views.exporter_json(runtime, runtime.clock.time()))
 
     app.router.add_get("/api/v1/targets", targets)

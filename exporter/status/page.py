@@ -14,18 +14,15 @@ failing items come first by default.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from exporter.heartbeats.auth import authorized
+from exporter.runtime import RUNTIME, Runtime
 from exporter.status import views
 from exporter.status.markup import ENVIRONMENT, error_page, respond
 from exporter.status.views import DEFAULT_LIMIT
-
-if TYPE_CHECKING:
-    from exporter.app import Runtime
 
 __all__ = ["add_routes"]
 
@@ -69,8 +66,7 @@ def sort_links(query: Mapping[str, str]) -> list[tuple[str, str, bool]]:
 
 
 async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
-    state = views.choice(query, "state", views.FILTERS)
-    sort = views.choice(query, "sort", views.SORTS)
+    state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
     location = runtime.location
     targets = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
@@ -88,14 +84,16 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     )
 
 
-def add_routes(app: web.Application, runtime: Runtime) -> None:
+def add_routes(app: web.Application) -> None:
     async def index(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         try:
             return respond(await index_page(runtime, request.query))
         except ValueError as exc:
             return error_page(400, str(exc), "./")
 
     async def heartbeat(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         spec = runtime.heartbeats.specs.get(name)
         if spec is None:
@@ -105,6 +103,7 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
         return respond(HEARTBEAT.render(detail=detail, now=runtime.clock.time()))
 
     async def target(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
         name = request.match_info["name"]
         stats = runtime.scheduler.stats.get(name)
         if stats is None:

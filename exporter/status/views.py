@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 from exporter import __version__
 from exporter.heartbeats.service import Heartbeats
@@ -26,23 +24,9 @@ from exporter.heartbeats.state import Signal, Status, View
 from exporter.heartbeats.store import KEEP_PINGS, StoredPing
 from exporter.recent import RecentProbe
 from exporter.results import Certificate, ProbeResult
+from exporter.runtime import Runtime
 from exporter.stats import ProbeStats
-from exporter.targets import (
-    ClientTLS,
-    DialogStep,
-    DnsSpec,
-    Expect,
-    HttpSpec,
-    Send,
-    Spec,
-    Target,
-    TcpSpec,
-    TlsSpec,
-)
-from exporter.units import format_duration
-
-if TYPE_CHECKING:
-    from exporter.app import Runtime
+from exporter.targets import Target
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -59,10 +43,10 @@ __all__ = [
     "ping_limit",
     "quantile",
     "recent_json",
-    "redact_url",
     "request_json",
     "result_json",
     "select",
+    "state_and_sort",
     "target_detail",
     "target_summary",
 ]
@@ -77,8 +61,6 @@ SECONDS_PER_DAY = 86400.0
 DEFAULT_LIMIT = 20
 # Latest pings of a failed heartbeat searched for its last failure in the list.
 LIST_SCAN = 10
-# Request headers whose values are secrets; shown as "<redacted>".
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|key|password", re.IGNORECASE)
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -92,104 +74,20 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def redact_url(url: str) -> str:
-    """The URL without a password in its user info (the page and API show URLs to anyone)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    netloc = f"{parts.username}:<redacted>@{host}{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def endpoint(target: Target) -> str:
+def endpoint(target: Target[Any]) -> str:
     """What the target points at: its URL, its address, or its DNS question and nameserver."""
-    spec = target.spec
-    if isinstance(spec, HttpSpec):
-        return redact_url(spec.url)
-    if isinstance(spec, DnsSpec):
-        question = f"{spec.query.to_text(omit_final_dot=True)} {spec.record.name}"
-        server = _address(spec.nameserver, spec.port) if spec.nameserver else "system resolver"
-        return f"{question} @ {server} ({spec.transport})"
-    return _address(spec.host, spec.port)
+    return target.kind.endpoint(target.spec)
 
 
-def _tls_options(tls: ClientTLS) -> dict[str, str]:
-    options = {}
-    if tls.server_name:
-        options["tls server name"] = tls.server_name
-    if tls.min_version:
-        options["tls min version"] = tls.min_version
-    if tls.ca_file:
-        options["tls ca file"] = tls.ca_file
-    if tls.cert_file:
-        options["tls client certificate"] = tls.cert_file
-    if tls.insecure_skip_verify:
-        options["tls verification"] = "skipped (insecure_skip_verify)"
-    return options
-
-
-def _dialog_step(step: DialogStep) -> str:
-    if isinstance(step, Send):
-        return f"send {len(step.data)} bytes"
-    if isinstance(step, Expect):
-        return f"expect {step.pattern.pattern!r}"
-    return "starttls"
-
-
-def _options(spec: Spec) -> dict[str, str]:
-    """The settings of a probe besides its endpoint, by kind (secrets left out)."""
-    if isinstance(spec, HttpSpec):
-        redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
-        options = {"ip family": spec.ip_family, "redirects": redirects}
-        if spec.proxy_url:
-            options["proxy"] = redact_url(spec.proxy_url)
-        if spec.reuse_connections:
-            options["connections"] = "reused"
-        return options | (_tls_options(spec.tls) if spec.url.startswith("https") else {})
-    if isinstance(spec, DnsSpec):
-        return {"recursion desired": "yes" if spec.recursion else "no"}
-    options = {"ip family": spec.ip_family}
-    if isinstance(spec, TcpSpec):
-        if spec.dialog:
-            options["dialog"] = ", ".join(_dialog_step(step) for step in spec.dialog)
-        if spec.tls is not None:
-            options |= {"tls": "right after connecting"} | _tls_options(spec.tls)
-        return options
-    if isinstance(spec, TlsSpec):
-        if spec.starttls:
-            options["starttls"] = spec.starttls
-        if spec.valid_for is not None:
-            options["valid for at least"] = format_duration(spec.valid_for)
-        return options | _tls_options(spec.tls)
-    options["tls"] = "implicit" if spec.implicit_tls else f"starttls {spec.starttls}"
-    options["ehlo name"] = spec.ehlo_name
-    if spec.auth is not None:
-        options["auth user"] = spec.auth.username
-    return options | _tls_options(spec.tls)
-
-
-def request_json(target: Target) -> dict[str, Any]:
+def request_json(target: Target[Any]) -> dict[str, Any]:
     """The request a probe of ``target`` makes, secrets redacted."""
-    spec = target.spec
-    request: dict[str, Any] = {"kind": target.kind, "endpoint": endpoint(target)}
-    if isinstance(spec, HttpSpec):
-        request["method"] = spec.method
-        request["headers"] = [
-            {"name": name, "value": "<redacted>" if _SECRET_HEADER.search(name) else value}
-            for name, value in spec.headers
-        ]
-        request["body_bytes"] = len(spec.body) if spec.body is not None else 0
-    request["options"] = _options(spec)
-    request["timeout_seconds"] = target.timeout
-    return request
+    return {
+        "kind": target.kind.name,
+        "endpoint": endpoint(target),
+        **target.kind.request(target.spec),
+        "options": target.kind.options(target.spec),
+        "timeout_seconds": target.timeout,
+    }
 
 
 def certificate_json(cert: Certificate) -> dict[str, Any]:
@@ -224,23 +122,25 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
             {"name": check.name, "passed": check.passed, "detail": check.detail}
             for check in result.checks
         ],
-        "http_version": result.http_version,
-        "response_size_bytes": result.response_size,
-        "tls_version": result.tls_version,
-        "dns_answers": result.dns_answers,
+        "tls_version": result.tls.version if result.tls is not None else None,
         "certificates": [certificate_json(cert) for cert in result.chain],
+        "facts": result.observation.json() if result.observation is not None else {},
     }
 
 
 def target_state(stats: ProbeStats) -> str:
-    last = stats.last
-    if last is None:
+    """``up`` or ``down`` as confirmed (see ``confirm``), ``pending`` before the first
+    confirmation."""
+    if stats.confirmed is None:
         return "pending"
-    return "up" if last.success else "down"
+    return "up" if stats.confirmed else "down"
 
 
-def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
-    """A target as one row of the status page: state, latest probe, recent window, cert."""
+def target_summary(
+    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A target as one row of the status page: state, latest probe, recent window, cert;
+    ``maintenance`` names the open maintenance windows that cover it."""
     target = stats.target
     last = stats.last
     failure = stats.recent.latest_failure()
@@ -248,7 +148,7 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
     expiry = last.cert_expiry if last is not None else None
     return {
         "name": target.name,
-        "kind": target.kind,
+        "kind": target.kind.name,
         "location": location,
         "labels": dict(target.labels),
         "endpoint": endpoint(target),
@@ -274,15 +174,18 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
         },
         "cert_expiry_timestamp_seconds": expiry,
         "cert_days_left": None if expiry is None else (expiry - now) / SECONDS_PER_DAY,
+        "maintenance": list(maintenance),
         "probes_total": stats.probes,
         "failures_total": {reason.value: n for reason, n in sorted(stats.failures.items())},
     }
 
 
-def target_detail(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+def target_detail(
+    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+) -> dict[str, Any]:
     """A target's summary plus its request, its latest probe in full and its recent probes,
     newest first."""
-    detail = target_summary(stats, now, location)
+    detail = target_summary(stats, now, location, maintenance)
     detail["request"] = request_json(stats.target)
     detail["latest"] = None if stats.last is None else result_json(stats.last)
     detail["history"] = [recent_json(probe) for probe in reversed(list(stats.recent))]
@@ -411,6 +314,11 @@ def ping_limit(query: Mapping[str, str]) -> int:
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= KEEP_PINGS):
         raise ValueError(f"invalid limit={text!r}: use a number from 1 to {KEEP_PINGS}")
     return int(text)
+
+
+def state_and_sort(query: Mapping[str, str]) -> tuple[str, str]:
+    """The ``state`` filter and the ``sort`` order a list was asked for (ValueError if invalid)."""
+    return choice(query, "state", FILTERS), choice(query, "sort", SORTS)
 
 
 def choice(query: Mapping[str, str], key: str, choices: Sequence[str]) -> str:

@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
 from exporter.heartbeats.store import DB_FILE
+from exporter.runtime import Options
 from tests.exporter_process import exporter_command
 from tests.metrics import assert_promtool_accepts, sample_value, series_names
 from tests.processes import free_port

@@ -13,11 +13,12 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from exporter import config
-from exporter.app import Options, create_app
+from exporter.app import create_app
 from exporter.heartbeats.routes import HEARTBEATS
 from exporter.heartbeats.state import Signal, Status
 from exporter.heartbeats.store import StoredPing
 from exporter.heartbeats.wrap import TAIL_BYTES
+from exporter.runtime import Options
 from tests.exporter_process import exporter_command
 from tests.processes import free_port
 

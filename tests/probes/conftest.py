@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from exporter import config
 from exporter.clock import SystemClock
 from exporter.collectors.probes import render_target
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.stats import ProbeStats

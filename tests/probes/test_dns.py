@@ -10,7 +10,8 @@ import dns.flags
 import pytest
 
 from exporter.config import ConfigError
-from exporter.probes.dns import SystemNameserver
+from exporter.probes.clients import SystemNameserver
+from exporter.probes.dns import DnsObservation
 from exporter.reasons import ProbeFailure, Reason
 from tests.probes.conftest import DnsServer, Prober
 from tests.processes import free_port
@@ -34,7 +35,7 @@ async def test_a_record_resolves_and_exports_answers_and_query_time(
 ) -> None:
     result = await probe(dns_target(dns_server, "ok.test", transport=transport))
     assert result.success, result.message
-    assert result.dns_answers == 2
+    assert result.observation == DnsObservation(2)
     assert [name for name, _ in result.phases] == ["query"]
     text = probe.metrics(result)
     assert 'lookout_dns_answers{target="dependency",kind="dns"} 2' in text
@@ -51,14 +52,14 @@ async def test_recursion_flag_follows_the_config(probe: Prober, dns_server: DnsS
 async def test_truncated_udp_answer_falls_back_to_tcp(probe: Prober, dns_server: DnsServer) -> None:
     result = await probe(dns_target(dns_server, "big.test"))
     assert result.success, result.message
-    assert result.dns_answers == 100
+    assert result.observation == DnsObservation(100)
 
 
 async def test_nxdomain_fails_as_dns_rcode(probe: Prober, dns_server: DnsServer) -> None:
     result = await probe(dns_target(dns_server, "nx.test"))
     assert result.reason is Reason.DNS_RCODE
     assert result.message == "rcode NXDOMAIN, expected NOERROR"
-    assert result.dns_answers == 0
+    assert result.observation == DnsObservation(0)
 
 
 async def test_nxdomain_passes_when_accepted(probe: Prober, dns_server: DnsServer) -> None:
@@ -94,7 +95,7 @@ async def test_answers_follow_the_cname_to_the_queried_type(
 ) -> None:
     result = await probe(dns_target(dns_server, "alias.test", expect={"answers": ["192.0.2.7"]}))
     assert result.success, result.message
-    assert result.dns_answers == 1
+    assert result.observation == DnsObservation(1)
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import yaml
 
 from exporter import config
 from exporter.config import ConfigError, Source
+from exporter.probes.smtp import SmtpSpec
 from exporter.reasons import Reason
-from exporter.targets import SmtpSpec
 from tests.probes.conftest import PASSWORD, USER, Pki, Prober, fingerprint
 from tests.probes.support import (
     assert_fails_in_time_without_leaks,

@@ -16,7 +16,7 @@ import yaml
 from exporter import config
 from exporter.clock import SystemClock
 from exporter.config import Source
-from exporter.probes.context import SharedClients
+from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
