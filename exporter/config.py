@@ -22,7 +22,7 @@ import yaml
 from yaml.composer import Composer
 
 from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
-from exporter.heartbeats.spec import Heartbeat, build_heartbeats
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.targets import Target, build_target
 from exporter.units import parse_duration
@@ -58,6 +58,8 @@ class Config:
     source: str
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
+    # The shared heartbeat store; None: SQLite under --storage.path.
+    storage: PostgresStorage | None = None
 
 
 def schema() -> dict[str, Any]:
@@ -155,6 +157,11 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
         failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
     failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
+    storage: PostgresStorage | None = None
+    try:
+        storage = build_storage(raw.get("storage"), source)
+    except ConfigProblem as exc:
+        failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
     if failed or host is None:
         return None, failed
     config = Config(
@@ -164,6 +171,7 @@ def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Pro
         source=source.name,
         host=host,
         heartbeats=heartbeats,
+        storage=storage,
     )
     return config, []
 

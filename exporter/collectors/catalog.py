@@ -14,4 +14,6 @@ ALL_FAMILIES: tuple[Family, ...] = (
     *probes.FAMILIES,
     heartbeats.DECLARED,
     *heartbeats.FAMILIES,
+    heartbeats.DURATION,
+    *heartbeats.STORE_FAMILIES,
 )
