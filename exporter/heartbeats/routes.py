@@ -143,12 +143,12 @@ def _signal(part: str | None) -> tuple[Signal, int | None]:
         return _SIGNALS[part], None
     if not (part.isascii() and part.isdigit()):
         raise _Refused(404, f"unknown ping {part[:40]!r} (use start, fail or an exit code)")
+    digits = part.lstrip("0") or "0"
     # Checked before int(): Python refuses to convert more than 4300 digits.
-    if len(part.lstrip("0")) > 3 or int(part) > 255:
-        raise _Refused(
-            400, f"exit code {part[:10]}{'...' if len(part) > 10 else ''} is out of range 0-255"
-        )
-    code = int(part)
+    if len(digits) > 3 or int(digits) > 255:
+        shown = part if len(part) <= 10 else part[:10] + "..."
+        raise _Refused(400, f"exit code {shown} is out of range 0-255")
+    code = int(digits)
     return (Signal.SUCCESS if code == 0 else Signal.FAIL), code
 
 

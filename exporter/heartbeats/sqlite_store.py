@@ -191,7 +191,8 @@ class SqliteStore:
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
         if self._thread is not None:
-            self._enqueue(None)
+            with contextlib.suppress(StoreError):  # unless it has stopped already
+                self._enqueue(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self._connection.close()
@@ -399,7 +400,7 @@ def _prepare(
             f"heartbeat store {str(path)!r} has schema version {version}, "
             f"newer than this Lookout understands ({SCHEMA_VERSION})"
         )
-    problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+    problems = [" ".join(row[0].split()) for row in connection.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise StoreError(
             f"heartbeat store {str(path)!r} is corrupted ({'; '.join(problems)}): restore a "
