@@ -162,6 +162,12 @@ class PostgresStore:
         store = cls(settings, pool)
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
+                # One connection first: a wrong address or password fails at once, with
+                # libpq's own words, where the pool would retry until its timeout.
+                first = await psycopg.AsyncConnection.connect(
+                    settings.url, **_connect_kwargs(settings)
+                )
+                await first.close()
                 await pool.open(wait=True, timeout=OPEN_TIMEOUT)
                 await store._migrate()
                 await store._refresh(None)
@@ -463,7 +469,7 @@ class PostgresStore:
         while True:
             try:
                 db = await psycopg.AsyncConnection.connect(
-                    self._settings.url, autocommit=True, **_connect_kwargs(self._settings)
+                    self._settings.url, **_connect_kwargs(self._settings)
                 )
             except psycopg.Error as exc:
                 if not failing:
@@ -478,7 +484,7 @@ class PostgresStore:
                     self._request(None)  # whatever changed while not listening
                     async for notice in db.notifies():
                         self._request(notice.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # the listener must outlive any failure
                 if not failing:
                     log.warning("heartbeat store notifications lost", extra={"error": _reason(exc)})
                 failing = True
@@ -502,7 +508,7 @@ class PostgresStore:
             names = None if "*" in dirty or not dirty else sorted(dirty)
             try:
                 await self._refresh(names)
-            except (psycopg.Error, PoolTimeout, StoreError) as exc:
+            except Exception as exc:  # retried: the refresher must outlive any failure
                 self._dirty.update(dirty)
                 log.debug("heartbeat refresh failed", extra={"error": _reason(exc)})
                 await asyncio.sleep(1.0)

@@ -4,6 +4,7 @@ cluster for the whole session, a fresh database per test)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,12 @@ async def make_heartbeats(place: Place, clock: FakeClock) -> AsyncIterator[MakeH
     yield make
     for heartbeats in opened:
         await heartbeats.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    """Poll ``check`` every 50 ms until it is true; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not true within {seconds} s: {check.__doc__ or check}")
