@@ -58,6 +58,8 @@ POOL_TIMEOUT = 5.0
 COMMIT_TIMEOUT = 15.0
 # Seconds to open the store at start.
 OPEN_TIMEOUT = 15.0
+# Seconds closing waits for the background tasks and the pool.
+STOP_SECONDS = 5.0
 # NOTIFY payloads are limited to 8000 bytes: larger batches ask for a full comparison ("*").
 NOTIFY_LIMIT = 7000
 POOL_SIZE = 4
@@ -208,11 +210,15 @@ class PostgresStore:
         if self._tasks:
             await self._queue.put(None)
             await self._tasks[0]
-            for task in self._tasks[1:]:
+            # The listener and the refresher see the stop within a second and end by
+            # themselves (cancelling a query in flight can wait on the server).
+            self._wake.set()
+            _, late = await asyncio.wait(self._tasks[1:], timeout=STOP_SECONDS)
+            for task in late:
                 task.cancel()
-            await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+            await asyncio.gather(*late, return_exceptions=True)
             self._tasks = []
-        await self._pool.close()
+        await self._pool.close(timeout=STOP_SECONDS)
 
     async def record(self, ping: Ping, spec: Heartbeat) -> Facts:
         if not self.running:
@@ -466,7 +472,7 @@ class PostgresStore:
     async def _listen(self) -> None:
         """Re-read heartbeats named by notifications; reconnects after a lost connection."""
         failing = False
-        while True:
+        while not self._stopped:
             try:
                 db = await psycopg.AsyncConnection.connect(
                     self._settings.url, **_connect_kwargs(self._settings)
@@ -482,8 +488,9 @@ class PostgresStore:
                     await db.execute(f"LISTEN {CHANNEL}")
                     failing = False
                     self._request(None)  # whatever changed while not listening
-                    async for notice in db.notifies():
-                        self._request(notice.payload)
+                    while not self._stopped:
+                        async for notice in db.notifies(timeout=1.0):
+                            self._request(notice.payload)
             except Exception as exc:  # the listener must outlive any failure
                 if not failing:
                     log.warning("heartbeat store notifications lost", extra={"error": _reason(exc)})
@@ -503,6 +510,8 @@ class PostgresStore:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), REFRESH_SECONDS)
+            if self._stopped:
+                return
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             names = None if "*" in dirty or not dirty else sorted(dirty)
