@@ -1,4 +1,5 @@
-"""Scrape cost and memory with 10,000 targets: Lookout versus prometheus_client's registry.
+"""Scrape cost and memory with 10,000 targets: Lookout versus prometheus_client's registry, and
+Lookout's protobuf exposition (native histograms) versus its text exposition.
 
 Lookout probes 10,000 HTTP targets of a local nginx every 30 s (labels and an SLO on each, so
 every probe family is there, histograms included). Once every target has a result, the script
@@ -12,6 +13,13 @@ the scrape blocked Lookout's event loop. Finally the Lookout body is checked wit
 ``promtool check metrics`` and parsed with prometheus_client's parser, and the resident memory
 of both processes is read.
 
+Lookout is also scraped as Prometheus with native histograms scrapes it (``Accept`` preferring
+the delimited protobuf ``MetricFamily`` format), plain and gzip, in the same rounds. Before its
+first protobuf scrape and after it, the script reads Lookout's CPU over one quiet scrape interval:
+from the first protobuf scrape on, every completed probe renders its target's protobuf entries
+as well as its text. The protobuf body is read back with the protobuf library, and the series a
+Prometheus ingests per target are counted for each way of scraping.
+
     python benchmarks/scrape_cost.py [--targets 10000] [--rounds 4] [--scrape-interval 15]
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import statistics
 import subprocess
 import sys
@@ -29,11 +38,26 @@ from pathlib import Path
 import aiohttp
 import harness
 import psutil
+from google.protobuf import proto
 from harness import LOOPBACK, Processes
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.protobuf.metrics_pb2 import HISTOGRAM, MetricFamily
+
 INTERVAL = 30.0
-KINDS = ("lookout plain", "peer plain", "lookout gzip", "peer gzip")
+KINDS = (
+    "lookout plain",
+    "peer plain",
+    "lookout gzip",
+    "peer gzip",
+    "lookout protobuf",
+    "lookout protobuf gzip",
+)
+# What Prometheus 2.42 sends with --enable-feature=native-histograms.
+PROTOBUF_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 def lookout_config(nginx_ports: list[int], targets: int) -> str:
@@ -99,8 +123,11 @@ async def scrape(
     proc: psutil.Process,
     gzip: bool,
     ticker: Ticker | None = None,
-) -> tuple[Scrape, str]:
+    accept: str | None = None,
+) -> tuple[Scrape, bytes]:
     headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
+    if accept is not None:
+        headers["Accept"] = accept
     cpu = harness.cpu_seconds(proc)
     started = time.monotonic()
     async with session.get(url, headers=headers, auto_decompress=False) as response:
@@ -113,7 +140,7 @@ async def scrape(
     if ticker is not None:
         await asyncio.sleep(0.1)  # let the ticker log its answers from the scrape's end
         result.blocked = ticker.worst(started, started + seconds)
-    return result, "" if gzip else body.decode()
+    return result, b"" if gzip else body
 
 
 async def wait_for_results(
@@ -148,9 +175,9 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
             f"resident {started_rss:.0f} MiB"
         )
         await wait_for_results(session, lookout_url, args.targets, procs)
-        _first, text = await scrape(session, lookout_url, lookout, gzip=False)
+        _first, body = await scrape(session, lookout_url, lookout, gzip=False)
         exposition = procs.tmp / "lookout.prom"
-        exposition.write_text(text)
+        exposition.write_bytes(body)
         peer = procs.start(
             "peer",
             [
@@ -164,17 +191,34 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
         ticker = Ticker(procs, lookout_port)
         results: dict[str, list[Scrape]] = {key: [] for key in KINDS}
         watch_start = time.monotonic()
+        text_only = await quiet_cpu(lookout, args.scrape_interval)
+        text_rss = harness.rss_mib(lookout)
+        first_protobuf, _ = await scrape(
+            session, lookout_url, lookout, False, ticker, PROTOBUF_ACCEPT
+        )
+        with_protobuf = await quiet_cpu(lookout, args.scrape_interval)
         for n in range(1, args.rounds + 1):
             await asyncio.sleep(args.scrape_interval)
-            lookout_plain, text = await scrape(session, lookout_url, lookout, False, ticker)
+            lookout_plain, body = await scrape(session, lookout_url, lookout, False, ticker)
+            text = body.decode()
             results["lookout plain"].append(lookout_plain)
             results["peer plain"].append((await scrape(session, peer_url, peer, False))[0])
             lookout_gzip, _ = await scrape(session, lookout_url, lookout, True, ticker)
             results["lookout gzip"].append(lookout_gzip)
             results["peer gzip"].append((await scrape(session, peer_url, peer, True))[0])
+            protobuf, messages = await scrape(
+                session, lookout_url, lookout, False, ticker, PROTOBUF_ACCEPT
+            )
+            results["lookout protobuf"].append(protobuf)
+            protobuf_gzip, _ = await scrape(
+                session, lookout_url, lookout, True, ticker, PROTOBUF_ACCEPT
+            )
+            results["lookout protobuf gzip"].append(protobuf_gzip)
             print(
                 f"  round {n}: Lookout {lookout_plain.seconds * 1000:.0f} ms plain, "
-                f"{lookout_gzip.seconds * 1000:.0f} ms gzip; peer "
+                f"{lookout_gzip.seconds * 1000:.0f} ms gzip, "
+                f"{protobuf.seconds * 1000:.0f} ms protobuf, "
+                f"{protobuf_gzip.seconds * 1000:.0f} ms protobuf gzip; peer "
                 f"{results['peer plain'][-1].seconds * 1000:.0f} ms plain",
                 flush=True,
             )
@@ -183,6 +227,15 @@ async def measure(args: argparse.Namespace, procs: Processes, binaries: dict[str
         peer_rss = harness.rss_mib(peer)
     memory = (started_rss, lookout_rss, lookout_peak, peer_rss)
     report(results, text, memory, worst_tick, binaries)
+    quiet = (text_only, with_protobuf)
+    report_protobuf(results, first_protobuf, quiet, (text_rss, lookout_rss), text, messages, args)
+
+
+async def quiet_cpu(proc: psutil.Process, seconds: float) -> float:
+    """Lookout's CPU seconds per second over ``seconds`` without a scrape."""
+    cpu = harness.cpu_seconds(proc)
+    await asyncio.sleep(seconds)
+    return (harness.cpu_seconds(proc) - cpu) / seconds
 
 
 def _peak_mib(proc: psutil.Process) -> float:
@@ -250,6 +303,112 @@ def report(
     )
     verdict = "passed" if check.returncode == 0 else f"FAILED:\n{check.stdout}{check.stderr}"
     print(f"promtool check metrics: {verdict}")
+
+
+def read_families(body: bytes) -> list[MetricFamily]:
+    stream = io.BytesIO(body)
+    families = []
+    while stream.tell() < len(body):
+        families.append(proto.parse_length_prefixed(MetricFamily, stream))
+    return families
+
+
+def series_per_target(families: list[MetricFamily], targets: int) -> tuple[float, float]:
+    """Series a Prometheus ingests per target from the protobuf body: with native histograms
+    only (a native histogram is one series, its classic buckets dropped), and keeping the
+    classic buckets too (13 bucket series, _sum and _count besides the native one)."""
+    native = with_classic = 0
+    for family in families:
+        for metric in family.metric:
+            if not any(label.name == "target" for label in metric.label):
+                continue
+            if family.type != HISTOGRAM:
+                native += 1
+                with_classic += 1
+                continue
+            classic = len(metric.histogram.bucket) + 3  # the +Inf bucket, _sum, _count
+            is_native = metric.histogram.HasField("schema")
+            native += 1 if is_native else classic
+            with_classic += classic + (1 if is_native else 0)
+    return native / targets, with_classic / targets
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}" if theirs else "n/a"
+
+
+def report_protobuf(
+    results: dict[str, list[Scrape]],
+    first: Scrape,
+    quiet: tuple[float, float],
+    rss: tuple[float, float],
+    text: str,
+    messages: bytes,
+    args: argparse.Namespace,
+) -> None:
+    def med(key: str, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in results[key])
+
+    rows = [["scrape (median)", "protobuf", "text", "ratio", "goal"]]
+    for encoding, proto_key, text_key in (
+        ("plain", "lookout protobuf", "lookout plain"),
+        ("gzip", "lookout protobuf gzip", "lookout gzip"),
+    ):
+        for attr, unit, scale, goal in (
+            ("seconds", "ms wall", 1000, ""),
+            ("cpu", "ms CPU", 1000, "<= 1.5"),
+            ("size", "MiB body", 2**-20, ""),
+        ):
+            ours, theirs = med(proto_key, attr), med(text_key, attr)
+            digits = 2 if attr == "size" else 0
+            rows.append(
+                [
+                    f"{encoding}, {unit}",
+                    f"{ours * scale:.{digits}f}",
+                    f"{theirs * scale:.{digits}f}",
+                    ratio(ours, theirs),
+                    goal,
+                ]
+            )
+    blocked_proto = max(s.blocked for k in KINDS[4:] for s in results[k])
+    blocked_text = max(s.blocked for k in ("lookout plain", "lookout gzip") for s in results[k])
+    rows.append(
+        [
+            "loop blocked, worst ms",
+            f"{blocked_proto * 1000:.0f}",
+            f"{blocked_text * 1000:.0f}",
+            ratio(blocked_proto, blocked_text),
+            "<= text",
+        ]
+    )
+    print(harness.table(rows))
+    print(
+        f"first protobuf scrape (renders every target's messages): {first.seconds * 1000:.0f} ms "
+        f"wall, {first.cpu * 1000:.0f} ms CPU, loop blocked at most {first.blocked * 1000:.0f} ms"
+    )
+    probes_per_second = args.targets / INTERVAL
+    extra = (quiet[1] - quiet[0]) / probes_per_second
+    print(
+        f"CPU between scrapes: {quiet[0] * 100:.1f} % of a core rendering text only, "
+        f"{quiet[1] * 100:.1f} % rendering protobuf too ({extra * 1e6:.0f} us more per probe)"
+    )
+    print(
+        f"resident MiB: {rss[0]:.0f} before the first protobuf scrape, {rss[1]:.0f} at the end "
+        "(each target's protobuf entries kept beside its text)"
+    )
+    families = read_families(messages)
+    text_series = sum(
+        1
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "target" in sample.labels
+    )
+    native, with_classic = series_per_target(families, args.targets)
+    print(f"protobuf body read back with the protobuf library: {len(families)} families")
+    print(
+        f"series per target: text {text_series / args.targets:.1f}, protobuf with native "
+        f"histograms {native:.1f}, protobuf keeping the classic buckets too {with_classic:.1f}"
+    )
 
 
 def main() -> None:

@@ -14,50 +14,94 @@ from aiohttp import web
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.heartbeats.routes import HEARTBEATS, add_routes
+from exporter.protobuf import exposition as protobuf_exposition
 from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
 
 __all__ = ["create_app"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What a scraper asks for to get the protobuf exposition (native histograms need it).
+PROTOBUF_TYPE = "application/vnd.google.protobuf"
+PROTOBUF_PARAMETERS = {"proto": "io.prometheus.client.MetricFamily", "encoding": "delimited"}
 # Level 1 compresses exposition text about 8x at a fraction of level 9's CPU cost.
 GZIP_LEVEL = 1
 # Below this size, compressing costs more than sending.
 GZIP_MIN_BYTES = 4096
 
 
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*``) with a weight above 0."""
-    weights: dict[str, float] = {}
-    for item in accept_encoding.split(","):
-        coding, _, params = item.strip().partition(";")
+def _weighted(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """The items of an ``Accept`` or ``Accept-Encoding`` header: value (lower case), its
+    parameters, its weight (``q``, 1 when absent, 0 when not a number)."""
+    items = []
+    for item in header.split(","):
+        value, *params = (part.strip() for part in item.split(";"))
+        parameters: dict[str, str] = {}
         weight = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.strip() == "q":
+        for param in params:
+            key, _, argument = param.partition("=")
+            key, argument = key.strip().lower(), argument.strip().strip('"')
+            if key == "q":
                 try:
-                    weight = float(value)
+                    weight = float(argument)
                 except ValueError:
                     weight = 0.0
-        weights[coding.strip().lower()] = weight
+            else:
+                parameters[key] = argument
+        if value:
+            items.append((value.lower(), parameters, weight))
+    return items
+
+
+def prefers_protobuf(accept: str) -> bool:
+    """Whether ``Accept`` prefers the protobuf exposition to the text one.
+
+    The media range with the highest weight among those Lookout can answer wins, the first
+    listed among equal weights (as Prometheus' Go client negotiates): the delimited
+    ``MetricFamily`` protobuf, or text (``text/plain``, ``text/*``, ``*/*``). Anything else, an
+    empty header included, gets the text format, as before protobuf was offered.
+    """
+    best = 0.0
+    protobuf = False
+    for media, parameters, weight in _weighted(accept):
+        if media == PROTOBUF_TYPE and all(
+            parameters.get(key) == value for key, value in PROTOBUF_PARAMETERS.items()
+        ):
+            offered = True
+        elif media in ("text/plain", "text/*", "*/*"):
+            offered = False
+        else:
+            continue  # a format Lookout does not write (OpenMetrics, other protobuf forms)
+        if weight > best:
+            best, protobuf = weight, offered
+    return protobuf
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*``) with a weight above 0."""
+    weights = {coding: weight for coding, _, weight in _weighted(accept_encoding)}
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    """A small exposition goes out in one response; a large one is sent piece by piece while
-    it is rendered, so the whole body never sits in memory."""
+    """Text, or protobuf when ``Accept`` prefers it. A small exposition goes out in one
+    response; a large one is sent piece by piece while it is rendered, so the whole body never
+    sits in memory."""
     runtime = request.app[RUNTIME]
     await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
     wants_gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-    async with contextlib.aclosing(runtime.render_pieces()) as pieces:
+    protobuf = prefers_protobuf(request.headers.get("Accept", ""))
+    headers = {"Content-Type": protobuf_exposition.CONTENT_TYPE if protobuf else CONTENT_TYPE}
+    headers["Vary"] = "Accept, Accept-Encoding"
+    async with contextlib.aclosing(runtime.render_pieces(protobuf)) as pieces:
         first = await anext(pieces)
         if len(first) < PIECE_BYTES:  # the whole exposition
-            response = web.Response(body=first, headers={"Content-Type": CONTENT_TYPE})
+            response = web.Response(body=first, headers=headers)
             if wants_gzip and len(first) >= GZIP_MIN_BYTES:
                 response.body = gzip.compress(first, GZIP_LEVEL)
                 response.headers["Content-Encoding"] = "gzip"
             return response
-        stream = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        stream = web.StreamResponse(headers=headers)
         # gzip framing (wbits 31), a piece at a time: about a millisecond each at level 1.
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if wants_gzip else None
         if compressor is not None:
@@ -107,8 +151,13 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
         async with runtime.host.running():
             yield
 
+    async def connectivity(_app: web.Application) -> AsyncIterator[None]:
+        async with runtime.connectivity.running():
+            yield
+
     app.cleanup_ctx.append(lifetime)
     app.cleanup_ctx.append(host_metrics)
+    app.cleanup_ctx.append(connectivity)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

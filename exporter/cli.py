@@ -15,17 +15,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from exporter import __version__, config, probe_command
-from exporter.app import create_app
+from exporter import __version__, config
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
-from exporter.heartbeats.store import StoreError
 from exporter.logs import setup_logging
-from exporter.runtime import RUNTIME, Options
-from exporter.scheduler import Shard
+
+if TYPE_CHECKING:
+    from exporter.scheduler import Shard
+
+# The server's modules (aiohttp, the probes, the app) are imported by the commands that use
+# them, so that ``check-config`` of a large file starts at once.
 
 __all__ = ["main"]
 
@@ -33,6 +34,7 @@ log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9471"
 SUBCOMMANDS = ("run", "check-config", "probe", "ping", "version")
+CHECK_CONFIG_HELP = "validate a config file (exit 0 valid, 1 not)"
 
 
 def parse_listen_address(text: str) -> tuple[str | None, int]:
@@ -45,6 +47,8 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
 
 
 def _shard(text: str) -> Shard:
+    from exporter.scheduler import Shard
+
     try:
         return Shard.parse(text)
     except ValueError as exc:
@@ -84,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
     )
-    check = commands.add_parser("check-config", help="validate a config file (exit 0 valid, 1 not)")
+    check = commands.add_parser("check-config", help=CHECK_CONFIG_HELP)
     check.add_argument("file")
+    from exporter import probe_command
+
     probe_command.add_parser(commands)
     ping = commands.add_parser(
         "ping", help="send a heartbeat, or wrap a job: ping NAME --url URL -- CMD ARGS..."
@@ -99,14 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_list.insert(0, "run")
+    if args_list[0] == "check-config":
+        check = argparse.ArgumentParser(prog="lookout-exporter check-config")
+        check.description = CHECK_CONFIG_HELP
+        check.add_argument("file")
+        return check_config(check.parse_args(args_list[1:]).file)
     args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
         print(f"lookout-exporter {__version__}")
         return 0
-    if args.command == "check-config":
-        return check_config(args.file)
     if args.command == "probe":
+        from exporter import probe_command
+
         return probe_command.run(args)
     if args.command == "ping":
         return wrap.command(args, job)
@@ -114,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_config(path: str) -> int:
+    setup_logging("warning", "logfmt")  # an internal error is logged with its traceback
     try:
         loaded = config.load(path)
     except ConfigError as exc:
@@ -145,6 +157,12 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             log.error("invalid config", extra={"problem": problem})
         return 1
+    from aiohttp import web
+
+    from exporter.app import create_app
+    from exporter.heartbeats.store import StoreError
+    from exporter.runtime import RUNTIME, Options
+
     options = Options(
         config_path=args.config,
         location=args.location,

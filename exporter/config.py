@@ -1,36 +1,49 @@
 """Loads the YAML config into frozen dataclasses, or fails with every problem named precisely.
 
-The pipeline is: YAML (with the line of every node remembered) -> ``${VAR}`` expansion in strings
--> JSON Schema validation against ``config.schema.json`` (unknown keys are errors) -> building the
-typed ``Config``, where durations, sizes, patterns, regexes and ``*_file`` secrets are parsed and
-read. Every problem is reported as ``FILE:LINE: key.path: message``.
+The stages, each in a module of its own, each reporting ``ConfigProblem`` values:
+
+1. ``config_yaml``: YAML -> plain data, bounded (depth, aliases, numbers); ``${VAR}`` is expanded
+   in text values as they are read.
+2. ``config_schema``: JSON Schema validation against ``config.schema.json`` (unknown keys are
+   errors), compiled for speed, worded by jsonschema.
+3. ``config_checks``: durations, sizes, status patterns, regexes, minimum interval, percentages.
+4. The builders (``targets``, ``heartbeats.spec``, ``host.settings``) -> the typed ``Config``.
+
+A stage goes on with every part (a top-level section, a target, a heartbeat) in which the earlier
+stages found nothing wrong, so one run reports every problem of the file; a part with a problem
+goes no further, where it would only repeat it. Lines are looked up only when there is something
+to report, by reading the file again. An exception a builder was not meant to raise becomes
+"internal error while reading this key", logged with its traceback.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, TypeVar
 
-import jsonschema
-import yaml
-from yaml.composer import Composer
-
-from exporter.config_source import ConfigProblem, KeyPath, Source, describe_error, format_path
+from exporter.config_checks import value_check
+from exporter.config_schema import schema, schema_check
+from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, format_path
+from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
-from exporter.targets import Target, build_target
+from exporter.maintenance import Window, build_windows
+from exporter.targets import Defaults, Target, build_defaults, build_target
 from exporter.units import parse_duration
 
 __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConnectivitySettings",
     "KeyPath",
     "Source",
     "load",
@@ -38,16 +51,23 @@ __all__ = [
     "schema",
 ]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CONFIG = "default.yml"
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Top-level lists whose items are checked one by one; a mistake in one item leaves the others.
+_LISTS = ("targets", "heartbeats", "maintenance")
+# What a config watches: one of them must be there, if only as an empty list.
+_WATCHED = ("targets", "heartbeats")
+_Built = TypeVar("_Built")
 
 
-class ConfigError(Exception):
-    """The config cannot be used; ``problems`` lists each mistake as ``FILE:LINE: path: why``."""
+@dataclass(frozen=True, slots=True)
+class ConnectivitySettings:
+    """The ``connectivity:`` section: canaries that tell the exporter's outage from a target's."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    canaries: tuple[Target[Any], ...] = ()
+    interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +78,10 @@ class Config:
     source: str
     host: HostSettings
     heartbeats: tuple[Heartbeat, ...]
+    connectivity: ConnectivitySettings = ConnectivitySettings()
+    maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
-
-
-def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) every config must satisfy."""
-    text = resources.files("exporter").joinpath("config.schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -76,251 +91,252 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
         text = resources.files("exporter").joinpath(DEFAULT_CONFIG).read_text("utf-8")
         return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: config is not UTF-8 text"]) from None
+        problem = ConfigProblem(None, f"cannot read config: {exc.strerror}", file=path)
+        raise ConfigError([problem]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        message = (
+            f"config is not UTF-8 text: byte 0x{data[exc.start]:02x} "
+            f"at column {exc.start - line_start + 1}"
+        )
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([ConfigProblem(None, message, file=path, line=line)]) from None
     return load_text(text, Source(path, Path(path).resolve().parent), env)
 
 
 def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
-    raw = _parse_yaml(text, source.name)
-    problems: list[Problem] = []
-    raw = _expand(raw, (), environ, lambda at, msg: problems.append((at, msg)))
-    if problems:
-        raise ConfigError(_locate(problems, text, source.name))
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = list(validator.iter_errors(raw))
-    deeper = {tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"}
-    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
-        at = tuple(error.absolute_path)
-        if error.validator == "unevaluatedProperties" and any(p[: len(at)] == at for p in deeper):
-            # A kind's section failed; its keys then count as unevaluated. Report only the cause.
-            continue
-        problems.append((at, f"{format_path(at)}: {describe_error(error)}"))
-    if problems:
-        raise ConfigError(_locate(problems, text, source.name))
-    config, problems = _build(raw, source)
-    if config is None:
-        raise ConfigError(_locate(problems, text, source.name))
-    return config
+    """The config in ``text``; raises ``ConfigError`` with every problem found in it."""
+    try:
+        return _Loading(text, source, environ).run()
+    except ConfigError:
+        raise
+    except Exception:
+        log.error(
+            "internal error while reading the config",
+            extra={"config": source.name, "traceback": traceback.format_exc()},
+        )
+        message = "internal error while reading the config (the log has its traceback)"
+        raise ConfigError([ConfigProblem(None, message, file=source.name)]) from None
 
 
-# A mistake found after parsing: where it is, and ``key.path: why``.
-Problem = tuple[KeyPath, str]
+class _Loading:
+    """One load of one text: the problems found so far, and what was expanded where."""
 
+    def __init__(self, text: str, source: Source, environ: Mapping[str, str]) -> None:
+        self.text = text
+        self.source = source
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+        self.unset: list[KeyPath] = []  # values that name an unset environment variable
+        self.expanded: dict[str, str] = {}  # value after expansion -> as written
 
-def _locate(problems: list[Problem], text: str, name: str) -> list[str]:
-    """Each problem as ``FILE:LINE: key.path: why``, the line being that of the deepest key of
-    its path found in the file. Lines are only looked up when there is something to report."""
-    lines: dict[KeyPath, int] = {}
-    _parse_yaml(text, name, lines)
-
-    def where(at: KeyPath) -> str:
-        for cut in range(len(at), -1, -1):
-            if at[:cut] in lines:
-                return f"{name}:{lines[at[:cut]]}"
-        return name
-
-    return [f"{where(at)}: {message}" for at, message in problems]
-
-
-def _build(raw: dict[str, Any], source: Source) -> tuple[Config | None, list[Problem]]:
-    defaults = raw.get("defaults", {})
-    interval = parse_duration(defaults.get("interval", "30s"))
-    timeout = parse_duration(defaults.get("timeout", "10s"))
-    targets: list[Target[Any]] = []
-    seen: dict[str, int] = {}
-    failed: list[Problem] = []
-    for index, item in enumerate(raw.get("targets", [])):
-        at: KeyPath = ("targets", index)
-        if item["name"] in seen:
-            name_at = (*at, "name")
-            failed.append(
-                (
-                    name_at,
-                    f"{format_path(name_at)}: duplicate target name {item['name']!r} "
-                    f"(first at targets[{seen[item['name']]}])",
+    def run(self) -> Config:
+        raw, problems = read_yaml(self.text, self.source.name, on_string=self._expand)
+        self.problems.extend(problems)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            message = "the config must be a mapping of keys at the top level"
+            raise self._error([ConfigProblem(None, message, line=1)])
+        if not any(key in raw for key in _WATCHED):
+            self.problems.append(
+                ConfigProblem(
+                    None,
+                    "the config has no targets and no heartbeats, as an empty or cut-off file "
+                    "would; write `targets: []` to run without any",
                 )
             )
-            continue
-        seen[item["name"]] = index
-        try:
-            targets.append(build_target(item, at, source, interval=interval, timeout=timeout))
-        except ConfigProblem as exc:
-            failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
-    host: HostSettings | None = None
-    try:
-        host = build_host(raw.get("host", {}))
-    except ConfigProblem as exc:
-        failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
-    heartbeats, problems = build_heartbeats(raw.get("heartbeats", []), source)
-    failed.extend((p.at, f"{format_path(p.at)}: {p.message}") for p in problems)
-    storage: PostgresStorage | None = None
-    try:
-        storage = build_storage(raw.get("storage"), source)
-    except ConfigProblem as exc:
-        failed.append((exc.at, f"{format_path(exc.at)}: {exc.message}"))
-    if failed or host is None:
-        return None, failed
-    config = Config(
-        location=raw.get("location"),
-        max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
-        targets=tuple(targets),
-        source=source.name,
-        host=host,
-        heartbeats=heartbeats,
-        storage=storage,
-    )
-    return config, []
+        found = schema_check().problems(raw)
+        broken = {_part(p.at) for p in found if p.at is not None}
+        self.problems.extend(found)
+        for at, value in _parts(raw):
+            if at not in broken and () not in broken:
+                checked = value_check().problems(value, at)
+                broken.update(_part(p.at) for p in checked if p.at is not None)
+                self.problems.extend(checked)
+        config = self._build(raw, broken)
+        if self.problems or config is None:
+            raise self._error(self.problems)
+        return config
 
-
-if TYPE_CHECKING:
-    _Parser = yaml.CSafeLoader
-else:
-    _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_Parser, Composer):
-    """libyaml's parser when PyYAML was built with it (half the time of the pure-Python one),
-    with PyYAML's composer, so that the document can be composed one node at a time."""
-
-    def next_node(self) -> yaml.Node:
-        """The next whole node of the document (an alias is the node of its anchor)."""
-        return cast(yaml.Node, self.compose_node(None, None))  # type: ignore[arg-type]
-
-
-def _parse_yaml(text: str, name: str, lines: dict[KeyPath, int] | None = None) -> dict[str, Any]:
-    """The document as plain data; every mapping is checked for duplicate keys, and the line of
-    every key and value is recorded in ``lines`` when given.
-
-    The items of a top-level list (``targets``, ``heartbeats``) are composed, checked and
-    converted one at a time: a whole node tree of a 10,000-target file would take about 125 MiB
-    at its peak, and leave most of it behind as a fragmented heap (docs/performance.md).
-    """
-    loader = _Loader(text)
-    loader.anchors = {}
-    try:
-        data = _compose_top(loader, name, lines)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError([f"{name}{line}: invalid YAML: {exc.problem or exc.context}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{name}: invalid YAML: {exc}"]) from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError([f"{name}:1: the config must be a mapping of keys at the top level"])
-    return data
-
-
-def _compose_top(loader: _Loader, name: str, lines: dict[KeyPath, int] | None) -> Any:
-    def convert(node: yaml.Node, at: KeyPath) -> Any:
-        _record_lines(node, at, lines, name)
-        return loader.construct_document(node)
-
-    loader.get_event()  # stream start
-    if loader.check_event(yaml.StreamEndEvent):
-        return {}
-    loader.get_event()  # document start
-    start = loader.peek_event()
-    if not isinstance(start, yaml.MappingStartEvent) or start.anchor or start.tag:
-        data = convert(loader.next_node(), ())
-    else:
-        loader.get_event()
-        data = {}
-        merges: list[tuple[int, Any]] = []
-        keys: set[str] = set()
-        if lines is not None:
-            lines[()] = start.start_mark.line + 1 if start.start_mark else 1
-        while not loader.check_event(yaml.MappingEndEvent):
-            key_node = loader.next_node()
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                merges.append((line, convert(loader.next_node(), ("<<",))))
-                continue
-            key = loader.construct_document(key_node)
-            if str(key) in keys:
-                raise _duplicate_key(name, line, (), str(key))
-            keys.add(str(key))
-            data[key] = _compose_value(loader, (str(key),), convert)
-            if lines is not None:  # a key's own line, rather than its value's
-                lines[(str(key),)] = line
-        loader.get_event()
-        for line, merged in merges:  # ``<<: *defaults``: explicit keys win, then earlier merges
-            for mapping in merged if isinstance(merged, list) else [merged]:
-                if not isinstance(mapping, dict):
-                    raise ConfigError([f"{name}:{line}: invalid YAML: << merges only mappings"])
-                for key, value in mapping.items():
-                    data.setdefault(key, value)
-    loader.get_event()  # document end
-    extra = loader.get_event()
-    if not isinstance(extra, yaml.StreamEndEvent):
-        line = f":{extra.start_mark.line + 1}" if extra and extra.start_mark else ""
-        raise ConfigError([f"{name}{line}: invalid YAML: expected one document, found another"])
-    return data
-
-
-def _compose_value(
-    loader: _Loader, at: KeyPath, convert: Callable[[yaml.Node, KeyPath], Any]
-) -> Any:
-    """A top-level value; a plain list is converted item by item."""
-    start = loader.peek_event()
-    if not isinstance(start, yaml.SequenceStartEvent) or start.anchor or start.tag:
-        return convert(loader.next_node(), at)
-    loader.get_event()
-    items: list[Any] = []
-    while not loader.check_event(yaml.SequenceEndEvent):
-        items.append(convert(loader.next_node(), (*at, len(items))))
-    loader.get_event()
-    return items
-
-
-def _duplicate_key(name: str, line: int, at: KeyPath, key: str) -> ConfigError:
-    return ConfigError([f"{name}:{line}: {format_path(at)}: duplicate key {key!r}"])
-
-
-def _record_lines(
-    node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int] | None, name: str
-) -> None:
-    if lines is not None:
-        lines[at] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        keys: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in keys:
-                line = key_node.start_mark.line + 1
-                raise _duplicate_key(name, line, at, key)
-            keys.add(key)
-            _record_lines(value_node, (*at, key), lines, name)
-            if lines is not None:
-                lines[(*at, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*at, index), lines, name)
-
-
-def _expand(
-    value: Any, at: KeyPath, environ: Mapping[str, str], report: Callable[[KeyPath, str], None]
-) -> Any:
-    """Replace ``${VAR}`` in every string value with the environment's value; ``$$`` is ``$``."""
-    if isinstance(value, str):
+    def _expand(self, value: str, at: KeyPath) -> str:
+        """``value`` with each ``${VAR}`` replaced by the variable's value and ``$$`` by ``$``."""
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name is None:
                 return "$"
-            if name not in environ:
-                report(at, f"{format_path(at)}: environment variable {name} is not set")
+            if name not in self.environ:
+                self.unset.append(at)
+                self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return environ[name]
+            return self.environ[name]
 
-        return _VARIABLE.sub(substitute, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, (*at, k), environ, report) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, (*at, i), environ, report) for i, v in enumerate(value)]
-    return value
+        expanded = _VARIABLE.sub(substitute, value)
+        if "${" in value and expanded:
+            self.expanded[expanded] = value
+        return expanded
+
+    def _build(self, raw: dict[str, Any], broken: set[KeyPath]) -> Config | None:
+        if () in broken:
+            return None
+        defaults: Defaults | None = None
+        if ("defaults",) not in broken:
+            defaults = self._guard(("defaults",), partial(build_defaults, raw.get("defaults", {})))
+        targets: list[Target[Any]] = []
+        if defaults is not None and ("targets",) not in broken:
+            targets = self._targets(raw.get("targets", []), ("targets",), broken, defaults)
+        connectivity = ConnectivitySettings()
+        section = raw.get("connectivity", {})
+        if defaults is not None and ("connectivity",) not in broken:
+            canaries = self._targets(
+                section.get("canaries", []), ("connectivity", "canaries"), broken, defaults
+            )
+            interval = parse_duration(section["interval"]) if "interval" in section else 30.0
+            connectivity = ConnectivitySettings(canaries=tuple(canaries), interval=interval)
+        heartbeats: tuple[Heartbeat, ...] = ()
+        if not any(p[:1] == ("heartbeats",) for p in broken):
+            built_heartbeats = self._guard(
+                ("heartbeats",), lambda: build_heartbeats(raw.get("heartbeats", []), self.source)
+            )
+            if built_heartbeats is not None:
+                heartbeats, problems = built_heartbeats
+                self.problems.extend(problems)
+        windows: tuple[Window, ...] = ()
+        if not any(p[:1] == ("maintenance",) for p in broken):
+            built_windows = self._guard(
+                ("maintenance",), lambda: build_windows(raw.get("maintenance", []))
+            )
+            if built_windows is not None:
+                windows, problems = built_windows
+                self.problems.extend(problems)
+        storage = None
+        if ("storage",) not in broken:
+            storage = self._guard(
+                ("storage",), lambda: build_storage(raw.get("storage"), self.source)
+            )
+        host = None
+        if ("host",) not in broken:
+            host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
+        if host is None or self.problems:
+            return None
+        return Config(
+            location=raw.get("location"),
+            max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
+            targets=tuple(targets),
+            source=self.source.name,
+            host=host,
+            heartbeats=heartbeats,
+            connectivity=connectivity,
+            maintenance=windows,
+            storage=storage,
+        )
+
+    def _targets(
+        self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults
+    ) -> list[Target[Any]]:
+        """The targets of a list at ``at`` (``targets``, ``connectivity.canaries``), each name
+        once; the items in ``broken`` are not built."""
+        built: list[Target[Any]] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            item_at: KeyPath = (*at, index)
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in seen:
+                noun = "target" if at == ("targets",) else "canary"
+                first = format_path((*at, seen[name]))
+                message = f"duplicate {noun} name {name!r} (first at {first})"
+                self.problems.append(ConfigProblem((*item_at, "name"), message))
+                continue
+            if isinstance(name, str):
+                seen[name] = index
+            if item_at not in broken:
+                build = partial(build_target, item, item_at, self.source, defaults)
+                target = self._guard(item_at, build)
+                if target is not None:
+                    built.append(target)
+        return built
+
+    def _guard(self, at: KeyPath, build: Callable[[], _Built]) -> _Built | None:
+        """What ``build`` returns; its ``ConfigProblem``, or any other exception as an internal
+        error at ``at``, is recorded instead."""
+        try:
+            return build()
+        except ConfigProblem as problem:
+            self.problems.append(problem)
+        except Exception:
+            log.error(
+                "internal error while reading the config",
+                extra={
+                    "config": self.source.name,
+                    "key": format_path(at),
+                    "traceback": traceback.format_exc(),
+                },
+            )
+            message = "internal error while reading this key (the log has its traceback)"
+            self.problems.append(ConfigProblem(at, message))
+        return None
+
+    def _error(self, problems: list[ConfigProblem]) -> ConfigError:
+        """Every problem but those about a value that names an unset variable (its value is
+        empty, so it would only fail again), located, without expanded secrets, in file order."""
+        kept = [
+            p
+            for p in problems
+            if p.at is None
+            or not any(p.at[: len(at)] == at for at in self.unset)
+            or p.message.startswith("environment variable ")
+        ]
+        lines: dict[KeyPath, int] = {}
+        if any(p.line is None and p.at is not None for p in kept):
+            read_yaml(self.text, self.source.name, lines=lines)
+        located = [
+            ConfigProblem(
+                p.at,
+                self._unexpanded(p.message),
+                file=self.source.name,
+                line=p.line if p.line is not None else _line(lines, p.at),
+            )
+            for p in kept
+        ]
+        unique = list(dict.fromkeys(located))
+        return ConfigError(sorted(unique, key=lambda p: p.line or 0))
+
+    def _unexpanded(self, message: str) -> str:
+        """``message`` with each value that came from the environment written as in the file,
+        so that no secret reaches a terminal or a reload report."""
+        for value in sorted(self.expanded, key=len, reverse=True):
+            if len(value) >= 3 and value in message:
+                message = message.replace(value, self.expanded[value])
+        return message
+
+
+def _part(at: KeyPath) -> KeyPath:
+    """The part of the document ``at`` belongs to: a list item, else a top-level key."""
+    if len(at) >= 2 and at[0] in _LISTS and isinstance(at[1], int):
+        return at[:2]
+    return at[:1]
+
+
+def _parts(raw: dict[str, Any]) -> list[tuple[KeyPath, Any]]:
+    parts: list[tuple[KeyPath, Any]] = []
+    for key, value in raw.items():
+        if key in _LISTS and isinstance(value, list):
+            parts.extend(((key, index), item) for index, item in enumerate(value))
+        else:
+            parts.append(((key,), value))
+    return parts
+
+
+def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
+    """The line of the deepest key of ``at`` found in the file."""
+    if at is None:
+        return None
+    for cut in range(len(at), -1, -1):
+        if at[:cut] in lines:
+            return lines[at[:cut]]
+    return None

@@ -1,17 +1,21 @@
-"""Where a config comes from, and how a mistake in it is located: key paths, problems, files.
+"""Where a config comes from, and how a mistake in it is told: key paths, problems, files.
 
-Shared by ``config`` and the builders of each section (``targets``, heartbeats) so that every
-error names the file, the line and the key path the same way.
+Shared by every stage of loading (YAML, schema, value checks) and by the builders of each
+section (targets, heartbeats, host), so that every mistake is one ``ConfigProblem`` value and is
+worded as ``FILE:LINE: key.path: message`` in one place, ``ConfigProblem.__str__``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
 __all__ = [
+    "ConfigError",
     "ConfigProblem",
     "KeyPath",
     "Source",
@@ -24,12 +28,53 @@ KeyPath = tuple[str | int, ...]
 
 
 class ConfigProblem(Exception):
-    """One mistake at one place in the config, raised while building the typed config."""
+    """One mistake at one place in the config: the file, its line, the key path and why.
 
-    def __init__(self, at: KeyPath, message: str) -> None:
+    ``at`` is None for a mistake that belongs to no key (unreadable file, broken YAML). Builders
+    raise it with the key path and the message; the loader fills in the file and the line (looked
+    up only when something is wrong) with ``located``.
+    """
+
+    def __init__(
+        self, at: KeyPath | None, message: str, *, file: str | None = None, line: int | None = None
+    ) -> None:
         super().__init__(message)
         self.at = at
         self.message = message
+        self.file = file
+        self.line = line
+
+    def located(self, file: str, line: int | None) -> ConfigProblem:
+        return ConfigProblem(self.at, self.message, file=file, line=line)
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else (self.file or "")
+        key = "" if self.at is None else f"{format_path(self.at)}: "
+        return f"{where}: {key}{self.message}" if where else f"{key}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConfigProblem):
+            return NotImplemented
+        return (self.file, self.line, self.at, self.message) == (
+            other.file,
+            other.line,
+            other.at,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line, self.at, self.message))
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` holds every mistake found in it, in file order."""
+
+    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 def format_path(at: KeyPath) -> str:
@@ -64,8 +109,6 @@ class Source:
 
 def describe_error(error: jsonschema.ValidationError | jsonschema.SchemaError) -> str:
     """A schema error in words a config author understands."""
-    if error.validator in ("unevaluatedProperties", "additionalProperties"):
-        return f"unknown key: {error.message}"
     if error.validator in ("oneOf", "anyOf") and error.context:
         # The alternative of the instance's own type says what is wrong with it.
         same_type = [e for e in error.context if e.validator != "type"]
@@ -80,7 +123,40 @@ def describe_error(error: jsonschema.ValidationError | jsonschema.SchemaError) -
         if wanted:
             return f"{error.instance!r} is not {wanted}"
         return f"{error.instance!r} does not match {error.validator_value}"
+    if error.validator == "type" and error.validator_value == "array" and _is_scalar(error):
+        return f"{error.instance!r} is not a list; write `[{_flow(error.instance)}]`"
+    types: Any = error.validator_value
+    if error.validator == "type" and isinstance(error.instance, dict | list):
+        found = "a mapping of keys" if isinstance(error.instance, dict) else "a list"
+        return f"expected {_type_names(types)}, not {found}"
+    if error.validator == "type" and error.instance is None:
+        return f"no value given; expected {_type_names(types)}"
     return error.message
+
+
+def _type_names(wanted: str | list[str]) -> str:
+    return " or ".join(_TYPES.get(t, t) for t in (wanted if isinstance(wanted, list) else [wanted]))
+
+
+_TYPES = {
+    "array": "a list",
+    "object": "a mapping of keys",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _is_scalar(error: jsonschema.ValidationError | jsonschema.SchemaError) -> bool:
+    return isinstance(error.instance, str | int | float) and not isinstance(error.instance, bool)
+
+
+def _flow(value: object) -> str:
+    """A scalar as it is written inside a YAML flow list."""
+    if isinstance(value, str):
+        return value if value.replace("-", "").isalnum() else repr(value)
+    return str(value)
 
 
 def compile_regex(pattern: str, at: KeyPath) -> re.Pattern[str]:

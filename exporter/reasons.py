@@ -40,6 +40,9 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── smtp_banner    the SMTP server's greeting is not 220 (or not SMTP at all)
     │   ├── smtp_ehlo      EHLO was rejected
     │   └── smtp_auth      AUTH was rejected, or the server offers no AUTH
+    ├── exporter_offline   the probe failed while every connectivity canary failed too: the
+    │                      exporter's own network, not the target (does not change the
+    │                      target's confirmed state)
     └── error              an unexpected error inside the prober (a bug; logged with a trace)
 """
 
@@ -80,6 +83,7 @@ class Reason(StrEnum):
     SMTP_BANNER = "smtp_banner"
     SMTP_EHLO = "smtp_ehlo"
     SMTP_AUTH = "smtp_auth"
+    EXPORTER_OFFLINE = "exporter_offline"
     ERROR = "error"
 
 

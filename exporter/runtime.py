@@ -1,5 +1,6 @@
 """The live state the exporter serves: the current config, the scheduler, the heartbeats, the
-host reader, the reload state and the text collectors, as one ``Runtime`` in ``app[RUNTIME]``.
+host reader, the reload state and the collectors, as one ``Runtime`` in ``app[RUNTIME]``, which
+renders ``/metrics`` in either exposition format.
 
 A reload loads and validates the new config completely before anything changes, so a bad
 config leaves the old one running and only flips ``lookout_config_last_reload_successful``
@@ -12,9 +13,10 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import AnyStr
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,13 +29,19 @@ from exporter.clock import Clock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
 from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.maintenance import MaintenanceCollector
 from exporter.collectors.probes import ProbeCollector
 from exporter.config import Config, ConfigError
+from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.store import StoreError
+from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
 from exporter.probes.clients import SharedClients
+from exporter.protobuf.exposition import ProtobufCollector
+from exporter.protobuf.registry import families as registry_families
+from exporter.protobuf.text import families as text_families
 from exporter.scheduler import Scheduler, Shard
 
 __all__ = ["PIECE_BYTES", "RUNTIME", "SCRAPE_SLICE", "Options", "Runtime", "settle_heap"]
@@ -65,21 +73,35 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients()
+        self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
-            self.clients, clock, max_in_flight=config.max_in_flight, on_result=probes.refresh
+            self.clients,
+            clock,
+            max_in_flight=config.max_in_flight,
+            on_result=probes.refresh,
+            connectivity=self.connectivity,
         )
         self.heartbeats = Heartbeats(config.heartbeats, clock, options.storage_path)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.host = HostRefresher(HostCollector(settings=config.host), clock)
+        host = HostCollector()
+        self.host = HostRefresher(HostReader(), config.host, host.show, clock)
+        self.maintenance = MaintenanceCollector(
+            lambda: self.config.maintenance,
+            self.scheduler.all_stats,
+            lambda: self.config.heartbeats,
+            lambda: self.location,
+            clock,
+        )
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state),
+            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
-            self.host.collector,
+            host,
             HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
+            self.maintenance,
         ]
         self._reload_lock = asyncio.Lock()
 
@@ -99,9 +121,10 @@ class Runtime:
         self.config = config
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
+        self.connectivity.configure(config.connectivity)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
-        if config.host != self.host.collector.settings:
+        if config.host != self.host.settings:
             self.host.configure(config.host)
 
     async def reload(self) -> str | None:
@@ -123,28 +146,54 @@ class Runtime:
             log.info("config reloaded", extra={"targets": len(config.targets)})
             return None
 
-    async def render_pieces(self) -> AsyncGenerator[bytes, None]:
+    def render_pieces(self, protobuf: bool = False) -> AsyncGenerator[bytes, None]:
         """The exposition in pieces of about ``PIECE_BYTES`` (the last one may be shorter),
-        rendered without holding the event loop for more than ``SCRAPE_SLICE`` at a time."""
-        pending: list[str] = []
-        size = 0
-        resume_by = time.perf_counter() + SCRAPE_SLICE
-        for text in self._texts():
-            pending.append(text)
-            size += len(text)
-            if size >= PIECE_BYTES:
-                yield "".join(pending).encode("utf-8")
-                pending.clear()
-                size = 0
-            if time.perf_counter() >= resume_by:
-                await asyncio.sleep(0)
-                resume_by = time.perf_counter() + SCRAPE_SLICE
-        yield "".join(pending).encode("utf-8")
+        rendered without holding the event loop for more than ``SCRAPE_SLICE`` at a time:
+        the text format, or with ``protobuf`` delimited ``MetricFamily`` messages."""
+        if protobuf:
+            return _pieces(self._messages(), b"".join)
+        return _pieces(self._texts(), _utf8)
 
     def _texts(self) -> Iterator[str]:
         yield generate_latest(self.registry).decode("utf-8")
         for collector in self.collectors:
             yield from collector.expose()
+
+    def _messages(self) -> Iterator[bytes]:
+        """The same families as ``_texts``; a collector without a protobuf writer of its own
+        has its text converted."""
+        yield from registry_families(self.registry)
+        for collector in self.collectors:
+            if isinstance(collector, ProtobufCollector):
+                yield from collector.expose_protobuf()
+            else:
+                yield from text_families(collector.expose())
+
+
+def _utf8(texts: list[str]) -> bytes:
+    return "".join(texts).encode("utf-8")
+
+
+async def _pieces(
+    chunks: Iterable[AnyStr], join: Callable[[list[AnyStr]], bytes]
+) -> AsyncGenerator[bytes, None]:
+    """``chunks`` joined into pieces of about ``PIECE_BYTES``, letting other tasks run after
+    every ``SCRAPE_SLICE`` of work (an empty chunk is where a collector may pause, and
+    asking for the next chunk is where its work happens)."""
+    pending: list[AnyStr] = []
+    size = 0
+    resume_by = time.perf_counter() + SCRAPE_SLICE
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= PIECE_BYTES:
+            yield join(pending)
+            pending.clear()
+            size = 0
+        if time.perf_counter() >= resume_by:
+            await asyncio.sleep(0)
+            resume_by = time.perf_counter() + SCRAPE_SLICE
+    yield join(pending)
 
 
 def settle_heap() -> None:

@@ -13,6 +13,8 @@
 - ``reconcile`` applies a new target list: unchanged targets keep running untouched, changed
   ones restart, removed ones stop and lose their series. Counters survive while a target's
   identity (name, kind, labels) is unchanged.
+- A failed probe asks ``connectivity`` whether the exporter itself can reach the network; if
+  not, it is recorded as ``exporter_offline``.
 - ``Shard`` keeps the stable share of targets that belongs to one replica.
 """
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.clock import Clock
+from exporter.connectivity import Connectivity, offline
 from exporter.histogram import Histogram
 from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
@@ -101,8 +104,10 @@ class Scheduler:
         *,
         max_in_flight: int,
         on_result: Callable[[ProbeStats], None] | None = None,
+        connectivity: Connectivity | None = None,
     ) -> None:
         self._clients = clients
+        self._connectivity = connectivity
         self._on_result = on_result
         self._clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -113,7 +118,7 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = math.inf
         self.stats: dict[str, ProbeStats] = {}
-        self.lag = Histogram(LAG_BUCKETS)
+        self.lag = Histogram(LAG_BUCKETS, native=True)
         self.in_flight = 0
         self.runs: dict[str, int] = {}
 
@@ -193,10 +198,18 @@ class Scheduler:
         async with self._slots:
             self.lag.observe(max(0.0, clock.monotonic() - due))
             self.in_flight += 1
+            started = clock.monotonic()
             try:
                 result = await run_probe(target, self._clients, clock)
             finally:
                 self.in_flight -= 1
+        connectivity = self._connectivity
+        if (
+            not result.success
+            and connectivity is not None
+            and not await connectivity.reachable(started)
+        ):
+            result = offline(result)
         kind = target.kind.name
         self.runs[kind] = self.runs.get(kind, 0) + 1
         try:
@@ -207,9 +220,10 @@ class Scheduler:
         except Exception:  # a bug; the target must keep its schedule all the same
             log.exception("handling a probe result failed", extra={"target": target.name})
         run.task = None
-        run.scheduled += target.interval
+        interval = target.next_interval(stats.confirming)
+        run.scheduled += interval
         now = clock.monotonic()
-        if now - run.scheduled > target.interval:
+        if now - run.scheduled > interval:
             # More than a whole interval behind (a stalled loop): start afresh from now
             # instead of firing the missed runs back to back; the lag histogram shows it.
             run.scheduled = now

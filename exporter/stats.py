@@ -1,5 +1,14 @@
 """Per-target state kept between scrapes: the duration histogram, failure counters by reason,
-the slow-probe counter, the latest result and the recent probes.
+the slow-probe counter, the latest result, the recent probes, the confirmed state and incidents.
+
+Every attempt feeds the histogram and the counters; the confirmed state (what
+``lookout_probe_success`` and the alerts read) changes only after the target's ``confirm``
+number of consecutive attempts say so, and is None until the first confirmation.
+
+An incident opens when the confirmed state turns failing and closes when it turns passing. It
+is dated from the first attempt of the run of attempts that confirmed it (the first failed one,
+then the first passed one), so confirmation delays the alert, not the outage's start or end.
+``downtime`` counts closed incidents and the open one up to its latest attempt.
 
 This is what a stateless prober cannot offer: counters that survive between scrapes (and across
 reloads for targets whose identity did not change). ``generation`` changes whenever anything a
@@ -32,25 +41,50 @@ _generations = itertools.count(1)
 
 class ProbeStats:
     __slots__ = (
+        "_closed_downtime",
+        "confirmed",
+        "downtime",
         "durations",
         "failures",
         "generation",
+        "incident_start",
+        "incidents",
         "last",
         "probes",
         "recent",
+        "run",
+        "run_started_at",
+        "run_success",
         "slow",
+        "state_changes",
         "target",
     )
 
     def __init__(self, target: Target[Any]) -> None:
         self.target = target
-        self.durations = Histogram(DURATION_BUCKETS)
+        self.durations = Histogram(DURATION_BUCKETS, native=True)
         self.failures: dict[Reason, int] = {}
         self.slow = 0
         self.probes = 0
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
+        self.confirmed: bool | None = None
+        # The latest attempts that agree: their outcome and how many in a row.
+        self.run_success: bool | None = None
+        self.run = 0
+        self.run_started_at = 0.0  # when the first attempt of the run finished
+        self.incidents = 0
+        self.incident_start: float | None = None  # while an incident is open
+        self.downtime = 0.0  # closed incidents, plus the open one up to its latest attempt
+        self._closed_downtime = 0.0
+        # Changes of the confirmed state from passing to failing or back (not the first one).
+        self.state_changes = 0
+
+    @property
+    def confirming(self) -> bool:
+        """Whether the latest attempt disagrees with the confirmed state (or none is yet)."""
+        return self.run_success is not None and self.run_success != self.confirmed
 
     def record(self, result: ProbeResult) -> None:
         self.probes += 1
@@ -61,8 +95,33 @@ class ProbeStats:
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
         self.last = result
+        if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
+            self._confirm(result.success, result.finished_at)
         self.recent.add(result)
         self.generation = next(_generations)
+
+    def _confirm(self, success: bool, at: float) -> None:
+        if success == self.run_success:
+            self.run += 1
+        else:
+            self.run, self.run_success, self.run_started_at = 1, success, at
+        confirm = self.target.confirm
+        if self.run >= (confirm.successes if success else confirm.failures):
+            if self.confirmed is not None and self.confirmed != success:
+                self.state_changes += 1
+            self.confirmed = success
+        if self.incident_start is None:
+            if self.confirmed is False:
+                self.incidents += 1
+                self.incident_start = self.run_started_at
+                self.downtime = self._closed_downtime + max(0.0, at - self.incident_start)
+        elif self.confirmed:  # closed, as of the first passed attempt of the run
+            self._closed_downtime += max(0.0, self.run_started_at - self.incident_start)
+            self.downtime = max(self.downtime, self._closed_downtime)
+            self._closed_downtime = self.downtime
+            self.incident_start = None
+        else:
+            self.downtime = max(self.downtime, self._closed_downtime + at - self.incident_start)
 
     def retarget(self, target: Target[Any]) -> None:
         """Use the changed config of the same series (same ``series_identity``); counters stay."""

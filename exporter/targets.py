@@ -14,9 +14,18 @@ from typing import Any, Generic
 from exporter.config_source import ConfigProblem, KeyPath, Source
 from exporter.probes.kind import Kind, Spec
 from exporter.probes.registry import KINDS
-from exporter.units import parse_duration
+from exporter.units import format_duration, parse_duration
 
-__all__ = ["RESERVED_LABELS", "Slo", "Target", "build_target"]
+__all__ = [
+    "NO_CONFIRMATION",
+    "RESERVED_LABELS",
+    "Confirm",
+    "Defaults",
+    "Slo",
+    "Target",
+    "build_defaults",
+    "build_target",
+]
 
 # Labels the exporter sets itself; a target's static labels may not reuse them.
 RESERVED_LABELS = frozenset(
@@ -34,6 +43,29 @@ class Slo:
 
 
 @dataclass(frozen=True, slots=True)
+class Confirm:
+    """Consecutive attempts that change the confirmed state: ``failures`` to turn it failing,
+    ``successes`` to turn it passing again (1 and 1: every attempt counts at once)."""
+
+    failures: int = 1
+    successes: int = 1
+
+
+# Every attempt changes the state at once: the default.
+NO_CONFIRMATION = Confirm()
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """The ``defaults:`` section: what a target without its own setting uses."""
+
+    interval: float = 30.0
+    timeout: float = 10.0
+    confirm: Confirm = NO_CONFIRMATION
+    interval_when_failing: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Target(Generic[Spec]):
     name: str
     kind: Kind[Spec]
@@ -42,13 +74,48 @@ class Target(Generic[Spec]):
     labels: tuple[tuple[str, str], ...]
     slo: Slo | None
     spec: Spec
+    confirm: Confirm = NO_CONFIRMATION
+    # The availability committed to customers as a ratio (99.5 in the config is 0.995 here).
+    sla: float | None = None
+    # Probes come this often while the latest attempt disagrees with the confirmed state.
+    interval_when_failing: float | None = None
+
+    def next_interval(self, confirming: bool) -> float:
+        """The interval to the next probe; ``confirming``: the latest attempt disagrees with
+        the confirmed state, so a faster probe settles it sooner."""
+        if confirming and self.interval_when_failing is not None:
+            return self.interval_when_failing
+        return self.interval
+
+
+def _build_confirm(raw: Mapping[str, Any], fallback: Confirm) -> Confirm:
+    return Confirm(
+        failures=raw.get("failures", fallback.failures),
+        successes=raw.get("successes", fallback.successes),
+    )
+
+
+def build_defaults(raw: Mapping[str, Any]) -> Defaults:
+    """The ``defaults:`` mapping (schema-validated)."""
+    base = Defaults()
+    return Defaults(
+        interval=parse_duration(raw["interval"]) if "interval" in raw else base.interval,
+        timeout=parse_duration(raw["timeout"]) if "timeout" in raw else base.timeout,
+        confirm=_build_confirm(raw.get("confirm", {}), base.confirm),
+        interval_when_failing=parse_duration(raw["interval_when_failing"])
+        if "interval_when_failing" in raw
+        else None,
+    )
 
 
 def build_target(
-    raw: Mapping[str, Any], at: KeyPath, source: Source, *, interval: float, timeout: float
+    raw: Mapping[str, Any], at: KeyPath, source: Source, defaults: Defaults
 ) -> Target[Any]:
-    interval = parse_duration(raw["interval"]) if "interval" in raw else interval
-    timeout = parse_duration(raw["timeout"]) if "timeout" in raw else timeout
+    interval = parse_duration(raw["interval"]) if "interval" in raw else defaults.interval
+    timeout = parse_duration(raw["timeout"]) if "timeout" in raw else defaults.timeout
+    when_failing = defaults.interval_when_failing
+    if "interval_when_failing" in raw:
+        when_failing = parse_duration(raw["interval_when_failing"])
     if interval <= 0:
         raise ConfigProblem((*at, "interval"), "interval must be greater than 0")
     if timeout <= 0:
@@ -57,6 +124,21 @@ def build_target(
         raise ConfigProblem(
             (*at, "timeout"), f"timeout ({raw.get('timeout', timeout)}) exceeds the interval"
         )
+    if when_failing is not None:
+        if when_failing > interval:
+            if "interval_when_failing" in raw:
+                raise ConfigProblem(
+                    (*at, "interval_when_failing"),
+                    f"interval_when_failing ({raw['interval_when_failing']}) is longer than the "
+                    "interval",
+                )
+            when_failing = interval  # the default is slower than this target's own interval
+        if when_failing < timeout:
+            raise ConfigProblem(
+                (*at, "interval_when_failing"),
+                f"interval_when_failing ({format_duration(when_failing)}) is shorter than the "
+                f"timeout ({format_duration(timeout)})",
+            )
     labels = raw.get("labels", {})
     for name in labels:
         if name in RESERVED_LABELS or name.startswith("__"):
@@ -71,6 +153,9 @@ def build_target(
         labels=tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in labels.items())),
         slo=_build_slo(raw["slo"]) if "slo" in raw else None,
         spec=kind.build(raw, at, source),
+        confirm=_build_confirm(raw.get("confirm", {}), defaults.confirm),
+        sla=round(raw["sla"]["availability"] / 100, 10) if "sla" in raw else None,
+        interval_when_failing=None if when_failing == interval else when_failing,
     )
 
 

@@ -190,11 +190,36 @@ def heartbeat_state(matchers: str) -> str:
     return "max by (heartbeat) (" + " or ".join(parts) + ")"
 
 
+DURATION = "lookout_probe_duration_seconds"
+LAG = "lookout_scheduler_lag_seconds"
+
+
+def quantile(q: float, histogram: str, matchers: str, by: str, window: str) -> str:
+    """The ``q`` quantile of ``histogram`` per ``by`` labels: from its native buckets where
+    Prometheus ingests those (one series, no le), else from its classic _bucket series. Both
+    sides give the same label sets, so where Prometheus keeps both the native side wins."""
+    group = f"sum by ({by})" if by else "sum"
+    classic_by = f"{by}, le" if by else "le"
+    native = f"histogram_quantile({q}, {group} (rate({histogram}{{{matchers}}}[{window}])))"
+    classic = (
+        f"histogram_quantile({q}, sum by ({classic_by}) "
+        f"(rate({histogram}_bucket{{{matchers}}}[{window}])))"
+    )
+    return f"({native} or {classic})"
+
+
+def observations(histogram: str, matchers: str, window: str, function: str = "increase") -> str:
+    """Observations of ``histogram`` per series over ``window`` (``function`` increase or rate):
+    a native histogram's count, else the classic _count series."""
+    return (
+        f"(histogram_count({function}({histogram}{{{matchers}}}[{window}])) "
+        f"or {function}({histogram}_count{{{matchers}}}[{window}]))"
+    )
+
+
 def failure_ratio(matchers: str, by: str, window: str) -> str:
     """Failed probes / all probes; 0 (not nothing) for targets that never failed."""
-    total = (
-        f"sum by ({by}) (increase(lookout_probe_duration_seconds_count{{{matchers}}}[{window}]))"
-    )
+    total = f"sum by ({by}) ({observations(DURATION, matchers, window)})"
     failed = f"sum by ({by}) (increase(lookout_probe_failures_total{{{matchers}}}[{window}]))"
     return f"(({failed} or 0 * {total}) / {total})"
 
@@ -511,7 +536,10 @@ def common_variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVar
         query_variable(
             "location",
             "Location",
-            'label_values(lookout_probe_duration_seconds_count{job=~"$job"}, location)',
+            (
+                'label_values({__name__=~"lookout_probe_duration_seconds'
+                '|lookout_probe_duration_seconds_count", job=~"$job"}, location)'
+            ),
             "Where the probes run (the exporter's --location). Narrows probe panels and the "
             "instance list; All also matches exporters without a location.",
             all_value=".*",
@@ -519,8 +547,9 @@ def common_variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVar
         query_variable(
             "instance",
             "Instance",
-            'label_values({__name__=~"lookout_build_info|lookout_probe_duration_seconds_count", '
-            'job=~"$job", location=~"$location"}, instance)',
+            "label_values({__name__=~"
+            '"lookout_build_info|lookout_probe_duration_seconds|lookout_probe_duration_seconds_count"'
+            ', job=~"$job", location=~"$location"}, instance)',
             "Exporter instances of the selected jobs (and locations).",
         ),
     ]
@@ -671,8 +700,8 @@ def overview() -> dashboard.Dashboard:
                 ),
                 Query(
                     "1 - (sum by (target) (increase(lookout_probe_slow_total"
-                    f"{{{PROBES}}}[$slo_window])) / sum by (target) (increase("
-                    f"lookout_probe_duration_seconds_count{{{PROBES}}}[$slo_window]))) "
+                    f"{{{PROBES}}}[$slo_window])) / sum by (target) "
+                    f"({observations(DURATION, PROBES, '$slo_window')})) "
                     "/ on (target) (1 - max by (target) (lookout_probe_slo_objective_ratio"
                     f'{{{PROBES}, slo="latency"}}))',
                     "{{target}} latency",
@@ -716,12 +745,11 @@ def overview() -> dashboard.Dashboard:
         bars(
             "Slowest targets (p95 over the selected range)",
             "The ten targets with the highest 95th percentile probe duration in the time range "
-            "(bucket upper bounds, interpolated).",
+            "(interpolated within native buckets, or within the classic buckets without them).",
             "s",
             [
                 Query(
-                    "topk(10, histogram_quantile(0.95, sum by (target, le) (rate("
-                    f"lookout_probe_duration_seconds_bucket{{{PROBES}}}[$__range]))))",
+                    f"topk(10, {quantile(0.95, DURATION, PROBES, 'target', '$__range')})",
                     "{{target}}",
                 )
             ],
@@ -734,8 +762,7 @@ def overview() -> dashboard.Dashboard:
             "s",
             [
                 Query(
-                    "histogram_quantile(0.95, sum by (target, le) (rate("
-                    f"lookout_probe_duration_seconds_bucket{{{PROBES}}}[$__rate_interval])))",
+                    quantile(0.95, DURATION, PROBES, "target", "$__rate_interval"),
                     "{{target}}",
                 )
             ],
@@ -827,10 +854,7 @@ def overview() -> dashboard.Dashboard:
                 Query(f"max by (instance, version) (lookout_build_info{{{SCOPE}}})"),
                 Query(f"sum by (instance) (lookout_targets{{{SCOPE}}})"),
                 Query(f"sum by (instance) (rate(lookout_probe_runs_total{{{SCOPE}}}[$__range]))"),
-                Query(
-                    "histogram_quantile(0.99, sum by (instance, le) (rate("
-                    f"lookout_scheduler_lag_seconds_bucket{{{SCOPE}}}[$__range])))"
-                ),
+                Query(quantile(0.99, LAG, SCOPE, "instance", "$__range")),
             ],
             join_on="instance",
             columns={
@@ -875,8 +899,8 @@ def overview() -> dashboard.Dashboard:
 
 
 def endpoint() -> dashboard.Dashboard:
-    total = f"lookout_probe_duration_seconds_count{{{TARGET}}}"
-    buckets = f"lookout_probe_duration_seconds_bucket{{{TARGET}}}"
+    total = f"sum({observations(DURATION, TARGET, '$__range')})"
+    buckets = f"{DURATION}_bucket{{{TARGET}}}"
     now: Panels = [
         single(
             "State",
@@ -890,14 +914,14 @@ def endpoint() -> dashboard.Dashboard:
             "Share of passed probes over the selected time range.",
             "percentunit",
             f"1 - (sum(increase(lookout_probe_failures_total{{{TARGET}}}[$__range])) "
-            f"or 0 * sum(increase({total}[$__range]))) / sum(increase({total}[$__range]))",
+            f"or 0 * {total}) / {total}",
             steps=thresholds("red", (0.99, "orange"), (0.999, "green")),
         ),
         single(
             "p95 duration",
             "95th percentile probe duration over the selected time range.",
             "s",
-            f"histogram_quantile(0.95, sum by (le) (rate({buckets}[$__range])))",
+            quantile(0.95, DURATION, TARGET, "", "$__range"),
             steps=thresholds("green", (1, "orange"), (5, "red")),
         ),
         single(
@@ -934,7 +958,7 @@ def endpoint() -> dashboard.Dashboard:
             [
                 *(
                     Query(
-                        f"histogram_quantile({q}, sum by (le) (rate({buckets}[$__rate_interval])))",
+                        quantile(q, DURATION, TARGET, "", "$__rate_interval"),
                         f"p{round(q * 100)}",
                     )
                     for q in (0.5, 0.9, 0.95, 0.99)
@@ -946,9 +970,16 @@ def endpoint() -> dashboard.Dashboard:
         panel(
             heatmap.Panel(),
             "Duration distribution",
-            "Probes per duration bucket and interval, straight from the histogram.",
+            "Probes per duration bucket and interval, straight from the histogram: its native "
+            "buckets where Prometheus ingests them, else its classic ones.",
             "s",
-            [Query(f"sum by (le) (increase({buckets}[$__rate_interval]))", "{{le}}")],
+            [
+                Query(
+                    f"sum(increase({DURATION}{{{TARGET}}}[$__rate_interval])) or on () "
+                    f"sum by (le) (increase({buckets}[$__rate_interval]))",
+                    "{{le}}",
+                )
+            ],
             form=PromQueryFormat.HEATMAP,
         )
         .calculate(False)
@@ -977,7 +1008,7 @@ def endpoint() -> dashboard.Dashboard:
             [
                 Query(
                     f"sum(rate(lookout_probe_slow_total{{{TARGET}}}[$__rate_interval])) / "
-                    f"sum(rate({total}[$__rate_interval]))",
+                    f"sum({observations(DURATION, TARGET, '$__rate_interval', 'rate')})",
                     "slow",
                 )
             ],
@@ -1021,6 +1052,23 @@ def endpoint() -> dashboard.Dashboard:
             "Answer records of the latest DNS probe (DNS targets only).",
             "short",
             [Query(f"max by (location) (lookout_dns_answers{{{TARGET}}})", "{{location}}")],
+        ),
+        graph(
+            "Attempts and confirmed state",
+            "The latest attempt against the confirmed state, and how often the confirmed "
+            "state changed (targets with a confirm setting only).",
+            "short",
+            [
+                Query(
+                    f"min by (location) (lookout_probe_attempt_success{{{TARGET}}})",
+                    "attempt {{location}}",
+                ),
+                Query(
+                    "sum by (location) (increase(lookout_probe_confirmed_state_changes_total"
+                    f"{{{TARGET}}}[$__rate_interval]))",
+                    "state changes {{location}}",
+                ),
+            ],
         ),
     ]
     certificate: Panels = [
@@ -1072,8 +1120,7 @@ def endpoint() -> dashboard.Dashboard:
             "s",
             [
                 Query(
-                    "histogram_quantile(0.95, sum by (location, le) "
-                    f"(rate({buckets}[$__rate_interval])))",
+                    quantile(0.95, DURATION, TARGET, "location", "$__rate_interval"),
                     "{{location}}",
                 )
             ],
@@ -1090,10 +1137,45 @@ def endpoint() -> dashboard.Dashboard:
             ],
         ),
     ]
+    incidents: Panels = [
+        single(
+            "Incidents in range",
+            "Times the confirmed state turned failing within the time range.",
+            "short",
+            f"sum(increase(lookout_probe_incidents_total{{{TARGET}}}[$__range]))",
+        ),
+        single(
+            "Downtime in range",
+            "Seconds in incidents within the time range, the open one up to its latest probe.",
+            "s",
+            f"sum(increase(lookout_probe_downtime_seconds_total{{{TARGET}}}[$__range]))",
+        ),
+        single(
+            "Incident open",
+            "Whether an incident is open now (the confirmed state is failing).",
+            "none",
+            f"max(lookout_probe_incident_open{{{TARGET}}})",
+            mappings=[value_map(("0", "no", "green"), ("1", "yes", "red"))],
+        ),
+        single(
+            "Open incident for",
+            "How long the open incident has lasted, from its first failed probe.",
+            "dtdurations",
+            f"time() - min(lookout_probe_incident_start_timestamp_seconds{{{TARGET}}})",
+            no_value="none open",
+        ),
+        single(
+            "SLA",
+            "The target's declared SLA availability.",
+            "percentunit",
+            f"max(lookout_probe_sla_objective_ratio{{{TARGET}}})",
+            no_value="none declared",
+        ),
+    ]
     target = query_variable(
         "target",
         "Target",
-        f"label_values(lookout_probe_duration_seconds_count{{{PROBES}}}, target)",
+        f'label_values({{__name__=~"{DURATION}|{DURATION}_count", {PROBES}}}, target)',
         "The configured target name.",
         multi=False,
     )
@@ -1107,6 +1189,7 @@ def endpoint() -> dashboard.Dashboard:
             ("Latency", latency),
             ("Responses and failures", responses),
             ("Certificate", certificate),
+            ("Incidents", incidents),
             ("Locations", locations),
         ],
     )
@@ -1544,9 +1627,7 @@ def host() -> dashboard.Dashboard:
             "s",
             [
                 Query(
-                    f"histogram_quantile({q}, sum by (instance, le) ("
-                    + rate("lookout_scheduler_lag_seconds_bucket")
-                    + "))",
+                    quantile(q, LAG, SCOPE, "instance", "$__rate_interval"),
                     f"{{{{instance}}}} p{round(q * 100)}",
                 )
                 for q in (0.5, 0.99)

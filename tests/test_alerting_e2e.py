@@ -30,9 +30,11 @@ from aiohttp.test_utils import TestServer
 from aiosmtpd.smtp import SMTP
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.protobuf.metrics_pb2 import HISTOGRAM
 from tests.exporter_process import run_exporter
 from tests.metrics import sample_value, series_names
 from tests.processes import free_port, prometheus, running
+from tests.protobuf_samples import PROMETHEUS_ACCEPT, read_families
 from tests.rules.pack import ROOT, RULE_FILES, loopback_alertmanager_config
 from tests.rules.stack import webhook_server
 from tests.tools import require_tool
@@ -337,13 +339,19 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     if probed <= probe_results(text):
                         break
                     await asyncio.sleep(0.2)
+            protobuf = {"Accept": PROMETHEUS_ACCEPT}
+            async with session.get(f"{exporter_url}/metrics", headers=protobuf) as response:
+                families = read_families(await response.read())
 
-    exported = series_names(text)
+    # The text's series, and the native histograms a Prometheus scraping protobuf ingests.
+    native = {f.name for f in families if f.type == HISTOGRAM and f.metric[0].histogram.schema}
+    exported = series_names(text) | native
     assert sample_value(text, "lookout_probe_success", target="broken") == 0
     for target in probed - {"broken"}:
         assert sample_value(text, "lookout_probe_success", target=target) == 1, target
     used = metric_names_in_rules()
     assert {"lookout_probe_duration_seconds_bucket", "lookout_host_load1"} <= used
+    assert "lookout_probe_duration_seconds" in native & used
     missing = used - exported
     assert not missing, f"the rules use metrics the exporter does not export: {sorted(missing)}"
 

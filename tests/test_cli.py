@@ -49,11 +49,12 @@ async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
 async def test_a_failing_probe_logs_once_per_state_change(tmp_path: Path) -> None:
     path = tmp_path / "lookout.yml"
     path.write_text(
-        "defaults: {interval: 100ms, timeout: 100ms}\n"
+        # A timeout far above a refused connect's time, even on a loaded machine.
+        "defaults: {interval: 300ms, timeout: 300ms}\n"
         "targets: [{name: down, kind: http, url: 'http://127.0.0.1:1/'}]\n"
     )
     async with run_exporter(["--config", str(path), "--log.format", "json"], tmp_path) as exporter:
-        await wait_for_sample(exporter, "lookout_probe_duration_seconds_count", 5, target="down")
+        await wait_for_sample(exporter, "lookout_probe_duration_seconds_count", 4, target="down")
         events = [json.loads(line) for line in exporter.log_text().splitlines()]
     failing = [e for e in events if e["msg"] == "probe failing"]
     assert len(failing) == 1

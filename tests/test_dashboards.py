@@ -54,57 +54,8 @@ KNOWN_UNITS = {
     "short",
 }
 
-# Metric families every dashboard may query. Probe and heartbeat families come from the
-# exporter's collectors; the host and self families are the contract of DESIGN.md and the shared
-# names list (their collectors write them inline, without a table to import).
-HOST_FAMILIES = {
-    "lookout_host_cpu_seconds_total": "counter",
-    "lookout_host_cpus": "gauge",
-    "lookout_host_load1": "gauge",
-    "lookout_host_load5": "gauge",
-    "lookout_host_load15": "gauge",
-    "lookout_host_context_switches_total": "counter",
-    "lookout_host_memory_total_bytes": "gauge",
-    "lookout_host_memory_available_bytes": "gauge",
-    "lookout_host_memory_used_bytes": "gauge",
-    "lookout_host_swap_total_bytes": "gauge",
-    "lookout_host_swap_free_bytes": "gauge",
-    **{
-        f"lookout_host_pressure_{r}_waiting_seconds_total": "counter"
-        for r in ("cpu", "memory", "io")
-    },
-    **{f"lookout_host_pressure_{r}_stalled_seconds_total": "counter" for r in ("memory", "io")},
-    **{
-        f"lookout_host_filesystem_{name}": "gauge"
-        for name in (
-            "size_bytes",
-            "free_bytes",
-            "avail_bytes",
-            "files",
-            "files_free",
-            "readonly",
-            "device_error",
-        )
-    },
-    **{
-        f"lookout_host_disk_{name}": "counter"
-        for name in (
-            "read_bytes_total",
-            "written_bytes_total",
-            "reads_completed_total",
-            "writes_completed_total",
-            "io_time_seconds_total",
-        )
-    },
-    **{
-        f"lookout_host_network_{direction}_{name}_total": "counter"
-        for direction in ("receive", "transmit")
-        for name in ("bytes", "packets", "errs", "drop")
-    },
-    "lookout_host_boot_time_seconds": "gauge",
-    "lookout_host_filefd_allocated": "gauge",
-    "lookout_host_filefd_maximum": "gauge",
-}
+# Metric families every dashboard may query: every family the exporter's collectors declare
+# (the catalog), and the series below.
 # Series a dashboard may use besides Lookout's own: prometheus_client's process collector, and
 # the series Prometheus adds to every scrape.
 OTHER_SERIES = {
@@ -115,19 +66,18 @@ OTHER_SERIES = {
 
 
 def series_names(families: dict[str, str]) -> set[str]:
-    """Names that appear in PromQL: histograms as their _bucket, _sum and _count series."""
+    """Names that appear in PromQL: histograms as their native series (the family's name) and
+    their classic _bucket, _sum and _count series."""
     names: set[str] = set()
     for name, kind in families.items():
         if kind == "histogram":
-            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+            names.update(f"{name}{suffix}" for suffix in ("", "_bucket", "_sum", "_count"))
         else:
             names.add(name)
     return names
 
 
-CONTRACT_SERIES = series_names(
-    {family.name: family.type for family in ALL_FAMILIES} | HOST_FAMILIES | OTHER_SERIES
-)
+CONTRACT_SERIES = series_names({family.name: family.type for family in ALL_FAMILIES} | OTHER_SERIES)
 
 
 def load_generator() -> ModuleType:

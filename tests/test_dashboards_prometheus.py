@@ -2,7 +2,8 @@
 
 The exporter probes passing and failing loopback targets (plain HTTP, HTTPS with a test CA, DNS
 over TCP) and holds heartbeats that are up, failed and running; Debian's ``prometheus`` scrapes
-it every second with the bundled rules loaded. Each panel query and each variable query is then
+it every second with the bundled rules loaded, once keeping classic histograms and once with
+native histograms (the protobuf exposition). Each panel query and each variable query is then
 sent through the HTTP API with the variables substituted: it must parse, and it must return data
 (a sample that is not NaN) within a bounded wait.
 """
@@ -184,10 +185,12 @@ targets:
     url: {upstreams["plain"]}/ok
     labels: {{service: orders}}
     slo: {{availability: 99.9, latency: {{threshold: 100ms, objective: 99}}}}
+    sla: {{availability: 99.5}}
   - name: api-failing
     kind: http
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
+    confirm: {{failures: 2}}
   - name: api-tls
     kind: http
     url: {upstreams["secure"]}/ok
@@ -216,23 +219,34 @@ heartbeats:
     return address
 
 
-@pytest.fixture
-async def prometheus(exporter: str, tmp_path: Path) -> AsyncIterator[str]:
-    """Debian's prometheus scraping the exporter every second; its base URL."""
+# How Prometheus is run: scraping text and keeping classic histograms, or negotiating the
+# protobuf exposition and ingesting the duration histograms as native ones.
+PROMETHEUS_MODES = {"classic": (), "native": ("--enable-feature=native-histograms",)}
+
+
+@pytest.fixture(params=sorted(PROMETHEUS_MODES))
+async def prometheus(
+    request: pytest.FixtureRequest, exporter: str, tmp_path: Path
+) -> AsyncIterator[str]:
+    """Debian's prometheus scraping the exporter every second, with classic or native
+    histograms; its base URL."""
     settings = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": rule_files(),
         "scrape_configs": [{"job_name": "lookout", "static_configs": [{"targets": [exporter]}]}],
     }
-    async with processes.prometheus(settings, tmp_path, "--log.level=warn") as base:
+    flags = PROMETHEUS_MODES[request.param]
+    async with processes.prometheus(settings, tmp_path, "--log.level=warn", *flags) as base:
         yield base
 
 
 def has_data(result: dict[str, Any]) -> bool:
-    """True when a result holds at least one sample that is not NaN."""
+    """True when a result holds at least one sample that is not NaN (or a native histogram)."""
     if result["resultType"] == "scalar":
         return not math.isnan(float(result["result"][1]))
     for series in result["result"]:
+        if "histogram" in series or "histograms" in series:
+            return True
         points = series.get("values") or [series["value"]]
         if any(not math.isnan(float(value)) for _, value in points):
             return True

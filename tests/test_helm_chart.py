@@ -170,6 +170,24 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
                         },
                         "additionalProperties": False,
                     },
+                    "scrapeProtocols": {
+                        "type": "array",
+                        "items": {
+                            "enum": [
+                                "PrometheusProto",
+                                "OpenMetricsText0.0.1",
+                                "OpenMetricsText1.0.0",
+                                "PrometheusText0.0.4",
+                                "PrometheusText1.0.0",
+                            ]
+                        },
+                    },
+                    "scrapeClassicHistograms": {"type": "boolean"},
+                    "nativeHistogramBucketLimit": {"type": "integer", "minimum": 0},
+                    "nativeHistogramMinBucketFactor": {
+                        "type": ["integer", "string", "number"],
+                        "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))$",
+                    },
                     "endpoints": {
                         "type": "array",
                         "minItems": 1,
@@ -712,6 +730,27 @@ def test_service_monitor_scrapes_the_service_as_job_lookout() -> None:
         "replacement": "lookout",
     }
     assert endpoint["metricRelabelings"] == values["serviceMonitor"]["metricRelabelings"]
+
+
+def test_service_monitor_asks_for_protobuf_and_keeps_classic_histograms_when_told() -> None:
+    native = {
+        "scrapeClassicHistograms": True,
+        "nativeHistogramBucketLimit": 160,
+        "nativeHistogramMinBucketFactor": "1.1",
+    }
+    values = {
+        "serviceMonitor": {
+            "enabled": True,
+            "scrapeProtocols": ["PrometheusProto", "PrometheusText0.0.4"],
+            "nativeHistograms": native,
+        }
+    }
+    monitor = only(render(values), "ServiceMonitor")
+    spec = monitor["spec"]
+    assert spec["scrapeProtocols"] == ["PrometheusProto", "PrometheusText0.0.4"]
+    assert native.items() <= spec.items()
+    plain = only(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")["spec"]
+    assert not {"scrapeProtocols", *native} & set(plain)
 
 
 def test_operator_objects_are_off_by_default() -> None:

@@ -1,4 +1,5 @@
-"""HostCollector: exact values from a fake psutil, filters, hung mounts, a real-host smoke test."""
+"""Host reading and rendering: exact values from a fake psutil, filters, hung mounts, a real-host
+smoke test."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.host import HostCollector
+from exporter.collectors import catalog
+from exporter.collectors.host import FAMILIES, HostCollector, render
+from exporter.host.reading import HostReader
 from exporter.host.settings import HostSettings, NameFilter
+from exporter.host.snapshot import HostSnapshot
 from tests.metrics import assert_promtool_accepts
 
 
@@ -251,25 +255,33 @@ def statvfs() -> FakeStatvfs:
     return FakeStatvfs()
 
 
+class Host(NamedTuple):
+    """A reader and the settings it reads with, as the refresher holds them."""
+
+    reader: HostReader
+    settings: HostSettings
+
+    def read(self) -> HostSnapshot:
+        return self.reader.read(self.settings)
+
+
 @pytest.fixture
-def make(fake: FakePsutil, statvfs: FakeStatvfs, tmp_path: Path) -> Callable[..., HostCollector]:
+def make(fake: FakePsutil, statvfs: FakeStatvfs, tmp_path: Path) -> Callable[..., Host]:
     procfs = write_procfs(tmp_path / "proc")
 
-    def make(**settings: object) -> HostCollector:
-        return HostCollector(
-            psutil=fake, procfs=procfs, settings=HostSettings(**settings), statvfs=statvfs
-        )
+    def make(**settings: Any) -> Host:
+        reader = HostReader(psutil=fake, procfs=procfs, statvfs=statvfs)
+        return Host(reader, HostSettings(**settings))
 
     return make
 
 
-def scrape(collector: HostCollector) -> Samples:
-    collector.refresh()
-    return parse("".join(collector.expose()))[0]
+def scrape(host: Host) -> Samples:
+    return parse(render(host.read()))[0]
 
 
 def test_cpu_seconds_by_mode_leave_out_guest_time_already_counted_in_user(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
     samples = scrape(make())
     modes = {
@@ -287,7 +299,7 @@ def test_cpu_seconds_by_mode_leave_out_guest_time_already_counted_in_user(
     assert series(samples, "lookout_host_cpu_seconds_total", "mode") == set(modes)
 
 
-def test_cpu_count_load_averages_and_context_switches(make: Callable[..., HostCollector]) -> None:
+def test_cpu_count_load_averages_and_context_switches(make: Callable[..., Host]) -> None:
     samples = scrape(make())
     assert value(samples, "lookout_host_cpus") == 4
     assert value(samples, "lookout_host_load1") == 0.5
@@ -296,7 +308,7 @@ def test_cpu_count_load_averages_and_context_switches(make: Callable[..., HostCo
     assert value(samples, "lookout_host_context_switches_total") == 123456
 
 
-def test_memory_and_swap_in_bytes(make: Callable[..., HostCollector]) -> None:
+def test_memory_and_swap_in_bytes(make: Callable[..., Host]) -> None:
     samples = scrape(make())
     assert value(samples, "lookout_host_memory_total_bytes") == 8_000_000_000
     assert value(samples, "lookout_host_memory_available_bytes") == 6_000_000_000
@@ -306,7 +318,7 @@ def test_memory_and_swap_in_bytes(make: Callable[..., HostCollector]) -> None:
 
 
 def test_pressure_totals_are_converted_from_microseconds_to_seconds(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
     samples = scrape(make())
     assert value(samples, "lookout_host_pressure_cpu_waiting_seconds_total") == 3.5
@@ -320,15 +332,13 @@ def test_pressure_totals_are_converted_from_microseconds_to_seconds(
 def test_kernel_without_pressure_files_gives_no_pressure_families(
     fake: FakePsutil, statvfs: FakeStatvfs, tmp_path: Path
 ) -> None:
-    collector = HostCollector(
-        psutil=fake, procfs=write_procfs(tmp_path, pressure=False), statvfs=statvfs
-    )
-    samples = scrape(collector)
+    reader = HostReader(psutil=fake, procfs=write_procfs(tmp_path, pressure=False), statvfs=statvfs)
+    samples = scrape(Host(reader, HostSettings()))
     assert not [name for name, _ in samples if name.startswith("lookout_host_pressure_")]
     assert value(samples, "lookout_host_memory_total_bytes") == 8_000_000_000
 
 
-def test_boot_time_and_file_handles(make: Callable[..., HostCollector]) -> None:
+def test_boot_time_and_file_handles(make: Callable[..., Host]) -> None:
     samples = scrape(make())
     assert value(samples, "lookout_host_boot_time_seconds") == 1_700_000_000
     assert value(samples, "lookout_host_filefd_allocated") == 1536
@@ -336,7 +346,7 @@ def test_boot_time_and_file_handles(make: Callable[..., HostCollector]) -> None:
 
 
 def test_filesystem_bytes_use_fragment_size_and_inodes_are_counted(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
     samples = scrape(make())
     root = ROOT_LABELS
@@ -352,7 +362,7 @@ def test_filesystem_bytes_use_fragment_size_and_inodes_are_counted(
 
 
 def test_pseudo_and_container_overlay_filesystems_are_excluded_by_default(
-    make: Callable[..., HostCollector], statvfs: FakeStatvfs
+    make: Callable[..., Host], statvfs: FakeStatvfs
 ) -> None:
     samples = scrape(make())
     assert series(samples, "lookout_host_filesystem_size_bytes", "mountpoint") == {"/", "/data"}
@@ -360,19 +370,19 @@ def test_pseudo_and_container_overlay_filesystems_are_excluded_by_default(
 
 
 def test_mount_point_and_fstype_filters_replace_the_defaults(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
-    collector = make(
+    host = make(
         mount_points=NameFilter(include=re.compile(r"^/(dev/shm|srv/.*|data)$")),
         fs_types=NameFilter(exclude=re.compile("^xfs$")),
     )
-    samples = scrape(collector)
+    samples = scrape(host)
     mounts = series(samples, "lookout_host_filesystem_size_bytes", "mountpoint")
     assert mounts == {"/dev/shm", "/srv/container"}
 
 
 def test_a_mount_point_mounted_over_reports_the_visible_last_mount(
-    make: Callable[..., HostCollector], fake: FakePsutil
+    make: Callable[..., Host], fake: FakePsutil
 ) -> None:
     fake.partitions = [Partition("/dev/old", "/data", "ext4", "rw"), *DEFAULT_PARTITIONS]
     samples = scrape(make())
@@ -383,7 +393,7 @@ def test_a_mount_point_mounted_over_reports_the_visible_last_mount(
 
 
 def test_a_failing_statvfs_sets_device_error_and_drops_that_mounts_sizes(
-    make: Callable[..., HostCollector], statvfs: FakeStatvfs
+    make: Callable[..., Host], statvfs: FakeStatvfs
 ) -> None:
     statvfs.errors["/data"] = PermissionError(13, "Permission denied")
     samples = scrape(make())
@@ -395,26 +405,26 @@ def test_a_failing_statvfs_sets_device_error_and_drops_that_mounts_sizes(
 
 
 def test_a_hung_mount_is_reported_and_not_called_again_until_its_call_returns(
-    make: Callable[..., HostCollector], statvfs: FakeStatvfs, caplog: pytest.LogCaptureFixture
+    make: Callable[..., Host], statvfs: FakeStatvfs, caplog: pytest.LogCaptureFixture
 ) -> None:
     gate = threading.Event()
     statvfs.gates["/data"] = gate
-    collector = make(filesystem_timeout=0.3)
+    host = make(filesystem_timeout=0.3)
     data = {"device": "/dev/vdb", "fstype": "xfs", "mountpoint": "/data"}
     try:
         with caplog.at_level(logging.WARNING):
-            first = scrape(collector)
+            first = scrape(host)
         assert value(first, "lookout_host_filesystem_device_error", **data) == 1
         assert value(first, "lookout_host_filesystem_size_bytes", **ROOT_LABELS) == 1000 * 1024
         assert "'/data' did not answer statvfs within" in caplog.text
-        second = scrape(collector)
+        second = scrape(host)
         assert value(second, "lookout_host_filesystem_device_error", **data) == 1
         assert statvfs.calls.count("/data") == 1
         assert statvfs.calls.count("/") == 2
     finally:
         gate.set()
     for _ in range(200):  # the stuck call's thread finishes right after the gate opens
-        third = scrape(collector)
+        third = scrape(host)
         if statvfs.calls.count("/data") == 2:
             break
         threading.Event().wait(0.01)
@@ -424,7 +434,7 @@ def test_a_hung_mount_is_reported_and_not_called_again_until_its_call_returns(
 
 
 def test_disk_partitions_and_loop_devices_are_excluded_by_default(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
     samples = scrape(make())
     assert series(samples, "lookout_host_disk_read_bytes_total", "device") == {"vda", "nvme0n1"}
@@ -436,12 +446,12 @@ def test_disk_partitions_and_loop_devices_are_excluded_by_default(
     assert value(samples, "lookout_host_disk_io_time_seconds_total", device="nvme0n1") == 0.25
 
 
-def test_disk_device_include_filter(make: Callable[..., HostCollector]) -> None:
+def test_disk_device_include_filter(make: Callable[..., Host]) -> None:
     samples = scrape(make(disk_devices=NameFilter(include=re.compile("^vda"))))
     assert series(samples, "lookout_host_disk_read_bytes_total", "device") == {"vda", "vda1"}
 
 
-def test_network_counters_per_interface(make: Callable[..., HostCollector]) -> None:
+def test_network_counters_per_interface(make: Callable[..., Host]) -> None:
     samples = scrape(make())
     expected = {
         "receive_bytes": 2000,
@@ -462,18 +472,16 @@ def test_network_counters_per_interface(make: Callable[..., HostCollector]) -> N
     }
 
 
-def test_network_interface_filter(make: Callable[..., HostCollector]) -> None:
-    collector = make(network_devices=NameFilter(exclude=re.compile("^(lo|veth.*)$")))
-    samples = scrape(collector)
+def test_network_interface_filter(make: Callable[..., Host]) -> None:
+    host = make(network_devices=NameFilter(exclude=re.compile("^(lo|veth.*)$")))
+    samples = scrape(host)
     assert series(samples, "lookout_host_network_transmit_drop_total", "device") == {"eth0"}
 
 
 def test_counters_end_in_total_and_every_family_has_its_type(
-    make: Callable[..., HostCollector],
+    make: Callable[..., Host],
 ) -> None:
-    collector = make()
-    collector.refresh()
-    text = "".join(collector.expose())
+    text = render(make().read())
     _, types = parse(text)
     for name, kind in types.items():
         assert name.startswith("lookout_host_")
@@ -485,43 +493,61 @@ def test_counters_end_in_total_and_every_family_has_its_type(
 
 
 def test_an_unreadable_part_is_left_out_logged_once_and_the_rest_reported(
-    make: Callable[..., HostCollector], fake: FakePsutil, caplog: pytest.LogCaptureFixture
+    make: Callable[..., Host], fake: FakePsutil, caplog: pytest.LogCaptureFixture
 ) -> None:
-    collector = make()
+    host = make()
     fake.broken["net_io_counters"] = OSError(2, "No such file or directory")
     with caplog.at_level(logging.WARNING):
-        samples = scrape(collector)
-        scrape(collector)
+        samples = scrape(host)
+        scrape(host)
     assert not [name for name, _ in samples if name.startswith("lookout_host_network_")]
     assert value(samples, "lookout_host_load1") == 0.5
     assert caplog.text.count("cannot read host network metrics") == 1
     del fake.broken["net_io_counters"]
-    assert value(scrape(collector), "lookout_host_network_receive_bytes_total", device="lo") == 50
+    assert value(scrape(host), "lookout_host_network_receive_bytes_total", device="lo") == 50
 
 
-def test_a_disabled_collector_reads_nothing_and_exposes_nothing(
-    make: Callable[..., HostCollector], fake: FakePsutil
+def test_an_unreadable_part_is_none_in_the_snapshot(
+    make: Callable[..., Host], fake: FakePsutil
 ) -> None:
-    collector = make()
-    collector.refresh()
-    assert list(collector.expose())
-    collector.configure(HostSettings(enabled=False))
-    assert list(collector.expose()) == []
-    fake.calls.clear()
-    collector.refresh()
-    assert fake.calls == {}
+    fake.broken["disk_io_counters"] = OSError(5, "Input/output error")
+    snapshot = make().read()
+    assert snapshot.disks is None
+    assert snapshot.interfaces is not None
+    assert snapshot.cpu is not None
+    assert snapshot.cpu.load1 == 0.5
+
+
+def test_every_family_written_is_declared_once_and_listed_in_the_catalog(
+    make: Callable[..., Host],
+) -> None:
+    _, types = parse(render(make().read()))
+    declared = {
+        f.name.removesuffix("_total") if f.type == "counter" else f.name: f.type for f in FAMILIES
+    }
+    assert types == declared
+    assert len({f.name for f in FAMILIES}) == len(FAMILIES)
+    assert set(FAMILIES) <= set(catalog.ALL_FAMILIES)
+
+
+def test_the_collector_exposes_the_latest_snapshot_shown_and_nothing_after_none(
+    make: Callable[..., Host],
+) -> None:
+    collector = HostCollector()
+    snapshot = make().read()
+    collector.show(snapshot)
+    assert list(collector.expose()) == [render(snapshot)]
+    collector.show(None)
     assert list(collector.expose()) == []
 
 
-def test_expose_before_the_first_refresh_is_empty(make: Callable[..., HostCollector]) -> None:
-    assert list(make().expose()) == []
+def test_expose_before_the_first_snapshot_is_empty() -> None:
+    assert list(HostCollector().expose()) == []
 
 
 def test_real_host_exposition_passes_promtool_check_metrics() -> None:
     """Smoke test: this machine through the real psutil and /proc, linted by promtool."""
-    collector = HostCollector()
-    collector.refresh()
-    text = "".join(collector.expose())
+    text = render(HostReader().read(HostSettings()))
     samples, _ = parse(text)
     assert value(samples, "lookout_host_cpus") == os.cpu_count()
     assert value(samples, "lookout_host_memory_total_bytes") > 0
@@ -538,7 +564,7 @@ def root_labels(samples: Samples) -> dict[str, str]:
 
 
 def test_mount_points_with_quotes_backslashes_and_spaces_are_escaped(
-    make: Callable[..., HostCollector], fake: FakePsutil, statvfs: FakeStatvfs
+    make: Callable[..., Host], fake: FakePsutil, statvfs: FakeStatvfs
 ) -> None:
     odd = 'C:\\share "q" 1'
     fake.partitions = [ROOT, Partition("//srv/share", f"/mnt/{odd}", "cifs", "rw")]

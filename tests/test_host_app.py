@@ -28,7 +28,7 @@ def host_series(text: str) -> set[str]:
 
 
 def write(path: Path, text: str) -> str:
-    path.write_text(text)
+    path.write_text(text if "targets:" in text else text + "targets: []\n")
     return str(path)
 
 

@@ -87,7 +87,11 @@ def test_label_values_are_escaped() -> None:
 
 
 def test_help_says_result_gauges_hold_the_latest_probe() -> None:
-    configured = {"lookout_probe_slo_objective_ratio", "lookout_probe_latency_threshold_seconds"}
+    configured = {
+        "lookout_probe_slo_objective_ratio",
+        "lookout_probe_sla_objective_ratio",
+        "lookout_probe_latency_threshold_seconds",
+    }
     for family in FAMILIES:
         if family.type == "gauge" and family.name not in configured:
             assert "latest" in family.help, family.name

@@ -20,7 +20,7 @@ from exporter.app import create_app
 from exporter.config import Source
 from exporter.runtime import Options
 from exporter.status.markup import CSP
-from exporter.targets import build_target
+from exporter.targets import Defaults, build_target
 from tests.status_support import (
     HOSTILE,
     FakeClock,
@@ -138,8 +138,7 @@ async def test_markup_in_target_names_labels_location_and_config_name_is_escaped
         },
         ("targets", 0),
         Source("test", Path.cwd()),
-        interval=3600.0,
-        timeout=1.0,
+        Defaults(interval=3600.0, timeout=1.0),
     )
     loaded = empty_config(
         location="<u>loc</u>", targets=(target,), source="<script>config</script>"

@@ -4,7 +4,7 @@ and the dashboards may refer to (tests check them against it).
 
 from __future__ import annotations
 
-from exporter.collectors import exporter_self, heartbeats, probes
+from exporter.collectors import exporter_self, heartbeats, host, maintenance, probes
 from exporter.families import Family
 
 __all__ = ["ALL_FAMILIES"]
@@ -16,4 +16,6 @@ ALL_FAMILIES: tuple[Family, ...] = (
     *heartbeats.FAMILIES,
     heartbeats.DURATION,
     *heartbeats.STORE_FAMILIES,
+    *maintenance.FAMILIES,
+    *host.FAMILIES,
 )

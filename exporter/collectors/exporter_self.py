@@ -9,18 +9,24 @@ Sample of the exposition::
     lookout_probes_in_flight 3
     lookout_probe_runs_total{kind="http"} 4711
     lookout_scheduler_lag_seconds_bucket{le="0.001"} 4700
+    lookout_exporter_connectivity_ok 1
+    lookout_connectivity_canary_success{canary="resolver"} 1
 """
 
 from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from exporter import __version__
+from exporter.connectivity import Connectivity
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
+from exporter.histogram import Histogram
+from exporter.protobuf import exposition as protobuf
+from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.scheduler import Scheduler
 
 __all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
@@ -44,7 +50,33 @@ LAG = Family(
     "histogram",
     "How late probes started against their schedule, waiting for a free slot included.",
 )
-FAMILIES = (BUILD_INFO, RELOAD_SUCCESSFUL, RELOAD_SUCCESS_TIME, TARGETS, IN_FLIGHT, RUNS, LAG)
+CONNECTIVITY_OK = Family(
+    "lookout_exporter_connectivity_ok",
+    "gauge",
+    "0 when every connectivity canary failed its latest check, else 1 (only with canaries).",
+)
+CONNECTIVITY_CHECKED = Family(
+    "lookout_exporter_connectivity_last_check_timestamp_seconds",
+    "gauge",
+    "When the connectivity canaries were last checked.",
+)
+CANARY_SUCCESS = Family(
+    "lookout_connectivity_canary_success",
+    "gauge",
+    "1 if the canary passed its latest connectivity check, else 0.",
+)
+FAMILIES = (
+    BUILD_INFO,
+    RELOAD_SUCCESSFUL,
+    RELOAD_SUCCESS_TIME,
+    TARGETS,
+    IN_FLIGHT,
+    RUNS,
+    LAG,
+    CONNECTIVITY_OK,
+    CONNECTIVITY_CHECKED,
+    CANARY_SUCCESS,
+)
 
 
 @dataclass(slots=True)
@@ -54,24 +86,65 @@ class ReloadState:
     last_error: str = ""
 
 
-def _by_kind(family: Family, counts: Iterable[tuple[str, int]]) -> str:
-    return "".join(sample(family, label_pairs([("kind", kind)]), n) for kind, n in sorted(counts))
+# A family's samples: (label-pairs text, value) each, or the histogram it is.
+Samples = list[tuple[str, float]] | Histogram
+
+
+def _by_kind(counts: Iterable[tuple[str, int]]) -> Samples:
+    return [(label_pairs([("kind", kind)]), n) for kind, n in sorted(counts)]
 
 
 class SelfCollector:
-    def __init__(self, scheduler: Scheduler, reload: ReloadState) -> None:
+    """Text and protobuf collector of the exporter's own state; the scheduler lag histogram
+    keeps native buckets too."""
+
+    def __init__(
+        self, scheduler: Scheduler, reload: ReloadState, connectivity: Connectivity
+    ) -> None:
         self._scheduler = scheduler
         self._reload = reload
+        self._connectivity = connectivity
         self._build = label_pairs([("version", __version__), ("python", platform.python_version())])
 
-    def expose(self) -> Iterable[str]:
+    def _families(self) -> Iterator[tuple[Family, Samples]]:
         scheduler = self._scheduler
         reload = self._reload
         kinds = Counter(stats.target.kind.name for stats in scheduler.all_stats())
-        yield header(BUILD_INFO) + sample(BUILD_INFO, self._build, 1)
-        yield header(RELOAD_SUCCESSFUL) + sample(RELOAD_SUCCESSFUL, "", int(reload.successful))
-        yield header(RELOAD_SUCCESS_TIME) + sample(RELOAD_SUCCESS_TIME, "", reload.last_success)
-        yield header(TARGETS) + _by_kind(TARGETS, kinds.items())
-        yield header(IN_FLIGHT) + sample(IN_FLIGHT, "", scheduler.in_flight)
-        yield header(RUNS) + _by_kind(RUNS, scheduler.runs.items())
-        yield header(LAG) + histogram_lines(LAG, "", scheduler.lag)
+        yield BUILD_INFO, [(self._build, 1)]
+        yield RELOAD_SUCCESSFUL, [("", int(reload.successful))]
+        yield RELOAD_SUCCESS_TIME, [("", reload.last_success)]
+        yield TARGETS, _by_kind(kinds.items())
+        yield IN_FLIGHT, [("", scheduler.in_flight)]
+        yield RUNS, _by_kind(scheduler.runs.items())
+        yield LAG, scheduler.lag
+        connectivity = self._connectivity
+        if connectivity.ok is not None and connectivity.checked_at is not None:
+            yield CONNECTIVITY_OK, [("", int(connectivity.ok))]
+            yield CONNECTIVITY_CHECKED, [("", connectivity.checked_at)]
+            yield (
+                CANARY_SUCCESS,
+                [
+                    (label_pairs([("canary", name)]), int(result.success))
+                    for name, result in sorted(connectivity.results.items())
+                ],
+            )
+
+    def expose(self) -> Iterable[str]:
+        for family, samples in self._families():
+            if isinstance(samples, Histogram):
+                yield header(family) + histogram_lines(family, "", samples)
+            else:
+                yield header(family) + "".join(sample(family, labels, n) for labels, n in samples)
+
+    def expose_protobuf(self) -> Iterable[bytes]:
+        """The same families as delimited ``MetricFamily`` messages (none without samples)."""
+        unlabelled = protobuf.labelled(())
+        for family, samples in self._families():
+            entries = MetricFamily()
+            if isinstance(samples, Histogram):
+                protobuf.add_histogram(entries, unlabelled, samples)
+            else:
+                for labels, value in samples:
+                    protobuf.add_sample(entries, family, unlabelled, labels, value)
+            if entries.metric:
+                yield protobuf.delimited(family, entries.SerializeToString())

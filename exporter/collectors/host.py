@@ -1,10 +1,10 @@
 """Renders the host's CPU, memory, pressure, filesystems, disks and network as ``lookout_host_*``.
 
-A small deployment then needs no node_exporter beside Lookout. Reading the host takes system
-calls, and ``statvfs`` on a hung network mount can block for minutes, so none of it happens in
-``expose()``: ``refresh()`` reads every number and renders the whole exposition text in a worker
-thread (``host.refresher.HostRefresher`` runs it when a scrape needs fresh numbers), and
-``expose()`` on the event loop only hands out the latest text.
+A small deployment then needs no node_exporter beside Lookout. The numbers come as a frozen
+``host.snapshot.HostSnapshot``; ``show()`` renders each new snapshot once into the whole
+exposition text, called by ``host.refresher.HostRefresher`` in its worker thread right after the
+read, so ``expose()`` on the event loop only hands out the latest text. Every family is declared
+here, once, as a ``Family`` constant.
 
 Sample of the exposition (abridged)::
 
@@ -32,419 +32,317 @@ Sample of the exposition (abridged)::
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import psutil as system_psutil
+from collections.abc import Callable, Iterable
 
 from exporter.exposition import header, label_pairs, sample
-from exporter.families import Family, FamilyType
-from exporter.host.mounts import FilesystemStats, FilesystemUsage, StatVFS
-from exporter.host.procfs import read_file_handles, read_pressure
-from exporter.host.settings import HostSettings
+from exporter.families import Family
+from exporter.host.mounts import FilesystemUsage
+from exporter.host.procfs import FileHandles, PressureStalls
+from exporter.host.snapshot import Cpu, Disk, Filesystem, HostSnapshot, Interface, Memory
 
-__all__ = ["HostCollector", "Psutil"]
+__all__ = ["FAMILIES", "HostCollector", "render"]
 
-log = logging.getLogger(__name__)
+# A sample is (label_pairs text, value); a family is written only when it has samples.
+Sample = tuple[str, float]
 
-# Linux counts guest time inside user and nice already; exporting it as modes would make the
-# sum over modes exceed the CPU time (node_exporter moves it to node_cpu_guest_seconds_total).
-GUEST_MODES = frozenset({"guest", "guest_nice"})
+CPU_SECONDS = Family(
+    "lookout_host_cpu_seconds_total",
+    "counter",
+    "Seconds the CPUs spent in each mode, summed over all CPUs.",
+)
+CPUS = Family("lookout_host_cpus", "gauge", "Number of logical CPUs.")
+LOAD1 = Family("lookout_host_load1", "gauge", "1-minute load average.")
+LOAD5 = Family("lookout_host_load5", "gauge", "5-minute load average.")
+LOAD15 = Family("lookout_host_load15", "gauge", "15-minute load average.")
+CONTEXT_SWITCHES = Family(
+    "lookout_host_context_switches_total", "counter", "Context switches since boot."
+)
 
-# A sample is (label pairs, value); a family is rendered only when it has samples.
-Sample = tuple[Sequence[tuple[str, str]], float]
+MEMORY_TOTAL = Family("lookout_host_memory_total_bytes", "gauge", "Physical memory.")
+MEMORY_AVAILABLE = Family(
+    "lookout_host_memory_available_bytes",
+    "gauge",
+    "Memory available to new work without swapping (MemAvailable).",
+)
+MEMORY_USED = Family(
+    "lookout_host_memory_used_bytes", "gauge", "Memory in use: total minus available."
+)
+SWAP_TOTAL = Family("lookout_host_swap_total_bytes", "gauge", "Swap space.")
+SWAP_FREE = Family("lookout_host_swap_free_bytes", "gauge", "Unused swap space.")
 
+PRESSURE_CPU_WAITING = Family(
+    "lookout_host_pressure_cpu_waiting_seconds_total",
+    "counter",
+    "Seconds at least one task waited for cpu (PSI 'some' total).",
+)
+PRESSURE_MEMORY_WAITING = Family(
+    "lookout_host_pressure_memory_waiting_seconds_total",
+    "counter",
+    "Seconds at least one task waited for memory (PSI 'some' total).",
+)
+PRESSURE_MEMORY_STALLED = Family(
+    "lookout_host_pressure_memory_stalled_seconds_total",
+    "counter",
+    "Seconds all non-idle tasks stalled on memory (PSI 'full' total).",
+)
+PRESSURE_IO_WAITING = Family(
+    "lookout_host_pressure_io_waiting_seconds_total",
+    "counter",
+    "Seconds at least one task waited for io (PSI 'some' total).",
+)
+PRESSURE_IO_STALLED = Family(
+    "lookout_host_pressure_io_stalled_seconds_total",
+    "counter",
+    "Seconds all non-idle tasks stalled on io (PSI 'full' total).",
+)
 
-class _CpuTimes(Protocol):
-    def _asdict(self) -> dict[str, Any]: ...
+FILESYSTEM_SIZE = Family("lookout_host_filesystem_size_bytes", "gauge", "Filesystem size.")
+FILESYSTEM_FREE = Family("lookout_host_filesystem_free_bytes", "gauge", "Free bytes.")
+FILESYSTEM_AVAIL = Family(
+    "lookout_host_filesystem_avail_bytes", "gauge", "Bytes available to unprivileged users."
+)
+FILESYSTEM_FILES = Family("lookout_host_filesystem_files", "gauge", "Inodes.")
+FILESYSTEM_FILES_FREE = Family("lookout_host_filesystem_files_free", "gauge", "Free inodes.")
+FILESYSTEM_READONLY = Family(
+    "lookout_host_filesystem_readonly", "gauge", "1 if the filesystem is mounted read-only."
+)
+FILESYSTEM_DEVICE_ERROR = Family(
+    "lookout_host_filesystem_device_error",
+    "gauge",
+    "1 if statvfs failed or did not answer within host.filesystem.timeout.",
+)
 
+DISK_READ_BYTES = Family("lookout_host_disk_read_bytes_total", "counter", "Bytes read.")
+DISK_WRITTEN_BYTES = Family("lookout_host_disk_written_bytes_total", "counter", "Bytes written.")
+DISK_READS_COMPLETED = Family(
+    "lookout_host_disk_reads_completed_total", "counter", "Reads completed."
+)
+DISK_WRITES_COMPLETED = Family(
+    "lookout_host_disk_writes_completed_total", "counter", "Writes completed."
+)
+DISK_IO_TIME = Family(
+    "lookout_host_disk_io_time_seconds_total", "counter", "Seconds the device was busy with I/O."
+)
 
-class _CpuStats(Protocol):
-    @property
-    def ctx_switches(self) -> int: ...
+NETWORK_RECEIVE_BYTES = Family(
+    "lookout_host_network_receive_bytes_total", "counter", "Bytes received."
+)
+NETWORK_RECEIVE_PACKETS = Family(
+    "lookout_host_network_receive_packets_total", "counter", "Packets received."
+)
+NETWORK_RECEIVE_ERRS = Family(
+    "lookout_host_network_receive_errs_total", "counter", "Receive errors."
+)
+NETWORK_RECEIVE_DROP = Family(
+    "lookout_host_network_receive_drop_total", "counter", "Received packets dropped."
+)
+NETWORK_TRANSMIT_BYTES = Family(
+    "lookout_host_network_transmit_bytes_total", "counter", "Bytes sent."
+)
+NETWORK_TRANSMIT_PACKETS = Family(
+    "lookout_host_network_transmit_packets_total", "counter", "Packets sent."
+)
+NETWORK_TRANSMIT_ERRS = Family(
+    "lookout_host_network_transmit_errs_total", "counter", "Transmit errors."
+)
+NETWORK_TRANSMIT_DROP = Family(
+    "lookout_host_network_transmit_drop_total", "counter", "Outgoing packets dropped."
+)
 
+BOOT_TIME = Family(
+    "lookout_host_boot_time_seconds", "gauge", "When the host booted, in seconds since the epoch."
+)
+FILEFD_ALLOCATED = Family("lookout_host_filefd_allocated", "gauge", "Allocated file handles.")
+FILEFD_MAXIMUM = Family("lookout_host_filefd_maximum", "gauge", "Maximum file handles.")
 
-class _VirtualMemory(Protocol):
-    @property
-    def total(self) -> int: ...
-    @property
-    def available(self) -> int: ...
-    @property
-    def used(self) -> int: ...
+FAMILIES = (
+    CPU_SECONDS,
+    CPUS,
+    LOAD1,
+    LOAD5,
+    LOAD15,
+    CONTEXT_SWITCHES,
+    MEMORY_TOTAL,
+    MEMORY_AVAILABLE,
+    MEMORY_USED,
+    SWAP_TOTAL,
+    SWAP_FREE,
+    PRESSURE_CPU_WAITING,
+    PRESSURE_MEMORY_WAITING,
+    PRESSURE_MEMORY_STALLED,
+    PRESSURE_IO_WAITING,
+    PRESSURE_IO_STALLED,
+    FILESYSTEM_SIZE,
+    FILESYSTEM_FREE,
+    FILESYSTEM_AVAIL,
+    FILESYSTEM_FILES,
+    FILESYSTEM_FILES_FREE,
+    FILESYSTEM_READONLY,
+    FILESYSTEM_DEVICE_ERROR,
+    DISK_READ_BYTES,
+    DISK_WRITTEN_BYTES,
+    DISK_READS_COMPLETED,
+    DISK_WRITES_COMPLETED,
+    DISK_IO_TIME,
+    NETWORK_RECEIVE_BYTES,
+    NETWORK_RECEIVE_PACKETS,
+    NETWORK_RECEIVE_ERRS,
+    NETWORK_RECEIVE_DROP,
+    NETWORK_TRANSMIT_BYTES,
+    NETWORK_TRANSMIT_PACKETS,
+    NETWORK_TRANSMIT_ERRS,
+    NETWORK_TRANSMIT_DROP,
+    BOOT_TIME,
+    FILEFD_ALLOCATED,
+    FILEFD_MAXIMUM,
+)
 
-
-class _Swap(Protocol):
-    @property
-    def total(self) -> int: ...
-    @property
-    def free(self) -> int: ...
-
-
-class _Partition(Protocol):
-    @property
-    def device(self) -> str: ...
-    @property
-    def mountpoint(self) -> str: ...
-    @property
-    def fstype(self) -> str: ...
-    @property
-    def opts(self) -> str: ...
-
-
-class _DiskIO(Protocol):
-    @property
-    def read_bytes(self) -> int: ...
-    @property
-    def write_bytes(self) -> int: ...
-    @property
-    def read_count(self) -> int: ...
-    @property
-    def write_count(self) -> int: ...
-    @property
-    def busy_time(self) -> int: ...
-
-
-class _NetIO(Protocol):
-    @property
-    def bytes_recv(self) -> int: ...
-    @property
-    def bytes_sent(self) -> int: ...
-    @property
-    def packets_recv(self) -> int: ...
-    @property
-    def packets_sent(self) -> int: ...
-    @property
-    def errin(self) -> int: ...
-    @property
-    def errout(self) -> int: ...
-    @property
-    def dropin(self) -> int: ...
-    @property
-    def dropout(self) -> int: ...
-
-
-class Psutil(Protocol):
-    """The part of the psutil module the collector calls; the psutil module itself fits."""
-
-    def cpu_times(self, percpu: Literal[False] = False) -> _CpuTimes: ...
-    def cpu_count(self, logical: bool = True) -> int | None: ...
-    def cpu_stats(self) -> _CpuStats: ...
-    def getloadavg(self) -> tuple[float, float, float]: ...
-    def virtual_memory(self) -> _VirtualMemory: ...
-    def swap_memory(self) -> _Swap: ...
-    def disk_partitions(self, all: bool = False) -> Sequence[_Partition]: ...
-    def disk_io_counters(
-        self, perdisk: Literal[True], nowrap: bool = True
-    ) -> Mapping[str, _DiskIO]: ...
-    def net_io_counters(
-        self, pernic: Literal[True], nowrap: bool = True
-    ) -> Mapping[str, _NetIO]: ...
-    def boot_time(self) -> float: ...
-
-
-_DECLARED: dict[str, Family] = {}
-
-
-def family(name: str, kind: FamilyType, help_text: str, samples: Iterable[Sample]) -> str:
-    """One whole family as text, or "" when there are no samples."""
-    declared = _DECLARED.get(name)
-    if declared is None:
-        declared = _DECLARED[name] = Family(name, kind, help_text)
-    lines = [sample(declared, label_pairs(labels), value) for labels, value in samples]
-    return header(declared) + "".join(lines) if lines else ""
-
-
-def single(name: str, kind: FamilyType, help_text: str, value: float) -> str:
-    return family(name, kind, help_text, [((), value)])
+# The per-mount, per-disk and per-interface families with the field each one reports.
+FILESYSTEM_USAGE: tuple[tuple[Family, Callable[[FilesystemUsage], int]], ...] = (
+    (FILESYSTEM_SIZE, lambda u: u.size),
+    (FILESYSTEM_FREE, lambda u: u.free),
+    (FILESYSTEM_AVAIL, lambda u: u.avail),
+    (FILESYSTEM_FILES, lambda u: u.files),
+    (FILESYSTEM_FILES_FREE, lambda u: u.files_free),
+)
+DISK_COUNTERS: tuple[tuple[Family, Callable[[Disk], float]], ...] = (
+    (DISK_READ_BYTES, lambda d: d.read_bytes),
+    (DISK_WRITTEN_BYTES, lambda d: d.written_bytes),
+    (DISK_READS_COMPLETED, lambda d: d.reads_completed),
+    (DISK_WRITES_COMPLETED, lambda d: d.writes_completed),
+    (DISK_IO_TIME, lambda d: d.io_time_seconds),
+)
+INTERFACE_COUNTERS: tuple[tuple[Family, Callable[[Interface], int]], ...] = (
+    (NETWORK_RECEIVE_BYTES, lambda i: i.receive_bytes),
+    (NETWORK_RECEIVE_PACKETS, lambda i: i.receive_packets),
+    (NETWORK_RECEIVE_ERRS, lambda i: i.receive_errs),
+    (NETWORK_RECEIVE_DROP, lambda i: i.receive_drop),
+    (NETWORK_TRANSMIT_BYTES, lambda i: i.transmit_bytes),
+    (NETWORK_TRANSMIT_PACKETS, lambda i: i.transmit_packets),
+    (NETWORK_TRANSMIT_ERRS, lambda i: i.transmit_errs),
+    (NETWORK_TRANSMIT_DROP, lambda i: i.transmit_drop),
+)
 
 
 class HostCollector:
-    """Text collector of host metrics; ``refresh()`` reads the host, ``expose()`` reads memory.
+    """Text collector of the latest host snapshot, rendered once when it is shown."""
 
-    ``psutil``, ``procfs`` (for ``pressure/*`` and ``sys/fs/file-nr``) and ``statvfs`` are the
-    seams to the host; tests pass fakes with known numbers.
-    """
-
-    def __init__(
-        self,
-        psutil: Psutil = system_psutil,
-        procfs: Path = Path("/proc"),
-        settings: HostSettings | None = None,
-        statvfs: StatVFS = os.statvfs,
-    ) -> None:
-        self._psutil = psutil
-        self._procfs = procfs
-        self._settings = settings or HostSettings()
-        self._filesystems = FilesystemStats(statvfs)
+    def __init__(self) -> None:
         self._text = ""
-        self._publish = threading.Lock()  # a refresh in flight never undoes a disabling
-        self._errors: dict[str, str] = {}
-        self._sections: tuple[tuple[str, Callable[[HostSettings], str]], ...] = (
-            ("cpu", self._cpu),
-            ("memory", self._memory),
-            ("pressure", self._pressure),
-            ("filesystem", self._filesystem),
-            ("disk", self._disk),
-            ("network", self._network),
-            ("boot time", self._boot_time),
-            ("file handles", self._file_handles),
-        )
 
-    @property
-    def settings(self) -> HostSettings:
-        return self._settings
-
-    def configure(self, settings: HostSettings) -> None:
-        """Use ``settings`` from the next refresh on; disabling clears the exposition at once."""
-        with self._publish:
-            self._settings = settings
-            if not settings.enabled:
-                self._text = ""
+    def show(self, snapshot: HostSnapshot | None) -> None:
+        """Expose ``snapshot`` from now on (None: nothing); renders it in the calling thread."""
+        self._text = "" if snapshot is None else render(snapshot)
 
     def expose(self) -> Iterable[str]:
         if self._text:
             yield self._text
 
-    def refresh(self) -> None:
-        """Read every host number and render the exposition; blocks, so run it in a thread.
 
-        A part that fails (a file psutil cannot read, say) is left out and logged once, until
-        it works again; the other parts are still reported.
-        """
-        settings = self._settings
-        if not settings.enabled:
-            return
-        chunks = []
-        for section, render in self._sections:
-            try:
-                chunks.append(render(settings))
-            except Exception as exc:  # one unreadable part must not hide the others
-                message = f"{type(exc).__name__}: {exc}"
-                if self._errors.get(section) != message:
-                    log.warning("cannot read host %s metrics: %s", section, message)
-                self._errors[section] = message
-            else:
-                if self._errors.pop(section, None) is not None:
-                    log.info("host %s metrics are readable again", section)
-        with self._publish:
-            if self._settings is settings:
-                self._text = "".join(chunks)
-
-    def _cpu(self, settings: HostSettings) -> str:
-        ps = self._psutil
-        modes = [
-            ([("mode", mode)], float(seconds))
-            for mode, seconds in ps.cpu_times()._asdict().items()
-            if mode not in GUEST_MODES
-        ]
-        count = ps.cpu_count()
-        load1, load5, load15 = ps.getloadavg()
-        return "".join(
-            (
-                family(
-                    "lookout_host_cpu_seconds_total",
-                    "counter",
-                    "Seconds the CPUs spent in each mode, summed over all CPUs.",
-                    modes,
-                ),
-                family(
-                    "lookout_host_cpus",
-                    "gauge",
-                    "Number of logical CPUs.",
-                    [] if count is None else [((), count)],
-                ),
-                single("lookout_host_load1", "gauge", "1-minute load average.", load1),
-                single("lookout_host_load5", "gauge", "5-minute load average.", load5),
-                single("lookout_host_load15", "gauge", "15-minute load average.", load15),
-                single(
-                    "lookout_host_context_switches_total",
-                    "counter",
-                    "Context switches since boot.",
-                    ps.cpu_stats().ctx_switches,
-                ),
-            )
+def render(snapshot: HostSnapshot) -> str:
+    """Every family of ``snapshot`` as exposition text; sections that are None are left out."""
+    s = snapshot
+    return "".join(
+        (
+            "" if s.cpu is None else _cpu(s.cpu),
+            "" if s.memory is None else _memory(s.memory),
+            "" if s.pressure is None else _pressure(s.pressure),
+            _filesystems(s.filesystems or ()),
+            _disks(s.disks or ()),
+            _interfaces(s.interfaces or ()),
+            "" if s.boot_time is None else _single(BOOT_TIME, s.boot_time),
+            "" if s.file_handles is None else _file_handles(s.file_handles),
         )
+    )
 
-    def _memory(self, settings: HostSettings) -> str:
-        memory = self._psutil.virtual_memory()
-        swap = self._psutil.swap_memory()
-        return "".join(
-            (
-                single(
-                    "lookout_host_memory_total_bytes", "gauge", "Physical memory.", memory.total
-                ),
-                single(
-                    "lookout_host_memory_available_bytes",
-                    "gauge",
-                    "Memory available to new work without swapping (MemAvailable).",
-                    memory.available,
-                ),
-                single(
-                    "lookout_host_memory_used_bytes",
-                    "gauge",
-                    "Memory in use: total minus available.",
-                    memory.used,
-                ),
-                single("lookout_host_swap_total_bytes", "gauge", "Swap space.", swap.total),
-                single("lookout_host_swap_free_bytes", "gauge", "Unused swap space.", swap.free),
-            )
+
+def _family(family: Family, samples: Iterable[Sample]) -> str:
+    """One whole family as text, or "" when there are no samples."""
+    lines = [sample(family, labels, value) for labels, value in samples]
+    return header(family) + "".join(lines) if lines else ""
+
+
+def _single(family: Family, value: float) -> str:
+    return header(family) + sample(family, "", value)
+
+
+def _cpu(cpu: Cpu) -> str:
+    modes = [(label_pairs([("mode", mode)]), seconds) for mode, seconds in cpu.mode_seconds]
+    return "".join(
+        (
+            _family(CPU_SECONDS, modes),
+            "" if cpu.count is None else _single(CPUS, cpu.count),
+            _single(LOAD1, cpu.load1),
+            _single(LOAD5, cpu.load5),
+            _single(LOAD15, cpu.load15),
+            _single(CONTEXT_SWITCHES, cpu.context_switches),
         )
+    )
 
-    def _pressure(self, settings: HostSettings) -> str:
-        pressure = read_pressure(self._procfs)
-        chunks = []
-        for resource in ("cpu", "memory", "io"):
-            if resource not in pressure:
-                continue
-            chunks.append(
-                single(
-                    f"lookout_host_pressure_{resource}_waiting_seconds_total",
-                    "counter",
-                    f"Seconds at least one task waited for {resource} (PSI 'some' total).",
-                    pressure[resource].some,
-                )
-            )
-            full = pressure[resource].full
-            if resource != "cpu" and full is not None:
-                chunks.append(
-                    single(
-                        f"lookout_host_pressure_{resource}_stalled_seconds_total",
-                        "counter",
-                        f"Seconds all non-idle tasks stalled on {resource} (PSI 'full' total).",
-                        full,
-                    )
-                )
-        return "".join(chunks)
 
-    def _filesystem(self, settings: HostSettings) -> str:
-        mounts: dict[str, _Partition] = {}
-        for partition in self._psutil.disk_partitions(all=True):
-            # The same mount point can be mounted over; the last entry is the visible one.
-            mounts.pop(partition.mountpoint, None)
-            mounts[partition.mountpoint] = partition
-        chosen = [
-            p
-            for p in mounts.values()
-            if settings.mount_points.allows(p.mountpoint) and settings.fs_types.allows(p.fstype)
-        ]
-        usage = self._filesystems.usage([p.mountpoint for p in chosen], settings.filesystem_timeout)
-        labelled = [
-            (
-                (("device", p.device), ("fstype", p.fstype), ("mountpoint", p.mountpoint)),
-                p,
-                usage[p.mountpoint],
-            )
-            for p in sorted(chosen, key=lambda p: p.mountpoint)
-        ]
-        ok = [(labels, u) for labels, _, u in labelled if u is not None]
-
-        def sizes(name: str, help_text: str, value: Callable[[FilesystemUsage], int]) -> str:
-            return family(name, "gauge", help_text, [(labels, value(u)) for labels, u in ok])
-
-        return "".join(
-            (
-                sizes("lookout_host_filesystem_size_bytes", "Filesystem size.", lambda u: u.size),
-                sizes("lookout_host_filesystem_free_bytes", "Free bytes.", lambda u: u.free),
-                sizes(
-                    "lookout_host_filesystem_avail_bytes",
-                    "Bytes available to unprivileged users.",
-                    lambda u: u.avail,
-                ),
-                sizes("lookout_host_filesystem_files", "Inodes.", lambda u: u.files),
-                sizes("lookout_host_filesystem_files_free", "Free inodes.", lambda u: u.files_free),
-                family(
-                    "lookout_host_filesystem_readonly",
-                    "gauge",
-                    "1 if the filesystem is mounted read-only.",
-                    [(labels, "ro" in p.opts.split(",")) for labels, p, _ in labelled],
-                ),
-                family(
-                    "lookout_host_filesystem_device_error",
-                    "gauge",
-                    "1 if statvfs failed or did not answer within host.filesystem.timeout.",
-                    [(labels, u is None) for labels, _, u in labelled],
-                ),
-            )
+def _memory(memory: Memory) -> str:
+    return "".join(
+        (
+            _single(MEMORY_TOTAL, memory.total),
+            _single(MEMORY_AVAILABLE, memory.available),
+            _single(MEMORY_USED, memory.used),
+            _single(SWAP_TOTAL, memory.swap_total),
+            _single(SWAP_FREE, memory.swap_free),
         )
+    )
 
-    def _disk(self, settings: HostSettings) -> str:
-        allows = settings.disk_devices.allows
-        counters = self._psutil.disk_io_counters(perdisk=True)
-        disks = [(name, counters[name]) for name in sorted(counters) if allows(name)]
 
-        def counter(name: str, help_text: str, value: Callable[[_DiskIO], float]) -> str:
-            return family(
-                name, "counter", help_text, [([("device", d)], value(io)) for d, io in disks]
-            )
+def _pressure(pressure: PressureStalls) -> str:
+    chunks = []
+    for stall, waiting, stalled in (
+        (pressure.cpu, PRESSURE_CPU_WAITING, None),  # cpu 'full' is always 0 host-wide
+        (pressure.memory, PRESSURE_MEMORY_WAITING, PRESSURE_MEMORY_STALLED),
+        (pressure.io, PRESSURE_IO_WAITING, PRESSURE_IO_STALLED),
+    ):
+        if stall is None:
+            continue
+        chunks.append(_single(waiting, stall.some))
+        if stalled is not None and stall.full is not None:
+            chunks.append(_single(stalled, stall.full))
+    return "".join(chunks)
 
-        return "".join(
-            (
-                counter(
-                    "lookout_host_disk_read_bytes_total", "Bytes read.", lambda io: io.read_bytes
-                ),
-                counter(
-                    "lookout_host_disk_written_bytes_total",
-                    "Bytes written.",
-                    lambda io: io.write_bytes,
-                ),
-                counter(
-                    "lookout_host_disk_reads_completed_total",
-                    "Reads completed.",
-                    lambda io: io.read_count,
-                ),
-                counter(
-                    "lookout_host_disk_writes_completed_total",
-                    "Writes completed.",
-                    lambda io: io.write_count,
-                ),
-                counter(
-                    "lookout_host_disk_io_time_seconds_total",
-                    "Seconds the device was busy with I/O.",
-                    lambda io: io.busy_time / 1000,
-                ),
-            )
+
+def _filesystems(filesystems: Iterable[Filesystem]) -> str:
+    labelled = [
+        (
+            label_pairs((("device", f.device), ("fstype", f.fstype), ("mountpoint", f.mountpoint))),
+            f,
         )
-
-    def _network(self, settings: HostSettings) -> str:
-        allows = settings.network_devices.allows
-        counters = self._psutil.net_io_counters(pernic=True)
-        nics = [(name, counters[name]) for name in sorted(counters) if allows(name)]
-        fields: tuple[tuple[str, str, Callable[[_NetIO], int]], ...] = (
-            ("receive_bytes", "Bytes received.", lambda io: io.bytes_recv),
-            ("receive_packets", "Packets received.", lambda io: io.packets_recv),
-            ("receive_errs", "Receive errors.", lambda io: io.errin),
-            ("receive_drop", "Received packets dropped.", lambda io: io.dropin),
-            ("transmit_bytes", "Bytes sent.", lambda io: io.bytes_sent),
-            ("transmit_packets", "Packets sent.", lambda io: io.packets_sent),
-            ("transmit_errs", "Transmit errors.", lambda io: io.errout),
-            ("transmit_drop", "Outgoing packets dropped.", lambda io: io.dropout),
+        for f in filesystems
+    ]
+    read = [(labels, f.usage) for labels, f in labelled if f.usage is not None]
+    return "".join(
+        (
+            *(
+                _family(family, [(labels, value(usage)) for labels, usage in read])
+                for family, value in FILESYSTEM_USAGE
+            ),
+            _family(FILESYSTEM_READONLY, [(labels, f.readonly) for labels, f in labelled]),
+            _family(FILESYSTEM_DEVICE_ERROR, [(labels, f.usage is None) for labels, f in labelled]),
         )
-        return "".join(
-            family(
-                f"lookout_host_network_{field}_total",
-                "counter",
-                help_text,
-                [([("device", nic)], value(io)) for nic, io in nics],
-            )
-            for field, help_text, value in fields
-        )
+    )
 
-    def _boot_time(self, settings: HostSettings) -> str:
-        return single(
-            "lookout_host_boot_time_seconds",
-            "gauge",
-            "When the host booted, in seconds since the epoch.",
-            self._psutil.boot_time(),
-        )
 
-    def _file_handles(self, settings: HostSettings) -> str:
-        handles = read_file_handles(self._procfs)
-        if handles is None:
-            return ""
-        return single(
-            "lookout_host_filefd_allocated", "gauge", "Allocated file handles.", handles.allocated
-        ) + single("lookout_host_filefd_maximum", "gauge", "Maximum file handles.", handles.maximum)
+def _disks(disks: Iterable[Disk]) -> str:
+    labelled = [(label_pairs([("device", d.device)]), d) for d in disks]
+    return "".join(
+        _family(family, [(labels, value(d)) for labels, d in labelled])
+        for family, value in DISK_COUNTERS
+    )
+
+
+def _interfaces(interfaces: Iterable[Interface]) -> str:
+    labelled = [(label_pairs([("device", i.device)]), i) for i in interfaces]
+    return "".join(
+        _family(family, [(labels, value(i)) for labels, i in labelled])
+        for family, value in INTERFACE_COUNTERS
+    )
+
+
+def _file_handles(handles: FileHandles) -> str:
+    return _single(FILEFD_ALLOCATED, handles.allocated) + _single(FILEFD_MAXIMUM, handles.maximum)

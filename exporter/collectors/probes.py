@@ -14,29 +14,54 @@ Sample of the exposition (one target, labels shortened)::
     lookout_http_status_code{target="orders-api",kind="http",service="orders"} 200
 
 The families every kind shares are declared here; each kind adds its own (``Kind.families``,
-written by its ``Observation``). The collector owns its cache of each target's text, keyed by
-the target's name with the stats' ``generation`` and the location it was rendered for:
-``refresh`` renders a target as its probe completes, so a scrape of 10,000 targets is mostly
-string joins, and a scrape renders afresh only the targets whose cached text is stale (changed by
-a reload, a new location, or never rendered).
+written by its ``Observation``). ``target_samples`` says which samples a target has; the text
+and the protobuf renderers both write exactly those. The collector owns a cache of each
+target's rendering in each format, keyed by the target's name with the stats' ``generation``
+and the location it was rendered for: ``refresh`` renders a target as its probe completes, so a
+scrape of 10,000 targets is mostly joins, and a scrape renders afresh only the targets whose
+cached rendering is stale (changed by a reload, a new location, or never rendered). The
+protobuf rendering also carries the duration histogram's native buckets; it is made only once
+a scrape has asked for protobuf.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Generic, TypeVar
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.probes.registry import KINDS
+from exporter.protobuf import exposition as protobuf
+from exporter.protobuf.metrics_pb2 import MetricFamily
+from exporter.results import Sample
 from exporter.stats import ProbeStats
+from exporter.targets import NO_CONFIRMATION
 
-__all__ = ["BATCH", "COMMON_FAMILIES", "FAMILIES", "ProbeCollector"]
+__all__ = ["BATCH", "COMMON_FAMILIES", "FAMILIES", "PROTOBUF_BATCH", "ProbeCollector"]
 
 # Targets rendered, or joined into one chunk, between two chances for the caller to pause.
 BATCH = 200
+# Targets rendered afresh in protobuf between two chances to pause: a target's messages take
+# about four times as long to build as its text.
+PROTOBUF_BATCH = BATCH // 4
 
 SUCCESS = Family(
-    "lookout_probe_success", "gauge", "1 if the latest scheduled probe passed every check, else 0."
+    "lookout_probe_success",
+    "gauge",
+    "The target's confirmed state after its latest probe: 1 passing, 0 failing (see confirm).",
+)
+ATTEMPT_SUCCESS = Family(
+    "lookout_probe_attempt_success",
+    "gauge",
+    "1 if the latest scheduled probe attempt passed every check, else 0, confirmed or not "
+    "(targets with a confirm setting only).",
+)
+STATE_CHANGES = Family(
+    "lookout_probe_confirmed_state_changes_total",
+    "counter",
+    "Changes of the confirmed state, passing to failing or back (targets with a confirm "
+    "setting only).",
 )
 DURATION = Family(
     "lookout_probe_duration_seconds", "histogram", "Duration of every probe, passed or failed."
@@ -49,6 +74,29 @@ LAST_RUN = Family(
     "lookout_probe_last_run_timestamp_seconds",
     "gauge",
     "When the latest scheduled probe finished, in seconds since the epoch.",
+)
+INCIDENTS = Family(
+    "lookout_probe_incidents_total",
+    "counter",
+    "Incidents: times the confirmed state turned failing.",
+)
+DOWNTIME = Family(
+    "lookout_probe_downtime_seconds_total",
+    "counter",
+    "Seconds in incidents: closed ones, and the open one up to its latest probe.",
+)
+INCIDENT_OPEN = Family(
+    "lookout_probe_incident_open", "gauge", "1 while an incident is open, as of the latest probe."
+)
+INCIDENT_START = Family(
+    "lookout_probe_incident_start_timestamp_seconds",
+    "gauge",
+    "When the open incident began (its first failed probe), as of the latest probe.",
+)
+SLA_OBJECTIVE = Family(
+    "lookout_probe_sla_objective_ratio",
+    "gauge",
+    "The target's declared SLA availability as a ratio.",
 )
 SLO_OBJECTIVE = Family(
     "lookout_probe_slo_objective_ratio", "gauge", "The target's declared SLO objective as a ratio."
@@ -74,10 +122,17 @@ TLS_VERSION = Family(
 
 COMMON_FAMILIES = (
     SUCCESS,
+    ATTEMPT_SUCCESS,
+    STATE_CHANGES,
     DURATION,
     FAILURES,
     PHASE,
     LAST_RUN,
+    INCIDENTS,
+    DOWNTIME,
+    INCIDENT_OPEN,
+    INCIDENT_START,
+    SLA_OBJECTIVE,
     SLO_OBJECTIVE,
     LATENCY_THRESHOLD,
     SLOW,
@@ -94,104 +149,178 @@ _POSITION = {family: index for index, family in enumerate(FAMILIES)}
 
 # A target's rendered text: one text per family of ``FAMILIES``, "" where it has no sample.
 Rendered = tuple[str, ...]
+# A target's serialized ``metric`` entries, one per family of ``FAMILIES``, b"" where none.
+RenderedMessages = tuple[bytes, ...]
 
 
-def render_target(stats: ProbeStats, location: str | None) -> Rendered:
-    """One target's sample lines, one text per family of ``FAMILIES`` in its order. A tuple
-    rather than a dict: about 200 bytes less per target."""
+def base_label_pairs(stats: ProbeStats, location: str | None) -> list[tuple[str, str]]:
+    """The labels of every series of the target: target, kind, location, its static labels."""
     target = stats.target
     pairs = [("target", target.name), ("kind", target.kind.name)]
     if location:
         pairs.append(("location", location))
     pairs.extend(target.labels)
-    base = label_pairs(pairs)
-    out = [""] * len(FAMILIES)
-    out[_POSITION[DURATION]] = histogram_lines(DURATION, base, stats.durations)
+    return pairs
 
-    def add(family: Family, value: float, extra: str = "") -> None:
-        out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
 
+def target_samples(stats: ProbeStats) -> Iterator[Sample]:
+    """The target's samples besides its duration histogram, in the order they are written:
+    (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
-        add(FAILURES, count, label_pairs([("reason", reason.value)]))
-    slo = target.slo
+        yield FAILURES, count, label_pairs([("reason", reason.value)])
+    yield INCIDENTS, stats.incidents, ""
+    yield DOWNTIME, stats.downtime, ""
+    yield INCIDENT_OPEN, int(stats.incident_start is not None), ""
+    if stats.incident_start is not None:
+        yield INCIDENT_START, stats.incident_start, ""
+    if stats.target.sla is not None:
+        yield SLA_OBJECTIVE, stats.target.sla, ""
+    slo = stats.target.slo
     if slo is not None:
         if slo.availability is not None:
-            add(SLO_OBJECTIVE, slo.availability, 'slo="availability"')
+            yield SLO_OBJECTIVE, slo.availability, 'slo="availability"'
         if slo.latency_objective is not None and slo.latency_threshold is not None:
-            add(SLO_OBJECTIVE, slo.latency_objective, 'slo="latency"')
-            add(LATENCY_THRESHOLD, slo.latency_threshold)
-            add(SLOW, stats.slow)
+            yield SLO_OBJECTIVE, slo.latency_objective, 'slo="latency"'
+            yield LATENCY_THRESHOLD, slo.latency_threshold, ""
+            yield SLOW, stats.slow, ""
     last = stats.last
     if last is None:
-        return tuple(out)
-    add(SUCCESS, 1 if last.success else 0)
-    add(LAST_RUN, last.finished_at)
+        return
+    if stats.confirmed is not None:
+        yield SUCCESS, 1 if stats.confirmed else 0, ""
+    if stats.target.confirm != NO_CONFIRMATION:
+        yield ATTEMPT_SUCCESS, 1 if last.success else 0, ""
+        yield STATE_CHANGES, stats.state_changes, ""
+    yield LAST_RUN, last.finished_at, ""
     for phase, seconds in last.phases:
-        add(PHASE, seconds, label_pairs([("phase", phase)]))
+        yield PHASE, seconds, label_pairs([("phase", phase)])
     tls = last.tls
     if tls is not None:
         if tls.chain:
             leaf = tls.chain[0]
-            add(CERT_EXPIRY, min(c.not_after for c in tls.chain))
+            yield CERT_EXPIRY, min(c.not_after for c in tls.chain), ""
             identity = [
                 ("subject", leaf.subject),
                 ("issuer", leaf.issuer),
                 ("serial", leaf.serial),
                 ("fingerprint_sha256", leaf.fingerprint_sha256),
             ]
-            add(CERT_INFO, 1, label_pairs(identity))
+            yield CERT_INFO, 1, label_pairs(identity)
         if tls.version is not None:
-            add(TLS_VERSION, 1, label_pairs([("version", tls.version)]))
+            yield TLS_VERSION, 1, label_pairs([("version", tls.version)])
     if last.observation is not None:
-        for family, value, extra in last.observation.samples():
-            add(family, value, extra)
+        yield from last.observation.samples()
+
+
+def render_target(stats: ProbeStats, location: str | None) -> Rendered:
+    """One target's sample lines, one text per family of ``FAMILIES`` in its order. A tuple
+    rather than a dict: about 200 bytes less per target."""
+    base = label_pairs(base_label_pairs(stats, location))
+    out = [""] * len(FAMILIES)
+    out[_POSITION[DURATION]] = histogram_lines(DURATION, base, stats.durations)
+    for family, value, extra in target_samples(stats):
+        out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
     return tuple(out)
 
 
+def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedMessages:
+    """The same samples as ``render_target``, as serialized ``metric`` entries of each
+    family's ``MetricFamily``; the duration histogram with its native buckets too."""
+    base = protobuf.labelled(base_label_pairs(stats, location))
+    messages: list[MetricFamily | None] = [None] * len(FAMILIES)
+    duration = messages[_POSITION[DURATION]] = MetricFamily()
+    protobuf.add_histogram(duration, base, stats.durations)
+    for family, value, extra in target_samples(stats):
+        position = _POSITION[family]
+        entries = messages[position]
+        if entries is None:
+            entries = messages[position] = MetricFamily()
+        protobuf.add_sample(entries, family, base, extra, value)
+    return tuple(b"" if m is None else m.SerializeToString() for m in messages)
+
+
+RenderedT = TypeVar("RenderedT", Rendered, RenderedMessages)
+ChunkT = TypeVar("ChunkT", str, bytes)
+
+
+class _Renderings(Generic[RenderedT]):
+    """Each target's rendering in one format, by target name, with the stats generation and
+    the location it was rendered from and for."""
+
+    def __init__(self, render: Callable[[ProbeStats, str | None], RenderedT], batch: int) -> None:
+        self._render: Callable[[ProbeStats, str | None], RenderedT] = render
+        self._batch = batch
+        self._entries: dict[str, tuple[int, str | None, RenderedT]] = {}
+
+    def refresh(self, stats: ProbeStats, location: str | None) -> None:
+        self._entries[stats.target.name] = (
+            stats.generation,
+            location,
+            self._render(stats, location),
+        )
+
+    def current(
+        self,
+        snapshot: list[ProbeStats],
+        location: str | None,
+        pause: ChunkT,
+        live: Callable[[], Iterable[ProbeStats]],
+    ) -> Generator[ChunkT, None, list[RenderedT]]:
+        """Yields ``pause`` after every batch of targets rendered afresh (those whose cached
+        rendering is stale), and returns the renderings of ``snapshot``'s targets in order.
+        Forgets the targets that ``live()`` no longer has (removed by a reload)."""
+        rendered = []
+        entries = self._entries
+        fresh = 0
+        for stats in snapshot:
+            name = stats.target.name
+            cached = entries.get(name)
+            if cached is not None and cached[0] == stats.generation and cached[1] == location:
+                rendered.append(cached[2])
+                continue
+            rendering = self._render(stats, location)
+            entries[name] = (stats.generation, location, rendering)
+            rendered.append(rendering)
+            fresh += 1
+            if fresh % self._batch == 0:
+                yield pause
+        if len(entries) > len(rendered):
+            current = {stats.target.name for stats in live()}
+            for name in [name for name in entries if name not in current]:
+                del entries[name]
+        return rendered
+
+
 class ProbeCollector:
-    """Text collector over the scheduler's stats; ``location()`` labels every series when set."""
+    """Text and protobuf collector over the scheduler's stats; ``location()`` labels every
+    series when set.
+
+    Each target's text is rendered as its probe completes. Its protobuf entries are rendered
+    alike once a scrape has asked for protobuf (before that, no CPU or memory goes to them).
+    """
 
     def __init__(
         self, stats: Callable[[], Iterable[ProbeStats]], location: Callable[[], str | None]
     ) -> None:
         self._stats = stats
         self._location = location
-        # Target name -> (stats generation, location, text) it was rendered from and for.
-        self._texts: dict[str, tuple[int, str | None, Rendered]] = {}
+        self._texts = _Renderings(render_target, BATCH)
+        self._messages = _Renderings(render_target_protobuf, PROTOBUF_BATCH)
+        self._protobuf_scraped = False
 
     def refresh(self, stats: ProbeStats) -> None:
-        """Render ``stats`` now, as its probe completed, so that a scrape mostly joins text."""
+        """Render ``stats`` now, as its probe completed, so that a scrape mostly joins."""
         location = self._location()
-        self._texts[stats.target.name] = (
-            stats.generation,
-            location,
-            render_target(stats, location),
-        )
+        self._texts.refresh(stats, location)
+        if self._protobuf_scraped:
+            self._messages.refresh(stats, location)
 
     def expose(self) -> Iterable[str]:
         """The probe families, following the slice protocol of ``exposition.TextCollector``:
         an empty chunk after every ``BATCH`` targets rendered afresh (the targets are a
         snapshot, so probes finishing or a reload in between change nothing in this scrape)."""
-        rendered = []
-        location = self._location()
-        texts = self._texts
-        fresh = 0
-        for stats in list(self._stats()):
-            name = stats.target.name
-            cached = texts.get(name)
-            if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                rendered.append(cached[2])
-                continue
-            text = render_target(stats, location)
-            texts[name] = (stats.generation, location, text)
-            rendered.append(text)
-            fresh += 1
-            if fresh % BATCH == 0:
-                yield ""
-        if len(texts) > len(rendered):  # targets removed by a reload
-            current = {stats.target.name for stats in self._stats()}
-            for name in [name for name in texts if name not in current]:
-                del texts[name]
+        snapshot = list(self._stats())
+        rendered = yield from self._texts.current(snapshot, self._location(), "", self._stats)
         # One column of texts per family, transposed in one pass: picking a family's texts out
         # of 10,000 tuples once per family took most of a scrape's time.
         columns = zip(*rendered, strict=True)
@@ -201,3 +330,16 @@ class ProbeCollector:
                 yield header(family)
                 for start in range(0, len(column), BATCH):
                     yield "".join(column[start : start + BATCH])
+
+    def expose_protobuf(self) -> Iterable[bytes]:
+        """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
+        slices the text: one message per family, its entries in chunks of ``BATCH`` targets."""
+        self._protobuf_scraped = True
+        snapshot = list(self._stats())
+        rendered = yield from self._messages.current(snapshot, self._location(), b"", self._stats)
+        columns = zip(*rendered, strict=True)
+        for family, column in zip(FAMILIES, columns, strict=False):
+            if any(column):
+                yield protobuf.frame(family, sum(map(len, column)))
+                for start in range(0, len(column), BATCH):
+                    yield b"".join(column[start : start + BATCH])

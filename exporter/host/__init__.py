@@ -1,3 +1,4 @@
-"""Host metrics support: the ``host:`` settings, procfs readers, deadline-bound filesystem stats
-and the background refresher that keeps ``collectors.host`` supplied with fresh numbers.
+"""Host metrics support: the ``host:`` settings, the reader that turns psutil, procfs and
+deadline-bound filesystem stats into a frozen ``HostSnapshot``, and the refresher that reads
+the host when a scrape asks for it and publishes the snapshot.
 """

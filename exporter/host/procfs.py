@@ -1,8 +1,8 @@
 """Reads the two host facts psutil does not offer: pressure stall totals and file handles.
 
-Both are small text files under procfs (``/proc`` unless the collector is given another root,
+Both are small text files under procfs (``/proc`` unless the reader is given another root,
 as when a container mounts the host's at ``/host/proc``). A missing file means the kernel does
-not offer the number; the caller then leaves the family out.
+not offer the number: it is None, and the family is left out.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FileHandles", "Pressure", "read_file_handles", "read_pressure"]
-
-PRESSURE_RESOURCES = ("cpu", "memory", "io")
+__all__ = ["FileHandles", "Pressure", "PressureStalls", "read_file_handles", "read_pressure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,34 +22,48 @@ class Pressure:
 
 
 @dataclass(frozen=True, slots=True)
+class PressureStalls:
+    """Stall totals of each resource; None where the kernel has no pressure file for it."""
+
+    cpu: Pressure | None
+    memory: Pressure | None
+    io: Pressure | None
+
+
+@dataclass(frozen=True, slots=True)
 class FileHandles:
     allocated: int
     maximum: int
 
 
-def read_pressure(procfs: Path) -> dict[str, Pressure]:
-    """Pressure stall totals by resource (``cpu``, ``memory``, ``io``) from ``procfs/pressure``.
+def read_pressure(procfs: Path) -> PressureStalls:
+    """Pressure stall totals of ``cpu``, ``memory`` and ``io`` from ``procfs/pressure``.
 
     A line reads ``some avg10=0.00 avg60=0.00 avg300=0.00 total=3635908``, total in
-    microseconds. Resources whose file is missing (kernels without PSI) are absent.
+    microseconds. Resources whose file is missing (kernels without PSI) are None.
     """
-    out: dict[str, Pressure] = {}
-    for resource in PRESSURE_RESOURCES:
-        try:
-            text = (procfs / "pressure" / resource).read_text(encoding="ascii")
-        except FileNotFoundError:
-            continue
-        totals: dict[str, float] = {}
-        for line in text.splitlines():
-            kind, _, fields = line.partition(" ")
-            for item in fields.split():
-                key, _, value = item.partition("=")
-                if key == "total":
-                    totals[kind] = int(value) / 1e6
-        if "some" not in totals:
-            raise ValueError(f"{procfs}/pressure/{resource}: no 'some ... total=' line")
-        out[resource] = Pressure(some=totals["some"], full=totals.get("full"))
-    return out
+    return PressureStalls(
+        cpu=_read_resource(procfs, "cpu"),
+        memory=_read_resource(procfs, "memory"),
+        io=_read_resource(procfs, "io"),
+    )
+
+
+def _read_resource(procfs: Path, resource: str) -> Pressure | None:
+    try:
+        text = (procfs / "pressure" / resource).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        kind, _, fields = line.partition(" ")
+        for item in fields.split():
+            key, _, value = item.partition("=")
+            if key == "total":
+                totals[kind] = int(value) / 1e6
+    if "some" not in totals:
+        raise ValueError(f"{procfs}/pressure/{resource}: no 'some ... total=' line")
+    return Pressure(some=totals["some"], full=totals.get("full"))
 
 
 def read_file_handles(procfs: Path) -> FileHandles | None:

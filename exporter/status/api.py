@@ -35,7 +35,12 @@ def add_routes(app: web.Application) -> None:
             return _error(400, str(exc))
         now = runtime.clock.time()
         location = runtime.location
-        items = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
+        items = [
+            views.target_summary(
+                s, now, location, runtime.maintenance.active(s.target.name, s.target.labels)
+            )
+            for s in runtime.scheduler.all_stats()
+        ]
         body: dict[str, Any] = {"targets": views.select(items, state, sort)}
         return web.json_response(body)
 
@@ -45,7 +50,9 @@ def add_routes(app: web.Application) -> None:
         stats = runtime.scheduler.stats.get(name)
         if stats is None:
             return _error(404, f"no target named {name!r}")
-        return web.json_response(views.target_detail(stats, runtime.clock.time(), runtime.location))
+        windows = runtime.maintenance.active(stats.target.name, stats.target.labels)
+        detail = views.target_detail(stats, runtime.clock.time(), runtime.location, windows)
+        return web.json_response(detail)
 
     async def heartbeats(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]

@@ -129,14 +129,18 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
 
 
 def target_state(stats: ProbeStats) -> str:
-    last = stats.last
-    if last is None:
+    """``up`` or ``down`` as confirmed (see ``confirm``), ``pending`` before the first
+    confirmation."""
+    if stats.confirmed is None:
         return "pending"
-    return "up" if last.success else "down"
+    return "up" if stats.confirmed else "down"
 
 
-def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
-    """A target as one row of the status page: state, latest probe, recent window, cert."""
+def target_summary(
+    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A target as one row of the status page: state, latest probe, recent window, cert;
+    ``maintenance`` names the open maintenance windows that cover it."""
     target = stats.target
     last = stats.last
     failure = stats.recent.latest_failure()
@@ -170,15 +174,18 @@ def target_summary(stats: ProbeStats, now: float, location: str | None) -> dict[
         },
         "cert_expiry_timestamp_seconds": expiry,
         "cert_days_left": None if expiry is None else (expiry - now) / SECONDS_PER_DAY,
+        "maintenance": list(maintenance),
         "probes_total": stats.probes,
         "failures_total": {reason.value: n for reason, n in sorted(stats.failures.items())},
     }
 
 
-def target_detail(stats: ProbeStats, now: float, location: str | None) -> dict[str, Any]:
+def target_detail(
+    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+) -> dict[str, Any]:
     """A target's summary plus its request, its latest probe in full and its recent probes,
     newest first."""
-    detail = target_summary(stats, now, location)
+    detail = target_summary(stats, now, location, maintenance)
     detail["request"] = request_json(stats.target)
     detail["latest"] = None if stats.last is None else result_json(stats.last)
     detail["history"] = [recent_json(probe) for probe in reversed(list(stats.recent))]

@@ -38,11 +38,11 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "unknown-tls-key": (
         {"kind": "tcp", "address": "h:1", "tcp": {"tls": {"verify": False}}},
-        "targets[0].tcp.tls: unknown key",
+        "targets[0].tcp.tls.verify: unknown key",
     ),
     "unknown-tls-kind-key": (
         {"kind": "tls", "address": "h:1", "tls": {"verify": False}},
-        "targets[0].tls: unknown key",
+        "targets[0].tls.verify: unknown key",
     ),
     "cert-without-key": (
         {"kind": "tls", "address": "h:1", "tls": {"cert_file": "c.pem"}},
@@ -94,7 +94,7 @@ def test_config_mistake_is_named_with_its_key_path(case: str, tmp_path: Path) ->
     text = yaml.safe_dump({"targets": [{"name": "t", **target}]})
     with pytest.raises(ConfigError) as caught:
         config.load_text(text, Source("lookout.yml", tmp_path), {})
-    problems = caught.value.problems
+    problems = [str(p) for p in caught.value.problems]
     assert len(problems) == 1, problems
     assert problems[0].startswith("lookout.yml:"), problems
     assert expected in problems[0]

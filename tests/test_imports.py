@@ -1,0 +1,127 @@
+"""The import structure of ``exporter``: no cycles, also counting imports made only for type
+checking, and no module importing a later layer (docs/architecture.md, "Import layers")."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
+
+# First to last; a module may import its own layer and earlier ones. Patterns are matched whole
+# against dotted module names, first match wins.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "foundation",
+        (
+            r"exporter",
+            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
+            r"exporter\.(histogram|exposition|results|logs|recent)",
+            r"exporter\.protobuf(\.\w+)?",
+        ),
+    ),
+    ("probe kinds", (r"exporter\.probes(\.(?!runner$)\w+)?",)),
+    (
+        "config",
+        (
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.heartbeats\.(spec|schedule)",
+            r"exporter\.host\.settings",
+        ),
+    ),
+    (
+        "state",
+        (
+            r"exporter\.probes\.runner",
+            r"exporter\.(stats|connectivity)",
+            r"exporter\.heartbeats(\.\w+)?",
+            r"exporter\.host(\.\w+)?",
+        ),
+    ),
+    ("scheduling", (r"exporter\.scheduler",)),
+    ("rendering", (r"exporter\.collectors(\.\w+)?",)),
+    (
+        "serving",
+        (r"exporter\.(runtime|app|probe_command|cli|__main__)", r"exporter\.status(\.\w+)?"),
+    ),
+)
+# Serving modules that live in a package of an earlier layer.
+SERVING = {"exporter.heartbeats.routes", "exporter.heartbeats.wrap"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """Every exporter module ``path`` imports, wherever the import statement is."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [n if n in known else node.module for n in names]
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(path, known) - {name} for name, path in known.items()}
+
+
+def layer(module: str) -> int:
+    if module in SERVING:
+        return len(LAYERS) - 1
+    for index, (_name, patterns) in enumerate(LAYERS):
+        if any(re.fullmatch(pattern, module) for pattern in patterns):
+            return index
+    raise AssertionError(f"{module} is in no layer: place it in LAYERS and docs/architecture.md")
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in graph():
+        layer(module)
+
+
+def test_no_module_imports_a_later_layer() -> None:
+    wrong = [
+        f"{module} ({LAYERS[layer(module)][0]}) imports {target} ({LAYERS[layer(target)][0]})"
+        for module, targets in graph().items()
+        for target in targets
+        if layer(target) > layer(module)
+    ]
+    assert not wrong
+
+
+def test_there_is_no_import_cycle() -> None:
+    edges = graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges[module]):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles
