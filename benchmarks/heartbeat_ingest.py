@@ -1,6 +1,7 @@
 """Acknowledged durable heartbeat pings per second: Lookout against Prometheus Pushgateway.
 
     python benchmarks/heartbeat_ingest.py [--seconds 10] [--connections 64] [--heartbeats 1000]
+        [--only sqlite,postgresql,pushgateway]
 
 Both servers run on loopback on this machine, one at a time, and receive the same load: keep-alive
 HTTP/1.1 connections that each send one request, wait for the answer, and send the next, cycling
@@ -13,8 +14,11 @@ write; and memory only with ``--push.disable-consistency-check``, its fastest se
 every push re-checks all pushed groups, which gets slow with many groups). Pushgateway is
 Debian's ``prometheus-pushgateway``, installed with apt-get when missing.
 
-After Lookout's run the script stops it and counts the pings in its store: every acknowledged
-ping must be there. Results are printed and written to
+Lookout runs with each heartbeat store: SQLite, and PostgreSQL (Debian's ``postgresql``, a cluster
+made with ``initdb`` in a temporary directory, as the tests do) with one exporter process and with
+two processes sharing the database, the connections split between them (the per-process figure
+is the rate divided by the processes). After Lookout's run the script stops it and counts the
+pings in its store: every acknowledged ping must be there. Results are printed and written to
 ``benchmarks/results/heartbeat_ingest.json``.
 """
 
@@ -34,6 +38,9 @@ from pathlib import Path
 
 import harness
 from harness import LOOPBACK, REPO, Processes
+
+sys.path.insert(0, str(REPO))
+from tests.postgres import postgres_server
 
 RESULTS = REPO / "benchmarks" / "results" / "heartbeat_ingest.json"
 PUSHGATEWAY = "prometheus-pushgateway"
@@ -82,7 +89,7 @@ async def _connection(
         writer.close()
 
 
-async def _load(port: int, requests: list[bytes], connections: int, seconds: float) -> Run:
+async def _load(ports: list[int], requests: list[bytes], connections: int, seconds: float) -> Run:
     start = time.monotonic()
     measure_from = start + WARMUP_SECONDS
     until = measure_from + seconds
@@ -90,7 +97,10 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
     counts = [0, 0, 0]  # acknowledged (all), errors, acknowledged while measuring
     offsets = [i * len(requests) // connections for i in range(connections)]
     await asyncio.gather(
-        *(_connection(port, requests, o, until, measure_from, latencies, counts) for o in offsets)
+        *(
+            _connection(ports[i % len(ports)], requests, o, until, measure_from, latencies, counts)
+            for i, o in enumerate(offsets)
+        )
     )
     latencies.sort()
     return Run(
@@ -104,12 +114,13 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
     )
 
 
-def load(port: int, requests: list[bytes], connections: int, seconds: float) -> Run:
+def load(port: int | list[int], requests: list[bytes], connections: int, seconds: float) -> Run:
+    ports = port if isinstance(port, list) else [port]
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_load(port, requests, connections, seconds))
-    return uvloop.run(_load(port, requests, connections, seconds))
+        return asyncio.run(_load(ports, requests, connections, seconds))
+    return uvloop.run(_load(ports, requests, connections, seconds))
 
 
 def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float) -> Run:
@@ -129,6 +140,41 @@ def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float)
     run.name = "lookout"
     run.durable_on_ack = stored >= run.acknowledged
     print(f"lookout: {run.acknowledged} acknowledged, {stored} in the store", file=sys.stderr)
+    return run
+
+
+def bench_lookout_postgresql(
+    heartbeats: int, connections: int, seconds: float, processes: int
+) -> Run:
+    """Lookout with the PostgreSQL store, ``processes`` exporters sharing one database."""
+    import psycopg
+
+    names = [f"hb-{i}" for i in range(heartbeats)]
+    with postgres_server() as server:
+        url = server.create_database()
+        config_text = f"storage: {url}\nheartbeats:\n" + "".join(
+            f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in names
+        )
+        ports = [harness.free_port() for _ in range(processes)]
+        with Processes() as procs:
+            config = procs.tmp / "lookout.yml"
+            config.write_text(config_text)
+            for index, port in enumerate(ports):
+                argv = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
+                argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]
+                procs.start(f"lookout-{index}", argv, cwd=REPO)
+            for index, port in enumerate(ports):
+                harness.wait_until_up_blocking(
+                    f"http://{LOOPBACK}:{port}/-/ready", procs, f"lookout-{index}"
+                )
+            requests = [f"GET /ping/{n} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for n in names]
+            run = load(ports, requests, connections, seconds)
+        with psycopg.connect(url) as db:
+            row = db.execute("SELECT coalesce(sum(seq), 0) FROM lookout_heartbeat").fetchone()
+        stored = int(row[0]) if row else 0
+    run.name = f"lookout postgresql ({processes} process{'es' if processes > 1 else ''})"
+    run.durable_on_ack = stored >= run.acknowledged
+    print(f"{run.name}: {run.acknowledged} acknowledged, {stored} in the store", file=sys.stderr)
     return run
 
 
@@ -175,22 +221,36 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
     parser.add_argument("--heartbeats", type=int, default=1000, help="heartbeats configured")
+    parser.add_argument(
+        "--only",
+        default="sqlite,postgresql,pushgateway",
+        help="comma-separated subset of sqlite, postgresql, pushgateway (the first is the base)",
+    )
     args = parser.parse_args()
-    pushgateway = harness.ensure_debian({PUSHGATEWAY: PUSHGATEWAY})[PUSHGATEWAY]
-    # Four runs of start-up, warm-up, the measured seconds and the stop, with plenty of room.
-    limit = 120 + 4 * (WARMUP_SECONDS + args.seconds + 90)
+    only = set(args.only.split(","))
+    # Up to six runs of start-up, warm-up, the measured seconds and the stop, with plenty of room.
+    limit = 120 + 6 * (WARMUP_SECONDS + args.seconds + 90)
     with (
         harness.time_limit(limit),
         tempfile.TemporaryDirectory(prefix="heartbeat-ingest-") as tmp,
     ):
         work = Path(tmp)
-        runs = [bench_lookout(work, args.heartbeats, args.connections, args.seconds)]
-        runs += [
-            bench_pushgateway(
-                pushgateway, name, flags, args.heartbeats, args.connections, args.seconds
-            )
-            for name, flags in pushgateway_setups(work).items()
-        ]
+        runs = []
+        if "sqlite" in only:
+            runs.append(bench_lookout(work, args.heartbeats, args.connections, args.seconds))
+        if "postgresql" in only:
+            runs += [
+                bench_lookout_postgresql(args.heartbeats, args.connections, args.seconds, n)
+                for n in (1, 2)
+            ]
+        if "pushgateway" in only:
+            pushgateway = harness.ensure_debian({PUSHGATEWAY: PUSHGATEWAY})[PUSHGATEWAY]
+            runs += [
+                bench_pushgateway(
+                    pushgateway, name, flags, args.heartbeats, args.connections, args.seconds
+                )
+                for name, flags in pushgateway_setups(work).items()
+            ]
     lookout = runs[0].acknowledged_per_second
     print(f"\n{'server':<44} {'ack/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ratio")
     for run in runs:
@@ -202,13 +262,15 @@ def main() -> int:
     print(
         f"\nheartbeats={args.heartbeats} connections={args.connections} seconds={args.seconds} "
         f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}; "
-        f"lookout durable on ack: {runs[0].durable_on_ack}"
+        "lookout durable on ack: "
+        + ", ".join(str(r.durable_on_ack) for r in runs if r.name.startswith("lookout"))
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps({"settings": vars(args), "runs": [asdict(r) for r in runs]}, indent=2) + "\n"
     )
-    failed = not runs[0].durable_on_ack or runs[0].errors > 0
+    lookouts = [r for r in runs if r.name.startswith("lookout")]
+    failed = any(not r.durable_on_ack or r.errors > 0 for r in lookouts)
     return 1 if failed else 0
 
 

@@ -123,7 +123,7 @@ async def healthy(_request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     if not request.app[RUNTIME].heartbeats.ready:
-        return web.Response(status=503, text="Lookout is not ready: heartbeat store not open.\n")
+        return web.Response(status=503, text="Lookout is not ready: heartbeat store down.\n")
     return web.Response(text="Lookout is ready.\n")
 
 
@@ -141,7 +141,7 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app[HEARTBEATS] = runtime.heartbeats
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
-        await runtime.heartbeats.open_for(runtime.config.heartbeats)
+        await runtime.heartbeats.open_for(runtime.config.heartbeats, runtime.config.storage)
         runtime.start()
         settle_heap()
         yield

@@ -33,7 +33,7 @@ from exporter.config_checks import value_check
 from exporter.config_schema import schema, schema_check
 from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, format_path
 from exporter.config_yaml import read_yaml
-from exporter.heartbeats.spec import Heartbeat, build_heartbeats
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_windows
 from exporter.targets import Defaults, Target, build_defaults, build_target
@@ -80,6 +80,8 @@ class Config:
     heartbeats: tuple[Heartbeat, ...]
     connectivity: ConnectivitySettings = ConnectivitySettings()
     maintenance: tuple[Window, ...] = ()
+    # The shared heartbeat store; None: SQLite under --storage.path.
+    storage: PostgresStorage | None = None
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -212,6 +214,11 @@ class _Loading:
             if built_windows is not None:
                 windows, problems = built_windows
                 self.problems.extend(problems)
+        storage = None
+        if ("storage",) not in broken:
+            storage = self._guard(
+                ("storage",), lambda: build_storage(raw.get("storage"), self.source)
+            )
         host = None
         if ("host",) not in broken:
             host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
@@ -226,6 +233,7 @@ class _Loading:
             heartbeats=heartbeats,
             connectivity=connectivity,
             maintenance=windows,
+            storage=storage,
         )
 
     def _targets(

@@ -100,7 +100,7 @@ class Runtime:
             SelfCollector(self.scheduler, self.reload_state, self.connectivity),
             probes,
             host,
-            HeartbeatCollector(self.heartbeats.views),
+            HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
             self.maintenance,
         ]
         self._reload_lock = asyncio.Lock()
@@ -132,7 +132,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(config_module.load, self.options.config_path)
-                await self.heartbeats.open_for(config.heartbeats)
+                await self.heartbeats.open_for(config.heartbeats, config.storage)
             except (ConfigError, StoreError) as exc:
                 self.reload_state.successful = False
                 self.reload_state.last_error = str(exc)

@@ -1259,7 +1259,7 @@ def heartbeats() -> dashboard.Dashboard:
         graph(
             "Run durations",
             "Duration of the last run from its start ping to its finish ping, against the "
-            "heartbeat's max_runtime (dashed) when it has one.",
+            "heartbeat's max_runtime and min_runtime (dashed) when it has them.",
             "s",
             [
                 Query(by_heartbeat("lookout_heartbeat_last_duration_seconds"), "{{heartbeat}}"),
@@ -1267,8 +1267,12 @@ def heartbeats() -> dashboard.Dashboard:
                     by_heartbeat("lookout_heartbeat_max_runtime_seconds"),
                     "{{heartbeat}} max runtime",
                 ),
+                Query(
+                    by_heartbeat("lookout_heartbeat_min_runtime_seconds"),
+                    "{{heartbeat}} min runtime",
+                ),
             ],
-            dashed=["B"],
+            dashed=["B", "C"],
         ),
         graph(
             "Running for",

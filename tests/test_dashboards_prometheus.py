@@ -200,7 +200,7 @@ targets:
     query: api.example.test
     dns: {{nameserver: "{nameserver}", transport: tcp}}
 heartbeats:
-  - {{name: hb-ok, period: 1h, grace: 10m, max_runtime: 30m}}
+  - {{name: hb-ok, period: 1h, grace: 10m, max_runtime: 30m, min_runtime: 1s}}
   - {{name: hb-failed, period: 1h, grace: 10m}}
   - {{name: hb-running, period: 1h, grace: 10m, max_runtime: 30m}}
   - {{name: hb-workers, period: 1h, grace: 10m, instances: 2}}

@@ -11,6 +11,7 @@ chart uses, and their rules with ``promtool``. The rendered exporter config must
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "lookout-exporter"
 SCENARIOS = sorted(path.name for path in (CHART / "ci").glob("*-values.yaml"))
 RELEASE, NAMESPACE = "lookout", "monitoring"
-FULLNAME = "lookout-lookout-exporter"
+# What `helm install lookout` names the Service, as the heartbeat docs call it.
+FULLNAME = "lookout-exporter"
 # apps.kubernetes.io/pod-index (the shard ordinal) exists from 1.28 on.
 KUBE_VERSIONS = ("1.28", kubernetes_validate.latest_version())
 DEFAULT_RUNBOOK_BASE = "https://github.com/lookout-exporter/lookout/blob/main/docs/runbooks/"
@@ -311,7 +313,7 @@ def test_every_rendered_object_is_a_valid_kubernetes_object(values: dict[str, An
 
 def test_the_validation_rejects_a_misspelt_field() -> None:
     """Guards the test above: strict validation really looks at every field."""
-    deployment = copy.deepcopy(only(render({}), "Deployment"))
+    deployment = copy.deepcopy(only(render({"persistence": {"enabled": False}}), "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(deployment)
@@ -336,6 +338,9 @@ def helm_chart_yaml() -> dict[str, Any]:
     return loaded
 
 
+SECRET_STAND_INS = {"LOOKOUT_STORAGE_URL": "postgresql://lookout@db.example.com/lookout"}
+
+
 def test_rendered_config_passes_check_config(values: dict[str, Any], tmp_path: Path) -> None:
     """The ConfigMap, laid out as the pod sees /etc/lookout, is a valid exporter config."""
     manifests = render(values)
@@ -344,7 +349,10 @@ def test_rendered_config_passes_check_config(values: dict[str, Any], tmp_path: P
     # The pod gets every variable of `env` (a Secret's value for secretKeyRef).
     environ = dict(os.environ)
     environ.update(
-        {e["name"]: e.get("value", "from-a-secret") for e in container(manifests).get("env", [])}
+        {
+            e["name"]: e.get("value", SECRET_STAND_INS.get(e["name"], "from-a-secret"))
+            for e in container(manifests).get("env", [])
+        }
     )
     result = run(
         [sys.executable, "-m", "exporter", "check-config", str(tmp_path / "config.yaml")],
@@ -429,16 +437,21 @@ def test_the_image_tag_follows_the_package_version() -> None:
 # --- defaults ---------------------------------------------------------------------------------
 
 
-def test_defaults_install_a_hardened_single_deployment() -> None:
+def test_defaults_install_one_hardened_pod_that_keeps_its_heartbeats() -> None:
     manifests = render({})
     assert kinds(manifests) == [
         "ConfigMap",
-        "Deployment",
         "PodDisruptionBudget",
         "Service",
+        "Service",
         "ServiceAccount",
+        "StatefulSet",
     ]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    statefulset = only(manifests, "StatefulSet")
+    assert statefulset["spec"]["replicas"] == 1
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    pod = statefulset["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -456,22 +469,22 @@ def test_defaults_install_a_hardened_single_deployment() -> None:
     assert mounts == {"/etc/lookout": "config", "/var/lib/lookout": "data", "/tmp": "tmp"}
     assert exporter["workingDir"] == "/var/lib/lookout"
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert "data" not in volumes, "the data volume is the claim"
     assert volumes["config"]["configMap"]["name"] == FULLNAME
     assert not any(a.startswith("--shard") for a in exporter["args"])
 
 
 def test_the_pod_disruption_budget_and_service_select_the_pods() -> None:
     manifests = render({})
-    pod_labels = only(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = only(manifests, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
     for selector in (
         only(manifests, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
-        only(manifests, "Service")["spec"]["selector"],
-        only(manifests, "Deployment")["spec"]["selector"]["matchLabels"],
+        only(manifests, "Service", FULLNAME)["spec"]["selector"],
+        only(manifests, "StatefulSet")["spec"]["selector"]["matchLabels"],
     ):
         assert selector.items() <= pod_labels.items()
     assert only(manifests, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
-    port = only(manifests, "Service")["spec"]["ports"][0]
+    port = only(manifests, "Service", FULLNAME)["spec"]["ports"][0]
     assert (port["port"], port["targetPort"]) == (9471, "http")
 
 
@@ -522,6 +535,103 @@ def test_persistence_runs_a_statefulset_with_a_volume_claim() -> None:
     headless = only(manifests, "Service", f"{FULLNAME}-pods")
     assert headless["spec"]["clusterIP"] == "None"
     assert statefulset["spec"]["serviceName"] == f"{FULLNAME}-pods"
+
+
+def test_helm_install_lookout_names_the_service_as_the_heartbeat_docs_do() -> None:
+    docs = (ROOT / "docs" / "heartbeats.md").read_text(encoding="utf-8")
+    assert f"http://{FULLNAME}.{NAMESPACE}:9471" in docs
+    assert only(render({}), "Service", FULLNAME)["spec"]["ports"][0]["port"] == 9471
+    with helm.Chart.load(CHART) as loaded:
+        other = loaded.render({}, name="prod", namespace=NAMESPACE)
+    assert "name: prod-lookout-exporter\n" in other["lookout-exporter/templates/service.yaml"]
+
+
+def test_replicas_sharing_a_postgresql_store_have_no_volumes_and_probe_every_target() -> None:
+    manifests = render(scenario("shared-store-values.yaml"))
+    deployment = only(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert "StatefulSet" not in kinds(manifests)
+    pod = deployment["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["data"] == {"name": "data", "emptyDir": {}}
+    exporter = container(manifests)
+    assert not any(a.startswith("--shard") for a in exporter["args"])
+    (url,) = [e for e in exporter["env"] if e["name"] == "LOOKOUT_STORAGE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "lookout-db", "key": "url"}
+    config_text = only(manifests, "ConfigMap", FULLNAME)["data"]["config.yaml"]
+    assert yaml.safe_load(config_text)["storage"] == "${LOOKOUT_STORAGE_URL}"
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert "shared by every replica" in notes(scenario("shared-store-values.yaml"))
+
+
+def test_redundant_probing_with_sqlite_keeps_a_claim_per_pod_without_shards() -> None:
+    manifests = render({"replicas": 2, "probing": "redundant"})
+    statefulset = only(manifests, "StatefulSet")
+    assert statefulset["spec"]["replicas"] == 2
+    assert statefulset["spec"]["volumeClaimTemplates"]
+    assert not any(a.startswith("--shard") for a in container(manifests)["args"])
+    assert "each probing every target" in notes({"replicas": 2, "probing": "redundant"})
+
+
+def test_a_postgresql_store_needs_the_secret_of_its_url() -> None:
+    with pytest.raises(Exception, match=r"urlSecret|minLength|name"):
+        render({"heartbeatStore": {"type": "postgresql"}})
+
+
+async def test_the_rendered_pod_with_a_postgresql_store_turns_ready_with_the_database(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """The shared-store scenario's args, config and environment start the exporter against a
+    real PostgreSQL server; its readiness follows the store."""
+    from tests.postgres import postgres_server
+
+    manifests = render(scenario("shared-store-values.yaml"))
+    for name, content in only(manifests, "ConfigMap", FULLNAME)["data"].items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    address = f"127.0.0.1:{unused_tcp_port}"
+    spec = container(manifests)
+    args = [
+        {
+            "--config=/etc/lookout/config.yaml": f"--config={tmp_path / 'config.yaml'}",
+            "--web.listen-address=:9471": f"--web.listen-address={address}",
+        }.get(arg, arg)
+        for arg in spec["args"]
+    ]
+    workdir = tmp_path / "data-volume"
+    workdir.mkdir()
+    with postgres_server() as server:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "LOOKOUT_STORAGE_URL": server.create_database(),
+        }
+        argv = [sys.executable, "-m", "exporter", *args]
+        async with (
+            started(argv, tmp_path / "exporter.log", cwd=workdir, env=environment),
+            aiohttp.ClientSession() as session,
+            asyncio.timeout(60),
+        ):
+            ready = f"http://{address}{spec['readinessProbe']['httpGet']['path']}"
+            status = 0
+            while status != 200:
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(ready) as response:
+                        status = response.status
+            async with session.post(f"http://{address}/ping/nightly-billing") as response:
+                assert response.status == 200
+            await asyncio.to_thread(server.stop)
+            while status != 503:
+                await asyncio.sleep(0.2)
+                async with session.get(ready) as response:
+                    status = response.status
+                async with session.post(f"http://{address}/ping/nightly-billing") as response:
+                    assert response.status == 503
+            await asyncio.to_thread(server.start)
+            while status != 200:
+                await asyncio.sleep(0.2)
+                async with session.get(ready) as response:
+                    status = response.status
+    assert list(workdir.iterdir()) == [], "nothing is written to the pod's volume"
 
 
 def test_replicas_shard_the_targets_by_statefulset_ordinal() -> None:

@@ -14,6 +14,8 @@ ALL_FAMILIES: tuple[Family, ...] = (
     *probes.FAMILIES,
     heartbeats.DECLARED,
     *heartbeats.FAMILIES,
+    heartbeats.DURATION,
+    *heartbeats.STORE_FAMILIES,
     *maintenance.FAMILIES,
     *host.FAMILIES,
 )

@@ -1,7 +1,7 @@
 """Renders every declared heartbeat as the heartbeat metric families of the contract.
 
-The status and deadline are derived at scrape time from facts held in memory (the store is read
-once, at startup), so one generic alert rule on
+The status and deadline are derived at scrape time from facts held in memory (never from the
+database during a scrape), so one generic alert rule on
 ``time() > lookout_heartbeat_deadline_timestamp_seconds`` serves every heartbeat whatever its
 schedule. Sample of the exposition (``team`` is a static label from the config)::
 
@@ -19,7 +19,13 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_last_exit_code{heartbeat="billing",team="ops"} 0
     lookout_heartbeat_instances_alive{heartbeat="orders-consumer"} 2
     lookout_heartbeat_instances_expected{heartbeat="orders-consumer"} 3
+    lookout_heartbeat_duration_seconds_bucket{heartbeat="billing",team="ops",le="900"} 30
+    lookout_heartbeat_duration_seconds_sum{heartbeat="billing",team="ops"} 21940.3
+    lookout_heartbeat_duration_seconds_count{heartbeat="billing",team="ops"} 30
+    lookout_heartbeat_store_up{engine="postgresql"} 1
+    lookout_heartbeat_store_errors_total{engine="postgresql"} 0
 
+With several replicas sharing a PostgreSQL store, every replica renders the same facts.
 A heartbeat that never pinged has only its status (``new``), its zero counters and the gauges
 from its config; a heartbeat removed from the config has no series at all.
 """
@@ -28,9 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from exporter.exposition import header, label_pairs, sample
+from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
-from exporter.heartbeats.state import Signal, Status, View
+from exporter.heartbeats.state import DURATION_BUCKETS, Signal, Status, View
+from exporter.heartbeats.store import StoreHealth
+from exporter.histogram import Histogram
 
 __all__ = ["DECLARED", "FAMILIES", "HeartbeatCollector"]
 
@@ -75,6 +83,29 @@ INSTANCES_ALIVE = Family(
 INSTANCES_EXPECTED = Family(
     "lookout_heartbeat_instances_expected", "gauge", "The heartbeat's configured instances."
 )
+MIN_RUNTIME = Family(
+    "lookout_heartbeat_min_runtime_seconds", "gauge", "The heartbeat's configured min_runtime."
+)
+DURATION = Family(
+    "lookout_heartbeat_duration_seconds",
+    "histogram",
+    "Durations of finished runs (from their start, or as the job reported them).",
+)
+STORE_UP = Family(
+    "lookout_heartbeat_store_up",
+    "gauge",
+    "1 while the heartbeat store takes pings, 0 while its writes fail or its writer stopped.",
+)
+STORE_ERRORS = Family(
+    "lookout_heartbeat_store_errors_total",
+    "counter",
+    "Failed reads, writes and pings of the heartbeat store.",
+)
+STORE_QUARANTINED = Family(
+    "lookout_heartbeat_store_quarantined_total",
+    "counter",
+    "Damaged rows of the heartbeat store set aside in its quarantine table.",
+)
 
 FAMILIES = (
     LAST_SUCCESS,
@@ -86,9 +117,11 @@ FAMILIES = (
     LAST_DURATION,
     LAST_EXIT_CODE,
     MAX_RUNTIME,
+    MIN_RUNTIME,
     INSTANCES_ALIVE,
     INSTANCES_EXPECTED,
 )
+STORE_FAMILIES = (STORE_UP, STORE_ERRORS, STORE_QUARANTINED)
 
 
 def render(view: View) -> dict[Family, str]:
@@ -114,23 +147,47 @@ def render(view: View) -> dict[Family, str]:
     add(LAST_DURATION, facts.last_duration)
     add(LAST_EXIT_CODE, facts.last_exit_code)
     add(MAX_RUNTIME, spec.max_runtime)
+    add(MIN_RUNTIME, spec.min_runtime)
     add(INSTANCES_ALIVE, view.instances_alive)
     add(INSTANCES_EXPECTED, spec.instances)
+    if facts.seq:
+        out[DURATION] = histogram_lines(DURATION, base, _durations(view))
     return out
 
 
-class HeartbeatCollector:
-    """Text collector over ``views``, which returns every declared heartbeat as it is now."""
+def _durations(view: View) -> Histogram:
+    histogram = Histogram(DURATION_BUCKETS)
+    histogram.counts = list(view.facts.durations[:-1])
+    histogram.total = sum(view.facts.durations)
+    histogram.sum = view.facts.duration_sum
+    return histogram
 
-    def __init__(self, views: Callable[[], Iterable[View]]) -> None:
+
+class HeartbeatCollector:
+    """Text collector over ``views``, which returns every declared heartbeat as it is now, and
+    ``health``, the store's health once a store is open."""
+
+    def __init__(
+        self,
+        views: Callable[[], Iterable[View]],
+        health: Callable[[], StoreHealth | None] = lambda: None,
+    ) -> None:
         self._views = views
+        self._health = health
 
     def expose(self) -> Iterable[str]:
         rendered = [render(view) for view in self._views()]
         yield header(DECLARED)
         yield sample(DECLARED, "", len(rendered))
-        for family in FAMILIES:
+        for family in (*FAMILIES, DURATION):
             chunks = [r[family] for r in rendered if family in r]
             if chunks:
                 yield header(family)
                 yield "".join(chunks)
+        health = self._health()
+        if health is not None:
+            labels = f'engine="{health.engine}"'
+            values = (1 if health.up else 0, health.errors, health.quarantined)
+            for family, value in zip(STORE_FAMILIES, values, strict=True):
+                yield header(family)
+                yield sample(family, labels, value)

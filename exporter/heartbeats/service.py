@@ -3,13 +3,19 @@
 The ping routes look heartbeats up here, the collector and the status page read ``views()``, and
 a reload swaps the declared heartbeats with ``configure``. The store is opened with the first
 config that declares a heartbeat (``open_for``), so an exporter without heartbeats writes
-nothing to disk. Facts of a heartbeat removed from the config stay in the store, so adding it
+nothing to disk: SQLite under the storage path, or the PostgreSQL database of the config's
+``storage:`` key. Facts of a heartbeat removed from the config stay in the store, so adding it
 back restores its history, but it has no series and accepts no pings while it is not declared.
+
+``ready`` is false while the store cannot take pings (its writer stopped, or its latest write
+failed); a store that is down is checked again every ``CHECK_SECONDS`` and is ready again as
+soon as it can be written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,13 +23,15 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter.clock import Clock
-from exporter.heartbeats.spec import Heartbeat
-from exporter.heartbeats.state import Facts, Ping, View, derive, instance_limit
-from exporter.heartbeats.store import Store, StoreError
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage
+from exporter.heartbeats.sqlite_store import SqliteStore
+from exporter.heartbeats.state import Facts, Ping, View, derive
+from exporter.heartbeats.store import Store, StoreError, StoreHealth
 
-__all__ = ["HEARTBEATS", "Heartbeats"]
+__all__ = ["CHECK_SECONDS", "HEARTBEATS", "Heartbeats"]
 
 _NO_FACTS = Facts()
+CHECK_SECONDS = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -33,25 +41,61 @@ class Heartbeats:
         self.storage = storage
         self.store: Store | None = None
         self.specs: dict[str, Heartbeat] = {}
+        self._storage_setting: PostgresStorage | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.configure(specs)
 
     @property
     def ready(self) -> bool:
-        """True when pings can be accepted: the store is open, or none is needed yet."""
-        return self.store is not None or not self.specs
+        """True when pings can be accepted: the store is up, or none is needed yet."""
+        if self.store is None:
+            return not self.specs
+        return self.store.running and self.store.health.up
 
-    async def open_for(self, specs: Sequence[Heartbeat]) -> None:
-        """Open the store if ``specs`` need it; raises ``StoreError`` when it cannot be used."""
-        if self.store is None and specs:
-            store = await asyncio.to_thread(Store.open, self.storage)
-            store.start()
-            self.store = store
-            log.info("heartbeat store open", extra={"path": str(store.path)})
+    def health(self) -> StoreHealth | None:
+        """The store's health, once a store is open."""
+        return None if self.store is None else self.store.health
+
+    async def open_for(
+        self, specs: Sequence[Heartbeat], storage: PostgresStorage | None = None
+    ) -> None:
+        """Open the store if ``specs`` need it; raises ``StoreError`` when it cannot be used,
+        or when ``storage`` is not the store already open (that takes a restart)."""
+        if self.store is not None:
+            if storage != self._storage_setting:
+                raise StoreError("storage: changing the heartbeat store takes a restart")
+            return
+        if not specs:
+            self._storage_setting = storage
+            return
+        store: Store
+        if storage is None:
+            store = await asyncio.to_thread(SqliteStore.open, self.storage)
+        else:
+            store = await _open_postgres(storage)
+        store.start()
+        self.store = store
+        self._storage_setting = storage
+        self._watch = asyncio.get_running_loop().create_task(self._check_while_down())
+        log.info("heartbeat store open", extra={"store": store.describe()})
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+    async def _check_while_down(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_SECONDS)
+            store = self.store
+            if store is not None and store.running and not store.health.up:
+                with contextlib.suppress(StoreError):
+                    await store.check()
 
     def configure(self, specs: Iterable[Heartbeat]) -> None:
         """Declare exactly these heartbeats (on startup and on every reload)."""
@@ -61,18 +105,32 @@ class Heartbeats:
         """Apply ``ping`` durably; returns once it is committed (raises ``StoreError`` if not)."""
         if self.store is None:
             raise StoreError("the heartbeat store is not open")
-        limit = instance_limit(spec.instances) if spec.instances is not None else 0
-        return await self.store.record(ping, limit)
+        return await self.store.record(ping, spec)
 
     def view(self, spec: Heartbeat) -> View:
-        facts = self.store.facts if self.store is not None else {}
-        return derive(spec, facts.get(spec.name, _NO_FACTS), self.clock.time())
+        return self._derive(spec, self.clock.time())
 
     def views(self) -> list[View]:
         """Every declared heartbeat as it is now, in config order."""
         now = self.clock.time()
-        facts = self.store.facts if self.store is not None else {}
-        return [derive(spec, facts.get(name, _NO_FACTS), now) for name, spec in self.specs.items()]
+        return [self._derive(spec, now) for spec in self.specs.values()]
+
+    def _derive(self, spec: Heartbeat, now: float) -> View:
+        store = self.store
+        if store is None:
+            return derive(spec, _NO_FACTS, None, now)
+        return derive(spec, store.facts.get(spec.name, _NO_FACTS), store.instances(spec.name), now)
+
+
+async def _open_postgres(storage: PostgresStorage) -> Store:
+    # Imported here: the PostgreSQL driver is the optional extra lookout-exporter[postgresql].
+    try:
+        from exporter.heartbeats.postgres_store import PostgresStore
+    except ImportError as exc:
+        raise StoreError(
+            f"storage: a PostgreSQL store needs lookout-exporter[postgresql] ({exc})"
+        ) from None
+    return await PostgresStore.open(storage)
 
 
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)

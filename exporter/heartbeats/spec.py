@@ -16,7 +16,7 @@ from exporter.heartbeats.schedule import Period, Schedule, parse_cron
 from exporter.targets import RESERVED_LABELS
 from exporter.units import parse_duration
 
-__all__ = ["Heartbeat", "build_heartbeats"]
+__all__ = ["Heartbeat", "PostgresStorage", "build_heartbeats", "build_storage"]
 
 # Labels the heartbeat series set themselves, on top of those every Lookout series reserves.
 _RESERVED = RESERVED_LABELS | {"status", "signal"}
@@ -28,6 +28,10 @@ class Heartbeat:
     schedule: Schedule
     grace: float
     max_runtime: float | None = None
+    # A success finishing sooner than this after its start counts as a failure.
+    min_runtime: float | None = None
+    # Successes expected within each period (``period`` schedules only).
+    pings_per_period: int = 1
     token: str | None = field(default=None, repr=False)
     instances: int | None = None
     labels: tuple[tuple[str, str], ...] = ()
@@ -36,6 +40,27 @@ class Heartbeat:
     def run_window(self) -> float:
         """How long a started run may take before the heartbeat is down."""
         return self.max_runtime if self.max_runtime is not None else self.grace
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresStorage:
+    """The ``storage:`` key: a libpq URL (TLS and other options as its query parameters), and
+    the password read from ``password_file`` when one is given."""
+
+    url: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def build_storage(raw: Any, source: Source) -> PostgresStorage | None:
+    """The schema-valid ``storage:`` value, its password file read."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return PostgresStorage(raw)
+    password = None
+    if "password_file" in raw:
+        password = source.read_text(raw["password_file"], ("storage", "password_file"))
+    return PostgresStorage(raw["url"], password)
 
 
 def build_heartbeats(
@@ -75,11 +100,18 @@ def _build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Heartbeat:
         key = "token_file" if "token_file" in raw else "token"
         raise ConfigProblem((*at, key), "the token is empty")
     max_runtime = _positive(raw, "max_runtime", at) if "max_runtime" in raw else None
+    min_runtime = _positive(raw, "min_runtime", at) if "min_runtime" in raw else None
+    if min_runtime is not None and max_runtime is not None and min_runtime >= max_runtime:
+        raise ConfigProblem((*at, "min_runtime"), "min_runtime must be less than max_runtime")
+    if "pings_per_period" in raw and "period" not in raw:
+        raise ConfigProblem((*at, "pings_per_period"), "pings_per_period needs a 'period'")
     return Heartbeat(
         name=raw["name"],
         schedule=_schedule(raw, at),
         grace=parse_duration(raw["grace"]),
         max_runtime=max_runtime,
+        min_runtime=min_runtime,
+        pings_per_period=raw.get("pings_per_period", 1),
         token=token,
         instances=raw.get("instances"),
         labels=tuple(sorted(raw.get("labels", {}).items())),

@@ -1,23 +1,32 @@
 """Heartbeat state: pings are folded into facts, and the status is derived from them when read.
 
-Only facts are recorded (when the last success came, which run is open, whether the latest
+Only facts are recorded (when the latest successes came, which run is open, whether the latest
 finish failed); the status is never stored, because it changes by itself as time passes. At a
 moment ``now`` a heartbeat is:
 
 - ``new``: it never pinged;
 - ``running``: its latest start has not finished and is within ``max_runtime`` (or ``grace``);
 - ``down``: that run overran, or the next expected ping plus ``grace`` has passed;
-- ``failed``: the latest finish was a failure (``/fail`` or a non-zero exit code);
+- ``failed``: the latest finish was a failure (``/fail``, a non-zero exit code, or a run shorter
+  than ``min_runtime``);
 - ``late``: the next expected ping is overdue but the grace period has not ended;
 - ``up``: otherwise.
 
+The next ping is expected one period (or the next cron match) after the latest success; a
+heartbeat expecting ``pings_per_period: N`` counts from the oldest of its latest N successes,
+so it turns late as soon as fewer than N successes fall within the last period.
+
 Facts are immutable: ``Facts.apply`` returns new facts, so the store can commit them before the
-app publishes them, and a reader never sees a half-applied ping.
+app publishes them, and a reader never sees a half-applied ping. The tracks of a heartbeat's
+instances live beside its facts in an ``Instances`` book (one entry per instance name, most
+recently pinged last), so a ping costs the same whatever the number of instances.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
@@ -27,24 +36,33 @@ from exporter.heartbeats.schedule import Cron, Schedule
 from exporter.heartbeats.spec import Heartbeat
 
 __all__ = [
+    "DURATION_BUCKETS",
     "MAX_OPEN_RUNS",
     "Facts",
+    "Instances",
     "Ping",
     "Signal",
     "Status",
+    "TooManyInstances",
     "Track",
     "View",
     "derive",
     "instance_limit",
+    "judge",
 ]
 
 # Started runs remembered per heartbeat to measure their duration when they finish; the oldest
 # is forgotten first (a run that never finishes must not hold memory forever).
 MAX_OPEN_RUNS = 64
+# Upper bounds (seconds) of the buckets of lookout_heartbeat_duration_seconds: one second to a
+# day, for jobs from quick scripts to nightly batches.
+DURATION_BUCKETS: tuple[float, ...] = (
+    1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400,
+)  # fmt: skip
 
 
 def instance_limit(expected: int) -> int:
-    """Instance names remembered for a heartbeat expecting ``expected``: the most recent ones."""
+    """Instance names remembered for a heartbeat expecting ``expected``."""
     return 4 * expected
 
 
@@ -63,6 +81,9 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+ALIVE = frozenset({Status.UP, Status.RUNNING, Status.LATE})
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
     """One received signal; ``duration`` is the job's own measurement, when it sent one."""
@@ -77,25 +98,50 @@ class Ping:
     body: bytes = field(default=b"", repr=False)
 
 
+def judge(ping: Ping, facts: Facts, spec: Heartbeat) -> Ping:
+    """``ping`` as it is recorded: a finish gets the duration of its run (its own, or the time
+    since the paired start), and a success that ran shorter than ``min_runtime`` is a failure."""
+    if ping.signal is Signal.START:
+        return ping
+    duration = ping.duration
+    if duration is None:
+        started = facts.runs.get((ping.instance or "", ping.rid or ""))
+        if started is not None:
+            duration = max(0.0, ping.at - started)
+    signal = ping.signal
+    too_short = spec.min_runtime is not None and duration is not None
+    if signal is Signal.SUCCESS and too_short and duration < spec.min_runtime:  # type: ignore[operator]
+        signal = Signal.FAIL
+    return replace(ping, signal=signal, duration=duration)
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
     """What the status depends on, for a heartbeat as a whole and for each of its instances."""
 
     last_ping_at: float | None = None
-    last_success_at: float | None = None
+    # The latest success times, oldest first: as many as the heartbeat expects per period.
+    successes: tuple[float, ...] = ()
     failed: bool = False
     open_start_at: float | None = None
     open_start_key: tuple[str, str] | None = None
 
-    def apply(self, ping: Ping) -> Track:
+    @property
+    def last_success_at(self) -> float | None:
+        return self.successes[-1] if self.successes else None
+
+    def apply(self, ping: Ping, spec: Heartbeat) -> Track:
         key = (ping.instance or "", ping.rid or "")
         if ping.signal is Signal.START:
             return replace(self, last_ping_at=ping.at, open_start_at=ping.at, open_start_key=key)
         still_open = self.open_start_key is not None and self.open_start_key != key
+        successes = self.successes
+        if ping.signal is Signal.SUCCESS:
+            successes = (*successes, ping.at)[-spec.pings_per_period :]
         return replace(
             self,
             last_ping_at=ping.at,
-            last_success_at=ping.at if ping.signal is Signal.SUCCESS else self.last_success_at,
+            successes=successes,
             failed=ping.signal is Signal.FAIL,
             open_start_at=self.open_start_at if still_open else None,
             open_start_key=self.open_start_key if still_open else None,
@@ -108,9 +154,9 @@ class Track:
         if self.open_start_at is not None:
             ends = self.open_start_at + spec.run_window
             return (Status.RUNNING if now <= ends else Status.DOWN), ends
-        if self.last_success_at is None:  # pinged, no run open, never succeeded: only failures
+        if not self.successes:  # pinged, no run open, never succeeded: only failures
             return Status.FAILED, None
-        expected = next_expected(spec.schedule, self.last_success_at)
+        expected = next_expected(spec.schedule, self.successes[0])
         deadline = expected + spec.grace
         if self.failed:
             return Status.FAILED, deadline
@@ -118,10 +164,49 @@ class Track:
             return Status.UP, deadline
         return (Status.LATE if now <= deadline else Status.DOWN), deadline
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last_ping_at": self.last_ping_at,
+            "successes": list(self.successes),
+            "failed": self.failed,
+            "open_start_at": self.open_start_at,
+            "open_start_key": list(self.open_start_key) if self.open_start_key else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, at: str = "track") -> Track:
+        """The track in ``data``; ValueError naming the first field that is not as written."""
+        data = _mapping(data, at)
+        if "successes" in data:
+            successes = tuple(_number(s, f"{at}.successes") for s in _list(data, "successes", at))
+        else:  # written before pings_per_period: only the latest success
+            last = _optional_number(data, "last_success_at", at)
+            successes = () if last is None else (last,)
+        key = data.get("open_start_key")
+        if key is not None and not (
+            isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)
+        ):
+            raise ValueError(f"{at}.open_start_key: expected two strings, got {key!r}")
+        failed = data.get("failed")
+        if not isinstance(failed, bool):
+            raise ValueError(f"{at}.failed: expected true or false, got {failed!r}")
+        return cls(
+            last_ping_at=_optional_number(data, "last_ping_at", at),
+            successes=successes,
+            failed=failed,
+            open_start_at=_optional_number(data, "open_start_at", at),
+            open_start_key=(key[0], key[1]) if key else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """Everything kept about one heartbeat; ``seq`` numbers its pings (all signals) so far."""
+    """Everything kept about one heartbeat; ``seq`` numbers its pings (all signals) so far.
+
+    ``durations`` counts finished runs per bucket of ``DURATION_BUCKETS`` (the last one above
+    them all), ``duration_sum`` adds their seconds: the ``lookout_heartbeat_duration_seconds``
+    histogram.
+    """
 
     track: Track = Track()
     seq: int = 0
@@ -130,19 +215,15 @@ class Facts:
     last_duration: float | None = None
     last_exit_code: int | None = None
     runs: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    instances: Mapping[str, Track] = field(default_factory=dict)
+    durations: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)
+    duration_sum: float = 0.0
 
-    def apply(self, ping: Ping, max_instances: int) -> Facts:
+    def apply(self, ping: Ping, spec: Heartbeat) -> Facts:
+        """The facts after ``ping``, which ``judge`` has settled."""
         counts = dict(self.counts)
         counts[ping.signal] = counts.get(ping.signal, 0) + 1
         runs = dict(self.runs)
         key = (ping.instance or "", ping.rid or "")
-        instances = self.instances
-        if ping.instance is not None:
-            instances = dict(self.instances)
-            instances[ping.instance] = instances.pop(ping.instance, Track()).apply(ping)
-            while len(instances) > max_instances:
-                del instances[min(instances, key=lambda i: instances[i].last_ping_at or 0.0)]
         changes: dict[str, Any] = {}
         if ping.signal is Signal.START:
             runs.pop(key, None)
@@ -151,46 +232,133 @@ class Facts:
                 del runs[next(iter(runs))]
             changes["last_start_at"] = ping.at
         else:
-            started = runs.pop(key, None)
-            duration = ping.duration
-            if duration is None and started is not None:
-                duration = max(0.0, ping.at - started)
-            changes["last_duration"] = duration
+            runs.pop(key, None)
+            changes["last_duration"] = ping.duration
             changes["last_exit_code"] = ping.exit_code
+            if ping.duration is not None:
+                durations = list(self.durations)
+                durations[bisect.bisect_left(DURATION_BUCKETS, ping.duration)] += 1
+                changes["durations"] = tuple(durations)
+                changes["duration_sum"] = self.duration_sum + ping.duration
         return replace(
             self,
-            track=self.track.apply(ping),
+            track=self.track.apply(ping, spec),
             seq=self.seq + 1,
             counts=counts,
             runs=runs,
-            instances=instances,
             **changes,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "track": _track_json(self.track),
+            "track": self.track.to_json(),
             "seq": self.seq,
             "counts": {str(signal): n for signal, n in self.counts.items()},
             "last_start_at": self.last_start_at,
             "last_duration": self.last_duration,
             "last_exit_code": self.last_exit_code,
             "runs": [[instance, rid, at] for (instance, rid), at in self.runs.items()],
-            "instances": {name: _track_json(track) for name, track in self.instances.items()},
+            "durations": list(self.durations),
+            "duration_sum": self.duration_sum,
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Facts:
+    def from_json(cls, data: Any) -> Facts:
+        """The facts in ``data``; ValueError naming the first field that is not as written, so a
+        damaged row is refused when it is read instead of failing a later ping."""
+        data = _mapping(data, "facts")
+        seq = data.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError(f"facts.seq: expected a count, got {seq!r}")
+        counts: dict[Signal, int] = {}
+        for name, n in _mapping(data.get("counts"), "facts.counts").items():
+            if name not in Signal.__members__.values() or not _is_count(n):
+                raise ValueError(f"facts.counts: unexpected {name!r}: {n!r}")
+            counts[Signal(name)] = n
+        runs: dict[tuple[str, str], float] = {}
+        for run in _list(data, "runs", "facts"):
+            if not (
+                isinstance(run, list) and len(run) == 3 and all(isinstance(r, str) for r in run[:2])
+            ):
+                raise ValueError(f"facts.runs: expected [instance, rid, time], got {run!r}")
+            runs[(run[0], run[1])] = _number(run[2], "facts.runs")
+        durations = tuple(data.get("durations", (0,) * (len(DURATION_BUCKETS) + 1)))
+        if len(durations) != len(DURATION_BUCKETS) + 1 or not all(map(_is_count, durations)):
+            raise ValueError(f"facts.durations: expected {len(DURATION_BUCKETS) + 1} counts")
+        exit_code = data.get("last_exit_code")
+        if exit_code is not None and not _is_count(exit_code):
+            raise ValueError(f"facts.last_exit_code: expected an exit code, got {exit_code!r}")
         return cls(
-            track=_track_from_json(data["track"]),
-            seq=data["seq"],
-            counts={Signal(signal): n for signal, n in data["counts"].items()},
-            last_start_at=data["last_start_at"],
-            last_duration=data["last_duration"],
-            last_exit_code=data["last_exit_code"],
-            runs={(instance, rid): at for instance, rid, at in data["runs"]},
-            instances={name: _track_from_json(t) for name, t in data["instances"].items()},
+            track=Track.from_json(data.get("track")),
+            seq=seq,
+            counts=counts,
+            last_start_at=_optional_number(data, "last_start_at", "facts"),
+            last_duration=_optional_number(data, "last_duration", "facts"),
+            last_exit_code=exit_code,
+            runs=runs,
+            durations=durations,
+            duration_sum=_number(data.get("duration_sum", 0.0), "facts.duration_sum"),
         )
+
+
+class TooManyInstances(Exception):
+    """A new instance name while the heartbeat remembers as many as it may, all of them alive."""
+
+
+class Instances:
+    """The instance tracks of one heartbeat, least recently pinged first.
+
+    Bounded by ``instance_limit``: a new name takes the place of the least recently pinged
+    instance only when that one is no longer alive, so names sent by anyone who can ping never
+    push out workers that are pinging on time. Every operation costs O(1).
+    """
+
+    __slots__ = ("_tracks",)
+
+    def __init__(self, tracks: Mapping[str, Track] | None = None) -> None:
+        self._tracks: dict[str, Track] = dict(tracks or {})
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tracks)
+
+    def get(self, name: str) -> Track | None:
+        return self._tracks.get(name)
+
+    def items(self) -> Iterator[tuple[str, Track]]:
+        return iter(self._tracks.items())
+
+    def put(self, name: str, track: Track) -> None:
+        """Record ``track`` for ``name``, now the most recently pinged."""
+        self._tracks.pop(name, None)
+        self._tracks[name] = track
+
+    def remove(self, name: str) -> None:
+        self._tracks.pop(name, None)
+
+    def make_room(
+        self, spec: Heartbeat, now: float, skip: frozenset[str] = frozenset(), extra: int = 0
+    ) -> str | None:
+        """The name to forget so that one more fits beside ``extra`` names about to be added
+        (None when there is room); raises ``TooManyInstances`` when the least recently pinged
+        one (not in ``skip``) is alive."""
+        limit = instance_limit(spec.instances or 0)
+        if len(self._tracks) + extra < limit:
+            return None
+        for name, track in self._tracks.items():
+            if name in skip:
+                continue
+            if track.status(spec, now)[0] in ALIVE:
+                break
+            return name
+        raise TooManyInstances(
+            f"heartbeat {spec.name!r} already tracks {limit} instances that are alive"
+        )
+
+    def alive(self, spec: Heartbeat, now: float) -> int:
+        return sum(1 for track in self._tracks.values() if track.status(spec, now)[0] in ALIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,14 +378,11 @@ class View:
         return None if last is None else max(0.0, self.now - last)
 
 
-_ALIVE = frozenset({Status.UP, Status.RUNNING, Status.LATE})
-
-
-def derive(spec: Heartbeat, facts: Facts, now: float) -> View:
+def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: float) -> View:
     status, deadline = facts.track.status(spec, now)
     alive = None
     if spec.instances is not None:
-        alive = sum(1 for track in facts.instances.values() if track.status(spec, now)[0] in _ALIVE)
+        alive = instances.alive(spec, now) if instances is not None else 0
     return View(spec, facts, now, status, deadline, alive)
 
 
@@ -233,22 +398,29 @@ def _next_cron(schedule: Cron, last_success_at: float) -> float:
     return schedule.next_after(last_success_at)
 
 
-def _track_json(track: Track) -> dict[str, Any]:
-    return {
-        "last_ping_at": track.last_ping_at,
-        "last_success_at": track.last_success_at,
-        "failed": track.failed,
-        "open_start_at": track.open_start_at,
-        "open_start_key": list(track.open_start_key) if track.open_start_key else None,
-    }
+def _mapping(value: Any, at: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{at}: expected an object, got {value!r}")
+    return value
 
 
-def _track_from_json(data: Mapping[str, Any]) -> Track:
-    key = data["open_start_key"]
-    return Track(
-        last_ping_at=data["last_ping_at"],
-        last_success_at=data["last_success_at"],
-        failed=data["failed"],
-        open_start_at=data["open_start_at"],
-        open_start_key=(key[0], key[1]) if key else None,
-    )
+def _list(data: Mapping[str, Any], key: str, at: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{at}.{key}: expected a list, got {value!r}")
+    return value
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any, at: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{at}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _optional_number(data: Mapping[str, Any], key: str, at: str) -> float | None:
+    value = data.get(key)
+    return None if value is None else _number(value, f"{at}.{key}")

@@ -12,7 +12,7 @@ durations (linear interpolation between the closest ranks), not histogram bucket
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -21,7 +21,7 @@ from exporter import __version__
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Signal, Status, View
-from exporter.heartbeats.store import KEEP_PINGS, StoredPing
+from exporter.heartbeats.store import KEEP_PINGS, StoredPing, StoreError
 from exporter.recent import RecentProbe
 from exporter.results import Certificate, ProbeResult
 from exporter.runtime import Runtime
@@ -283,7 +283,8 @@ async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
     after = {v.spec.name: v.facts.seq - LIST_SCAN for v in views if v.status is Status.FAILED}
     failures: dict[str, StoredPing] = {}
     if store is not None and after:
-        failures = await asyncio.to_thread(store.latest_failures, after)
+        with contextlib.suppress(StoreError):  # the list still shows while the store is down
+            failures = await store.latest_failures(after)
     items = []
     for view in views:
         item = describe(view)
@@ -300,7 +301,7 @@ async def heartbeat_detail(
 ) -> dict[str, Any]:
     """One heartbeat with its newest kept failure and its latest ``limit`` pings, newest first."""
     store = heartbeats.store
-    pings = await asyncio.to_thread(store.recent, spec.name) if store is not None else []
+    pings = await store.recent(spec.name) if store is not None else []
     detail = describe(heartbeats.view(spec))
     failure = _last_failure(pings)
     detail["last_failure"] = None if failure is None else ping_json(failure, bodies_visible)

@@ -1,4 +1,5 @@
-"""Every acknowledged ping survives the exporter being killed with SIGKILL during a ping flood."""
+"""Every acknowledged ping survives the exporter being killed with SIGKILL during a ping flood,
+with either store."""
 
 from __future__ import annotations
 
@@ -7,19 +8,29 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.exporter_process import run_exporter
 from tests.metrics import sample_value
+from tests.postgres import PostgresServer
 
 HEARTBEATS = [f"flood-{n}" for n in range(50)]
 
 
-async def flood(port: int, worker: int, acknowledged: Counter[str]) -> None:
-    """Ping over one keep-alive connection until the server dies; count the 200 answers."""
+async def flood(
+    port: int,
+    worker: int,
+    acknowledged: Counter[str],
+    refused: Counter[str] | None = None,
+    names: list[str] = HEARTBEATS,
+) -> None:
+    """Ping over one keep-alive connection until the server dies; count the 200 answers (and
+    the 503s in ``refused``)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = worker
     try:
         while True:
-            name = HEARTBEATS[n % len(HEARTBEATS)]
+            name = names[n % len(names)]
             n += 7
             request = f"POST /ping/{name} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"
             writer.write(request.encode())
@@ -28,16 +39,28 @@ async def flood(port: int, worker: int, acknowledged: Counter[str]) -> None:
             await reader.readexactly(length)
             if head.startswith(b"HTTP/1.1 200 "):
                 acknowledged[name] += 1
+            elif refused is not None and head.startswith(b"HTTP/1.1 503 "):
+                refused[name] += 1
+                await asyncio.sleep(0.05)
     except (ConnectionError, asyncio.IncompleteReadError):
         return
     finally:
         writer.close()
 
 
-async def test_every_acknowledged_ping_survives_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_every_acknowledged_ping_survives_sigkill(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    storage = ""
+    if engine == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        storage = f"storage: {server.create_database()}\n"
     config = tmp_path / "lookout.yml"
     config.write_text(
-        "heartbeats:\n" + "".join(f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in HEARTBEATS)
+        storage
+        + "heartbeats:\n"
+        + "".join(f"  - {{name: {n}, period: 1m, grace: 1m}}\n" for n in HEARTBEATS)
     )
     args = ["run", "--config", str(config), "--storage.path", str(tmp_path / "data")]
     acknowledged: Counter[str] = Counter()

@@ -12,7 +12,7 @@ from pytest_aiohttp import AiohttpClient
 
 from exporter import config
 from exporter.app import create_app
-from exporter.heartbeats.store import DB_FILE
+from exporter.heartbeats.sqlite_store import DB_FILE
 from exporter.runtime import Options
 from tests.exporter_process import exporter_command
 from tests.metrics import assert_promtool_accepts, sample_value, series_names

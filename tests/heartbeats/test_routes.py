@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.heartbeats.routes import HEARTBEATS, KEEP_BODY_BYTES, MAX_BODY_BYTES, add_routes
+from exporter.heartbeats.routes import (
+    HEARTBEATS,
+    KEEP_BODY_BYTES,
+    MAX_BODY_BYTES,
+    REFUSAL_LOG_SECONDS,
+    add_routes,
+)
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.state import Facts, Signal, Status
 from exporter.heartbeats.store import Store
@@ -93,7 +101,7 @@ async def test_an_unknown_heartbeat_is_404_and_creates_nothing(
     assert response.status == 404
     assert "unknown heartbeat 'nope'" in await response.text()
     assert "nope" not in facts(heartbeats)
-    assert await asyncio.to_thread(store(heartbeats).recent, "nope") == []
+    assert await store(heartbeats).recent("nope") == []
 
 
 @pytest.mark.parametrize(
@@ -157,7 +165,7 @@ async def test_a_long_body_is_truncated_to_its_end_and_counts(
 ) -> None:
     body = b"x" * (3 * KEEP_BODY_BYTES) + b"the error at the end"
     assert (await client.post("/ping/job/1", data=body)).status == 200
-    kept = (await asyncio.to_thread(store(heartbeats).recent, "job"))[0].body
+    kept = (await store(heartbeats).recent("job"))[0].body
     assert len(kept) == KEEP_BODY_BYTES
     assert kept.endswith(b"the error at the end")
 
@@ -189,3 +197,54 @@ async def test_a_chunked_body_over_the_hard_cap_is_refused(
     response = await client.post("/ping/job", data=chunks())
     assert response.status == 413
     assert facts(heartbeats) == {}
+
+
+async def test_an_exit_code_of_5000_digits_is_a_clear_400(
+    client: Client, heartbeats: Heartbeats, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.get("/ping/job/" + "7" * 5000)
+    assert response.status == 400
+    assert "is out of range 0-255" in await response.text()
+    assert len(await response.text()) < 200
+    assert (await client.get("/ping/job/" + "0" * 5000)).status == 200, "leading zeros are 0"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_refused_pings_are_logged_at_info_at_most_once_per_interval(
+    client: Client, heartbeats: Heartbeats, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.heartbeats.routes")
+    for _ in range(50):
+        await client.get("/ping/nope")
+        await client.get("/ping/secret?token=wrong")
+    clock.advance(REFUSAL_LOG_SECONDS)
+    await client.get("/ping/job/999")
+    refused = [r for r in caplog.records if r.getMessage() == "ping refused"]
+    assert [r.levelno for r in refused] == [logging.INFO, logging.INFO]
+    assert refused[0].status == 404  # type: ignore[attr-defined]
+    assert refused[1].left_out == 99  # type: ignore[attr-defined]
+    assert refused[1].status == 400  # type: ignore[attr-defined]
+
+
+async def test_instance_names_cannot_be_sent_without_the_token() -> None:
+    """Covered by the token check coming first: a heartbeat with a token and instances."""
+    spec = every(60, 30, "guarded", token="t0k", instances=2)
+    app = web.Application()
+    heartbeats = Heartbeats([spec], FakeClock(), Path("unused"))
+    app[HEARTBEATS] = heartbeats
+    add_routes(app)
+    async with TestClient(TestServer(app)) as guarded:
+        response = await guarded.get("/ping/guarded?instance=intruder")
+        assert response.status == 401
+
+
+async def test_instances_are_bounded_and_a_flood_of_new_names_is_refused_with_429(
+    client: Client, heartbeats: Heartbeats
+) -> None:
+    for n in range(12):  # pool: instances 3, so 12 names at most
+        assert (await client.get(f"/ping/pool?instance=w{n}")).status == 200
+    flood = [await client.get(f"/ping/pool?instance=fake{n}") for n in range(20)]
+    assert {r.status for r in flood} == {429}
+    assert "already tracks 12 instances" in await flood[0].text()
+    assert (await client.get("/ping/pool?instance=w3")).status == 200
+    assert heartbeats.view(heartbeats.specs["pool"]).instances_alive == 12

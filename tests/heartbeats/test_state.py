@@ -4,26 +4,48 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from exporter.heartbeats.spec import Heartbeat
-from exporter.heartbeats.state import MAX_OPEN_RUNS, Facts, Ping, Signal, Status, View, derive
-from tests.heartbeats.conftest import FakeClock, cron, every
+from exporter.heartbeats.state import (
+    DURATION_BUCKETS,
+    MAX_OPEN_RUNS,
+    Facts,
+    Instances,
+    Ping,
+    Signal,
+    Status,
+    Track,
+    View,
+    derive,
+    judge,
+)
+from tests.heartbeats.conftest import T0, FakeClock, cron, every
 
 
 class Job:
-    """One heartbeat's facts, pinged and read at the fake clock's time."""
+    """One heartbeat's facts and instances, pinged and read at the fake clock's time."""
 
     def __init__(self, spec: Heartbeat, clock: FakeClock) -> None:
         self.spec = spec
         self.clock = clock
         self.facts = Facts()
+        self.instances = Instances()
 
     def ping(self, signal: Signal = Signal.SUCCESS, **kwargs: object) -> None:
         ping = Ping("job", signal, self.clock.time(), **kwargs)  # type: ignore[arg-type]
-        self.facts = self.facts.apply(ping, max_instances=4 * (self.spec.instances or 0))
+        judged = judge(ping, self.facts, self.spec)
+        self.facts = self.facts.apply(judged, self.spec)
+        if ping.instance is not None:
+            evict = self.instances.make_room(self.spec, ping.at)
+            if evict is not None:
+                self.instances.remove(evict)
+            track = self.instances.get(ping.instance) or Track()
+            self.instances.put(ping.instance, track.apply(judged, self.spec))
 
     @property
     def view(self) -> View:
-        return derive(self.spec, self.facts, self.clock.time())
+        return derive(self.spec, self.facts, self.instances, self.clock.time())
 
     @property
     def status(self) -> Status:
@@ -223,12 +245,12 @@ def test_a_start_of_one_instance_is_not_finished_by_another(clock: FakeClock) ->
     assert job.facts.last_duration is None
 
 
-def test_only_the_most_recent_instance_names_are_remembered(clock: FakeClock) -> None:
+def test_instance_names_of_replaced_pods_make_room_for_new_ones(clock: FakeClock) -> None:
     job = Job(every(60, 30, instances=2), clock)
     for n in range(20):
         job.ping(instance=f"pod-{n}")
-        clock.advance(1)
-    assert sorted(job.facts.instances) == [f"pod-{n}" for n in range(12, 20)]
+        clock.advance(100)  # each pod is down by the time the next one starts
+    assert sorted(job.instances) == sorted(f"pod-{n}" for n in range(12, 20))
 
 
 def utc(text: str) -> float:
@@ -283,3 +305,109 @@ def test_facts_survive_a_json_round_trip(clock: FakeClock) -> None:
     job.ping(Signal.FAIL, rid="b", instance="w2", exit_code=4)
     job.ping(Signal.START, instance="w2")
     assert Facts.from_json(job.facts.to_json()) == job.facts
+    for _, track in job.instances.items():
+        assert Track.from_json(track.to_json()) == track
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"seq": "7"}, "facts.seq: expected a count", id="seq-text"),
+        pytest.param({"counts": {"success": -1}}, "facts.counts", id="negative-count"),
+        pytest.param({"counts": {"retry": 1}}, "facts.counts", id="unknown-signal"),
+        pytest.param({"runs": [["", "r", "yesterday"]]}, "facts.runs", id="run-time"),
+        pytest.param({"durations": [1, 2]}, "facts.durations", id="buckets"),
+        pytest.param({"last_exit_code": 1.5}, "facts.last_exit_code", id="exit-code"),
+        pytest.param(
+            {"track": {"failed": "no", "last_ping_at": None}}, "track.failed", id="failed-text"
+        ),
+        pytest.param(
+            {"track": {"failed": False, "successes": ["noon"]}}, "track.successes", id="success"
+        ),
+        pytest.param({"last_duration": float("inf")}, "facts.last_duration", id="infinite"),
+    ],
+)
+def test_facts_with_a_wrongly_typed_value_are_refused_when_read(
+    clock: FakeClock, change: dict[str, object], message: str
+) -> None:
+    job = Job(every(60, 30), clock)
+    job.ping()
+    data = {**job.facts.to_json(), **change}
+    with pytest.raises(ValueError, match=message):
+        Facts.from_json(data)
+
+
+def test_facts_written_before_pings_per_period_are_read(clock: FakeClock) -> None:
+    old = {
+        "track": {"last_ping_at": 5.0, "last_success_at": 5.0, "failed": False,
+                  "open_start_at": None, "open_start_key": None},
+        "seq": 1, "counts": {"success": 1}, "last_start_at": None, "last_duration": None,
+        "last_exit_code": None, "runs": [], "instances": {},
+    }  # fmt: skip
+    facts = Facts.from_json(old)
+    assert facts.track.successes == (5.0,)
+    assert facts.durations == Facts().durations
+
+
+def test_a_job_finishing_faster_than_min_runtime_failed(clock: FakeClock) -> None:
+    job = Job(every(3600, 600, min_runtime=60), clock)
+    job.ping(Signal.START)
+    clock.advance(2)
+    job.ping(Signal.SUCCESS, exit_code=0)
+    assert job.status is Status.FAILED
+    assert job.facts.counts == {Signal.START: 1, Signal.FAIL: 1}
+    job.ping(Signal.START)
+    clock.advance(61)
+    job.ping(Signal.SUCCESS)
+    assert job.status is Status.UP
+
+
+def test_min_runtime_also_judges_a_reported_duration(clock: FakeClock) -> None:
+    job = Job(every(3600, 600, min_runtime=60), clock)
+    job.ping(Signal.SUCCESS, duration=3)
+    assert job.status is Status.FAILED
+    job.ping(Signal.SUCCESS)  # no start, no duration: nothing to judge
+    assert job.status is Status.UP
+
+
+def test_max_runtime_is_its_own_allowance_for_a_started_run(clock: FakeClock) -> None:
+    """A short grace for the schedule, a long one for the run: a started run is running until
+    max_runtime, whatever the grace."""
+    job = Job(every(3600, 60, max_runtime=7200), clock)
+    job.ping()
+    clock.advance(3600)
+    job.ping(Signal.START)
+    clock.advance(5000)
+    assert job.status is Status.RUNNING
+    assert job.view.deadline == clock.now - 5000 + 7200
+    clock.advance(2201)
+    assert job.status is Status.DOWN
+
+
+def test_a_heartbeat_expecting_three_pings_per_period_is_late_with_two(
+    clock: FakeClock,
+) -> None:
+    job = Job(every(3600, 300, pings_per_period=3), clock)
+    for _ in range(3):
+        job.ping()
+        clock.advance(1200)
+    # successes at 0, 1200 and 2400 s; now 3600 s: the oldest of them is one period old
+    assert job.status is Status.UP
+    clock.advance(1)
+    assert job.status is Status.LATE
+    assert job.view.deadline == clock.now - 1 + 300
+    job.ping()
+    assert job.status is Status.UP
+    assert job.view.deadline == T0 + 1200 + 3600 + 300  # the oldest kept is now 1200 s
+
+
+def test_run_durations_are_counted_in_buckets(clock: FakeClock) -> None:
+    job = Job(every(3600, 600), clock)
+    for seconds in (0.5, 3, 3, 700, 100_000):
+        job.ping(Signal.SUCCESS, duration=seconds)
+    durations = dict(zip((*DURATION_BUCKETS, "+Inf"), job.facts.durations, strict=True))
+    assert durations[1] == 1
+    assert durations[5] == 2
+    assert durations[1200] == 1
+    assert durations["+Inf"] == 1
+    assert job.facts.duration_sum == 100_706.5

@@ -43,7 +43,7 @@ async def ping(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
 async def pings(server: TestServer, name: str) -> list[StoredPing]:
     store = server.app[HEARTBEATS].store
     assert store is not None
-    return await asyncio.to_thread(store.recent, name)
+    return await store.recent(name)
 
 
 def url(server: TestServer) -> str:

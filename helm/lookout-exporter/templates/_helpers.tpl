@@ -11,7 +11,10 @@ Names, labels and the decisions several templates share.
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
+{{- if hasPrefix .Release.Name $name }}
+{{- /* helm install lookout (or lookout-exporter): the Service is lookout-exporter */}}
+{{- $name | trunc 63 | trimSuffix "-" }}
+{{- else if contains $name .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
@@ -53,10 +56,31 @@ app.kubernetes.io/part-of: lookout
 {{- end }}
 
 {{/*
+Pods that each probe a share of the targets: more than one replica, probing sharded.
+*/}}
+{{- define "lookout-exporter.sharded" -}}
+{{- if and (gt (int .Values.replicas) 1) (eq .Values.probing "sharded") }}true{{ end }}
+{{- end }}
+
+{{/*
+The heartbeat store shared by every pod: PostgreSQL.
+*/}}
+{{- define "lookout-exporter.postgresql" -}}
+{{- if eq .Values.heartbeatStore.type "postgresql" }}true{{ end }}
+{{- end }}
+
+{{/*
+A PersistentVolumeClaim per pod for its SQLite heartbeat store (not with PostgreSQL).
+*/}}
+{{- define "lookout-exporter.claims" -}}
+{{- if and .Values.persistence.enabled (not (include "lookout-exporter.postgresql" .)) }}true{{ end }}
+{{- end }}
+
+{{/*
 A StatefulSet when pods need a stable identity: a PersistentVolumeClaim each, or a shard ordinal.
 */}}
 {{- define "lookout-exporter.statefulset" -}}
-{{- if or .Values.persistence.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- if or (include "lookout-exporter.claims" .) (include "lookout-exporter.sharded" .) }}true{{ end }}
 {{- end }}
 
 {{/*

@@ -2,7 +2,8 @@
 The pod template shared by the Deployment and the StatefulSet.
 */}}
 {{- define "lookout-exporter.podTemplate" -}}
-{{- $sharded := gt (int .Values.replicas) 1 -}}
+{{- $sharded := include "lookout-exporter.sharded" . -}}
+{{- $postgresql := include "lookout-exporter.postgresql" . -}}
 metadata:
   labels:
     {{- include "lookout-exporter.labels" . | nindent 4 }}
@@ -50,7 +51,7 @@ spec:
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- if or $sharded .Values.env }}
+      {{- if or $sharded $postgresql .Values.env }}
       env:
         {{- if $sharded }}
         # The StatefulSet ordinal (Kubernetes >= 1.28 labels every StatefulSet pod with it).
@@ -58,6 +59,14 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+        {{- end }}
+        {{- if $postgresql }}
+        # The shared heartbeat store's URL (the config's storage: ${LOOKOUT_STORAGE_URL}).
+        - name: LOOKOUT_STORAGE_URL
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.heartbeatStore.postgresql.urlSecret.name }}
+              key: {{ .Values.heartbeatStore.postgresql.urlSecret.key }}
         {{- end }}
         {{- with .Values.env }}
         {{- toYaml . | nindent 8 }}
@@ -99,7 +108,7 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: {{ .Values.tmpSizeLimit }}
-    {{- if not .Values.persistence.enabled }}
+    {{- if not (include "lookout-exporter.claims" .) }}
     - name: data
       emptyDir: {}
     {{- end }}

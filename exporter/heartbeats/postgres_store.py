@@ -1,0 +1,586 @@
+"""The shared heartbeat store: PostgreSQL, for several replicas that must agree.
+
+Every replica writes into, and reads from, the same tables, so all of them export the same
+status, deadline, durations and exit codes whichever pod received each ping, and a ``/start``
+on one pod pairs with its finish on another (``rid``). The contract is SQLite's: a ping is
+answered only after the transaction holding it committed, and one writer task per process
+commits every ping that queued up meanwhile in one transaction (group commit).
+
+A commit locks the rows of the batch's heartbeats (``SELECT ... FOR UPDATE``, in name order, so
+replicas never deadlock), folds the pings into the facts it read, and writes facts, pings and
+instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed. Each replica listens
+and re-reads those heartbeats at once, and compares all sequence numbers every
+``REFRESH_SECONDS`` in case a notification was missed: what a replica exports is normally
+milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query).
+
+Schema changes are versioned migrations applied at start under an advisory lock, so replicas
+starting together apply each one once. When the database is unreachable pings fail with
+``StoreError`` (answered 503) after at most ``POOL_TIMEOUT`` seconds, the store is down (the
+service turns readiness false and checks it again every few seconds), and it recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage
+from exporter.heartbeats.state import Facts, Instances, Ping, Signal, Track
+from exporter.heartbeats.store import (
+    KEEP_PINGS,
+    MAX_BATCH,
+    Folded,
+    Pending,
+    StoredPing,
+    StoreError,
+    StoreHealth,
+    fold,
+)
+
+__all__ = ["CHANNEL", "MIGRATIONS", "POOL_TIMEOUT", "REFRESH_SECONDS", "PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "lookout_heartbeats"
+# Seconds between full comparisons of every heartbeat's sequence number with the database.
+REFRESH_SECONDS = 5.0
+# Seconds a ping waits for a connection while the database is up (1 once it is known down).
+POOL_TIMEOUT = 5.0
+# Seconds one commit may take before its pings fail.
+COMMIT_TIMEOUT = 15.0
+# Seconds to open the store at start.
+OPEN_TIMEOUT = 15.0
+# Seconds closing waits for the background tasks and the pool.
+STOP_SECONDS = 5.0
+# NOTIFY payloads are limited to 8000 bytes: larger batches ask for a full comparison ("*").
+NOTIFY_LIMIT = 7000
+POOL_SIZE = 4
+# Arbitrary constant of the advisory lock serialising migrations among replicas.
+MIGRATION_LOCK = 0x6C6F6F6B6F7574
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE lookout_heartbeat (
+        name text PRIMARY KEY,
+        seq bigint NOT NULL DEFAULT 0,
+        facts text
+    );
+    CREATE TABLE lookout_ping (
+        heartbeat text NOT NULL,
+        slot integer NOT NULL,
+        seq bigint NOT NULL,
+        at double precision NOT NULL,
+        signal text NOT NULL,
+        rid text,
+        instance text,
+        exit_code integer,
+        duration double precision,
+        body bytea NOT NULL,
+        PRIMARY KEY (heartbeat, slot)
+    );
+    CREATE TABLE lookout_instance (
+        heartbeat text NOT NULL,
+        name text NOT NULL,
+        seq bigint NOT NULL,
+        last_ping_at double precision NOT NULL,
+        track text NOT NULL,
+        PRIMARY KEY (heartbeat, name)
+    );
+    CREATE INDEX lookout_instance_changes ON lookout_instance (heartbeat, seq);
+    CREATE TABLE lookout_quarantine (
+        heartbeat text NOT NULL,
+        kind text NOT NULL,
+        content text,
+        error text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
+)
+
+_LATEST_FAILURES = """
+SELECT DISTINCT ON (p.heartbeat)
+    p.heartbeat, p.seq, p.at, p.signal, p.rid, p.instance, p.exit_code, p.duration, p.body
+FROM lookout_ping p
+JOIN unnest(%s::text[], %s::bigint[]) AS w(heartbeat, after)
+    ON p.heartbeat = w.heartbeat AND p.seq > w.after
+WHERE p.signal = %s
+ORDER BY p.heartbeat, p.seq DESC
+"""
+
+_WRITE_PINGS = """
+INSERT INTO lookout_ping
+SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::float8[], %s::text[],
+                     %s::text[], %s::text[], %s::int[], %s::float8[], %s::bytea[])
+ON CONFLICT (heartbeat, slot) DO UPDATE SET
+    seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
+    instance = excluded.instance, exit_code = excluded.exit_code,
+    duration = excluded.duration, body = excluded.body
+"""
+
+_WRITE_INSTANCES = """
+INSERT INTO lookout_instance
+SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[])
+ON CONFLICT (heartbeat, name) DO UPDATE SET
+    seq = excluded.seq, last_ping_at = excluded.last_ping_at, track = excluded.track
+"""
+
+
+class PostgresStore:
+    """Open with ``await PostgresStore.open(settings)``, then ``start()`` and ``await close()``."""
+
+    def __init__(self, settings: PostgresStorage, pool: AsyncConnectionPool) -> None:
+        self.health = StoreHealth("postgresql")
+        self._settings = settings
+        self._pool = pool
+        self._facts: dict[str, Facts] = {}
+        self._books: dict[str, Instances] = {}
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+
+    @classmethod
+    async def open(cls, settings: PostgresStorage) -> PostgresStore:
+        """Connect, migrate and load every heartbeat; raises ``StoreError`` with the reason."""
+        pool = AsyncConnectionPool(
+            settings.url,
+            kwargs=_connect_kwargs(settings),
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            timeout=POOL_TIMEOUT,
+            check=AsyncConnectionPool.check_connection,
+            name="lookout-heartbeats",
+        )
+        store = cls(settings, pool)
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                # One connection first: a wrong address or password fails at once, with
+                # libpq's own words, where the pool would retry until its timeout.
+                first = await psycopg.AsyncConnection.connect(
+                    settings.url, **_connect_kwargs(settings)
+                )
+                await first.close()
+                await pool.open(wait=True, timeout=OPEN_TIMEOUT)
+                await store._migrate()
+                await store._refresh(None)
+        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+            await pool.close()
+            raise StoreError(
+                f"cannot use heartbeat store {store.describe()}: {_reason(exc)}"
+            ) from None
+        return store
+
+    @property
+    def facts(self) -> Mapping[str, Facts]:
+        return self._facts
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not self._tasks[0].done() and not self._stopped
+
+    def describe(self) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self._settings.url)
+        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+        return f"postgresql://{where}/{info.get('dbname', '')}"
+
+    def instances(self, heartbeat: str) -> Instances | None:
+        return self._books.get(heartbeat)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._write(), name="heartbeat-store-writer"),
+            loop.create_task(self._listen(), name="heartbeat-store-listener"),
+            loop.create_task(self._refresh_periodically(), name="heartbeat-store-refresh"),
+        ]
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the tasks and close the connections."""
+        self._stopped = True
+        if self._tasks:
+            await self._queue.put(None)
+            await self._tasks[0]
+            # The listener and the refresher see the stop within a second and end by
+            # themselves (cancelling a query in flight can wait on the server).
+            self._wake.set()
+            _, late = await asyncio.wait(self._tasks[1:], timeout=STOP_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            self._tasks = []
+        await self._pool.close(timeout=STOP_SECONDS)
+
+    async def record(self, ping: Ping, spec: Heartbeat) -> Facts:
+        if not self.running:
+            raise StoreError(f"the writer of heartbeat store {self.describe()} has stopped")
+        future: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Pending(ping, spec, future))
+        return await future
+
+    async def check(self) -> None:
+        async with self._connection() as db:
+            cursor = await db.execute("SELECT pg_is_in_recovery()")
+            row = await cursor.fetchone()
+        if row is not None and row[0]:
+            raise StoreError(f"heartbeat store {self.describe()} is a read-only standby")
+        if not self.health.up:
+            log.warning("heartbeat store reachable again", extra={"store": self.describe()})
+        self.health.up = True
+        self._wake.set()
+
+    async def recent(self, heartbeat: str, limit: int = KEEP_PINGS) -> list[StoredPing]:
+        async with self._connection() as db:
+            cursor = await db.execute(
+                "SELECT seq, at, signal, rid, instance, exit_code, duration, body "
+                "FROM lookout_ping WHERE heartbeat = %s ORDER BY seq DESC LIMIT %s",
+                (heartbeat, limit),
+            )
+            rows = await cursor.fetchall()
+        return [_stored(row) for row in rows]
+
+    async def latest_failures(self, after: Mapping[str, int]) -> dict[str, StoredPing]:
+        if not after:
+            return {}
+        async with self._connection() as db:
+            cursor = await db.execute(
+                _LATEST_FAILURES, (list(after), list(after.values()), str(Signal.FAIL))
+            )
+            rows = await cursor.fetchall()
+        return {row[0]: _stored(row[1:]) for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        """A pooled connection; every database error leaves as ``StoreError``, counted."""
+        timeout = POOL_TIMEOUT if self.health.up else 1.0
+        try:
+            async with self._pool.connection(timeout=timeout) as db:
+                yield db
+        except (psycopg.Error, PoolTimeout) as exc:
+            self.health.errors += 1
+            raise StoreError(f"heartbeat store {self.describe()}: {_reason(exc)}") from None
+
+    async def _migrate(self) -> None:
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await db.execute("CREATE TABLE IF NOT EXISTS lookout_schema (version integer NOT NULL)")
+            row = await (await db.execute("SELECT max(version) FROM lookout_schema")).fetchone()
+            version = row[0] if row and row[0] is not None else 0
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"heartbeat store {self.describe()} has schema version {version}, "
+                    f"newer than this Lookout understands ({len(MIGRATIONS)})"
+                )
+            for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                await db.execute(sql.encode())
+                await db.execute("INSERT INTO lookout_schema VALUES (%s)", (number,))
+                log.info("heartbeat store migrated", extra={"version": number})
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # never let one batch stop the writer
+                if not isinstance(exc, StoreError):
+                    log.exception("heartbeat store batch failed")
+                    exc = StoreError(f"heartbeat store batch failed: {exc}")
+                self._fail(batch, exc)
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        for attempt in range(3):
+            try:
+                async with asyncio.timeout(COMMIT_TIMEOUT), self._connection() as db:
+                    folded = await self._transaction(db, batch)
+                break
+            except StoreError as exc:
+                if attempt == 2 or "deadlock" not in str(exc):
+                    raise
+        self._publish(batch, folded)
+
+    async def _transaction(
+        self, db: psycopg.AsyncConnection[TupleRow], batch: list[Pending]
+    ) -> Folded:
+        names = sorted({item.ping.heartbeat for item in batch})
+        async with db.transaction():
+            await db.execute(
+                "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%s::text[]) AS n "
+                "ORDER BY n ON CONFLICT DO NOTHING",
+                (names,),
+            )
+            cursor = await db.execute(
+                "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%s) "
+                "ORDER BY name FOR UPDATE",
+                (names,),
+            )
+            current = await self._read_facts(db, await cursor.fetchall())
+            keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
+            known: dict[tuple[str, str], Track] = {}
+            if keys:
+                cursor = await db.execute(
+                    "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
+                    "JOIN unnest(%s::text[], %s::text[]) AS k(heartbeat, name) "
+                    "ON i.heartbeat = k.heartbeat AND i.name = k.name",
+                    ([h for h, _ in keys], [n for _, n in keys]),
+                )
+                for heartbeat, name, text in await cursor.fetchall():
+                    with contextlib.suppress(ValueError, TypeError):
+                        known[(heartbeat, name)] = Track.from_json(json.loads(text))
+            folded = fold(
+                batch,
+                lambda name: current.get(name) or Facts(),
+                lambda name: self._books.get(name) or Instances(),
+                lambda heartbeat, name: known.get((heartbeat, name)),
+            )
+            await self._write_rows(db, folded)
+        return folded
+
+    async def _read_facts(
+        self, db: psycopg.AsyncConnection[TupleRow], rows: Sequence[TupleRow]
+    ) -> dict[str, Facts]:
+        """The facts of locked rows; a damaged one is quarantined and its heartbeat restarts."""
+        facts: dict[str, Facts] = {}
+        for name, text in rows:
+            if text is None:
+                continue
+            try:
+                facts[name] = Facts.from_json(json.loads(text))
+            except (ValueError, TypeError) as exc:
+                facts[name] = await self._quarantine(db, name, text, str(exc))
+        return facts
+
+    async def _quarantine(
+        self, db: psycopg.AsyncConnection[TupleRow], name: str, text: str, error: str
+    ) -> Facts:
+        await db.execute(
+            "INSERT INTO lookout_quarantine (heartbeat, kind, content, error) "
+            "VALUES (%s, 'facts', %s, %s)",
+            (name, text, error),
+        )
+        cursor = await db.execute(
+            "SELECT coalesce(max(seq), 0) FROM lookout_ping WHERE heartbeat = %s", (name,)
+        )
+        row = await cursor.fetchone()
+        self.health.quarantined += 1
+        log.error(
+            "damaged heartbeat row quarantined",
+            extra={"store": self.describe(), "heartbeat": name, "row": "facts", "error": error},
+        )
+        fresh = Facts(seq=row[0] if row else 0)
+        await db.execute(
+            "UPDATE lookout_heartbeat SET seq = %s, facts = %s WHERE name = %s",
+            (fresh.seq, json.dumps(fresh.to_json()), name),
+        )
+        return fresh
+
+    async def _write_rows(self, db: psycopg.AsyncConnection[TupleRow], folded: Folded) -> None:
+        # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
+        # keeps the newest (one statement may not update a row twice).
+        pings = list({(row[0], row[1]): row for row in folded.pings}.values())
+        if pings:
+            await db.execute(_WRITE_PINGS, [list(column) for column in zip(*pings, strict=True)])
+        if folded.facts:
+            await db.execute(
+                "UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS u(name, seq, facts) "
+                "WHERE h.name = u.name",
+                (
+                    list(folded.facts),
+                    [f.seq for f in folded.facts.values()],
+                    [json.dumps(f.to_json()) for f in folded.facts.values()],
+                ),
+            )
+        changed = [(k, t) for k, t in folded.instances.items() if t is not None]
+        if changed:
+            await db.execute(
+                _WRITE_INSTANCES,
+                (
+                    [h for (h, _), _ in changed],
+                    [n for (_, n), _ in changed],
+                    [folded.facts[h].seq for (h, _), _ in changed],
+                    [t.last_ping_at for _, t in changed],
+                    [json.dumps(t.to_json()) for _, t in changed],
+                ),
+            )
+        forgotten = [key for key, t in folded.instances.items() if t is None]
+        if forgotten:
+            await db.execute(
+                "DELETE FROM lookout_instance i USING unnest(%s::text[], %s::text[]) "
+                "AS k(heartbeat, name) WHERE i.heartbeat = k.heartbeat AND i.name = k.name",
+                ([h for h, _ in forgotten], [n for _, n in forgotten]),
+            )
+        if folded.facts:
+            payload = json.dumps(sorted(folded.facts))
+            await db.execute(
+                "SELECT pg_notify(%s, %s)",
+                (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
+            )
+
+    def _publish(self, batch: list[Pending], folded: Folded) -> None:
+        for name, facts in folded.facts.items():
+            self._adopt(name, facts)
+        folded.apply_instances(self._books)
+        self.health.errors += folded.failures
+        if not self.health.up:
+            log.warning("heartbeat pings stored again", extra={"store": self.describe()})
+            self.health.up = True
+        for item, outcome in zip(batch, folded.outcomes, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+
+    def _fail(self, batch: list[Pending], error: Exception) -> None:
+        if self.health.up:
+            log.error("heartbeat pings not stored", extra={"error": str(error)})
+            self.health.up = False
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def _adopt(self, name: str, facts: Facts) -> None:
+        """Publish ``facts`` unless newer ones are published already."""
+        published = self._facts.get(name)
+        if published is None or facts.seq > published.seq:
+            self._facts[name] = facts
+
+    # -- reading what other replicas wrote --------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Re-read heartbeats named by notifications; reconnects after a lost connection."""
+        failing = False
+        while not self._stopped:
+            try:
+                db = await psycopg.AsyncConnection.connect(
+                    self._settings.url, **_connect_kwargs(self._settings)
+                )
+            except psycopg.Error as exc:
+                if not failing:
+                    log.warning("heartbeat store notifications lost", extra={"error": _reason(exc)})
+                failing = True
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                async with db:
+                    await db.execute(f"LISTEN {CHANNEL}")
+                    failing = False
+                    self._request(None)  # whatever changed while not listening
+                    while not self._stopped:
+                        async for notice in db.notifies(timeout=1.0):
+                            self._request(notice.payload)
+            except Exception as exc:  # the listener must outlive any failure
+                if not failing:
+                    log.warning("heartbeat store notifications lost", extra={"error": _reason(exc)})
+                failing = True
+                await asyncio.sleep(1.0)
+
+    def _request(self, payload: str | None) -> None:
+        if payload is None or payload == "*":
+            self._dirty.add("*")
+        else:
+            with contextlib.suppress(ValueError, TypeError):
+                self._dirty.update(str(name) for name in json.loads(payload))
+        self._wake.set()
+
+    async def _refresh_periodically(self) -> None:
+        """Apply requested refreshes at once, and compare everything every REFRESH_SECONDS."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), REFRESH_SECONDS)
+            if self._stopped:
+                return
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            names = None if "*" in dirty or not dirty else sorted(dirty)
+            try:
+                await self._refresh(names)
+            except Exception as exc:  # retried: the refresher must outlive any failure
+                self._dirty.update(dirty)
+                log.debug("heartbeat refresh failed", extra={"error": _reason(exc)})
+                await asyncio.sleep(1.0)
+
+    async def _refresh(self, names: list[str] | None) -> None:
+        """Read the facts of ``names`` (None: of every heartbeat whose seq moved) and their
+        instance tracks changed since the published seq."""
+        async with self._pool.connection(timeout=POOL_TIMEOUT) as db:
+            if names is None:
+                cursor = await db.execute("SELECT name, seq FROM lookout_heartbeat")
+                names = [
+                    name
+                    for name, seq in await cursor.fetchall()
+                    if name not in self._facts or seq > self._facts[name].seq
+                ]
+            if not names:
+                return
+            seen = {name: self._facts[name].seq if name in self._facts else -1 for name in names}
+            async with db.transaction():
+                await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor = await db.execute(
+                    "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%s)", (names,)
+                )
+                rows = await cursor.fetchall()
+                cursor = await db.execute(
+                    "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
+                    "JOIN unnest(%s::text[], %s::bigint[]) AS w(heartbeat, seq) "
+                    "ON i.heartbeat = w.heartbeat AND i.seq > w.seq ORDER BY i.last_ping_at",
+                    (list(seen), list(seen.values())),
+                )
+                tracks = await cursor.fetchall()
+        for name, text in rows:
+            if text is None:
+                continue
+            try:
+                self._adopt(name, Facts.from_json(json.loads(text)))
+            except (ValueError, TypeError):
+                continue  # quarantined by the next commit that touches it
+        for heartbeat, name, text in tracks:
+            with contextlib.suppress(ValueError, TypeError):
+                self._books.setdefault(heartbeat, Instances()).put(
+                    name, Track.from_json(json.loads(text))
+                )
+
+
+def _connect_kwargs(settings: PostgresStorage) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "connect_timeout": int(POOL_TIMEOUT),
+        "application_name": "lookout-exporter",
+        "autocommit": True,
+    }
+    if settings.password is not None:
+        kwargs["password"] = settings.password
+    return kwargs
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PoolTimeout | TimeoutError):
+        return "no connection to the database (timed out)"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _stored(row: Sequence[Any]) -> StoredPing:
+    seq, at, signal, rid, instance, exit_code, duration, body = row
+    return StoredPing(seq, at, Signal(signal), rid, instance, exit_code, duration, bytes(body))
