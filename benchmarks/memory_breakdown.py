@@ -3,7 +3,8 @@ the garbage collector's full-collection time, and (with ``--trace``) the live he
 
 The exporter runs inside this script (its app on a loopback port, probing a local nginx with
 the same targets as ``scrape_cost.py``), so that each stage can be measured on its own: modules
-imported, config loaded, app started, every target probed, then four scrapes. The scrapes are
+imported, config loaded, app started, every target probed, a full day of history (every bucket
+of every target's history written, as after 24 hours of probes), then four scrapes. The scrapes are
 made by ``curl`` in a child process, so no response body is held by the measured process.
 ``--trace`` runs the same stages under tracemalloc and lists the live heap by source file at the
 end; tracing roughly triples resident memory, so the two are separate runs.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 import time
 import tracemalloc
+from collections.abc import Iterable
 
 import harness
 import psutil
@@ -27,7 +30,10 @@ from scrape_cost import INTERVAL, lookout_config
 
 from exporter import config as config_module
 from exporter.app import create_app
+from exporter.history import reason_code
+from exporter.reasons import Reason
 from exporter.runtime import RUNTIME, Options
+from exporter.stats import ProbeStats
 
 SCRAPES = 4
 
@@ -64,6 +70,8 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
             raise SystemExit("not every target probed in time")
         await asyncio.sleep(1)
     stage(rows, "every target probed")
+    per_target = fill_history(scheduler.all_stats(), time.time())
+    stage(rows, "history full (every bucket written)")
     for number in range(SCRAPES):
         encoding = "gzip" if number % 2 else "identity"
         child = await asyncio.create_subprocess_exec(
@@ -87,12 +95,29 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
         + ", ".join(f"{seconds * 1000:.0f} ms" for seconds in collections)
         + f" ({len(gc.get_objects())} tracked objects, {gc.get_freeze_count()} frozen)"
     )
+    print(f"history of one target: {per_target} bytes (sys.getsizeof of its parts)")
     if snapshot is not None:
         print("live heap by source file (tracemalloc):")
         for statistic in snapshot.statistics("filename")[:20]:
             print(
                 f"  {statistic.size / 2**20:6.1f} MiB  {statistic.count:7d}  {statistic.traceback}"
             )
+
+
+def fill_history(all_stats: Iterable[ProbeStats], now: float) -> int:
+    """Writes every bucket of every target's history, oldest first, as a day of probes would
+    (two probes per bucket, one of them failed in every fourth bucket), ending with the bucket
+    of ``now`` where the real probes continue; returns the bytes of one target's history."""
+    size = 0
+    for stats in all_stats:
+        history = stats.history
+        last = history.index(now)
+        for index in range(last - history.count + 1, last):
+            at = index * history.width
+            history.add(at, 0.002, False)
+            history.add(at + 1, 0.004, index % 4 == 0, reason_code(Reason.TIMEOUT))
+        size = sum(sys.getsizeof(part) for part in (history, *history.parts()))
+    return size
 
 
 def main() -> None:

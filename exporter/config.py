@@ -23,7 +23,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -36,6 +36,7 @@ from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_windows
+from exporter.status_settings import StatusSettings, build_status_page
 from exporter.targets import Defaults, Target, build_defaults, build_target
 from exporter.units import parse_duration
 
@@ -82,6 +83,7 @@ class Config:
     maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
+    status_page: StatusSettings = field(default_factory=StatusSettings)
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -222,7 +224,19 @@ class _Loading:
         host = None
         if ("host",) not in broken:
             host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
-        if host is None or self.problems:
+        status_page = None
+        if not any(p[:1] == ("status_page",) for p in broken):
+            status_page = self._guard(
+                ("status_page",),
+                lambda: build_status_page(
+                    raw.get("status_page", {}),
+                    # Names are checked only in a config without other problems: a broken
+                    # target is not "missing".
+                    None if self.problems else [t.name for t in targets],
+                    None if self.problems else [h.name for h in heartbeats],
+                ),
+            )
+        if host is None or status_page is None or self.problems:
             return None
         return Config(
             location=raw.get("location"),
@@ -234,6 +248,7 @@ class _Loading:
             connectivity=connectivity,
             maintenance=windows,
             storage=storage,
+            status_page=status_page,
         )
 
     def _targets(

@@ -122,8 +122,9 @@ class Runtime:
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
         self.connectivity.configure(config.connectivity)
-        self.scheduler.reconcile(targets)
-        self.heartbeats.configure(config.heartbeats)
+        page = config.status_page
+        self.scheduler.reconcile(targets, (page.bucket, page.buckets))
+        self.heartbeats.configure(config.heartbeats, (page.bucket, page.buckets))
         if config.host != self.host.settings:
             self.host.configure(config.host)
 

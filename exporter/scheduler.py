@@ -38,7 +38,7 @@ from exporter.histogram import Histogram
 from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
-from exporter.stats import ProbeStats, identity
+from exporter.stats import HISTORY_BUCKETS, ProbeStats, identity
 from exporter.targets import Target
 
 __all__ = ["LAG_BUCKETS", "TICK", "Scheduler", "Shard"]
@@ -125,8 +125,14 @@ class Scheduler:
     def all_stats(self) -> Iterable[ProbeStats]:
         return self.stats.values()
 
-    def reconcile(self, targets: Sequence[Target[Any]]) -> None:
+    def reconcile(
+        self, targets: Sequence[Target[Any]], history: tuple[float, int] = HISTORY_BUCKETS
+    ) -> None:
+        """Probe exactly ``targets``; ``history`` is the bucket width and count of each target's
+        history (a target keeps its buckets while these stay the same)."""
         wanted = {t.name: t for t in targets}
+        for kept in self.stats.values():
+            kept.history = kept.history.resized(*history)
         for name in list(self.stats):
             if name not in wanted:
                 self._stop(name)
@@ -137,7 +143,7 @@ class Scheduler:
             if stats is not None and stats.target == target:
                 continue
             if stats is None or stats.series_identity() != identity(target):
-                stats = ProbeStats(target)
+                stats = ProbeStats(target, history)
                 self.stats[name] = stats
             else:
                 stats.retarget(target)

@@ -1,5 +1,6 @@
 """Per-target state kept between scrapes: the duration histogram, failure counters by reason,
-the slow-probe counter, the latest result, the recent probes, the confirmed state and incidents.
+the slow-probe counter, the latest result, the recent probes, the day's history in buckets
+(``history.py``), the confirmed state and incidents.
 
 Every attempt feeds the histogram and the counters; the confirmed state (what
 ``lookout_probe_success`` and the alerts read) changes only after the target's ``confirm``
@@ -23,17 +24,21 @@ import itertools
 from typing import Any
 
 from exporter.histogram import Histogram
+from exporter.history import History, reason_code
 from exporter.reasons import Reason
 from exporter.recent import RecentProbes
 from exporter.results import ProbeResult
 from exporter.targets import Target
 
-__all__ = ["DURATION_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
+__all__ = ["DURATION_BUCKETS", "HISTORY_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
 
 # Seconds; covers a loopback health check (ms) up to a slow third-party API (tens of seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Recent probes kept for the status page and the API.
 HISTORY_LENGTH = 20
+# The history's bucket width and number of buckets unless the config says otherwise
+# (``status_page.history``): a day of 15-minute buckets.
+HISTORY_BUCKETS = (900.0, 96)
 # Generations are unique across all stats, so a reader's cache entry of a removed target never
 # matches the stats of a new one with the same name.
 _generations = itertools.count(1)
@@ -47,6 +52,7 @@ class ProbeStats:
         "durations",
         "failures",
         "generation",
+        "history",
         "incident_start",
         "incidents",
         "last",
@@ -60,7 +66,7 @@ class ProbeStats:
         "target",
     )
 
-    def __init__(self, target: Target[Any]) -> None:
+    def __init__(self, target: Target[Any], history: tuple[float, int] = HISTORY_BUCKETS) -> None:
         self.target = target
         self.durations = Histogram(DURATION_BUCKETS, native=True)
         self.failures: dict[Reason, int] = {}
@@ -68,6 +74,7 @@ class ProbeStats:
         self.probes = 0
         self.last: ProbeResult | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
+        self.history = History(*history)
         self.generation = next(_generations)
         self.confirmed: bool | None = None
         # The latest attempts that agree: their outcome and how many in a row.
@@ -98,6 +105,9 @@ class ProbeStats:
         if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
             self._confirm(result.success, result.finished_at)
         self.recent.add(result)
+        self.history.add(
+            result.finished_at, result.duration, not result.success, reason_code(result.reason)
+        )
         self.generation = next(_generations)
 
     def _confirm(self, success: bool, at: float) -> None:

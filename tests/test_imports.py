@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             r"exporter",
             r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
-            r"exporter\.(histogram|exposition|results|logs|recent)",
+            r"exporter\.(histogram|exposition|results|logs|recent|history)",
             r"exporter\.protobuf(\.\w+)?",
         ),
     ),
@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "config",
         (
             r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.status_settings",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),

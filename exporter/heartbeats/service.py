@@ -25,13 +25,25 @@ from aiohttp import web
 from exporter.clock import Clock
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage
 from exporter.heartbeats.sqlite_store import SqliteStore
-from exporter.heartbeats.state import Facts, Ping, View, derive
+from exporter.heartbeats.state import Facts, Ping, Signal, Status, View, derive
 from exporter.heartbeats.store import Store, StoreError, StoreHealth
+from exporter.history import DEGRADED, DOWN, EMPTY, UP, History
 
 __all__ = ["CHECK_SECONDS", "HEARTBEATS", "Heartbeats"]
 
 _NO_FACTS = Facts()
 CHECK_SECONDS = 2.0
+# A heartbeat's status as the state of its history's bucket: the worst one seen there counts.
+BUCKET_STATE = {
+    Status.NEW: EMPTY,
+    Status.UP: UP,
+    Status.RUNNING: UP,
+    Status.LATE: DEGRADED,
+    Status.DOWN: DOWN,
+    Status.FAILED: DOWN,
+}
+# A day of 15-minute buckets unless the config says otherwise (``status_page.history``).
+DEFAULT_HISTORY = (900.0, 96)
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +53,8 @@ class Heartbeats:
         self.storage = storage
         self.store: Store | None = None
         self.specs: dict[str, Heartbeat] = {}
+        # Per declared heartbeat: its pings and the worst status seen, bucket by bucket.
+        self.history: dict[str, History] = {}
         self._storage_setting: PostgresStorage | None = None
         self._watch: asyncio.Task[None] | None = None
         self.configure(specs)
@@ -97,15 +111,29 @@ class Heartbeats:
                 with contextlib.suppress(StoreError):
                     await store.check()
 
-    def configure(self, specs: Iterable[Heartbeat]) -> None:
-        """Declare exactly these heartbeats (on startup and on every reload)."""
+    def configure(
+        self, specs: Iterable[Heartbeat], history: tuple[float, int] = DEFAULT_HISTORY
+    ) -> None:
+        """Declare exactly these heartbeats (on startup and on every reload); ``history`` is the
+        bucket width and count of their histories, kept across reloads while it is the same."""
         self.specs = {spec.name: spec for spec in specs}
+        kept = self.history
+        self.history = {
+            name: kept[name].resized(*history) if name in kept else History(*history)
+            for name in self.specs
+        }
 
     async def record(self, spec: Heartbeat, ping: Ping) -> Facts:
         """Apply ``ping`` durably; returns once it is committed (raises ``StoreError`` if not)."""
         if self.store is None:
             raise StoreError("the heartbeat store is not open")
-        return await self.store.record(ping, spec)
+        facts = await self.store.record(ping, spec)
+        history = self.history.get(spec.name)
+        if history is not None and ping.signal is not Signal.START:
+            # ``facts`` end with this ping, judged: a too-short success counts as a failure.
+            history.add(ping.at, facts.last_duration, facts.track.failed, keep_worst=True)
+        self._derive(spec, self.clock.time())
+        return facts
 
     def view(self, spec: Heartbeat) -> View:
         return self._derive(spec, self.clock.time())
@@ -116,10 +144,19 @@ class Heartbeats:
         return [self._derive(spec, now) for spec in self.specs.values()]
 
     def _derive(self, spec: Heartbeat, now: float) -> View:
+        """The heartbeat at ``now``; its history notes the status seen (on every scrape, page
+        view and ping), so the bucket shows the worst status of its time."""
         store = self.store
         if store is None:
-            return derive(spec, _NO_FACTS, None, now)
-        return derive(spec, store.facts.get(spec.name, _NO_FACTS), store.instances(spec.name), now)
+            view = derive(spec, _NO_FACTS, None, now)
+        else:
+            facts = store.facts.get(spec.name, _NO_FACTS)
+            view = derive(spec, facts, store.instances(spec.name), now)
+        history = self.history.get(spec.name)
+        state = BUCKET_STATE[view.status]
+        if history is not None and state != EMPTY:
+            history.observe(now, state)
+        return view
 
 
 async def _open_postgres(storage: PostgresStorage) -> Store:
