@@ -55,6 +55,7 @@ _STEP = math.log(HIGHEST / LOWEST) / 254
 # Per bucket in ``_bytes``: state, mark, p50, p95, max.
 _STRIDE = 5
 _STATE, _MARK, _P50, _P95, _MAX = range(_STRIDE)
+_FIELDS = {"state": _STATE, "p50": _P50, "p95": _P95, "max": _MAX}
 _COUNT_LIMIT = 65535
 _REASONS = tuple(Reason)
 _REASON_CODES = {reason: index + 1 for index, reason in enumerate(_REASONS)}
@@ -187,12 +188,20 @@ class History:
     def states(self, now: float) -> bytes:
         """The state of each of the ``count`` buckets ending with the one holding ``now``, oldest
         first, one byte each (``EMPTY`` where nothing was recorded)."""
-        ring = bytes(self._bytes[_STATE::_STRIDE])
+        return self.codes(now, "state")
+
+    def codes(self, now: float, field: str) -> bytes:
+        """One byte per bucket, as ``states``: ``state``, ``p50``, ``p95`` or ``max`` (duration
+        codes, 0 where none)."""
+        ring = bytes(self._bytes[_FIELDS[field] :: _STRIDE])
         head = self._head
         count = self.count
         if head < 0:
             return bytes(count)
         cut = head % count + 1
+        if self._open and field in ("p50", "p95"):
+            quantile = quantile_code(self._open, 0.5 if field == "p50" else 0.95)
+            ring = ring[: cut - 1] + bytes((quantile,)) + ring[cut:]
         ordered = ring[cut:] + ring[:cut]  # ends with the head bucket
         gap = self.index(now) - head
         if gap <= 0:

@@ -306,6 +306,8 @@ PAGE_TAGS = frozenset(
     {"html", "head", "meta", "link", "title", "style", "body", "header", "nav", "section"}
     | {"footer", "h1", "h2", "h3", "p", "a", "span", "div", "pre", "table", "thead", "tbody"}
     | {"tr", "th", "td", "dl", "dt", "dd", "time", "br"}
+    # The pictures: uptime bar cells, inline SVG sparklines and charts.
+    | {"i", "svg", "polyline", "rect", "figure", "figcaption"}
 )
 
 
@@ -486,7 +488,9 @@ def test_a_template_refuses_to_render_a_view_without_a_field_it_shows() -> None:
         ENVIRONMENT.get_template("error.html").render(status=404, home="../")
     beat = {"name": "job", "status": "up", "schedule": "every 1h"}
     with pytest.raises(KeyError, match="max_runtime_seconds"):
-        ENVIRONMENT.get_template("heartbeat.html").render(detail=beat, now=0.0)
+        ENVIRONMENT.get_template("heartbeat.html").render(
+            detail=beat, now=0.0, refresh=0, refresh_link=None, cells=[], workers=[]
+        )
 
 
 def test_every_template_ships_in_the_package() -> None:

@@ -33,6 +33,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.ext import Extension
 from markupsafe import Markup
 
+from exporter.status.pictures import clock_time
 from exporter.status.views import SECONDS_PER_DAY
 from exporter.units import format_duration
 
@@ -220,6 +221,7 @@ ENVIRONMENT = _Environment(
 ENVIRONMENT.filters.update(
     ago=ago,
     badge=badge,
+    clock=clock_time,
     days_left=days_left,
     days_until=days_until,
     duration=format_duration,

@@ -14,13 +14,15 @@ failing items come first by default.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from exporter.heartbeats.auth import authorized
 from exporter.runtime import RUNTIME, Runtime
-from exporter.status import views
+from exporter.stats import ProbeStats
+from exporter.status import pictures, views
 from exporter.status.markup import ENVIRONMENT, error_page, respond
 from exporter.status.views import DEFAULT_LIMIT
 
@@ -65,15 +67,63 @@ def sort_links(query: Mapping[str, str]) -> list[tuple[str, str, bool]]:
     return [(name, link(query, sort=name), name == sort) for name in views.SORTS]
 
 
+def refresh_seconds(runtime: Runtime, query: Mapping[str, str]) -> int:
+    """How often the page reloads itself: the config's ``status_page.refresh``, 0 (never) with
+    ``?refresh=off``."""
+    if query.get("refresh") == "off":
+        return 0
+    return round(runtime.config.status_page.refresh)
+
+
+def refresh_link(query: Mapping[str, str], seconds: int) -> tuple[str, str] | None:
+    """The link that switches the reload off (or on again) and its text; None when the config
+    turned it off."""
+    if query.get("refresh") == "off":
+        kept = {k: v for k, v in query.items() if k != "refresh"}
+        return (f"?{urlencode(kept)}" if kept else "./", "reload this page by itself")
+    if not seconds:
+        return None
+    return (f"?{urlencode({**query, 'refresh': 'off'})}", "stop reloading")
+
+
+def state_since(stats: ProbeStats) -> float | None:
+    """Since when the confirmed state holds: the open incident's start while down, the first
+    of the passing attempts in a row while up; None before the first confirmation."""
+    if stats.confirmed is None:
+        return None
+    if not stats.confirmed:
+        return stats.incident_start
+    return stats.run_started_at if stats.run_success else None
+
+
+def with_pictures(item: dict[str, Any], stats: ProbeStats, now: float) -> dict[str, Any]:
+    """A target's row plus its uptime bar, sparkline and since when its state holds."""
+    item["bar"] = pictures.bar_runs(stats.history, now)
+    item["spark"] = pictures.sparkline(stats.history, now)
+    item["since"] = state_since(stats)
+    return item
+
+
 async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
     location = runtime.location
-    targets = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
+    targets = [
+        with_pictures(views.target_summary(s, now, location), s, now)
+        for s in runtime.scheduler.all_stats()
+    ]
     heartbeats = await views.heartbeat_summaries(runtime.heartbeats)
+    for item in heartbeats:
+        history = runtime.heartbeats.history.get(item["name"])
+        item["bar"] = [] if history is None else pictures.bar_runs(history, now)
     states = [t["state"] for t in targets] + [h["status"] for h in heartbeats]
+    refresh = refresh_seconds(runtime, query)
+    shard = runtime.options.shard
     return INDEX.render(
         now=now,
+        refresh=refresh,
+        refresh_link=refresh_link(query, refresh),
+        shard=None if shard is None else f"{shard.index}/{shard.count}",
         exporter=views.exporter_json(runtime, now),
         filters=filter_links(states, query),
         sorts=sort_links(query),
@@ -100,7 +150,19 @@ def add_routes(app: web.Application) -> None:
             return error_page(404, f"no heartbeat named {name!r}", "../")
         visible = spec.token is None or authorized(request, spec.token)
         detail = await views.heartbeat_detail(runtime.heartbeats, spec, DEFAULT_LIMIT, visible)
-        return respond(HEARTBEAT.render(detail=detail, now=runtime.clock.time()))
+        now = runtime.clock.time()
+        history = runtime.heartbeats.history[name]
+        refresh = refresh_seconds(runtime, request.query)
+        return respond(
+            HEARTBEAT.render(
+                detail=detail,
+                now=now,
+                refresh=refresh,
+                refresh_link=refresh_link(request.query, refresh),
+                cells=pictures.bar_cells(history.buckets(now), "pings"),
+                workers=views.instance_rows(runtime.heartbeats, spec, now),
+            )
+        )
 
     async def target(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]
@@ -110,7 +172,20 @@ def add_routes(app: web.Application) -> None:
             return error_page(404, f"no target named {name!r}", "../")
         now = runtime.clock.time()
         detail = views.target_detail(stats, now, runtime.location)
-        return respond(TARGET.render(detail=detail, now=now))
+        buckets = stats.history.buckets(now)
+        refresh = refresh_seconds(runtime, request.query)
+        return respond(
+            TARGET.render(
+                detail=detail,
+                now=now,
+                refresh=refresh,
+                refresh_link=refresh_link(request.query, refresh),
+                since=state_since(stats),
+                cells=pictures.bar_cells(buckets),
+                chart=pictures.chart(buckets),
+                bucket_seconds=stats.history.width,
+            )
+        )
 
     app.router.add_get("/", index)
     app.router.add_get("/targets/{name}", target)

@@ -20,7 +20,7 @@ from typing import Any
 from exporter import __version__
 from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat
-from exporter.heartbeats.state import Signal, Status, View
+from exporter.heartbeats.state import ALIVE, Signal, Status, View
 from exporter.heartbeats.store import KEEP_PINGS, StoredPing, StoreError
 from exporter.recent import RecentProbe
 from exporter.results import Certificate, ProbeResult
@@ -39,6 +39,7 @@ __all__ = [
     "exporter_json",
     "heartbeat_detail",
     "heartbeat_summaries",
+    "instance_rows",
     "ping_json",
     "ping_limit",
     "quantile",
@@ -307,6 +308,31 @@ async def heartbeat_detail(
     detail["last_failure"] = None if failure is None else ping_json(failure, bodies_visible)
     detail["recent"] = [ping_json(ping, bodies_visible) for ping in pings[:limit]]
     return detail
+
+
+def instance_rows(heartbeats: Heartbeats, spec: Heartbeat, now: float) -> list[dict[str, Any]]:
+    """Each instance of a worker pool (a heartbeat with ``instances``) the store remembers, most
+    recently pinged first: its name, status, last ping and last success, and whether it counts
+    as alive (``up``, ``running`` or ``late``) towards ``instances_alive``."""
+    store = heartbeats.store
+    tracks = store.instances(spec.name) if store is not None else None
+    if tracks is None:
+        return []
+    rows = []
+    for name, track in tracks.items():
+        status, deadline = track.status(spec, now)
+        rows.append(
+            {
+                "instance": name,
+                "status": str(status),
+                "alive": status in ALIVE,
+                "last_ping": track.last_ping_at,
+                "last_success": track.last_success_at,
+                "deadline": deadline,
+            }
+        )
+    rows.reverse()
+    return rows
 
 
 def ping_limit(query: Mapping[str, str]) -> int:
