@@ -86,6 +86,13 @@ def seconds(value: float | None) -> str:
     return f"{value:.2f} s"
 
 
+def percent(value: float) -> str:
+    """An uptime ratio as ``99.95 %``: two decimals, never rounded up to 100 unless it is."""
+    if value >= 1:
+        return "100 %"
+    return f"{min(value * 100, 99.99):.2f} %"
+
+
 def span(value: float) -> str:
     """A rough length of time: ``45s``, ``12m``, ``3h 5m``, ``2d 4h``."""
     whole = int(value)
@@ -230,6 +237,7 @@ ENVIRONMENT.filters.update(
     or_none=or_none,
     pairs=pairs,
     path_segment=path_segment,
+    percent=percent,
     seconds=seconds,
     span=span,
     timestamp=timestamp,

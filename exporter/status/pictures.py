@@ -25,6 +25,7 @@ __all__ = [
     "bar_runs",
     "chart",
     "clock_time",
+    "span_title",
     "sparkline",
 ]
 
@@ -40,7 +41,8 @@ def clock_time(at: float) -> str:
     return time.strftime("%H:%M UTC", time.gmtime(at))
 
 
-def _span_title(start: float, end: float) -> str:
+def span_title(start: float, end: float) -> str:
+    """``2026-12-03 14:00 to 14:15 UTC``: a bucket's or run's time, for its tooltip."""
     day = time.strftime("%Y-%m-%d", time.gmtime(start))
     return f"{day} {time.strftime('%H:%M', time.gmtime(start))} to {clock_time(end)}"
 
@@ -52,7 +54,7 @@ def bar_runs(history: History, now: float) -> list[tuple[int, str, str]]:
     cells = []
     for position, length, state in history.runs(now):
         start = first + position * width
-        title = _span_title(start, start + length * width)
+        title = span_title(start, start + length * width)
         if state == EMPTY:
             title += ": no probes"
         elif state == UP:
@@ -73,7 +75,7 @@ def bar_cells(buckets: Sequence[Bucket], noun: str = "probes") -> list[tuple[str
     """One cell per bucket: (state name, tooltip with its counts, reason and latency)."""
     cells = []
     for bucket in buckets:
-        title = _span_title(bucket.start, bucket.end)
+        title = span_title(bucket.start, bucket.end)
         if bucket.probes:
             title += f": {bucket.probes} {noun}, {bucket.failures} failed"
             if bucket.reason is not None:
@@ -139,7 +141,7 @@ def chart(buckets: Sequence[Bucket]) -> dict[str, Any] | None:
         "p50": line([b.p50 for b in buckets]),
         "p95": line([b.p95 for b in buckets]),
         "failures": [
-            (x, f"{_span_title(b.start, b.end)}: {b.failures} of {b.probes} failed")
+            (x, f"{span_title(b.start, b.end)}: {b.failures} of {b.probes} failed")
             for x, b in enumerate(buckets)
             if b.failures
         ],
