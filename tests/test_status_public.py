@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter import __version__, config
 from exporter.app import create_app
+from exporter.history import DOWN
 from exporter.runtime import RUNTIME, Options
 from tests.clock import FakeClock
 from tests.status_support import HOSTILE, service_app, wait_probed, write_config
@@ -38,7 +40,7 @@ status_page:
 
 async def public_client(
     aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, extra: str, clock: FakeClock
-) -> tuple[TestClient[Any, Any], str]:
+) -> tuple[TestClient[Any, Any], str, web.Application]:
     service = await aiohttp_server(service_app())
     base = str(service.make_url("")).rstrip("/")
     path = write_config(tmp_path, base)
@@ -47,39 +49,37 @@ async def public_client(
     options = Options(config_path=str(path), storage_path=tmp_path / "data")
     app = create_app(options, config.load(str(path)), clock)
     client: TestClient[Any, Any] = await aiohttp_client(app)
-    return client, base
+    return client, base, app
 
 
 @pytest.fixture
 async def public(
     aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
-) -> tuple[TestClient[Any, Any], str, FakeClock]:
+) -> tuple[TestClient[Any, Any], str, FakeClock, web.Application]:
     clock = FakeClock()
-    client, base = await public_client(aiohttp_server, aiohttp_client, tmp_path, PUBLIC, clock)
-    app = client.server.app
-    assert app is not None
+    client, base, app = await public_client(aiohttp_server, aiohttp_client, tmp_path, PUBLIC, clock)
     for _ in range(3):  # the fake clock moves, the scheduler's timer fires in real time
         clock.advance(0.3)
         await wait_probed(app, probes=1)
     response = await client.post("/ping/nightly-export", data=f"body {HOSTILE}")
     assert response.status == 200
-    return client, base, clock
+    return client, base, clock, app
 
 
 async def test_the_public_page_is_off_by_default(
     aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    client, _ = await public_client(aiohttp_server, aiohttp_client, tmp_path, "", FakeClock())
+    client, _, _ = await public_client(aiohttp_server, aiohttp_client, tmp_path, "", FakeClock())
     for path in ("/status", "/status.json", "/status/badge/shop.svg"):
         assert (await client.get(path)).status == 404, path
 
 
 async def test_the_public_page_shows_none_of_the_internals(
-    public: tuple[TestClient[Any, Any], str, FakeClock],
+    public: tuple[TestClient[Any, Any], str, FakeClock, web.Application],
 ) -> None:
     """No URL, address, label value, failure message, reason, config name behind a title, ping
     body, or anything about the exporter; titles are escaped."""
-    client, base, _ = public
+    client, base, _, _ = public
     api = await (await client.get("/api/v1/targets")).json()
     messages = [t["last_failure"]["message"] for t in api["targets"] if t["last_failure"]]
     assert len(messages) == 2  # the broken and the hostile target failed
@@ -126,9 +126,9 @@ async def test_the_public_page_shows_none_of_the_internals(
 
 
 async def test_the_feed_and_the_badges_say_each_groups_state(
-    public: tuple[TestClient[Any, Any], str, FakeClock],
+    public: tuple[TestClient[Any, Any], str, FakeClock, web.Application],
 ) -> None:
-    client, _, _ = public
+    client, _, _, _ = public
     feed = await (await client.get("/status.json")).json()
     shop, api = feed["groups"]
     assert (shop["name"], shop["title"], api["title"]) == ("shop", "Shop <b>now</b>", "api")
@@ -152,11 +152,11 @@ async def test_the_feed_and_the_badges_say_each_groups_state(
 
 
 async def test_the_uptime_bars_match_the_history_recorded(
-    public: tuple[TestClient[Any, Any], str, FakeClock],
+    public: tuple[TestClient[Any, Any], str, FakeClock, web.Application],
 ) -> None:
     """A heartbeat pinged under a controlled clock: up, then a failure a bucket later, then up
     again, then a bucket with no ping while it is still within its period."""
-    client, _, clock = public
+    client, _, clock, _ = public
     assert clock.time() % BUCKET < 5  # the fixture's pings are in the bucket starting at 1.8e9
     clock.advance(BUCKET)
     assert (await client.post("/ping/nightly-export/fail", data="boom")).status == 200
@@ -179,6 +179,13 @@ async def test_the_uptime_bars_match_the_history_recorded(
     inner = re.findall(r'<i class="(\w+)" title="([^"]*)"', internal)
     assert [state for state, _ in inner[-4:]] == ["up", "down", "up", "up"]
     assert "1 pings, 1 failed" in inner[-3][1]
-    runtime = client.server.app[RUNTIME]  # type: ignore[index]
-    stats = runtime.scheduler.stats["z-broken"]
-    assert stats.history.buckets(clock.time())[-4].failures == stats.probes
+
+
+async def test_a_targets_probes_land_in_its_history(
+    public: tuple[TestClient[Any, Any], str, FakeClock, web.Application],
+) -> None:
+    _, _, clock, app = public
+    stats = app[RUNTIME].scheduler.stats["z-broken"]
+    bucket = stats.history.buckets(clock.time())[-1]
+    assert (bucket.probes, bucket.failures) == (stats.probes, stats.probes)
+    assert bucket.state == DOWN
