@@ -29,6 +29,7 @@ from exporter.app import create_app
 from exporter.config import Source, load_text
 from exporter.runtime import Options
 from exporter.status import markup
+from exporter.status import page as status_page
 from exporter.status.markup import CSP, ENVIRONMENT, escape_text
 from exporter.targets import Defaults, build_target
 from tests.clock import FakeClock
@@ -307,7 +308,7 @@ PAGE_TAGS = frozenset(
     | {"footer", "h1", "h2", "h3", "p", "a", "span", "div", "pre", "table", "thead", "tbody"}
     | {"tr", "th", "td", "dl", "dt", "dd", "time", "br"}
     # The pictures: uptime bar cells, inline SVG sparklines and charts.
-    | {"i", "svg", "polyline", "rect", "figure", "figcaption"}
+    | {"i", "svg", "polyline", "rect", "figure", "figcaption", "details", "summary"}
 )
 
 
@@ -498,3 +499,29 @@ def test_every_template_ships_in_the_package() -> None:
     globs = pyproject["tool"]["setuptools"]["package-data"]["exporter.status"]
     for path in TEMPLATES.iterdir():
         assert any(fnmatch(f"templates/{path.name}", glob) for glob in globs), path.name
+
+
+def test_targets_group_by_their_label_failing_groups_first_and_open() -> None:
+    def row(name: str, state: str, **labels: str) -> dict[str, Any]:
+        return {"name": name, "state": state, "labels": labels}
+
+    rows = [
+        row("cart", "up", service="shop"),
+        row("db", "up"),
+        row("login", "down", service="auth"),
+        row("pay", "pending", service="shop"),
+        row("sso", "up", service="auth"),
+    ]
+    grouped = status_page.groups(rows, "service", "state")
+    assert [(g["value"], g["state"], g["open"]) for g in grouped] == [
+        ("auth", "down", True),
+        ("shop", "pending", False),
+        (None, "up", False),
+    ]
+    assert grouped[0]["counts"] == [("down", 1), ("up", 1)]
+    assert [item["name"] for item in grouped[1]["items"]] == ["cart", "pay"]
+    by_name = status_page.groups(rows, "service", "name")
+    assert [g["value"] for g in by_name] == ["auth", "shop", None]
+    (only,) = status_page.groups(rows[:2], "team", "state")
+    assert only["open"]
+    assert only["value"] is None

@@ -104,6 +104,38 @@ def with_pictures(item: dict[str, Any], stats: ProbeStats, now: float) -> dict[s
     return item
 
 
+def groups(targets: list[dict[str, Any]], label: str, sort: str) -> list[dict[str, Any]]:
+    """``targets`` (already filtered and sorted) grouped by the value of their ``label``: each
+    group with its rolled-up state (its worst member's), its members by state, whether it opens
+    (it has failing members, or it is the only group), failing groups first (or by name with
+    ``sort=name``); targets without the label form the last group, ``value`` None."""
+    members: dict[str | None, list[dict[str, Any]]] = {}
+    for item in targets:
+        members.setdefault(item["labels"].get(label), []).append(item)
+    found = []
+    for value, items in members.items():
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["state"]] = counts.get(item["state"], 0) + 1
+        state = min(counts, key=lambda name: (views.SEVERITY.get(name, 3), name))
+        found.append(
+            {
+                "label": label,
+                "value": value,
+                "state": state,
+                "counts": sorted(counts.items(), key=lambda c: (views.SEVERITY.get(c[0], 3), c[0])),
+                "open": state in views.FAILING or len(members) == 1,
+                "items": items,
+            }
+        )
+
+    def order(group: dict[str, Any]) -> tuple[Any, ...]:
+        named = (group["value"] is None, group["value"] or "")
+        return named if sort == "name" else (views.SEVERITY.get(group["state"], 3), *named)
+
+    return sorted(found, key=order)
+
+
 async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
@@ -127,7 +159,9 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         exporter=views.exporter_json(runtime, now),
         filters=filter_links(states, query),
         sorts=sort_links(query),
-        targets=views.select(targets, state, sort),
+        groups=groups(
+            views.select(targets, state, sort), runtime.config.status_page.group_by, sort
+        ),
         heartbeats=views.select(heartbeats, state, sort, "status")
         if runtime.heartbeats.specs
         else None,
