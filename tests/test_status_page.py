@@ -219,7 +219,7 @@ targets:
     client = await aiohttp_client(app)
     await wait_probed(app)
     index = await page(client, "/")
-    assert '<td class="num"><span class="warn">10.0</span></td>' in index
+    assert '<td class="num wide"><span class="warn">10.0</span></td>' in index
     detail = await page(client, "/targets/secure")
     assert "<h3>Certificate chain</h3>" in detail
     assert "127.0.0.1" in detail
@@ -251,7 +251,7 @@ async def test_page_lists_heartbeats_failing_first_with_their_last_failure(
     assert_no_markup_from(HOSTILE, broken)
     assert "<script>" not in text
     workers = text.split('<a href="heartbeats/f-workers">', 1)[1].split("</tr>", 1)[0]
-    assert '<td class="num">42.00 s</td>' in workers
+    assert '<td class="num wide">42.00 s</td>' in workers
     assert '<td class="num">1 / 2</td>' in workers
     secret = text.split('<a href="heartbeats/g-secret">', 1)[1].split("</tr>", 1)[0]
     assert "body hidden: this heartbeat has a token" in secret
