@@ -703,6 +703,21 @@ def test_ingress_exposes_only_the_ping_endpoint() -> None:
     assert ingress["tls"] == [{"secretName": "heartbeats-tls", "hosts": ["heartbeats.example.com"]}]
 
 
+def test_ingress_can_publish_the_public_status_page() -> None:
+    values = scenario("network-policy-values.yaml")
+    values["ingress"] = {**values["ingress"], "publicStatusPage": True}
+    (rule,) = only(render(values), "Ingress")["spec"]["rules"]
+    paths = [(p["path"], p["pathType"]) for p in rule["http"]["paths"]]
+    assert paths == [
+        ("/ping/", "Prefix"),
+        ("/status", "Exact"),
+        ("/status.json", "Exact"),
+        ("/status/badge/", "Prefix"),
+    ]
+    for path in rule["http"]["paths"]:
+        assert path["backend"]["service"] == {"name": FULLNAME, "port": {"number": 9471}}
+
+
 def test_ingress_without_hosts_is_refused() -> None:
     with pytest.raises(helm.HelmRenderError, match=r"ingress\.hosts"):
         render({"ingress": {"enabled": True}})

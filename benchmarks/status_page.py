@@ -1,0 +1,136 @@
+"""What the status page of 10,000 targets costs on the event loop: the data (every target's row,
+with and without its pictures) and the HTML, with a full day of history in every target.
+
+The exporter runs inside this script with the targets of ``scrape_cost.py`` probing a local
+nginx; once every target has a result, every bucket of every history is written as a day of
+probes would write it (``memory_breakdown.fill_history``). Then each part is timed on its own,
+``--rounds`` times, and the medians are printed with the page's size:
+
+- rows: ``views.target_summary`` for every target (what the page cost before the pictures);
+- pictures: the uptime bar's runs, the sparkline and since when the state holds, per target;
+- HTML: the index template rendering those rows (grouped by ``service``, 200 groups);
+- the whole page as ``GET /`` serves it (``page.index_page``), and fetched over HTTP by curl.
+
+    python benchmarks/status_page.py [--targets 10000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import harness
+from aiohttp import web
+from harness import LOOPBACK, Processes
+from memory_breakdown import fill_history
+from scrape_cost import INTERVAL, lookout_config
+
+from exporter import config as config_module
+from exporter.app import create_app
+from exporter.runtime import RUNTIME, Options
+from exporter.status import page, views
+
+
+def timed(rounds: int, work: Callable[[], Any]) -> tuple[float, Any]:
+    """The median seconds of ``rounds`` runs of ``work`` and its last result."""
+    times = []
+    result = None
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: str) -> None:
+    ports = [harness.free_port() for _ in range(4)]
+    procs.nginx(nginx, ports)
+    path = procs.tmp / "lookout.yml"
+    path.write_text(lookout_config(ports, args.targets))
+    app = create_app(Options(config_path=str(path)), config_module.load(str(path)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = harness.free_port()
+    await web.TCPSite(runner, LOOPBACK, port).start()
+    runtime = app[RUNTIME]
+    give_up = time.monotonic() + INTERVAL + 60
+    while any(s.last is None for s in runtime.scheduler.all_stats()):
+        if time.monotonic() > give_up:
+            raise SystemExit("not every target probed in time")
+        await asyncio.sleep(1)
+    now = time.time()
+    fill_history(runtime.scheduler.all_stats(), now)
+    all_stats = list(runtime.scheduler.all_stats())
+    location = runtime.location
+
+    def rows() -> list[dict[str, Any]]:
+        return [views.target_summary(s, now, location) for s in all_stats]
+
+    def with_pictures() -> list[dict[str, Any]]:
+        return [
+            page.with_pictures(views.target_summary(s, now, location), s, now) for s in all_stats
+        ]
+
+    rows_seconds, _ = timed(args.rounds, rows)
+    pictures_seconds, items = timed(args.rounds, with_pictures)
+    grouped = page.groups(views.select(items, "all", "state"), "service", "state")
+
+    def html() -> str:
+        return page.INDEX.render(
+            now=now,
+            refresh=60,
+            refresh_link=page.refresh_link({}, 60),
+            shard=None,
+            exporter=views.exporter_json(runtime, now),
+            filters=page.filter_links([t["state"] for t in items], {}),
+            sorts=page.sort_links({}),
+            groups=grouped,
+            heartbeats=None,
+        )
+
+    html_seconds, text = timed(args.rounds, html)
+    whole = []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        await page.index_page(runtime, {})
+        whole.append(time.perf_counter() - started)
+    fetched = []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        child = await asyncio.create_subprocess_exec(
+            curl, "-sf", "-o", "/dev/null", f"http://{LOOPBACK}:{port}/"
+        )
+        if await child.wait() != 0:
+            raise SystemExit("GET / failed")
+        fetched.append(time.perf_counter() - started)
+    await runner.cleanup()
+    table = [
+        ["part (median)", "ms"],
+        [f"rows of {args.targets} targets (views.target_summary)", f"{rows_seconds * 1000:.0f}"],
+        ["rows with their pictures (bar, sparkline, since)", f"{pictures_seconds * 1000:.0f}"],
+        ["pictures alone (the difference)", f"{(pictures_seconds - rows_seconds) * 1000:.0f}"],
+        ["HTML (index template, 200 groups)", f"{html_seconds * 1000:.0f}"],
+        ["the whole page (page.index_page)", f"{statistics.median(whole) * 1000:.0f}"],
+        ["GET / fetched by curl", f"{statistics.median(fetched) * 1000:.0f}"],
+    ]
+    print(harness.table(table))
+    print(f"page size: {len(text.encode()) / 2**20:.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    binaries = harness.ensure_debian({"nginx": "nginx", "curl": "curl"})
+    print(harness.machine())
+    with harness.time_limit(INTERVAL + 300), Processes() as procs:
+        asyncio.run(measure(args, procs, binaries["nginx"], binaries["curl"]))
+
+
+if __name__ == "__main__":
+    main()
