@@ -91,6 +91,8 @@ class Source:
     def __init__(self, name: str, base_dir: Path) -> None:
         self.name = name
         self.base_dir = base_dir
+        # Documents fetched for JSON Schema references during this load, by URI: each once.
+        self.fetched: dict[str, Any] = {}
 
     def path(self, value: str) -> Path:
         path = Path(value)

@@ -25,18 +25,15 @@ from multidict import CIMultiDictProxy
 
 from exporter import __version__
 from exporter.config_source import (
-    ConfigProblem,
     KeyPath,
     Source,
     compile_regex,
-)
-from exporter.config_source import (
-    describe_error as describe_schema_error,
 )
 from exporter.families import Family
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
+from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
@@ -188,17 +185,11 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
     schema: Any = None
     validator = None
     if "json_schema" in raw:
-        schema = _load_json_schema(raw["json_schema"], (*at, "json_schema"), source)
-        validator_class = jsonschema.validators.validator_for(
-            schema, jsonschema.Draft202012Validator
+        refs = RefSettings(
+            allow_remote=raw.get("json_schema_remote_refs", False),
+            fetch_timeout=parse_duration(raw.get("json_schema_fetch_timeout", "5s")),
         )
-        try:
-            validator_class.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise ConfigProblem(
-                (*at, "json_schema"), f"not a valid JSON Schema: {describe_schema_error(exc)}"
-            ) from None
-        validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+        schema, validator = compile_schema(raw["json_schema"], (*at, "json_schema"), source, refs)
     return HttpExpect(
         status=tuple(parse_status(item) for item in raw.get("status", ["2xx"])),
         headers=headers,
@@ -216,16 +207,6 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
         http_version=tuple(raw.get("http_version", ())),
     )
-
-
-def _load_json_schema(value: Any, at: KeyPath, source: Source) -> Any:
-    if not isinstance(value, str):
-        return value
-    text = source.read_text(value, at)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigProblem(at, f"{value}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
 def endpoint(spec: HttpSpec) -> str:
@@ -395,7 +376,12 @@ def _check_json(expect: HttpExpect, text: str, trace: ProbeTrace) -> list[ProbeF
         detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         trace.check("json_schema", False, detail)
         return [ProbeFailure(Reason.JSON, detail)]
-    errors = sorted(expect.json_validator.iter_errors(document), key=lambda e: list(e.path))
+    try:
+        errors = sorted(expect.json_validator.iter_errors(document), key=lambda e: list(e.path))
+    except Unresolvable as exc:
+        detail = reference_error(exc)
+        trace.check("json_schema", False, detail)
+        return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
     if not errors:
         trace.check("json_schema", True, "body satisfies the schema")
         return []
