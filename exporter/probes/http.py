@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import mmap
 import re
 import ssl
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,7 @@ from exporter.config_source import (
 )
 from exporter.families import Family
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
+from exporter.probes.clients import BodyBudget
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
@@ -59,6 +61,8 @@ __all__ = [
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
+# Bodies are read in chunks of at most this size; one without body checks is never held.
+CHUNK_BYTES = 65536
 _USER_AGENT = f"Lookout/{__version__}"
 
 STATUS_CODE = Family(
@@ -267,10 +271,14 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
             )
             trace.observation = seen
             failures = _check_head(spec.expect, seen, trace, response.headers)
+            budget = ctx.clients.bodies if _keeps_body(spec.expect) else None
             with trace.phase("transfer"):
-                body, complete = await _read_body(response, spec.expect)
-    trace.observation = dataclasses.replace(seen, response_size=len(body))
-    failures += _check_body(spec.expect, body, complete, trace)
+                body = await _read_body(response, spec.expect, budget)
+    try:
+        trace.observation = dataclasses.replace(seen, response_size=body.size)
+        failures += _check_body(spec.expect, body, trace)
+    finally:
+        body.release()
     elapsed = clock.monotonic() - started
     max_duration = spec.expect.max_duration
     if max_duration is not None and not trace.check(
@@ -283,22 +291,88 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         raise failures[0]
 
 
-async def _read_body(response: aiohttp.ClientResponse, expect: HttpExpect) -> tuple[bytes, bool]:
-    """The body up to the limit, and whether it ended within it (reading stops past the limit)."""
+def _keeps_body(expect: HttpExpect) -> bool:
+    """Whether a check needs the body itself; without one the body is only counted."""
+    return bool(expect.body_matches or expect.body_not_matches or expect.json_validator)
+
+
+@dataclass(slots=True)
+class _Body:
+    """A response body as read: its size (capped at the limit + 1), whether it ended within
+    the limit, and, for checks that need it, its bytes, held within the body budget.
+
+    The bytes go into an anonymous memory map of the reserved size: its pages become resident
+    only as they are written, it never grows by copying, and closing it hands the memory back to
+    the system at once (a heap block of that size would keep the process's resident memory high
+    after the probe).
+    """
+
+    budget: BodyBudget | None
+    size: int = 0
+    complete: bool = True
+    data: mmap.mmap | None = None
+    length: int = 0
+    reserved: int = 0
+    # The budget let this probe keep fewer bytes than the body has (the budget is smaller
+    # than the limit).
+    cut: bool = False
+
+    def text(self, errors: str) -> str:
+        """The kept bytes decoded as UTF-8 (``errors`` as for ``bytes.decode``)."""
+        assert self.data is not None
+        with memoryview(self.data) as view, view[: self.length] as kept:
+            return str(kept, "utf-8", errors)
+
+    def release(self) -> None:
+        if self.data is not None:
+            self.data.close()
+            self.data = None
+        if self.budget is not None and self.reserved:
+            self.budget.release(self.reserved)
+            self.reserved = 0
+
+
+async def _read_body(
+    response: aiohttp.ClientResponse, expect: HttpExpect, budget: BodyBudget | None
+) -> _Body:
+    """The body streamed in chunks of at most 64 KiB: counted, and kept only when ``budget``
+    is given (a check needs it), up to what the budget granted. Reading stops past the limit."""
     limit = expect.max_size if expect.max_size is not None else BODY_LIMIT
-    chunks: list[bytes] = []
-    size = 0
+    body = _Body(budget)
     try:
-        async for chunk in response.content.iter_chunked(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return b"".join(chunks)[: limit + 1], False
+        if budget is not None:
+            length = response.content_length
+            wanted = limit + 1 if length is None else min(limit + 1, length)
+            body.reserved = await budget.reserve(wanted)
+            body.data = mmap.mmap(-1, max(body.reserved, 1))
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            body.size += len(chunk)
+            data = body.data
+            if data is not None:
+                end = min(body.length + len(chunk), body.reserved)
+                data[body.length : end] = chunk[: end - body.length]
+                body.length = end
+                if body.length < body.size <= limit:
+                    body.cut = True
+                    body.complete = False
+                    break
+            if body.size > limit:
+                body.size = limit + 1
+                body.complete = False
+                break
     except aiohttp.ClientPayloadError as exc:
+        body.release()
         raise ProbeFailure(Reason.RESET, f"response body incomplete: {exc}") from exc
     except aiohttp.ClientError as exc:
+        body.release()
         raise _failure_from_client_error(exc) from exc
-    return b"".join(chunks), True
+    except BaseException:
+        body.release()
+        raise
+    if budget is not None and body.reserved > body.length:
+        budget.release(body.reserved - body.length)  # what the body did not need
+        body.reserved = body.length
+    return body
 
 
 def _check_head(
@@ -334,29 +408,38 @@ def _check_head(
     return failures
 
 
-def _check_body(
-    expect: HttpExpect, body: bytes, complete: bool, trace: ProbeTrace
-) -> list[ProbeFailure]:
+def _check_body(expect: HttpExpect, body: _Body, trace: ProbeTrace) -> list[ProbeFailure]:
     failures: list[ProbeFailure] = []
+    if body.cut:
+        detail = (
+            f"body exceeds {body.reserved} bytes, what the budget for bodies in flight "
+            "(scheduler.body_bytes_in_flight) lets one probe keep (stopped reading)"
+        )
+        trace.check("body_limit", False, detail)
+        return [ProbeFailure(Reason.SIZE, detail)]
     if expect.max_size is not None:
         detail = (
-            f"{len(body)} bytes, limit {expect.max_size}"
-            if complete
+            f"{body.size} bytes, limit {expect.max_size}"
+            if body.complete
             else f"more than {expect.max_size} bytes (stopped reading)"
         )
-        if not trace.check("max_size", complete, detail):
+        if not trace.check("max_size", body.complete, detail):
             return [ProbeFailure(Reason.SIZE, f"body is {detail}")]
-    elif not complete:
+    elif not body.complete:
         detail = f"body exceeds {BODY_LIMIT} bytes, the limit for checks (stopped reading)"
         trace.check("body_limit", False, detail)
         return [ProbeFailure(Reason.SIZE, detail)]
-    if not (expect.body_matches or expect.body_not_matches or expect.json_validator):
+    if body.data is None:
         return failures
-    text = body.decode("utf-8", errors="replace")
+    text = None
+    if expect.body_matches or expect.body_not_matches:
+        text = body.text("replace")
     for pattern in expect.body_matches:
+        assert text is not None
         if not trace.check(f"body matches {pattern.pattern!r}", bool(pattern.search(text)), ""):
             failures.append(ProbeFailure(Reason.BODY, f"body does not match {pattern.pattern!r}"))
     for pattern in expect.body_not_matches:
+        assert text is not None
         found = pattern.search(text)
         detail = f"found {found.group(0)[:80]!r}" if found else ""
         if not trace.check(f"body does not match {pattern.pattern!r}", found is None, detail):
@@ -364,20 +447,26 @@ def _check_body(
                 ProbeFailure(Reason.BODY, f"body matches {pattern.pattern!r}: {detail}")
             )
     if expect.json_validator is not None:
-        failures.extend(_check_json(expect, text, trace))
+        failures.extend(_check_json(expect.json_validator, body, text, trace))
     return failures
 
 
-def _check_json(expect: HttpExpect, text: str, trace: ProbeTrace) -> list[ProbeFailure]:
-    assert expect.json_validator is not None
+def _check_json(
+    validator: jsonschema.protocols.Validator, body: _Body, text: str | None, trace: ProbeTrace
+) -> list[ProbeFailure]:
+    """The body against the schema; ``text`` is the body decoded for the regexes, if it was."""
     try:
-        document = json.loads(text)
+        document = json.loads(body.text("strict") if text is None else text)
     except json.JSONDecodeError as exc:
         detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         trace.check("json_schema", False, detail)
         return [ProbeFailure(Reason.JSON, detail)]
+    except UnicodeDecodeError as exc:
+        detail = f"body is not JSON: not UTF-8 text at byte {exc.start}"
+        trace.check("json_schema", False, detail)
+        return [ProbeFailure(Reason.JSON, detail)]
     try:
-        errors = sorted(expect.json_validator.iter_errors(document), key=lambda e: list(e.path))
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     except Unresolvable as exc:
         detail = reference_error(exc)
         trace.check("json_schema", False, detail)
