@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import jsonschema
@@ -61,6 +62,8 @@ __all__ = [
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
+# The longest piece of a response a failure message quotes, with http.response_excerpts.
+EXCERPT_CHARS = 40
 # Bodies are read in chunks of at most this size; one without body checks is never held.
 CHUNK_BYTES = 65536
 _USER_AGENT = f"Lookout/{__version__}"
@@ -104,6 +107,8 @@ class HttpSpec:
     tls: ClientTLS = NO_CLIENT_TLS
     follow_redirects: bool = True
     max_redirects: int = 10
+    cross_host_redirects: bool = False
+    response_excerpts: bool = False
     ip_family: str = "any"
     proxy_url: str | None = None
     reuse_connections: bool = False
@@ -168,6 +173,8 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
         follow_redirects=http.get("follow_redirects", True),
         max_redirects=http.get("max_redirects", 10),
+        cross_host_redirects=http.get("cross_host_redirects", False),
+        response_excerpts=http.get("response_excerpts", False),
         ip_family=http.get("ip_family", "any"),
         proxy_url=http.get("proxy_url"),
         reuse_connections=http.get("reuse_connections", False),
@@ -218,7 +225,10 @@ def endpoint(spec: HttpSpec) -> str:
 
 
 def options(spec: HttpSpec) -> dict[str, str]:
-    redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
+    redirects = "not followed"
+    if spec.follow_redirects:
+        hosts = "any host" if spec.cross_host_redirects else "same host"
+        redirects = f"up to {spec.max_redirects}, {hosts}"
     settings = {"ip family": spec.ip_family, "redirects": redirects}
     if spec.proxy_url:
         settings["proxy"] = redact_url(spec.proxy_url)
@@ -242,26 +252,13 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
     session = ctx.clients.http.get(spec.ip_family, spec.reuse_connections)
     with observe_handshakes(clock) as handshake:
         timing = RequestTiming(clock, trace, handshake)
         try:
-            response = await session.request(
-                spec.method,
-                spec.url,
-                headers=headers,
-                data=spec.body,
-                # Used only for https connections, also after a redirect from http.
-                ssl=client_context(spec.tls),
-                server_hostname=spec.tls.server_name,
-                allow_redirects=spec.follow_redirects,
-                max_redirects=spec.max_redirects,
-                proxy=spec.proxy_url,
-                trace_request_ctx=timing,
-            )
+            response = await _follow(session, spec, timing)
         except aiohttp.ClientError as exc:
-            raise _failure_from_client_error(exc, timing) from exc
+            raise _failure_from_client_error(exc, timing, spec.response_excerpts) from exc
         finally:
             record_handshake(trace, handshake)
         async with response:
@@ -270,13 +267,13 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
                 response.status, f"{version.major}.{version.minor}" if version else None
             )
             trace.observation = seen
-            failures = _check_head(spec.expect, seen, trace, response.headers)
+            failures = _check_head(spec, seen, trace, response.headers)
             budget = ctx.clients.bodies if _keeps_body(spec.expect) else None
             with trace.phase("transfer"):
-                body = await _read_body(response, spec.expect, budget)
+                body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
     try:
         trace.observation = dataclasses.replace(seen, response_size=body.size)
-        failures += _check_body(spec.expect, body, trace)
+        failures += _check_body(spec, body, trace)
     finally:
         body.release()
     elapsed = clock.monotonic() - started
@@ -289,6 +286,75 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         failures.append(ProbeFailure(Reason.SLOW, trace.checks[-1].detail))
     if failures:
         raise failures[0]
+
+
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+async def _follow(
+    session: aiohttp.ClientSession, spec: HttpSpec, timing: RequestTiming
+) -> aiohttp.ClientResponse:
+    """The response to the request, after the redirects the spec allows.
+
+    Redirects are followed here rather than by aiohttp, so that each hop is checked: to the same
+    host only unless ``cross_host_redirects``, and once the host changes (or https turns into
+    http) the request goes on without the configured headers, body credentials and client
+    certificate, and without the pinned server name.
+    """
+    method, url, body = spec.method, spec.url, spec.body
+    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    tls = spec.tls
+    origin = urlsplit(url)
+    hops = 0
+    while True:
+        response = await session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            ssl=client_context(tls),  # used only for https connections
+            server_hostname=tls.server_name,
+            allow_redirects=False,
+            proxy=spec.proxy_url,
+            trace_request_ctx=timing,
+        )
+        location = response.headers.get("Location")
+        if not spec.follow_redirects or response.status not in _REDIRECTS or not location:
+            return response
+        response.release()
+        following = urljoin(url, location)
+        parts = urlsplit(following)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                "redirect to a location that is not an http(s) URL, not followed"
+                + _got(location, spec.response_excerpts),
+            )
+        hops += 1
+        if hops > spec.max_redirects:
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                f"too many redirects ({spec.max_redirects})"
+                + (
+                    f", last to {_excerpt(redact_url(following))}" if spec.response_excerpts else ""
+                ),
+            )
+        other_host = parts.hostname.lower() != (origin.hostname or "").lower()
+        if other_host and not spec.cross_host_redirects:
+            where = f" to {_excerpt(parts.hostname)}" if spec.response_excerpts else ""
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                f"redirect{where} on another host than {origin.hostname}, not followed "
+                "(http.cross_host_redirects allows it)",
+            )
+        if other_host or (origin.scheme == "https" and parts.scheme == "http"):
+            # Nothing configured for the first host goes to another one, nor over plain http.
+            headers = {"User-Agent": headers.get("User-Agent", _USER_AGENT)}
+            tls = dataclasses.replace(tls, cert_file=None, key_file=None, server_name=None)
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method = "GET" if method != "HEAD" else method
+            body = None
+        url = following
 
 
 def _keeps_body(expect: HttpExpect) -> bool:
@@ -333,7 +399,10 @@ class _Body:
 
 
 async def _read_body(
-    response: aiohttp.ClientResponse, expect: HttpExpect, budget: BodyBudget | None
+    response: aiohttp.ClientResponse,
+    expect: HttpExpect,
+    budget: BodyBudget | None,
+    expect_excerpts: bool = False,
 ) -> _Body:
     """The body streamed in chunks of at most 64 KiB: counted, and kept only when ``budget``
     is given (a check needs it), up to what the budget granted. Reading stops past the limit."""
@@ -365,7 +434,7 @@ async def _read_body(
         raise ProbeFailure(Reason.RESET, f"response body incomplete: {exc}") from exc
     except aiohttp.ClientError as exc:
         body.release()
-        raise _failure_from_client_error(exc) from exc
+        raise _failure_from_client_error(exc, excerpts=expect_excerpts) from exc
     except BaseException:
         body.release()
         raise
@@ -376,8 +445,10 @@ async def _read_body(
 
 
 def _check_head(
-    expect: HttpExpect, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
 ) -> list[ProbeFailure]:
+    expect = spec.expect
+    excerpts = spec.response_excerpts
     failures = []
     status = seen.status_code
     wanted = ", ".join(p.text for p in expect.status)
@@ -395,20 +466,21 @@ def _check_head(
         values = headers.getall(rule.name, [])
         if rule.absent:
             passed = not values
-            detail = f"{rule.name} must be absent" + ("" if passed else f", got {values[0]!r}")
+            detail = f"{rule.name} must be absent" + ("" if passed else _got(values[0], excerpts))
         elif rule.pattern is None:
             passed = bool(values)
             detail = f"{rule.name} must be present"
         else:
             passed = any(rule.pattern.search(v) for v in values)
-            got = f"got {values[0]!r}" if values else "header missing"
-            detail = f"{rule.name} must match {rule.pattern.pattern!r}, {got}"
+            got = _got(values[0], excerpts) if values else ", header missing"
+            detail = f"{rule.name} must match {rule.pattern.pattern!r}{got}"
         if not trace.check(f"header {rule.name}", passed, detail):
             failures.append(ProbeFailure(Reason.HEADER, detail))
     return failures
 
 
-def _check_body(expect: HttpExpect, body: _Body, trace: ProbeTrace) -> list[ProbeFailure]:
+def _check_body(spec: HttpSpec, body: _Body, trace: ProbeTrace) -> list[ProbeFailure]:
+    expect = spec.expect
     failures: list[ProbeFailure] = []
     if body.cut:
         detail = (
@@ -441,18 +513,25 @@ def _check_body(expect: HttpExpect, body: _Body, trace: ProbeTrace) -> list[Prob
     for pattern in expect.body_not_matches:
         assert text is not None
         found = pattern.search(text)
-        detail = f"found {found.group(0)[:80]!r}" if found else ""
+        detail = ""
+        if found and spec.response_excerpts:
+            detail = f"found {_excerpt(found.group(0))}"
         if not trace.check(f"body does not match {pattern.pattern!r}", found is None, detail):
-            failures.append(
-                ProbeFailure(Reason.BODY, f"body matches {pattern.pattern!r}: {detail}")
-            )
+            message = f"body matches {pattern.pattern!r}" + (f": {detail}" if detail else "")
+            failures.append(ProbeFailure(Reason.BODY, message))
     if expect.json_validator is not None:
-        failures.extend(_check_json(expect.json_validator, body, text, trace))
+        failures.extend(
+            _check_json(expect.json_validator, body, text, trace, spec.response_excerpts)
+        )
     return failures
 
 
 def _check_json(
-    validator: jsonschema.protocols.Validator, body: _Body, text: str | None, trace: ProbeTrace
+    validator: jsonschema.protocols.Validator,
+    body: _Body,
+    text: str | None,
+    trace: ProbeTrace,
+    excerpts: bool,
 ) -> list[ProbeFailure]:
     """The body against the schema; ``text`` is the body decoded for the regexes, if it was."""
     try:
@@ -477,13 +556,50 @@ def _check_json(
     first = errors[0]
     where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    detail = f"{where}: {first.message}{more}"
+    detail = f"{where}: {_violation(first, excerpts)}{more}"
     trace.check("json_schema", False, detail)
     return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
 
 
+def _excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted, cut to ``limit`` characters (``…`` marks the cut)."""
+    return repr(value[:limit] + "…") if len(value) > limit else repr(value)
+
+
+def _got(value: str, excerpts: bool) -> str:
+    return f", got {_excerpt(value)}" if excerpts else ""
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+
+
+def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
+    """What a JSON Schema error says, without the response's values unless ``excerpts`` (then
+    each at most EXCERPT_CHARS long): the keyword and what the schema asks."""
+    if excerpts:
+        message = error.message
+        shown = repr(error.instance)
+        if shown in message:
+            message = message.replace(shown, _excerpt(str(error.instance)), 1)
+        return message[: 4 * EXCERPT_CHARS]
+    keyword, wanted, instance = error.validator, error.validator_value, error.instance
+    if keyword == "type":
+        found = _JSON_TYPES.get(type(instance))
+        if found is None:
+            found = "null" if instance is None else "a number"
+        return f"is {found}, not of type {wanted!r}"
+    if keyword == "required" and isinstance(instance, dict) and isinstance(wanted, list):
+        missing = [name for name in wanted if name not in instance]
+        if missing:
+            return f"{missing[0]!r} is a required property"
+    shown = repr(wanted)
+    if len(shown) > 2 * EXCERPT_CHARS:
+        shown = shown[: 2 * EXCERPT_CHARS] + "…"
+    return f"fails {keyword!r} ({shown})"
+
+
 def _failure_from_client_error(
-    exc: aiohttp.ClientError, timing: RequestTiming | None = None
+    exc: aiohttp.ClientError, timing: RequestTiming | None = None, excerpts: bool = False
 ) -> ProbeFailure:
     """The failure for an aiohttp error; ``timing`` tells a failed TLS step from a failed
     connect when the error came while the connection was being made."""
@@ -508,7 +624,9 @@ def _failure_from_client_error(
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.RESET, f"response body incomplete: {exc}")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message}")
+        # The parser's message quotes what the server sent.
+        said = f": {_excerpt(str(exc.message), 80)}" if excerpts else ""
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response{said}")
     return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
 
 
