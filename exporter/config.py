@@ -177,7 +177,10 @@ class _Loading:
                 self.unset.append(at)
                 self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return self.environ[name]
+            found = self.environ[name]
+            if found:
+                self.source.from_environment.setdefault(at, []).append(found)
+            return found
 
         expanded = _VARIABLE.sub(substitute, value)
         if "${" in value and expanded:

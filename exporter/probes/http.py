@@ -47,7 +47,7 @@ from exporter.probes.tlsinfo import (
     record_handshake,
 )
 from exporter.reasons import ProbeFailure, Reason
-from exporter.redaction import redact_url, secret_header
+from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
@@ -103,6 +103,10 @@ class HttpSpec:
     url: str
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Headers whose values came from a file or the environment: never shown.
+    secret_headers: frozenset[str] = frozenset()
+    # Values the environment put into the URL or the proxy URL: never shown.
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
     body: bytes | None = field(default=None, repr=False)
     tls: ClientTLS = NO_CLIENT_TLS
     follow_redirects: bool = True
@@ -144,9 +148,14 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
     http = raw.get("http", {})
     hat: KeyPath = (*at, "http")
     headers = dict(http.get("headers", {}))
+    secret_headers = {
+        name for name in headers if source.environment_values((*hat, "headers", name))
+    }
     for name, path in http.get("header_files", {}).items():
         headers[name] = source.read_text(path, (*hat, "header_files", name))
+        secret_headers.add(name)
     if "bearer_token" in http or "bearer_token_file" in http:
+        secret_headers.add("Authorization")
         token = http.get("bearer_token") or source.read_text(
             http["bearer_token_file"], (*hat, "bearer_token_file")
         )
@@ -158,6 +167,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
             password = source.read_text(
                 auth["password_file"], (*hat, "basic_auth", "password_file")
             )
+        secret_headers.add("Authorization")
         pair = f"{auth['username']}:{password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     body: bytes | None = None
@@ -169,6 +179,11 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         url=raw["url"],
         method=http.get("method", "GET"),
         headers=tuple(headers.items()),
+        secret_headers=frozenset(secret_headers),
+        secret_values=(
+            *source.environment_values((*at, "url")),
+            *source.environment_values((*hat, "proxy_url")),
+        ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
         follow_redirects=http.get("follow_redirects", True),
@@ -221,7 +236,7 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
 
 
 def endpoint(spec: HttpSpec) -> str:
-    return redact_url(spec.url)
+    return redact_url(spec.url, spec.secret_values)
 
 
 def options(spec: HttpSpec) -> dict[str, str]:
@@ -231,7 +246,7 @@ def options(spec: HttpSpec) -> dict[str, str]:
         redirects = f"up to {spec.max_redirects}, {hosts}"
     settings = {"ip family": spec.ip_family, "redirects": redirects}
     if spec.proxy_url:
-        settings["proxy"] = redact_url(spec.proxy_url)
+        settings["proxy"] = redact_url(spec.proxy_url, spec.secret_values)
     if spec.reuse_connections:
         settings["connections"] = "reused"
     return settings | (tls_options(spec.tls) if spec.url.startswith("https") else {})
@@ -241,7 +256,10 @@ def request(spec: HttpSpec) -> dict[str, Any]:
     return {
         "method": spec.method,
         "headers": [
-            {"name": name, "value": "<redacted>" if secret_header(name) else value}
+            {
+                "name": name,
+                "value": REDACTED if name in spec.secret_headers or secret_header(name) else value,
+            }
             for name, value in spec.headers
         ],
         "body_bytes": len(spec.body) if spec.body is not None else 0,
@@ -336,7 +354,9 @@ async def _follow(
                 Reason.REDIRECT,
                 f"too many redirects ({spec.max_redirects})"
                 + (
-                    f", last to {_excerpt(redact_url(following))}" if spec.response_excerpts else ""
+                    f", last to {_excerpt(redact_url(following, spec.secret_values))}"
+                    if spec.response_excerpts
+                    else ""
                 ),
             )
         other_host = parts.hostname.lower() != (origin.hostname or "").lower()
