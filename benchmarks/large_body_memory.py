@@ -86,7 +86,7 @@ async def one_case(port: int, case: str, probes: int) -> tuple[float, float, str
         for i in range(probes)
     )
     config = load_text(
-        "defaults: {interval: 30s, timeout: 60s}\ntargets:\n" + targets,
+        "defaults: {interval: 5m, timeout: 60s}\ntargets:\n" + targets,
         Source("bench.yml", Path.cwd()),
         {},
     )
