@@ -46,8 +46,7 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── ws_reply       a WebSocket reply did not match, the server closed instead of
     │   │                  replying, or it chose another subprotocol
     │   ├── packet_loss    more ICMP echo requests went unanswered than ``expect.max_loss``
-    │   ├── domain_not_found  the RDAP server knows no such domain (404), or no RDAP server
-    │   │                  serves its top-level domain
+    │   ├── domain_not_found  the RDAP server knows no such domain (404)
     │   └── rate_limited   the server answered 429 Too Many Requests (RDAP)
     ├── exporter_offline   the probe failed while every connectivity canary failed too: the
     │                      exporter's own network, not the target (does not change the

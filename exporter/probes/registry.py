@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.probes import dns, grpc, http, smtp, tcp, tls, websocket
+from exporter.probes import dns, domain, grpc, http, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS"]
@@ -24,5 +24,6 @@ KINDS: dict[str, Kind[Any]] = {
         smtp.KIND,
         websocket.KIND,
         grpc.KIND,
+        domain.KIND,
     )
 }
