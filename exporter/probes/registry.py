@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.probes import dns, domain, grpc, http, smtp, tcp, tls, websocket
+from exporter.probes import dns, domain, grpc, http, icmp, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS"]
@@ -25,5 +25,6 @@ KINDS: dict[str, Kind[Any]] = {
         websocket.KIND,
         grpc.KIND,
         domain.KIND,
+        icmp.KIND,
     )
 }
