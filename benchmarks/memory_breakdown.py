@@ -106,16 +106,18 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
 
 def fill_history(all_stats: Iterable[ProbeStats], now: float) -> int:
     """Writes every bucket of every target's history, oldest first, as a day of probes would
-    (two probes per bucket, one of them failed in every fourth bucket), ending with the bucket
-    of ``now`` where the real probes continue; returns the bytes of one target's history."""
+    (two probes per bucket; every tenth target failed one of them in two buckets), ending with
+    the bucket of ``now`` where the real probes continue; returns the bytes of one target's
+    history."""
     size = 0
-    for stats in all_stats:
+    for number, stats in enumerate(all_stats):
         history = stats.history
         last = history.index(now)
         for index in range(last - history.count + 1, last):
             at = index * history.width
-            history.add(at, 0.002, False)
-            history.add(at + 1, 0.004, index % 4 == 0, reason_code(Reason.TIMEOUT))
+            failed = number % 10 == 0 and index % 48 == 0
+            history.add(at, 0.002 + (index % 7) / 1000, False)
+            history.add(at + 1, 0.004, failed, reason_code(Reason.TIMEOUT))
         size = sum(sys.getsizeof(part) for part in (history, *history.parts()))
     return size
 

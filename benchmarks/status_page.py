@@ -128,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     binaries = harness.ensure_debian({"nginx": "nginx", "curl": "curl"})
     print(harness.machine())
-    with harness.time_limit(INTERVAL + 300), Processes() as procs:
+    with harness.time_limit(INTERVAL + 900), Processes() as procs:
         asyncio.run(measure(args, procs, binaries["nginx"], binaries["curl"]))
 
 

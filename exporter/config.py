@@ -36,9 +36,10 @@ from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_windows
+from exporter.probes.clients import BODY_BUDGET
 from exporter.status_settings import StatusSettings, build_status_page
 from exporter.targets import Defaults, Target, build_defaults, build_target
-from exporter.units import parse_duration
+from exporter.units import parse_duration, parse_size
 
 __all__ = [
     "Config",
@@ -84,6 +85,8 @@ class Config:
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
     status_page: StatusSettings = field(default_factory=StatusSettings)
+    # Response body bytes the HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -176,7 +179,10 @@ class _Loading:
                 self.unset.append(at)
                 self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return self.environ[name]
+            found = self.environ[name]
+            if found:
+                self.source.from_environment.setdefault(at, []).append(found)
+            return found
 
         expanded = _VARIABLE.sub(substitute, value)
         if "${" in value and expanded:
@@ -249,6 +255,7 @@ class _Loading:
             maintenance=windows,
             storage=storage,
             status_page=status_page,
+            body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
         )
 
     def _targets(
@@ -355,3 +362,8 @@ def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
         if at[:cut] in lines:
             return lines[at[:cut]]
     return None
+
+
+def _body_budget(scheduler: Mapping[str, Any]) -> int:
+    value = scheduler.get("body_bytes_in_flight")
+    return BODY_BUDGET if value is None else parse_size(value)
