@@ -9,7 +9,8 @@ probes would write it (``memory_breakdown.fill_history``). Then each part is tim
 - rows: ``views.target_summary`` for every target (what the page cost before the pictures);
 - pictures: the uptime bar's runs, the sparkline and since when the state holds, per target;
 - HTML: the index template rendering those rows (grouped by ``service``, 200 groups);
-- the whole page as ``GET /`` serves it (``page.index_page``), and fetched over HTTP by curl.
+- the whole page as ``GET /`` serves it (``page.index_page``): healthy groups collapsed (their
+  rows not sent), one group (``?group=``), and every group's rows, also fetched by curl.
 
     python benchmarks/status_page.py [--targets 10000] [--rounds 5]
 """
@@ -33,6 +34,10 @@ from exporter import config as config_module
 from exporter.app import create_app
 from exporter.runtime import RUNTIME, Options
 from exporter.status import page, views
+
+
+def ms(times: list[float]) -> str:
+    return f"{statistics.median(times) * 1000:.0f}"
 
 
 def timed(rounds: int, work: Callable[[], Any]) -> tuple[float, Any]:
@@ -89,6 +94,7 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
             filters=page.filter_links([t["state"] for t in items], {}),
             sorts=page.sort_links({}),
             groups=grouped,
+            group=None,
             heartbeats=None,
         )
 
@@ -96,8 +102,19 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
     whole = []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        await page.index_page(runtime, {})
+        collapsed = await page.index_page(runtime, {})
         whole.append(time.perf_counter() - started)
+    one_group = []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        await page.index_page(runtime, {"group": "svc-7"})
+        one_group.append(time.perf_counter() - started)
+    page.INLINE_ROWS = 10**9  # every group's rows on the page, as when every group is failing
+    every_row = []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        await page.index_page(runtime, {})
+        every_row.append(time.perf_counter() - started)
     fetched = []
     for _ in range(args.rounds):
         started = time.perf_counter()
@@ -114,11 +131,16 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
         ["rows with their pictures (bar, sparkline, since)", f"{pictures_seconds * 1000:.0f}"],
         ["pictures alone (the difference)", f"{(pictures_seconds - rows_seconds) * 1000:.0f}"],
         ["HTML (index template, 200 groups)", f"{html_seconds * 1000:.0f}"],
-        ["the whole page (page.index_page)", f"{statistics.median(whole) * 1000:.0f}"],
-        ["GET / fetched by curl", f"{statistics.median(fetched) * 1000:.0f}"],
+        ["GET / (page.index_page), healthy groups collapsed", ms(whole)],
+        ["GET /?group=svc-7 (one group of 50 targets)", ms(one_group)],
+        ["GET / with every group's rows (the HTML above)", ms(every_row)],
+        ["GET / fetched by curl (every group's rows)", ms(fetched)],
     ]
     print(harness.table(table))
-    print(f"page size: {len(text.encode()) / 2**20:.1f} MiB")
+    print(
+        f"page size: {len(collapsed.encode()) / 2**10:.0f} KiB collapsed, "
+        f"{len(text.encode()) / 2**20:.1f} MiB with every row"
+    )
 
 
 def main() -> None:

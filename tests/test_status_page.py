@@ -310,7 +310,7 @@ PAGE_TAGS = frozenset(
     | {"footer", "h1", "h2", "h3", "p", "a", "span", "div", "pre", "table", "thead", "tbody"}
     | {"tr", "th", "td", "dl", "dt", "dd", "time", "br"}
     # The pictures: uptime bar cells, inline SVG sparklines and charts.
-    | {"i", "svg", "polyline", "rect", "figure", "figcaption", "details", "summary"}
+    | {"i", "svg", "path", "polyline", "rect", "figure", "figcaption", "details", "summary"}
 )
 
 

@@ -226,7 +226,8 @@ async def test_ten_thousand_targets_in_chromium(
     aiohttp_server: Any, tmp_path: Path, browser: tuple[DevTools, str]
 ) -> None:
     """10,000 targets in 20 services, none due for an hour; their histories are written as a day
-    of probes would write them, every seventh target failing in one bucket."""
+    of probes would write them, every seventh target failing in one bucket. The page shows the
+    20 groups collapsed (their rows not sent), a group's own page its 500 rows with pictures."""
     lines = ["defaults: {interval: 1h, timeout: 1s}", "targets:"]
     lines += [
         f"  - {{name: api-{i:05d}, kind: tcp, address: '127.0.0.1:9', "
@@ -248,14 +249,28 @@ async def test_ten_thousand_targets_in_chromium(
     devtools, session = browser
     for width in WIDTHS:
         await set_width(devtools, session, width)
-        start = await navigate(devtools, session, str(server.make_url("/")))
-        rows = await evaluate(devtools, session, "document.querySelectorAll('tr.target').length")
-        assert rows == MANY
-        groups = await evaluate(devtools, session, "document.querySelectorAll('details').length")
-        assert groups == 20
         suffix = "" if width == 1400 else "-mobile"
+        start = await navigate(devtools, session, str(server.make_url("/")))
+        # No group is failing: each is collapsed to its heading and a link to its own page.
+        rows = await evaluate(devtools, session, "document.querySelectorAll('tr.target').length")
+        assert rows == 0
+        links = await evaluate(
+            devtools,
+            session,
+            "Array.from(document.querySelectorAll('details a')).map(a => a.textContent)",
+        )
+        assert links == ["show its 500 targets"] * 20
         shot = await screenshot_viewport(devtools, session, f"status-10000{suffix}.png")
         assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        assert console_errors(devtools, session, start) == []
+
+        start = await navigate(devtools, session, str(server.make_url("/?group=svc-03")))
+        bars = await evaluate(
+            devtools, session, "document.querySelectorAll('tr.target .bar').length"
+        )
+        assert bars == MANY // 20
+        assert await evaluate(devtools, session, "document.querySelectorAll('svg.spark').length")
+        shot = await screenshot_viewport(devtools, session, f"status-10000-group{suffix}.png")
         assert console_errors(devtools, session, start) == []
 
 

@@ -104,11 +104,20 @@ def with_pictures(item: dict[str, Any], stats: ProbeStats, now: float) -> dict[s
     return item
 
 
-def groups(targets: list[dict[str, Any]], label: str, sort: str) -> list[dict[str, Any]]:
+# Above this many targets on a page, a collapsed group's rows are not sent: it links to a page of
+# its own (``?group=VALUE``), so the page of 10,000 healthy targets is its groups' headings.
+INLINE_ROWS = 1000
+
+
+def groups(
+    targets: list[dict[str, Any]], label: str, sort: str, query: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """``targets`` (already filtered and sorted) grouped by the value of their ``label``: each
     group with its rolled-up state (its worst member's), its members by state, whether it opens
     (it has failing members, or it is the only group), failing groups first (or by name with
-    ``sort=name``); targets without the label form the last group, ``value`` None."""
+    ``sort=name``); targets without the label form the last group, ``value`` None. With more
+    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself."""
+    query = query or {}
     members: dict[str | None, list[dict[str, Any]]] = {}
     for item in targets:
         members.setdefault(item["labels"].get(label), []).append(item)
@@ -125,9 +134,15 @@ def groups(targets: list[dict[str, Any]], label: str, sort: str) -> list[dict[st
                 "state": state,
                 "counts": sorted(counts.items(), key=lambda c: (views.SEVERITY.get(c[0], 3), c[0])),
                 "open": state in views.FAILING or len(members) == 1,
+                "size": len(items),
                 "items": items,
+                "link": link(query, group=value or ""),
             }
         )
+    if len(targets) > INLINE_ROWS:
+        for group in found:
+            if not group["open"]:
+                group["items"] = []
 
     def order(group: dict[str, Any]) -> tuple[Any, ...]:
         named = (group["value"] is None, group["value"] or "")
@@ -140,10 +155,24 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
     location = runtime.location
-    targets = [
-        with_pictures(views.target_summary(s, now, location), s, now)
+    label = runtime.config.status_page.group_by
+    chosen = query.get("group")  # one group only: its label value, "" for those without
+    all_stats = [
+        s
         for s in runtime.scheduler.all_stats()
+        if chosen is None or dict(s.target.labels).get(label, "") == chosen
     ]
+    targets = [views.target_summary(s, now, location) for s in all_stats]
+    shown = views.select(targets, state, sort)
+    grouped = groups(shown, label, sort, query)
+    if chosen is not None:
+        for group in grouped:
+            group["open"] = True
+    # Pictures only for the rows the page shows.
+    by_name = {s.target.name: s for s in all_stats}
+    for group in grouped:
+        for item in group["items"]:
+            with_pictures(item, by_name[item["name"]], now)
     heartbeats = await views.heartbeat_summaries(runtime.heartbeats)
     for item in heartbeats:
         history = runtime.heartbeats.history.get(item["name"])
@@ -159,9 +188,8 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         exporter=views.exporter_json(runtime, now),
         filters=filter_links(states, query),
         sorts=sort_links(query),
-        groups=groups(
-            views.select(targets, state, sort), runtime.config.status_page.group_by, sort
-        ),
+        groups=grouped,
+        group=chosen,
         heartbeats=views.select(heartbeats, state, sort, "status")
         if runtime.heartbeats.specs
         else None,
