@@ -530,3 +530,21 @@ def test_targets_group_by_their_label_failing_groups_first_and_open() -> None:
     (only,) = status_page.groups(rows[:2], "team", "state")
     assert only["open"]
     assert only["value"] is None
+
+
+def test_a_page_of_many_targets_sends_no_rows_of_collapsed_groups() -> None:
+    rows = [
+        {
+            "name": f"t{i:04d}",
+            "state": "down" if i == 7 else "up",
+            "labels": {"service": f"s{i % 3}"},
+        }
+        for i in range(status_page.INLINE_ROWS + 1)
+    ]
+    grouped = status_page.groups(rows, "service", "state", {"sort": "name"})
+    assert [(g["value"], g["open"], len(g["items"]), g["size"]) for g in grouped] == [
+        ("s1", True, 334, 334),
+        ("s0", False, 0, 334),
+        ("s2", False, 0, 333),
+    ]
+    assert grouped[1]["link"] == "?sort=name&group=s0"
