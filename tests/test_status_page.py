@@ -548,3 +548,6 @@ def test_a_page_of_many_targets_sends_no_rows_of_collapsed_groups() -> None:
         ("s2", False, 0, 333),
     ]
     assert grouped[1]["link"] == "?sort=name&group=s0"
+    healthy = [{**row, "state": "up", "labels": {"service": "s1"}} for row in rows]
+    (alone,) = status_page.groups(healthy, "service", "state", {"group": "s1"}, expand=True)
+    assert (alone["open"], len(alone["items"])) == (True, len(rows))

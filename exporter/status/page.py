@@ -110,13 +110,18 @@ INLINE_ROWS = 1000
 
 
 def groups(
-    targets: list[dict[str, Any]], label: str, sort: str, query: Mapping[str, str] | None = None
+    targets: list[dict[str, Any]],
+    label: str,
+    sort: str,
+    query: Mapping[str, str] | None = None,
+    expand: bool = False,
 ) -> list[dict[str, Any]]:
     """``targets`` (already filtered and sorted) grouped by the value of their ``label``: each
     group with its rolled-up state (its worst member's), its members by state, whether it opens
     (it has failing members, or it is the only group), failing groups first (or by name with
     ``sort=name``); targets without the label form the last group, ``value`` None. With more
-    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself."""
+    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself.
+    With ``expand`` (the page of one group) every group is open with its rows."""
     query = query or {}
     members: dict[str | None, list[dict[str, Any]]] = {}
     for item in targets:
@@ -133,7 +138,7 @@ def groups(
                 "value": value,
                 "state": state,
                 "counts": sorted(counts.items(), key=lambda c: (views.SEVERITY.get(c[0], 3), c[0])),
-                "open": state in views.FAILING or len(members) == 1,
+                "open": expand or state in views.FAILING or len(members) == 1,
                 "size": len(items),
                 "items": items,
                 "link": link(query, group=value or ""),
@@ -164,10 +169,7 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     ]
     targets = [views.target_summary(s, now, location) for s in all_stats]
     shown = views.select(targets, state, sort)
-    grouped = groups(shown, label, sort, query)
-    if chosen is not None:
-        for group in grouped:
-            group["open"] = True
+    grouped = groups(shown, label, sort, query, expand=chosen is not None)
     # Pictures only for the rows the page shows.
     by_name = {s.target.name: s for s in all_stats}
     for group in grouped:
