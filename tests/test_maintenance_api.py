@@ -418,3 +418,26 @@ def test_the_maintenance_paths_are_documented_with_their_errors() -> None:
     assert set(paths["/api/v1/maintenance/{id}"]) >= {"get", "delete"}
     for status in ("400", "401", "403", "503"):
         assert status in paths["/api/v1/maintenance"]["post"]["responses"]
+
+
+async def test_a_reload_that_sets_the_token_file_opens_the_store_and_a_new_token_replaces_it(
+    start: Start, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path, token=False, heartbeats=False)
+    client = await start(path)
+    assert not (tmp_path / "data").exists()
+    write_config(tmp_path, heartbeats=False)
+    assert (await client.post("/-/reload")).status == 200
+    assert (tmp_path / "data" / DB_FILE).exists()
+    window = await create(client, {"targets": ["billing-db"], "duration": "10m"})
+    (tmp_path / "admin-token").write_text("rotated-token\n", encoding="utf-8")
+    assert (await client.post("/-/reload")).status == 200
+    response = await client.delete(f"/api/v1/maintenance/{window['id']}", headers=AUTH)
+    assert response.status == 403
+    rotated = {"Authorization": "Bearer rotated-token"}
+    response = await client.delete(f"/api/v1/maintenance/{window['id']}", headers=rotated)
+    assert response.status == 200
+    (tmp_path / "admin-token").write_text("\n", encoding="utf-8")
+    response = await client.post("/-/reload")
+    assert response.status == 500
+    assert "web.admin_token_file: the admin token file is empty" in await response.text()
