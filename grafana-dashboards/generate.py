@@ -1324,6 +1324,51 @@ def heartbeats() -> dashboard.Dashboard:
             dashed=["B"],
         ),
     ]
+    incidents: Panels = [
+        bars(
+            "Incidents in range",
+            "Times each heartbeat turned late, down or failed within the time range.",
+            "short",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        bars(
+            "Downtime in range",
+            "Seconds each heartbeat spent late, down or failed within the time range.",
+            "s",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        graph(
+            "Open incidents for",
+            "How long each open incident has lasted, from when the heartbeat turned late, down "
+            "or failed.",
+            "s",
+            [
+                Query(
+                    f"time() - {by_heartbeat('lookout_heartbeat_incident_start_timestamp_seconds')}"
+                    " and on (heartbeat) "
+                    f"{by_heartbeat('lookout_heartbeat_incident_open')} == 1",
+                    "{{heartbeat}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
     heartbeat = query_variable(
         "heartbeat",
         "Heartbeat",
@@ -1336,7 +1381,12 @@ def heartbeats() -> dashboard.Dashboard:
         "Every job, worker and cron heartbeat: state, age against deadline, durations, exit "
         "codes and alive instances.",
         [*common_variables(), heartbeat],
-        [("State", state), ("Timing", timing), ("Pings and instances", pings)],
+        [
+            ("State", state),
+            ("Timing", timing),
+            ("Pings and instances", pings),
+            ("Incidents", incidents),
+        ],
         # A day shows a daily cron job's whole cycle: the run, its age growing to the deadline.
         since="now-24h",
     )
