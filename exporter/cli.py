@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     from exporter.app import create_app
     from exporter.heartbeats.store import StoreError
-    from exporter.runtime import RUNTIME, Options
+    from exporter.runtime import RUNTIME, Options, ReloadOutcome
 
     options = Options(
         config_path=args.config,
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     async def on_startup(app: web.Application) -> None:
         runtime = app[RUNTIME]
         loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[str | None]] = set()  # the loop keeps only weak references
+        reloads: set[asyncio.Task[ReloadOutcome]] = set()  # the loop keeps only weak references
 
         def reload_on_signal() -> None:
             task = loop.create_task(runtime.reload(), name="reload")

@@ -23,7 +23,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,7 @@ __all__ = [
     "ConnectivitySettings",
     "KeyPath",
     "Source",
+    "WebSettings",
     "load",
     "load_text",
     "schema",
@@ -71,6 +72,25 @@ class ConnectivitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The ``web:`` section: the exporter's own endpoints."""
+
+    # What ``Authorization: Bearer`` must carry for the administrative endpoints; None: nothing.
+    admin_token: str | None = field(default=None, repr=False)
+
+
+def build_web(raw: Mapping[str, Any], source: Source) -> WebSettings:
+    """The schema-valid ``web:`` mapping, its token file read."""
+    if "admin_token_file" not in raw:
+        return WebSettings()
+    at: KeyPath = ("web", "admin_token_file")
+    token = source.read_text(raw["admin_token_file"], at).strip()
+    if not token:
+        raise ConfigProblem(at, "the token file is empty")
+    return WebSettings(admin_token=token)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     location: str | None
     max_in_flight: int
@@ -82,6 +102,7 @@ class Config:
     maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
+    web: WebSettings = WebSettings()
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -219,10 +240,13 @@ class _Loading:
             storage = self._guard(
                 ("storage",), lambda: build_storage(raw.get("storage"), self.source)
             )
+        web = None
+        if ("web",) not in broken:
+            web = self._guard(("web",), lambda: build_web(raw.get("web", {}), self.source))
         host = None
         if ("host",) not in broken:
             host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
-        if host is None or self.problems:
+        if host is None or web is None or self.problems:
             return None
         return Config(
             location=raw.get("location"),
@@ -234,6 +258,7 @@ class _Loading:
             connectivity=connectivity,
             maintenance=windows,
             storage=storage,
+            web=web,
         )
 
     def _targets(

@@ -25,7 +25,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process)",
+            r"exporter\.maintenance",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),
