@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter import __version__, config
+import exporter
+from exporter import config
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
 from exporter.logs import setup_logging
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
-        print(f"lookout-exporter {__version__}")
+        print(f"lookout-exporter {exporter.__version__}")
         return 0
     if args.command == "probe":
         from exporter import probe_command
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             extra={
                 "address": f"{host or '*'}:{port}",
                 "config": loaded.source,
-                "version": __version__,
+                "version": exporter.__version__,
             },
         )
 

@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             r"exporter",
-            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
+            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families|lazy_import)",
             r"exporter\.(histogram|exposition|results|logs|recent)",
             r"exporter\.protobuf(\.\w+)?",
         ),

@@ -6,9 +6,12 @@ One ``ProbeContext`` per probe run; its ``SharedClients`` live as long as the sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from exporter.clock import Clock
-from exporter.probes.clients import SharedClients
+
+if TYPE_CHECKING:  # the clients (aiohttp) are imported by whoever makes them
+    from exporter.probes.clients import SharedClients
 from exporter.results import ProbeTrace
 
 __all__ = ["ProbeContext"]

@@ -17,13 +17,10 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import jsonschema
-from multidict import CIMultiDictProxy
-
-from exporter import __version__
+import exporter
 from exporter.config_source import (
     ConfigProblem,
     KeyPath,
@@ -34,6 +31,7 @@ from exporter.config_source import (
     describe_error as describe_schema_error,
 )
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
@@ -51,6 +49,14 @@ from exporter.redaction import redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
+if TYPE_CHECKING:
+    import aiohttp
+    import jsonschema
+    from multidict import CIMultiDictProxy
+else:  # needed by the prober, or only for a target with a json_schema
+    aiohttp = lazy_module("aiohttp")
+    jsonschema = lazy_module("jsonschema")
+
 __all__ = [
     "BODY_LIMIT",
     "KIND",
@@ -62,7 +68,12 @@ __all__ = [
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
-_USER_AGENT = f"Lookout/{__version__}"
+
+
+@cache
+def _user_agent() -> str:
+    return f"Lookout/{exporter.__version__}"
+
 
 STATUS_CODE = Family(
     "lookout_http_status_code", "gauge", "HTTP status code of the latest scheduled probe."
@@ -257,7 +268,7 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    headers = {"User-Agent": _user_agent(), **dict(spec.headers)}
     session = ctx.clients.http.get(spec.ip_family, spec.reuse_connections)
     with observe_handshakes(clock) as handshake:
         timing = RequestTiming(clock, trace, handshake)
