@@ -32,7 +32,7 @@ __all__ = ["BATCH", "ConfigLoader", "load_pickled"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 500  # targets per pickled batch: a few milliseconds to unpickle
+BATCH = 100  # targets per pickled batch: a few milliseconds to unpickle
 
 # The attributes every log record has; the others are the keys given with ``extra``.
 _RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

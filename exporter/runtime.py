@@ -48,7 +48,8 @@ from exporter.probes.clients import SharedClients
 from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
-from exporter.scheduler import Scheduler, Shard
+from exporter.scheduler import Plan, Scheduler, Shard
+from exporter.targets import Target
 
 __all__ = [
     "PIECE_BYTES",
@@ -167,12 +168,28 @@ class Runtime:
         await self.clients.close()
         await self.heartbeats.close()
 
-    def _apply(self, config: Config) -> None:
-        self.config = config
+    def _owned(self, config: Config) -> list[Target[Any]]:
         shard = self.options.shard
-        targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
+        return [t for t in config.targets if shard is None or shard.owns(t.name)]
+
+    async def _plan(self, config: Config) -> Plan:
+        """The scheduler's plan for ``config``, worked out in slices between other tasks."""
+        steps = self.scheduler.plan(self._owned(config))
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                plan: Plan = done.value
+                return plan
+            await asyncio.sleep(0)
+
+    def _apply(self, config: Config, plan: Plan | None = None) -> None:
+        self.config = config
         self.connectivity.configure(config.connectivity)
-        self.scheduler.reconcile(targets)
+        if plan is None:
+            self.scheduler.reconcile(self._owned(config))
+        else:
+            self.scheduler.apply(plan)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.settings:
             self.host.configure(config.host)
@@ -218,6 +235,7 @@ class Runtime:
                 )
                 return ReloadOutcome((ConfigProblem(None, message, file=name),))
             await self.heartbeats.open_for(config.heartbeats, config.storage)
+            plan = await self._plan(config)
         except ConfigError as exc:
             return ReloadOutcome(exc.problems)
         except StoreError as exc:
@@ -225,12 +243,12 @@ class Runtime:
         except Exception:
             return self._internal_error(name)
         try:
-            self._apply(config)
+            self._apply(config, plan)
         except Exception:
             outcome = self._internal_error(name)
             self._apply(old)
             return outcome
-        settle_heap()
+        settle_heap(full=False)
         return ReloadOutcome()
 
     def _internal_error(self, name: str) -> ReloadOutcome:
@@ -295,16 +313,23 @@ async def _pieces(
     yield join(pending)
 
 
-def settle_heap() -> None:
+def settle_heap(full: bool = True) -> None:
     """Keep what lives as long as the config (targets, compiled checks, the modules) out of
     the garbage collector's full collections, which otherwise scan it all again and again and
     pause the event loop for about 0.1 s per 100,000 objects.
 
-    Everything is collected first (also what an earlier call froze, such as the previous
-    config's objects), so no unreachable cycle is frozen for good.
+    ``full`` (at start): everything is collected first, also what an earlier call froze, so no
+    unreachable cycle is frozen for good. After a reload only the young generations are
+    collected before the new config is frozen: a full collection would itself pause the loop
+    for that long. The previous config's objects are freed when their last reference goes, as
+    they hold no reference cycles; cyclic garbage that reached the oldest generation stays
+    until the next full collection (at the next start).
     """
-    gc.unfreeze()
-    gc.collect()
+    if full:
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
     gc.freeze()
 
 
