@@ -9,15 +9,7 @@ PING_GROUP = {"name": "net.ipv4.ping_group_range", "value": "10001 10001"}
 
 
 def test_the_ping_group_sysctl_reaches_the_pod_with_the_default_security_context() -> None:
-    values = {
-        "podSecurityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "sysctls": [PING_GROUP],
-        }
-    }
+    values = {"podSecurityContext": {"sysctls": [PING_GROUP]}}  # merged with the defaults
     pod = workload(render(values))["spec"]["template"]["spec"]
     assert pod["securityContext"]["sysctls"] == [PING_GROUP]
     assert pod["securityContext"]["runAsGroup"] == 10001
