@@ -20,6 +20,9 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_last_run_success{heartbeat="billing",team="ops"} 1
     lookout_heartbeat_instances_alive{heartbeat="orders-consumer"} 2
     lookout_heartbeat_instances_expected{heartbeat="orders-consumer"} 3
+    lookout_heartbeat_incidents_total{heartbeat="billing",team="ops"} 2
+    lookout_heartbeat_downtime_seconds_total{heartbeat="billing",team="ops"} 5400
+    lookout_heartbeat_incident_open{heartbeat="billing",team="ops"} 0
     lookout_heartbeat_duration_seconds_bucket{heartbeat="billing",team="ops",le="900"} 30
     lookout_heartbeat_duration_seconds_sum{heartbeat="billing",team="ops"} 21940.3
     lookout_heartbeat_duration_seconds_count{heartbeat="billing",team="ops"} 30
@@ -97,6 +100,24 @@ DURATION = Family(
     "histogram",
     "Durations of finished runs (from their start, or as the job reported them).",
 )
+INCIDENTS = Family(
+    "lookout_heartbeat_incidents_total",
+    "counter",
+    "Incidents: times the heartbeat turned late, down or failed, the open one included.",
+)
+DOWNTIME = Family(
+    "lookout_heartbeat_downtime_seconds_total",
+    "counter",
+    "Seconds in incidents: closed ones, and the open one up to now.",
+)
+INCIDENT_OPEN = Family(
+    "lookout_heartbeat_incident_open", "gauge", "1 while the heartbeat is late, down or failed."
+)
+INCIDENT_START = Family(
+    "lookout_heartbeat_incident_start_timestamp_seconds",
+    "gauge",
+    "When the open incident began (the heartbeat turned late, down or failed).",
+)
 STORE_UP = Family(
     "lookout_heartbeat_store_up",
     "gauge",
@@ -127,6 +148,10 @@ FAMILIES = (
     MIN_RUNTIME,
     INSTANCES_ALIVE,
     INSTANCES_EXPECTED,
+    INCIDENTS,
+    DOWNTIME,
+    INCIDENT_OPEN,
+    INCIDENT_START,
 )
 STORE_FAMILIES = (STORE_UP, STORE_ERRORS, STORE_QUARANTINED)
 
@@ -159,6 +184,10 @@ def render(view: View) -> dict[Family, str]:
     add(MIN_RUNTIME, spec.min_runtime)
     add(INSTANCES_ALIVE, view.instances_alive)
     add(INSTANCES_EXPECTED, spec.instances)
+    add(INCIDENTS, view.incidents)
+    add(DOWNTIME, view.downtime)
+    add(INCIDENT_OPEN, int(view.incident_start is not None))
+    add(INCIDENT_START, view.incident_start)
     if facts.seq:
         out[DURATION] = histogram_lines(DURATION, base, _durations(view))
     return out

@@ -50,6 +50,11 @@ async def test_a_pinged_heartbeat_has_every_family(
     assert samples[key("lookout_heartbeat_last_run_success", **labels)] == 1
     assert samples[key("lookout_heartbeat_max_runtime_seconds", **labels)] == 120
     assert sum(1 for (name, _) in samples if name == "lookout_heartbeat_status") == 6
+    # Late since T0 + 69 (one period after the success): an incident open for a second.
+    assert samples[key("lookout_heartbeat_incidents_total", **labels)] == 1
+    assert samples[key("lookout_heartbeat_incident_open", **labels)] == 1
+    assert samples[key("lookout_heartbeat_incident_start_timestamp_seconds", **labels)] == T0 + 69
+    assert samples[key("lookout_heartbeat_downtime_seconds_total", **labels)] == 1
 
 
 async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
@@ -63,8 +68,13 @@ async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
         "lookout_heartbeat_pings_total",
         "lookout_heartbeat_instances_alive",
         "lookout_heartbeat_instances_expected",
+        "lookout_heartbeat_incidents_total",
+        "lookout_heartbeat_downtime_seconds_total",
+        "lookout_heartbeat_incident_open",
     }
     samples = scrape(heartbeats)
+    assert samples[key("lookout_heartbeat_incidents_total", heartbeat="pool")] == 0
+    assert samples[key("lookout_heartbeat_incident_open", heartbeat="pool")] == 0
     assert samples[key("lookout_heartbeat_status", heartbeat="pool", status="new")] == 1
     assert samples[key("lookout_heartbeat_instances_alive", heartbeat="pool")] == 0
     assert samples[key("lookout_heartbeat_instances_expected", heartbeat="pool")] == 3
