@@ -1422,6 +1422,32 @@ def heartbeats() -> dashboard.Dashboard:
             ],
         ),
         timeline(
+            "Instances",
+            "Each instance of a heartbeat with instances: alive (its own pings on time) or "
+            "missing. A worker that stopped stays listed, missing, until a new name takes its "
+            "place.",
+            [
+                Query(
+                    "max by (heartbeat, instance_name) (lookout_heartbeat_instance_up"
+                    f"{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
+                )
+            ],
+            mappings=[value_map(("1", "alive", "green"), ("0", "missing", "red"))],
+        ),
+        graph(
+            "Time since each instance pinged",
+            "Seconds since each instance of a heartbeat with instances last pinged.",
+            "s",
+            [
+                Query(
+                    "time() - max by (heartbeat, instance_name) "
+                    f"(lookout_heartbeat_instance_last_seen_timestamp_seconds{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
+                )
+            ],
+        ),
+        timeline(
             "Exit codes",
             "Exit code reported with the last finish ping: green 0, red anything else.",
             [Query(by_heartbeat("lookout_heartbeat_last_exit_code"), "{{heartbeat}}")],
