@@ -17,6 +17,7 @@ Scenarios, all in one run so the stack starts once:
   resolved after the fix;
 - a failing target in a maintenance window pages nobody;
 - a cron job that fails on every run pages (missed deadline) and stays firing through its runs;
+- one of a pool's three workers stops: a ticket naming it;
 - a blind exporter (every connectivity canary fails) pages as the exporter, not its target;
 - the exporter killed: no resolved notification for anything, and an exporter page.
 """
@@ -108,6 +109,14 @@ async def post(session: aiohttp.ClientSession, url: str) -> None:
         assert response.status == 200, await response.text()
 
 
+async def worker(session: aiohttp.ClientSession, base: str, name: str) -> None:
+    """One worker of a pool, pinging twice a period."""
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            await post(session, f"{base}/ping/pool?instance={name}")
+        await asyncio.sleep(1)
+
+
 async def cron_job_failing_every_run(session: aiohttp.ClientSession, base: str) -> None:
     """A one-"minute" (2s) job wrapped like ``lookout-exporter ping``: start, exit code 3."""
     while True:
@@ -178,7 +187,10 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
                     "targets": ["patched"],
                 }
             ],
-            "heartbeats": [{"name": "cron-job", "period": "2s", "grace": "1s"}],
+            "heartbeats": [
+                {"name": "cron-job", "period": "2s", "grace": "1s"},
+                {"name": "pool", "period": "2s", "grace": "1s", "instances": 3},
+            ],
         }
         blind_config = {
             "defaults": defaults,
@@ -244,13 +256,20 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
                 aiohttp.ClientSession() as session,
             ):
                 await post(session, f"{main.url}/ping/cron-job")  # its last success
-                cron = asyncio.create_task(cron_job_failing_every_run(session, main.url))
+                await post(session, f"{main.url}/ping/pool?instance=w3")  # then it stops
+                tasks = [
+                    asyncio.create_task(cron_job_failing_every_run(session, main.url)),
+                    asyncio.create_task(worker(session, main.url, "w1")),
+                    asyncio.create_task(worker(session, main.url, "w2")),
+                ]
                 try:
                     await scenarios(hook, backend, blip, main, blind)
                 finally:
-                    cron.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await cron
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
 
 async def scenarios(hook: Webhook, backend: Upstream, blip: Blip, main: Any, blind: Any) -> None:
@@ -306,6 +325,14 @@ async def scenarios(hook: Webhook, backend: Upstream, blip: Blip, main: Any, bli
 
     # The job is still failing on every run: its page never resolved.
     assert ("resolved", "cron-job") not in alerts_of(hook, "pager", "LookoutHeartbeatMissed")
+
+    # One of the pool's three workers stopped at the start: a ticket that names it.
+    async with asyncio.timeout(NOTIFY_TIMEOUT):
+        missing = await hook.wait_for(
+            "chat", "firing", "LookoutHeartbeatInstancesMissing", heartbeat="pool"
+        )
+    report("a stopped worker is named (from the stack's start)", time.monotonic() - started)
+    assert missing["annotations"]["description"].endswith("Missing: w3.")
 
     # The exporter is killed: an exporter page, and no all-clear for what it watched.
     delivered_before = len(hook.notifications)
