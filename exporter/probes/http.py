@@ -1,11 +1,15 @@
 """The HTTP/API kind: one request (following redirects if allowed), timed by phase, then every
 ``expect`` check on the response: status, HTTP version, headers, size, body regexes, JSON Schema,
-duration.
+duration; and what the response announces (``api_signals``: Sunset, Deprecation, Retry-After,
+the error format of a 4xx/5xx answer).
 
 Phases (``http_timing``): resolve, connect, tls, processing (request sent to response headers)
 and transfer (the body). All checks are evaluated and recorded for the debug output; the probe
-fails with the reason of the first one that failed. Its own series are
-``lookout_http_status_code`` and ``lookout_http_response_size_bytes``.
+fails with the reason of the first one that failed (an error answer that breaks
+``expect.error_format`` fails as ``error_format`` before its status is considered). Its own
+series are ``lookout_http_status_code``, ``lookout_http_response_size_bytes`` and, when the
+headers are there, ``lookout_http_sunset_timestamp_seconds``,
+``lookout_http_deprecation_timestamp_seconds`` and ``lookout_http_retry_after_seconds``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from exporter.config_source import (
     describe_error as describe_schema_error,
 )
 from exporter.families import Family
+from exporter.probes import api_signals
+from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
@@ -92,6 +98,10 @@ class HttpExpect:
     max_size: int | None = None
     max_duration: float | None = None
     http_version: tuple[str, ...] = ()
+    # True: Sunset or Deprecation must announce a deprecation; False: neither may.
+    deprecated: bool | None = None
+    retry_after_required: bool = False
+    error_format: ErrorFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +126,30 @@ class HttpObservation:
     status_code: int
     http_version: str | None
     response_size: int | None = None
+    signals: Signals = NO_SIGNALS
 
     def samples(self) -> Iterator[Sample]:
         yield STATUS_CODE, self.status_code, ""
         if self.response_size is not None:
             yield RESPONSE_SIZE, self.response_size, ""
+        signals = self.signals
+        if signals.sunset is not None:
+            yield api_signals.SUNSET, signals.sunset, ""
+        if signals.deprecation is not None:
+            yield api_signals.DEPRECATION, signals.deprecation, ""
+        if signals.retry_after is not None:
+            yield api_signals.RETRY_AFTER, signals.retry_after, ""
 
     def json(self) -> dict[str, Any]:
-        return {"http_version": self.http_version, "response_size_bytes": self.response_size}
+        signals = self.signals
+        return {
+            "http_version": self.http_version,
+            "response_size_bytes": self.response_size,
+            "sunset_timestamp_seconds": signals.sunset,
+            "deprecation_timestamp_seconds": signals.deprecation,
+            "deprecated": signals.deprecated,
+            "retry_after_seconds": signals.retry_after,
+        }
 
     def summary(self) -> list[str]:
         parts = [f"status {self.status_code}"]
@@ -215,6 +241,33 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         max_size=parse_size(raw["max_size"]) if "max_size" in raw else None,
         max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
         http_version=tuple(raw.get("http_version", ())),
+        deprecated=raw.get("deprecated"),
+        retry_after_required=raw.get("retry_after") == "required",
+        error_format=_build_error_format(raw["error_format"], (*at, "error_format"), source)
+        if "error_format" in raw
+        else None,
+    )
+
+
+def _build_error_format(raw: Any, at: KeyPath, source: Source) -> ErrorFormat:
+    """``problem+json``, or ``{json_schema: ..., content_type: ...}`` for another format."""
+    if raw == "problem+json":
+        return api_signals.problem_json()
+    schema = _load_json_schema(raw["json_schema"], (*at, "json_schema"), source)
+    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigProblem(
+            (*at, "json_schema"), f"not a valid JSON Schema: {describe_schema_error(exc)}"
+        ) from None
+    name = raw["json_schema"] if isinstance(raw["json_schema"], str) else "the error schema"
+    content_type = raw.get("content_type")
+    return ErrorFormat(
+        name,
+        schema,
+        None if content_type is None else content_type.lower(),
+        validator_class(schema, format_checker=validator_class.FORMAT_CHECKER),
     )
 
 
@@ -282,14 +335,31 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         async with response:
             version = response.version
             seen = HttpObservation(
-                response.status, f"{version.major}.{version.minor}" if version else None
+                response.status,
+                f"{version.major}.{version.minor}" if version else None,
+                signals=api_signals.read_signals(response.headers, response.status, clock.time()),
             )
             trace.observation = seen
+            content_type = response.headers.get("Content-Type", "")
             failures = _check_head(spec.expect, seen, trace, response.headers)
+            failures += api_signals.check_signals(
+                seen.signals,
+                seen.status_code,
+                spec.expect.deprecated,
+                spec.expect.retry_after_required,
+                trace,
+            )
             with trace.phase("transfer"):
                 body, complete = await _read_body(response, spec.expect)
     trace.observation = dataclasses.replace(seen, response_size=len(body))
     failures += _check_body(spec.expect, body, complete, trace)
+    if spec.expect.error_format is not None and complete:
+        text = body.decode("utf-8", errors="replace")
+        # Before the status check's failure: an error answer in the wrong format is its own
+        # reason, whatever its status.
+        failures[:0] = api_signals.check_error_format(
+            spec.expect.error_format, seen.status_code, content_type, text, trace
+        )
     elapsed = clock.monotonic() - started
     max_duration = spec.expect.max_duration
     if max_duration is not None and not trace.check(
@@ -329,7 +399,8 @@ def _check_head(
     if not trace.check(
         "status", any(p.matches(status) for p in expect.status), f"{status}, expected {wanted}"
     ):
-        failures.append(ProbeFailure(Reason.STATUS, f"status {status}, expected {wanted}"))
+        reason = Reason.RATE_LIMITED if status == 429 else Reason.STATUS
+        failures.append(ProbeFailure(reason, f"status {status}, expected {wanted}"))
     if expect.http_version and not trace.check(
         "http_version",
         seen.http_version in expect.http_version,
@@ -465,6 +536,12 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    families=(STATUS_CODE, RESPONSE_SIZE),
+    families=(
+        STATUS_CODE,
+        RESPONSE_SIZE,
+        api_signals.SUNSET,
+        api_signals.DEPRECATION,
+        api_signals.RETRY_AFTER,
+    ),
     request=request,
 )
