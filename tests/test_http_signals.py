@@ -299,3 +299,93 @@ def test_a_wrong_expectation_is_a_config_error_naming_its_key(
     with pytest.raises(ConfigError) as error:
         config_from_text(target("http://127.0.0.1:9/", expect), tmp_path)
     assert message in str(error.value)
+
+
+async def by_header(request: web.Request) -> web.Response:
+    """A gateway that answers every version from v2, saying so in a header and the body."""
+    return web.json_response(
+        {"meta": {"version": "v2"}, "orders": []}, headers={"X-Api-Version": "2.4"}
+    )
+
+
+@pytest.fixture
+async def gateway(aiohttp_server: AiohttpServer) -> str:
+    app = web.Application()
+    app.router.add_get("/{version}/orders", by_header)
+    app.router.add_get("/html", html_error)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize(
+    ("path", "version", "success", "message"),
+    [
+        pytest.param(
+            "/v2/orders", "{header: X-Api-Version, matches: '^2\\.'}", True, None, id="header"
+        ),
+        pytest.param(
+            "/v2/orders", "{json_pointer: /meta/version, equals: v2}", True, None, id="json"
+        ),
+        pytest.param(
+            "/v1/orders",
+            "{header: X-Api-Version, matches: '^1\\.'}",
+            False,
+            "version '2.4' answered: header X-Api-Version says '2.4', expected matching '^1\\\\.'",
+            id="header-routed-to-v2",
+        ),
+        pytest.param(
+            "/v1/orders",
+            "{json_pointer: /meta/version, equals: v1}",
+            False,
+            "version 'v2' answered: /meta/version says 'v2', expected 'v1'",
+            id="json-routed-to-v2",
+        ),
+        pytest.param(
+            "/v1/orders",
+            "{header: Api-Version, equals: v1}",
+            False,
+            "the response does not say which version answered (no Api-Version)",
+            id="no-header",
+        ),
+        pytest.param(
+            "/v1/orders",
+            "{json_pointer: /version, equals: v1}",
+            False,
+            "the response does not say which version answered (no /version)",
+            id="no-field",
+        ),
+    ],
+)
+async def test_the_version_that_answered_is_checked_with_its_own_reason(
+    gateway: str,
+    probe_once: ProbeOnce,
+    path: str,
+    version: str,
+    success: bool,
+    message: str | None,
+) -> None:
+    schema = "{properties: {meta: {properties: {version: {const: v1}}}}}"
+    expect = (
+        f"{{version: {version}, json_schema: {schema}}}"
+        if not success
+        else f"{{version: {version}}}"
+    )
+    result = await probe_once(target(f"{gateway}{path}", expect))
+    assert result.success is success, result.message
+    if message is not None:
+        assert result.reason is Reason.VERSION
+        assert result.message == message
+        # The v2 body fails v1's schema too; the version is named as the cause.
+        assert any(c.name == "json_schema" and not c.passed for c in result.checks)
+
+
+def test_a_version_check_needs_one_place_and_one_expectation(tmp_path: Path) -> None:
+    for expect in (
+        "{version: {equals: v1}}",
+        "{version: {header: X, json_pointer: /v, equals: v1}}",
+        "{version: {header: X}}",
+        "{version: {json_pointer: version, equals: v1}}",
+    ):
+        with pytest.raises(ConfigError) as error:
+            config_from_text(target("http://127.0.0.1:9/", expect), tmp_path)
+        assert "expect.version" in str(error.value), expect

@@ -1,7 +1,8 @@
 """What an API's response announces besides its body: deprecation (``Sunset``, RFC 8594, and
-``Deprecation``, RFC 9745), rate limiting and maintenance (``Retry-After`` on 429 and 503), and
-whether an error answer follows its documented format (RFC 9457 problem details, or a user's
-schema). The HTTP kind parses these here and checks them against ``expect``.
+``Deprecation``, RFC 9745), rate limiting and maintenance (``Retry-After`` on 429 and 503),
+which version answered (a header or a JSON field, so a gateway that routes v1 to v2 is caught),
+and whether an error answer follows its documented format (RFC 9457 problem details, or a
+user's schema). The HTTP kind parses these here and checks them against ``expect``.
 
 Header values are read leniently and never fail a probe by themselves: a value that cannot be
 read counts as absent (its metric is absent) and, when an expectation needs it, fails that
@@ -34,8 +35,11 @@ __all__ = [
     "SUNSET",
     "ErrorFormat",
     "Signals",
+    "VersionExpectation",
+    "build_version",
     "check_error_format",
     "check_signals",
+    "check_version",
     "problem_json",
     "read_signals",
 ]
@@ -101,6 +105,92 @@ class ErrorFormat:
 
 
 NO_SIGNALS = Signals()
+
+
+@dataclass(frozen=True, slots=True)
+class VersionExpectation:
+    """``expect.version``: where the response says which version answered, and what it must
+    say (``equals`` exactly, or ``matches`` a regex)."""
+
+    header: str | None
+    pointer: tuple[str, ...] | None  # a JSON Pointer (RFC 6901) into the body, parsed
+    pointer_text: str
+    equals: str | None
+    pattern: re.Pattern[str] | None
+
+    @property
+    def where(self) -> str:
+        return f"header {self.header}" if self.header is not None else f"{self.pointer_text}"
+
+    @property
+    def wanted(self) -> str:
+        if self.equals is not None:
+            return repr(self.equals)
+        assert self.pattern is not None
+        return f"matching {self.pattern.pattern!r}"
+
+
+def build_version(raw: Mapping[str, Any], pattern: re.Pattern[str] | None) -> VersionExpectation:
+    """From a schema-valid ``expect.version`` (``header`` or ``json_pointer``, ``equals`` or
+    ``matches``; the caller compiles the regex, which reports its own errors)."""
+    pointer = None
+    text = raw.get("json_pointer", "")
+    if "json_pointer" in raw:
+        pointer = tuple(part.replace("~1", "/").replace("~0", "~") for part in text.split("/")[1:])
+    equals = raw.get("equals")
+    return VersionExpectation(
+        raw.get("header"), pointer, text, None if equals is None else str(equals), pattern
+    )
+
+
+def _pointed(document: Any, pointer: tuple[str, ...]) -> tuple[bool, Any]:
+    for part in pointer:
+        if isinstance(document, dict) and part in document:
+            document = document[part]
+        elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
+            document = document[int(part)]
+        else:
+            return False, None
+    return True, document
+
+
+def check_version(
+    expected: VersionExpectation,
+    headers: CIMultiDictProxy[str],
+    body: str,
+    trace: ProbeTrace,
+) -> list[ProbeFailure]:
+    """The response names the expected version where ``expected`` says it does."""
+    value: str | None
+    if expected.header is not None:
+        value = headers.get(expected.header)
+        missing = f"the response does not say which version answered (no {expected.header})"
+    else:
+        assert expected.pointer is not None
+        missing = f"the response does not say which version answered (no {expected.pointer_text})"
+        try:
+            found, member = _pointed(json.loads(body), expected.pointer)
+        except json.JSONDecodeError:
+            found, member = False, None
+            missing = (
+                f"the response does not say which version answered (the body is not JSON, "
+                f"{expected.pointer_text} expected)"
+            )
+        value = None
+        if found:
+            value = member if isinstance(member, str) else json.dumps(member)
+    if value is None:
+        trace.check("version", False, missing)
+        return [ProbeFailure(Reason.VERSION, missing)]
+    if expected.equals is not None:
+        passed = value == expected.equals
+    else:
+        assert expected.pattern is not None
+        passed = expected.pattern.search(value) is not None
+    detail = f"{expected.where} says {value[:80]!r}, expected {expected.wanted}"
+    if not trace.check("version", passed, detail):
+        return [ProbeFailure(Reason.VERSION, f"version {value[:80]!r} answered: {detail}")]
+    return []
 
 
 def problem_json() -> ErrorFormat:

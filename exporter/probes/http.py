@@ -39,7 +39,7 @@ from exporter.config_source import (
 )
 from exporter.families import Family
 from exporter.probes import api_signals
-from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals
+from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
@@ -102,6 +102,7 @@ class HttpExpect:
     deprecated: bool | None = None
     retry_after_required: bool = False
     error_format: ErrorFormat | None = None
+    version: VersionExpectation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +247,13 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         error_format=_build_error_format(raw["error_format"], (*at, "error_format"), source)
         if "error_format" in raw
         else None,
+        version=_build_version(raw["version"], (*at, "version")) if "version" in raw else None,
     )
+
+
+def _build_version(raw: Mapping[str, Any], at: KeyPath) -> VersionExpectation:
+    pattern = compile_regex(raw["matches"], (*at, "matches")) if "matches" in raw else None
+    return api_signals.build_version(raw, pattern)
 
 
 def _build_error_format(raw: Any, at: KeyPath, source: Source) -> ErrorFormat:
@@ -352,6 +359,12 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
             with trace.phase("transfer"):
                 body, complete = await _read_body(response, spec.expect)
     trace.observation = dataclasses.replace(seen, response_size=len(body))
+    if spec.expect.version is not None and complete:
+        # After the head's checks, before the body's: a v2 body answering for v1 fails its
+        # schema too, but the cause is the version.
+        failures += api_signals.check_version(
+            spec.expect.version, response.headers, body.decode("utf-8", errors="replace"), trace
+        )
     failures += _check_body(spec.expect, body, complete, trace)
     if spec.expect.error_format is not None and complete:
         text = body.decode("utf-8", errors="replace")
