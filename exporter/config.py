@@ -36,8 +36,9 @@ from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_windows
+from exporter.probes.clients import BODY_BUDGET
 from exporter.targets import Defaults, Target, build_defaults, build_target
-from exporter.units import parse_duration
+from exporter.units import parse_duration, parse_size
 
 __all__ = [
     "Config",
@@ -91,6 +92,8 @@ class Config:
     maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
+    # Response body bytes the HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
     web: WebSettings = WebSettings()
 
 
@@ -184,7 +187,10 @@ class _Loading:
                 self.unset.append(at)
                 self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return self.environ[name]
+            found = self.environ[name]
+            if found:
+                self.source.from_environment.setdefault(at, []).append(found)
+            return found
 
         expanded = _VARIABLE.sub(substitute, value)
         if "${" in value and expanded:
@@ -247,6 +253,7 @@ class _Loading:
             connectivity=connectivity,
             maintenance=windows,
             storage=storage,
+            body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
             web=web,
         )
 
@@ -363,3 +370,8 @@ def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
         if at[:cut] in lines:
             return lines[at[:cut]]
     return None
+
+
+def _body_budget(scheduler: Mapping[str, Any]) -> int:
+    value = scheduler.get("body_bytes_in_flight")
+    return BODY_BUDGET if value is None else parse_size(value)

@@ -40,7 +40,7 @@ from exporter.heartbeats.store import StoreError
 from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
 from exporter.maintenance import Scheduled, Window
-from exporter.probes.clients import SharedClients
+from exporter.probes.clients import BodyBudget, SharedClients
 from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
@@ -76,7 +76,7 @@ class Runtime:
         self.started_at = clock.time()
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
-        self.clients = SharedClients()
+        self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -104,7 +104,9 @@ class Runtime:
             clock,
         )
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
+            SelfCollector(
+                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+            ),
             probes,
             host,
             HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
@@ -160,6 +162,7 @@ class Runtime:
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
         self.connectivity.configure(config.connectivity)
+        self.clients.bodies.resize(config.body_bytes_in_flight)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.settings:

@@ -90,13 +90,16 @@ async def api(aiohttp_server: AiohttpServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
-def target(url: str, expect: str = "{}") -> str:
+def target(url: str, expect: str = "{}", excerpts: bool = True) -> str:
+    """One target; its failure messages quote the response (``http.response_excerpts``)
+    unless ``excerpts`` is false."""
     return f"""
 targets:
   - name: api
     kind: http
     url: '{url}'
     timeout: 2s
+    http: {{response_excerpts: {str(excerpts).lower()}}}
     expect: {expect}
 """
 
@@ -231,7 +234,7 @@ async def test_a_problem_json_error_passes(api: str, probe_once: ProbeOnce) -> N
         ),
         pytest.param(
             '/problem?patch={"status":410}',
-            "the problem details say status 410, the response is 404",
+            "the problem details' status 410 is not the response's 404",
             id="status-member",
         ),
         pytest.param(
@@ -330,14 +333,15 @@ async def gateway(aiohttp_server: AiohttpServer) -> str:
             "/v1/orders",
             "{header: X-Api-Version, matches: '^1\\.'}",
             False,
-            "version '2.4' answered: header X-Api-Version says '2.4', expected matching '^1\\\\.'",
+            "another version answered: header X-Api-Version says '2.4', "
+            "expected matching '^1\\\\.'",
             id="header-routed-to-v2",
         ),
         pytest.param(
             "/v1/orders",
             "{json_pointer: /meta/version, equals: v1}",
             False,
-            "version 'v2' answered: /meta/version says 'v2', expected 'v1'",
+            "another version answered: /meta/version says 'v2', expected 'v1'",
             id="json-routed-to-v2",
         ),
         pytest.param(
@@ -389,3 +393,24 @@ def test_a_version_check_needs_one_place_and_one_expectation(tmp_path: Path) -> 
         with pytest.raises(ConfigError) as error:
             config_from_text(target("http://127.0.0.1:9/", expect), tmp_path)
         assert "expect.version" in str(error.value), expect
+
+
+async def test_without_response_excerpts_no_message_quotes_the_response(
+    api: str, gateway: str, probe_once: ProbeOnce
+) -> None:
+    cases = [
+        (f"{api}/limited?retry=soon", "{status: [429], retry_after: required}",
+         "Retry-After is neither seconds nor a date"),
+        (f"{api}/html-error", "{error_format: problem+json}",
+         "a 502 answer must be application/problem+json, its content type is another"),
+        (f'{api}/problem?patch={{"status":"four"}}', "{status: [404], error_format: problem+json}",
+         "the 404 answer does not follow problem+json: $.status: is a string, not of type "
+         "'integer'"),
+        (f'{api}/problem?patch={{"status":410}}', "{status: [404], error_format: problem+json}",
+         "the problem details' status is not the response's 404"),
+        (f"{gateway}/v1/orders", "{version: {json_pointer: /meta/version, equals: v1}}",
+         "another version answered: /meta/version says another version, expected 'v1'"),
+    ]  # fmt: skip
+    for url, expect, message in cases:
+        result = await probe_once(target(url, expect, excerpts=False))
+        assert result.message == message

@@ -6,7 +6,8 @@ user's schema). The HTTP kind parses these here and checks them against ``expect
 
 Header values are read leniently and never fail a probe by themselves: a value that cannot be
 read counts as absent (its metric is absent) and, when an expectation needs it, fails that
-check with what was found.
+check. Failure messages quote what the response said only with ``http.response_excerpts``
+(``EXCERPT_CHARS`` characters at most), as the HTTP kind's other checks do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -79,6 +80,15 @@ PROBLEM_JSON_SCHEMA: Mapping[str, Any] = {
     },
 }
 _STRUCTURED_DATE = re.compile(r"@(-?\d{1,15})")
+# The longest piece of a response a failure message quotes, with http.response_excerpts.
+EXCERPT_CHARS = 40
+
+
+def _quoted(value: str, excerpts: bool) -> str:
+    """`` 'value'`` (cut to EXCERPT_CHARS) with ``excerpts``, else nothing."""
+    if not excerpts:
+        return ""
+    return " " + (repr(value[:EXCERPT_CHARS] + "…") if len(value) > EXCERPT_CHARS else repr(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,7 @@ def check_version(
     headers: CIMultiDictProxy[str],
     body: str,
     trace: ProbeTrace,
+    excerpts: bool = False,
 ) -> list[ProbeFailure]:
     """The response names the expected version where ``expected`` says it does."""
     value: str | None
@@ -187,9 +198,10 @@ def check_version(
     else:
         assert expected.pattern is not None
         passed = expected.pattern.search(value) is not None
-    detail = f"{expected.where} says {value[:80]!r}, expected {expected.wanted}"
+    said = _quoted(value, excerpts)
+    detail = f"{expected.where} says{said or ' another version'}, expected {expected.wanted}"
     if not trace.check("version", passed, detail):
-        return [ProbeFailure(Reason.VERSION, f"version {value[:80]!r} answered: {detail}")]
+        return [ProbeFailure(Reason.VERSION, f"another version answered: {detail}")]
     return []
 
 
@@ -255,6 +267,7 @@ def check_signals(
     deprecated: bool | None,
     retry_after_required: bool,
     trace: ProbeTrace,
+    excerpts: bool = False,
 ) -> list[ProbeFailure]:
     """``expect.deprecated`` (true: a Sunset or Deprecation header must announce it; false:
     neither may) and ``expect.retry_after: required`` (a 429 or 503 must say when to retry)."""
@@ -275,7 +288,8 @@ def check_signals(
         failures.append(ProbeFailure(Reason.HEADER, trace.checks[-1].detail))
     if retry_after_required and status in RETRY_STATUSES:
         if signals.retry_after_invalid is not None:
-            detail = f"Retry-After {signals.retry_after_invalid!r} is neither seconds nor a date"
+            shown = _quoted(signals.retry_after_invalid, excerpts)
+            detail = f"Retry-After{shown} is neither seconds nor a date"
         elif signals.retry_after is None:
             detail = f"a {status} answer must say when to retry (Retry-After), it does not"
         else:
@@ -286,7 +300,13 @@ def check_signals(
 
 
 def check_error_format(
-    expected: ErrorFormat, status: int, content_type: str, body: str, trace: ProbeTrace
+    expected: ErrorFormat,
+    status: int,
+    content_type: str,
+    body: str,
+    trace: ProbeTrace,
+    violation: Callable[[jsonschema.ValidationError], str],
+    excerpts: bool = False,
 ) -> list[ProbeFailure]:
     """For a 4xx or 5xx answer: the body follows ``expected`` (media type, JSON, schema and,
     for problem details, a ``status`` member equal to the response's)."""
@@ -295,7 +315,7 @@ def check_error_format(
     name = expected.name
     media = content_type.split(";", 1)[0].strip().lower()
     if expected.content_type is not None and media != expected.content_type:
-        got = f"{media!r}" if media else "none"
+        got = (_quoted(media, excerpts).strip() or "another") if media else "none"
         detail = f"a {status} answer must be {expected.content_type}, its content type is {got}"
         trace.check("error_format", False, detail)
         return [ProbeFailure(Reason.ERROR_FORMAT, detail)]
@@ -311,7 +331,7 @@ def check_error_format(
         where = "$" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path
         )
-        detail = f"the {status} answer does not follow {name}: {where}: {first.message}"
+        detail = f"the {status} answer does not follow {name}: {where}: {violation(first)}"
         trace.check("error_format", False, detail)
         return [ProbeFailure(Reason.ERROR_FORMAT, detail)]
     if (
@@ -320,7 +340,8 @@ def check_error_format(
         and "status" in document
         and document["status"] != status
     ):
-        detail = f"the problem details say status {document['status']}, the response is {status}"
+        said = f" {json.dumps(document['status'])[:EXCERPT_CHARS]}" if excerpts else ""
+        detail = f"the problem details' status{said} is not the response's {status}"
         trace.check("error_format", False, detail)
         return [ProbeFailure(Reason.ERROR_FORMAT, detail)]
     trace.check("error_format", True, f"the {status} answer follows {name}")
