@@ -18,14 +18,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
-
-import jsonschema
-from multidict import CIMultiDictProxy
+from typing import TYPE_CHECKING, Any
 
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
+
+if TYPE_CHECKING:
+    import jsonschema
+    from multidict import CIMultiDictProxy
+else:  # only for a target with an error_format
+    jsonschema = lazy_module("jsonschema")
 
 __all__ = [
     "DEPRECATION",
