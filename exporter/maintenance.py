@@ -23,7 +23,7 @@ from exporter.config_source import ConfigProblem, KeyPath
 from exporter.heartbeats.schedule import Cron, parse_cron
 from exporter.units import format_duration, parse_duration
 
-__all__ = ["OneOff", "Recurring", "Window", "build_window", "build_windows", "parse_time"]
+__all__ = ["OneOff", "Recurring", "Window", "build_window", "parse_time"]
 
 # How far before a window could have begun its occurrences are walked from: more than the
 # hour that daylight saving repeats.
@@ -121,26 +121,6 @@ def parse_time(text: str) -> float:
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no offset (add Z or +01:00)")
     return moment.timestamp()
-
-
-def build_windows(
-    items: Iterable[Mapping[str, Any]],
-) -> tuple[tuple[Window, ...], list[ConfigProblem]]:
-    """The windows of a schema-valid ``maintenance:`` list, and every problem found in it."""
-    windows: list[Window] = []
-    problems: list[ConfigProblem] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(items):
-        at: KeyPath = ("maintenance", index)
-        if raw["name"] in seen:
-            problems.append(ConfigProblem((*at, "name"), f"duplicate window name {raw['name']!r}"))
-            continue
-        seen.add(raw["name"])
-        try:
-            windows.append(build_window(raw, at))
-        except ConfigProblem as problem:
-            problems.append(problem)
-    return tuple(windows), problems
 
 
 def build_window(raw: Mapping[str, Any], at: KeyPath) -> Window:
