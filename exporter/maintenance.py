@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim
 
-from exporter.config_source import ConfigProblem, KeyPath
+from exporter.config_source import ConfigProblem, KeyPath, given
 from exporter.heartbeats.schedule import Cron, parse_cron
 from exporter.units import format_duration, parse_duration
 
@@ -131,7 +131,7 @@ def build_window(raw: Mapping[str, Any], at: KeyPath) -> Window:
         targets=tuple(raw["targets"]) if "targets" in raw else None,
         heartbeats=tuple(raw["heartbeats"]) if "heartbeats" in raw else None,
         labels=tuple(sorted(raw.get("labels", {}).items())),
-        reason=raw.get("reason", ""),
+        **given(raw, "reason"),
     )
 
 

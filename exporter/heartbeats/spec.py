@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, given
 from exporter.heartbeats.schedule import Period, Schedule, parse_cron
 from exporter.targets import RESERVED_LABELS
 from exporter.units import parse_duration
@@ -86,10 +86,9 @@ def build_heartbeat(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Hear
         grace=parse_duration(raw["grace"]),
         max_runtime=max_runtime,
         min_runtime=min_runtime,
-        pings_per_period=raw.get("pings_per_period", 1),
         token=token,
-        instances=raw.get("instances"),
         labels=tuple(sorted(raw.get("labels", {}).items())),
+        **given(raw, "pings_per_period", "instances"),
     )
 
 

@@ -26,6 +26,7 @@ from exporter.config_source import (
     KeyPath,
     Source,
     compile_regex,
+    given,
 )
 from exporter.config_source import (
     describe_error as describe_schema_error,
@@ -172,16 +173,19 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
     return HttpSpec(
         url=raw["url"],
-        method=http.get("method", "GET"),
         headers=tuple(headers.items()),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
-        follow_redirects=http.get("follow_redirects", True),
-        max_redirects=http.get("max_redirects", 10),
-        ip_family=http.get("ip_family", "any"),
-        proxy_url=http.get("proxy_url"),
-        reuse_connections=http.get("reuse_connections", False),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        **given(
+            http,
+            "method",
+            "follow_redirects",
+            "max_redirects",
+            "ip_family",
+            "proxy_url",
+            "reuse_connections",
+        ),
     )
 
 
