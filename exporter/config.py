@@ -31,13 +31,21 @@ from typing import Any, TypeVar
 
 from exporter.config_checks import value_check
 from exporter.config_schema import schema, schema_check
-from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, format_path
+from exporter.config_source import (
+    ConfigError,
+    ConfigProblem,
+    KeyPath,
+    Source,
+    format_path,
+    given,
+)
 from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_window
+from exporter.probes.clients import BODY_BUDGET
 from exporter.targets import Target, build_defaults, build_target
-from exporter.units import parse_duration
+from exporter.units import parse_duration, parse_size
 
 __all__ = [
     "Config",
@@ -88,15 +96,21 @@ class SchedulerSettings:
 
     # At most this many probes run at once; the others wait.
     max_in_flight: int = 512
+    # Response body bytes that HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
 
 
 def build_scheduler(raw: Mapping[str, Any]) -> SchedulerSettings:
-    return SchedulerSettings(**raw)
+    budget = {}
+    if "body_bytes_in_flight" in raw:
+        budget["body_bytes_in_flight"] = parse_size(raw["body_bytes_in_flight"])
+    return SchedulerSettings(**given(raw, "max_in_flight"), **budget)
 
 
 @dataclass(frozen=True, slots=True)
 class WebSettings:
-    """The ``web:`` section: the exporter's own endpoints."""
+    """The ``web:`` section: the token of the administrative endpoints (`/-/reload`, the
+    run-time maintenance API), read from ``admin_token_file`` at load and at every reload."""
 
     # What ``Authorization: Bearer`` must carry for the administrative endpoints; None: nothing.
     admin_token: str | None = field(default=None, repr=False)
@@ -109,7 +123,7 @@ def build_web(raw: Mapping[str, Any], source: Source) -> WebSettings:
     at: KeyPath = ("web", "admin_token_file")
     token = source.read_text(raw["admin_token_file"], at).strip()
     if not token:
-        raise ConfigProblem(at, "the token file is empty")
+        raise ConfigProblem(at, "the admin token file is empty")
     return WebSettings(admin_token=token)
 
 
@@ -125,6 +139,8 @@ class Config:
     maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
+    # Response body bytes the HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
     web: WebSettings = WebSettings()
 
 
@@ -251,7 +267,10 @@ class _Loading:
                 self.unset.append(at)
                 self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return self.environ[name]
+            found = self.environ[name]
+            if found:
+                self.source.from_environment.setdefault(at, []).append(found)
+            return found
 
         expanded = _VARIABLE.sub(substitute, value)
         if "${" in value and expanded:
@@ -300,6 +319,7 @@ class _Loading:
         return Config(
             location=raw.get("location"),
             max_in_flight=(scheduler or SchedulerSettings()).max_in_flight,
+            body_bytes_in_flight=(scheduler or SchedulerSettings()).body_bytes_in_flight,
             targets=tuple(targets),
             source=self.source.name,
             host=host or HostSettings(),

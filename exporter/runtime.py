@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr
@@ -41,10 +41,12 @@ from exporter.config_source import format_path
 from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.store import StoreError
 from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
-from exporter.probes.clients import SharedClients
+from exporter.maintenance import Scheduled, Window
+from exporter.probes.clients import BodyBudget, SharedClients
 from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
@@ -76,7 +78,8 @@ class Options:
     config_path: str | None = None
     location: str | None = None
     shard: Shard | None = None
-    # Where the heartbeat store lives; created with the first declared heartbeat.
+    # Where the heartbeat store lives; created with the first declared heartbeat, or for the
+    # run-time maintenance windows when the config enables their API.
     storage_path: Path = Path("data")
 
 
@@ -119,7 +122,7 @@ class Runtime:
         self.started_at = clock.time()
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
-        self.clients = SharedClients()
+        self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -136,15 +139,20 @@ class Runtime:
         GCCollector(registry=self.registry)
         host = HostCollector()
         self.host = HostRefresher(HostReader(), config.host, host.show, clock)
+        # The windows of the config and those created at run time, kept as one tuple until
+        # either changes (the collector works out what covers what once per tuple).
+        self._windows: tuple[object, object, tuple[Window, ...]] = (None, None, ())
         self.maintenance = MaintenanceCollector(
-            lambda: self.config.maintenance,
+            self.windows,
             self.scheduler.all_stats,
             lambda: self.config.heartbeats,
             lambda: self.location,
             clock,
         )
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
+            SelfCollector(
+                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+            ),
             probes,
             host,
             HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
@@ -158,6 +166,37 @@ class Runtime:
     @property
     def location(self) -> str | None:
         return self.options.location or self.config.location
+
+    def windows(self) -> tuple[Window, ...]:
+        """Every maintenance window: the config's, then those created at run time."""
+        configured = self.config.maintenance
+        store = self.heartbeats.store
+        stored = None if store is None else store.maintenance
+        known_config, known_stored, windows = self._windows
+        if known_config is not configured or known_stored is not stored:
+            runtime = self.heartbeats.maintenance()
+            windows = (*configured, *(w.window() for w in runtime))
+            self._windows = (configured, stored, windows)
+        return windows
+
+    def target_windows(self, target: Target[Any]) -> list[str]:
+        """The open maintenance windows that cover ``target`` now."""
+        return self.maintenance.active(target.name, target.labels)
+
+    def heartbeat_windows(self, spec: Heartbeat) -> list[str]:
+        """The open maintenance windows that cover heartbeat ``spec`` now."""
+        return self.maintenance.active_for_heartbeat(spec.name, spec.labels)
+
+    def scheduled(self) -> Sequence[Scheduled]:
+        """The run-time maintenance windows (``POST /api/v1/maintenance``) still kept."""
+        return self.heartbeats.maintenance()
+
+    async def open_store(self, config: Config) -> None:
+        """Open the heartbeat store if ``config`` needs it: for its heartbeats, or for the
+        run-time maintenance windows when it enables that API."""
+        await self.heartbeats.open_for(
+            config.heartbeats, config.storage, maintenance=config.web.admin_token is not None
+        )
 
     def start(self) -> None:
         self._apply(self.config)
@@ -186,6 +225,7 @@ class Runtime:
     def _apply(self, config: Config, plan: Plan | None = None) -> None:
         self.config = config
         self.connectivity.configure(config.connectivity)
+        self.clients.bodies.resize(config.body_bytes_in_flight)
         if plan is None:
             self.scheduler.reconcile(self._owned(config))
         else:
@@ -234,7 +274,7 @@ class Runtime:
                     "replacing it (POST /-/reload?allow_empty=true to apply it anyway)"
                 )
                 return ReloadOutcome((ConfigProblem(None, message, file=name),))
-            await self.heartbeats.open_for(config.heartbeats, config.storage)
+            await self.open_store(config)
             plan = await self._plan(config)
         except ConfigError as exc:
             return ReloadOutcome(exc.problems)

@@ -165,7 +165,7 @@ def test_an_empty_admin_token_file_is_a_config_problem(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError) as caught:
         config.load_text(text, config.Source("t.yml", tmp_path), {})
     assert [str(p) for p in caught.value.problems] == [
-        "t.yml:2: web.admin_token_file: the token file is empty"
+        "t.yml:2: web.admin_token_file: the admin token file is empty"
     ]
 
 
