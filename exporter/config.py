@@ -43,7 +43,7 @@ from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_window
-from exporter.probes.clients import BODY_BUDGET
+from exporter.probes.budget import BODY_BUDGET
 from exporter.targets import Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
 

@@ -30,7 +30,6 @@ from exporter.config_source import (
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.clients import BodyBudget
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
@@ -52,6 +51,8 @@ if TYPE_CHECKING:
     import aiohttp
     import jsonschema
     from multidict import CIMultiDictProxy
+
+    from exporter.probes.clients import BodyBudget
 else:  # needed by the prober, or only for a target with a json_schema
     aiohttp = lazy_module("aiohttp")
     jsonschema = lazy_module("jsonschema")
