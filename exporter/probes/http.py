@@ -29,13 +29,13 @@ from exporter.config_source import (
     KeyPath,
     Source,
     compile_regex,
+    given,
 )
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes import api_signals
 from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.clients import BodyBudget
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     import aiohttp
     import jsonschema
     from multidict import CIMultiDictProxy
+
+    from exporter.probes.clients import BodyBudget
 else:  # needed by the prober, or only for a target with a json_schema
     aiohttp = lazy_module("aiohttp")
     jsonschema = lazy_module("jsonschema")
@@ -208,7 +210,6 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
     return HttpSpec(
         url=raw["url"],
-        method=http.get("method", "GET"),
         headers=tuple(headers.items()),
         secret_headers=frozenset(secret_headers),
         secret_values=(
@@ -217,14 +218,18 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
-        follow_redirects=http.get("follow_redirects", True),
-        max_redirects=http.get("max_redirects", 10),
-        cross_host_redirects=http.get("cross_host_redirects", False),
-        response_excerpts=http.get("response_excerpts", False),
-        ip_family=http.get("ip_family", "any"),
-        proxy_url=http.get("proxy_url"),
-        reuse_connections=http.get("reuse_connections", False),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        **given(
+            http,
+            "method",
+            "follow_redirects",
+            "max_redirects",
+            "cross_host_redirects",
+            "response_excerpts",
+            "ip_family",
+            "proxy_url",
+            "reuse_connections",
+        ),
     )
 
 
