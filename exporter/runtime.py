@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AnyStr
 
@@ -43,6 +43,7 @@ from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
 from exporter.scheduler import Scheduler, Shard
+from exporter.web_limits import ServerCounts, ServerLimits, connection_cap
 
 __all__ = ["PIECE_BYTES", "RUNTIME", "SCRAPE_SLICE", "Options", "Runtime", "settle_heap"]
 
@@ -63,6 +64,8 @@ class Options:
     shard: Shard | None = None
     # Where the heartbeat store lives; created with the first declared heartbeat.
     storage_path: Path = Path("data")
+    # Client connections and request time (--web.max-connections, --web.read-timeout).
+    server: ServerLimits = field(default_factory=ServerLimits)
 
 
 class Runtime:
@@ -73,6 +76,7 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
+        self.server = ServerCounts(limit=connection_cap(options.server.max_connections))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -98,7 +102,11 @@ class Runtime:
         )
         self.collectors: list[TextCollector] = [
             SelfCollector(
-                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+                self.scheduler,
+                self.reload_state,
+                self.connectivity,
+                self.clients.bodies,
+                self.server,
             ),
             probes,
             host,

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             r"exporter",
             r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
-            r"exporter\.(histogram|exposition|results|logs|recent)",
+            r"exporter\.(histogram|exposition|results|logs|recent|web_limits)",
             r"exporter\.protobuf(\.\w+)?",
         ),
     ),
