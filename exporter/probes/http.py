@@ -23,7 +23,6 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import jsonschema
-from multidict import CIMultiDictProxy
 
 from exporter import __version__
 from exporter.config_source import (
@@ -285,7 +284,7 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
                 response.status, f"{version.major}.{version.minor}" if version else None
             )
             trace.observation = seen
-            failures = _check_head(spec, seen, trace, response.headers)
+            failures = _check_head(spec, seen, trace, response)
             budget = ctx.clients.bodies if _keeps_body(spec.expect) else None
             with trace.phase("transfer"):
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
@@ -465,7 +464,7 @@ async def _read_body(
 
 
 def _check_head(
-    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, response: aiohttp.ClientResponse
 ) -> list[ProbeFailure]:
     expect = spec.expect
     excerpts = spec.response_excerpts
@@ -483,7 +482,7 @@ def _check_head(
     ):
         failures.append(ProbeFailure(Reason.HTTP_VERSION, trace.checks[-1].detail))
     for rule in expect.headers:
-        values = headers.getall(rule.name, [])
+        values = response.headers.getall(rule.name, [])
         if rule.absent:
             passed = not values
             detail = f"{rule.name} must be absent" + ("" if passed else _got(values[0], excerpts))
