@@ -121,8 +121,8 @@ async def test_a_request_head_that_trickles_is_cut_off_after_the_read_timeout(
     port = int(exporter.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-        waited = await asyncio.to_thread(_closed_within, sock, 5)
-    assert 0.5 < waited < 3
+        waited = await asyncio.to_thread(_closed_within, sock, 10)
+    assert 0.5 < waited < 6
     text = await scrape(exporter)
     timed_out = sample_value(text, "lookout_http_server_requests_timed_out_total")
     assert timed_out is not None
@@ -136,8 +136,8 @@ async def test_an_incomplete_request_body_is_answered_408_after_the_read_timeout
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /ping/job HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
         started = time.monotonic()
-        sock.settimeout(5)
+        sock.settimeout(10)
         answer = sock.recv(65536)
         waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
-    assert 0.5 < waited < 3
+    assert 0.5 < waited < 6
