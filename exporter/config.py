@@ -62,6 +62,8 @@ _LISTS = ("targets", "heartbeats", "maintenance")
 # What a config watches: one of them must be there, if only as an empty list.
 _WATCHED = ("targets", "heartbeats")
 _Built = TypeVar("_Built")
+# Loading for one target: the top-level sections whose problems still count.
+_FOCUSED = ("location", "defaults", "scheduler", "targets")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +76,22 @@ class ConnectivitySettings:
 
 @dataclass(frozen=True, slots=True)
 class WebSettings:
-    """The ``web:`` section: the admin token of the run-time maintenance API, read from
-    ``admin_token_file`` at load (and at every reload, so a rotated token takes a reload)."""
+    """The ``web:`` section: the token of the administrative endpoints (`/-/reload`, the
+    run-time maintenance API), read from ``admin_token_file`` at load and at every reload."""
 
+    # What ``Authorization: Bearer`` must carry for the administrative endpoints; None: nothing.
     admin_token: str | None = field(default=None, repr=False)
+
+
+def build_web(raw: Mapping[str, Any], source: Source) -> WebSettings:
+    """The schema-valid ``web:`` mapping, its token file read."""
+    if "admin_token_file" not in raw:
+        return WebSettings()
+    at: KeyPath = ("web", "admin_token_file")
+    token = source.read_text(raw["admin_token_file"], at).strip()
+    if not token:
+        raise ConfigProblem(at, "the admin token file is empty")
+    return WebSettings(admin_token=token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +111,18 @@ class Config:
     web: WebSettings = WebSettings()
 
 
-def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the config file at ``path``, or the embedded default config when ``path`` is None."""
+def load(
+    path: str | None, environ: Mapping[str, str] | None = None, *, target: str | None = None
+) -> Config:
+    """Load the config file at ``path``, or the embedded default config when ``path`` is None.
+
+    With ``target``, only the target of that name and the top-level settings must be right
+    (``lookout-exporter probe``): the other targets, heartbeats and windows may name unset
+    environment variables or have other problems, and are left out of the config."""
     env = os.environ if environ is None else environ
     if path is None:
         text = resources.files("exporter").joinpath(DEFAULT_CONFIG).read_text("utf-8")
-        return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env)
+        return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env, target)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -118,13 +138,16 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
         )
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([ConfigProblem(None, message, file=path, line=line)]) from None
-    return load_text(text, Source(path, Path(path).resolve().parent), env)
+    return load_text(text, Source(path, Path(path).resolve().parent), env, target)
 
 
-def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
-    """The config in ``text``; raises ``ConfigError`` with every problem found in it."""
+def load_text(
+    text: str, source: Source, environ: Mapping[str, str], target: str | None = None
+) -> Config:
+    """The config in ``text``; raises ``ConfigError`` with every problem found in it (with
+    ``target``, as ``load`` says)."""
     try:
-        return _Loading(text, source, environ).run()
+        return _Loading(text, source, environ, target).run()
     except ConfigError:
         raise
     except Exception:
@@ -139,8 +162,13 @@ def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
 class _Loading:
     """One load of one text: the problems found so far, and what was expanded where."""
 
-    def __init__(self, text: str, source: Source, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, text: str, source: Source, environ: Mapping[str, str], target: str | None = None
+    ) -> None:
         self.text = text
+        self.target = target
+        # With a target: the list item whose problems count, besides the top-level sections.
+        self.focus: KeyPath | None = None
         self.source = source
         self.environ = environ
         self.problems: list[ConfigProblem] = []
@@ -155,6 +183,13 @@ class _Loading:
         if not isinstance(raw, dict):
             message = "the config must be a mapping of keys at the top level"
             raise self._error([ConfigProblem(None, message, line=1)])
+        if self.target is not None:
+            self.focus = ("targets", -1)  # no such target: only the top level counts
+            items = raw.get("targets")
+            for index, item in enumerate(items if isinstance(items, list) else []):
+                if isinstance(item, dict) and item.get("name") == self.target:
+                    self.focus = ("targets", index)
+                    break
         if not any(key in raw for key in _WATCHED):
             self.problems.append(
                 ConfigProblem(
@@ -172,9 +207,21 @@ class _Loading:
                 broken.update(_part(p.at) for p in checked if p.at is not None)
                 self.problems.extend(checked)
         config = self._build(raw, broken)
+        self._unfocus()
         if self.problems or config is None:
             raise self._error(self.problems)
         return config
+
+    def _unfocus(self) -> None:
+        """With a target, drops the problems of the other list items."""
+        if self.focus is not None:
+            self.problems = [
+                p
+                for p in self.problems
+                if p.at is None
+                or _part(p.at) in (self.focus, ())
+                or (len(_part(p.at)) == 1 and p.at[0] in _FOCUSED)
+            ]
 
     def _expand(self, value: str, at: KeyPath) -> str:
         """``value`` with each ``${VAR}`` replaced by the variable's value and ``$$`` by ``$``."""
@@ -237,10 +284,13 @@ class _Loading:
             )
         web = None
         if ("web",) not in broken:
-            web = self._guard(("web",), lambda: self._web(raw.get("web", {})))
+            web = self._guard(("web",), lambda: build_web(raw.get("web", {}), self.source))
         host = None
         if ("host",) not in broken:
             host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
+        self._unfocus()
+        if self.focus is not None:  # the other sections are not needed to probe one target
+            host, web = host or HostSettings(), web or WebSettings()
         if host is None or web is None or self.problems:
             return None
         return Config(
@@ -256,15 +306,6 @@ class _Loading:
             body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
             web=web,
         )
-
-    def _web(self, section: dict[str, Any]) -> WebSettings:
-        if "admin_token_file" not in section:
-            return WebSettings()
-        at: KeyPath = ("web", "admin_token_file")
-        token = self.source.read_text(section["admin_token_file"], at).strip()
-        if not token:
-            raise ConfigProblem(at, "the admin token file is empty")
-        return WebSettings(admin_token=token)
 
     def _targets(
         self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults

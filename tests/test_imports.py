@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             r"exporter",
-            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
+            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families|lazy_import)",
             r"exporter\.(histogram|exposition|results|logs|recent|web_limits)",
             r"exporter\.protobuf(\.\w+)?",
         ),
@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process)",
+            r"exporter\.maintenance",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),

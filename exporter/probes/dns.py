@@ -13,12 +13,10 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdata
@@ -28,10 +26,18 @@ import dns.rdatatype
 from exporter.addresses import format_address
 from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.context import ProbeContext
 from exporter.probes.kind import Kind
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace, Sample
+
+if TYPE_CHECKING:
+    import dns.asyncquery
+    import dns.message
+else:  # the query machinery is needed by the prober, not to build a config
+    lazy_module("dns.asyncquery")
+    lazy_module("dns.message")
 
 __all__ = ["KIND", "DnsExpect", "DnsObservation", "DnsSpec"]
 

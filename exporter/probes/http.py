@@ -18,22 +18,19 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-import jsonschema
-
-from exporter import __version__
 from exporter.config_source import (
     KeyPath,
     Source,
     compile_regex,
 )
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.clients import BodyBudget
-from exporter.probes.context import ProbeContext
+from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
 from exporter.probes.kind import Kind
@@ -50,6 +47,13 @@ from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
+if TYPE_CHECKING:
+    import aiohttp
+    import jsonschema
+else:  # needed by the prober, or only for a target with a json_schema
+    aiohttp = lazy_module("aiohttp")
+    jsonschema = lazy_module("jsonschema")
+
 __all__ = [
     "BODY_LIMIT",
     "KIND",
@@ -65,7 +69,7 @@ BODY_LIMIT = 10 * 1024 * 1024
 EXCERPT_CHARS = 40
 # Bodies are read in chunks of at most this size; one without body checks is never held.
 CHUNK_BYTES = 65536
-_USER_AGENT = f"Lookout/{__version__}"
+
 
 STATUS_CODE = Family(
     "lookout_http_status_code", "gauge", "HTTP status code of the latest scheduled probe."
@@ -319,7 +323,7 @@ async def _follow(
     certificate, and without the pinned server name.
     """
     method, url, body = spec.method, spec.url, spec.body
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    headers = {"User-Agent": user_agent(), **dict(spec.headers)}
     tls = spec.tls
     origin = urlsplit(url)
     hops = 0
@@ -368,7 +372,7 @@ async def _follow(
             )
         if other_host or (origin.scheme == "https" and parts.scheme == "http"):
             # Nothing configured for the first host goes to another one, nor over plain http.
-            headers = {"User-Agent": headers.get("User-Agent", _USER_AGENT)}
+            headers = {"User-Agent": headers.get("User-Agent", user_agent())}
             tls = dataclasses.replace(tls, cert_file=None, key_file=None, server_name=None)
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
