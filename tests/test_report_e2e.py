@@ -167,6 +167,8 @@ def openmetrics(series: tuple[Series, ...]) -> Iterator[str]:
             for le, count in (("0.05", passed), ("0.25", passed), ("+Inf", probes)):
                 sample = f'lookout_probe_duration_seconds_bucket{{{base},le="{le}"}}'
                 add("lookout_probe_duration_seconds", "histogram", sample, count, scrape)
+            sample = f"lookout_probe_duration_seconds_count{{{base}}}"
+            add("lookout_probe_duration_seconds", "histogram", sample, probes, scrape)
             if item.sla is not None:
                 family = "lookout_probe_sla_objective_ratio"
                 add(family, "gauge", f"{family}{{{base}}}", item.sla, scrape)
@@ -211,7 +213,12 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def prometheus(history: Path) -> AsyncIterator[str]:
     settings = {"global": {"scrape_interval": "1h"}, "scrape_configs": []}
     async with processes.prometheus(
-        settings, history, "--storage.tsdb.retention.time=100y", "--log.level=warn"
+        settings,
+        history,
+        "--storage.tsdb.retention.time=100y",
+        # Keeps the backfilled 2-hour blocks as they are instead of compacting them at start.
+        "--storage.tsdb.max-block-duration=2h",
+        "--log.level=warn",
     ) as base:
         yield base
 

@@ -85,4 +85,6 @@ def _date_axis(axes: Any, points: Sequence[tuple[float, float]]) -> None:
 
     locator = AutoDateLocator(maxticks=5)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
+    formatter = ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
+    formatter.offset_formats = [""] * 6  # the report's title names the period
+    axes.xaxis.set_major_formatter(formatter)
