@@ -42,6 +42,7 @@ _generations = itertools.count(1)
 class ProbeStats:
     __slots__ = (
         "_closed_downtime",
+        "cert_expiry",
         "confirmed",
         "downtime",
         "durations",
@@ -67,6 +68,9 @@ class ProbeStats:
         self.slow = 0
         self.probes = 0
         self.last: ProbeResult | None = None
+        # The earliest NotAfter of the latest chain any probe saw: kept while the endpoint
+        # cannot be reached, so an expiry alert does not resolve because the server is down.
+        self.cert_expiry: float | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
         self.confirmed: bool | None = None
@@ -95,6 +99,8 @@ class ProbeStats:
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
         self.last = result
+        if result.tls is not None and result.tls.chain:
+            self.cert_expiry = min(c.not_after for c in result.tls.chain)
         if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
             self._confirm(result.success, result.finished_at)
         self.recent.add(result)

@@ -811,6 +811,48 @@ def overview() -> dashboard.Dashboard:
             links=[to_heartbeat("${__data.fields.heartbeat}")],
         ),
     ]
+    dependencies: Panels = [
+        grid(
+            "Soonest-expiring domains",
+            "The ten domain targets whose registration expires first (RDAP expiration event).",
+            "dtdurations",
+            [
+                Query(
+                    "bottomk(10, min by (target) (lookout_domain_expiry_timestamp_seconds"
+                    f"{{{PROBES}}}) - time())"
+                )
+            ],
+            join_on="target",
+            columns={"Value": ("Expires in", "dtdurations")},
+            width=8,
+            links=[to_endpoint("${__data.fields.target}")],
+        ),
+        grid(
+            "gRPC health",
+            "Serving status every gRPC target's latest health check answered (worst location "
+            "first: any status but SERVING shows).",
+            "none",
+            [Query(f"max by (target, status) (lookout_grpc_health_status{{{PROBES}}} == 1)")],
+            join_on="target",
+            columns={"status": ("Serving status", "none"), "Value": None},
+            width=8,
+            links=[to_endpoint("${__data.fields.target}")],
+        ),
+        graph(
+            "Packet loss",
+            "Share of echo requests without a reply in the latest probe of every ICMP target "
+            "(worst location).",
+            "percentunit",
+            [
+                Query(
+                    f"max by (target) (lookout_icmp_packet_loss_ratio{{{PROBES}}})",
+                    "{{target}}",
+                )
+            ],
+            width=8,
+            links=[to_endpoint("${__field.labels.target}")],
+        ),
+    ]
     machines: Panels = [
         graph(
             "Host saturation",
@@ -889,6 +931,7 @@ def overview() -> dashboard.Dashboard:
             ("Service level objectives", objectives),
             ("Failures and latency", failures),
             ("Certificates and heartbeats", certificates_and_heartbeats),
+            ("gRPC, ICMP and domains", dependencies),
             ("Hosts and exporters", machines),
         ],
     )
@@ -1105,6 +1148,73 @@ def endpoint() -> dashboard.Dashboard:
             width=12,
         ),
     ]
+    dependency_kinds: Panels = [
+        grid(
+            "gRPC health",
+            "Serving status and gRPC status code of the latest health check from each location "
+            "(gRPC targets only).",
+            "none",
+            [
+                Query(f"max by (location, status) (lookout_grpc_health_status{{{TARGET}}} == 1)"),
+                Query(f"max by (location) (lookout_grpc_status_code{{{TARGET}}})"),
+            ],
+            join_on="location",
+            columns={
+                "status": ("Serving status", "none"),
+                "Value #A": None,
+                "Value #B": ("gRPC status code", "none"),
+            },
+            width=8,
+        ),
+        graph(
+            "Packet loss",
+            "Share of the latest probe's echo requests without a reply (ICMP targets only).",
+            "percentunit",
+            [
+                Query(
+                    f"max by (location) (lookout_icmp_packet_loss_ratio{{{TARGET}}})",
+                    "{{location}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Round trips",
+            "Minimum, average and maximum round trip and jitter of the latest ICMP probe.",
+            "s",
+            [
+                Query(
+                    f"max by (location, stat) (lookout_icmp_rtt_seconds{{{TARGET}}})",
+                    "{{stat}} {{location}}",
+                )
+            ],
+            width=8,
+        ),
+        single(
+            "Domain expires in",
+            "Time until the domain registration expires, from the registry's RDAP answer "
+            "(n/a for other kinds).",
+            "dtdurations",
+            f"min(lookout_domain_expiry_timestamp_seconds{{{TARGET}}}) - time()",
+            steps=thresholds("red", (7 * DAY, "orange"), (30 * DAY, "green")),
+            no_value="n/a",
+            width=8,
+        ),
+        grid(
+            "Domain registration",
+            "Registrar and RDAP status values of the domain (domain targets only).",
+            "none",
+            [Query(f"max by (target, registrar, status) (lookout_domain_info{{{TARGET}}})")],
+            join_on="target",
+            columns={
+                "registrar": ("Registrar", "none"),
+                "status": ("Status", "none"),
+                "Value": None,
+            },
+            width=16,
+            height=4,
+        ),
+    ]
     locations: Panels = [
         timeline(
             "Result by location",
@@ -1189,6 +1299,7 @@ def endpoint() -> dashboard.Dashboard:
             ("Latency", latency),
             ("Responses and failures", responses),
             ("Certificate", certificate),
+            ("gRPC, ICMP and domain", dependency_kinds),
             ("Incidents", incidents),
             ("Locations", locations),
         ],

@@ -231,7 +231,12 @@ async def test_a_valid_response_passes_every_check(base: str, probe_once: ProbeO
 async def test_a_failed_check_gives_its_reason(
     base: str, probe_once: ProbeOnce, path: str, expect: str, reason: Reason, message: str | None
 ) -> None:
-    result = await probe_once(target(f"{base}{path}", f"    expect: {{{expect}}}\n"))
+    """With ``response_excerpts`` the messages quote a short excerpt of the response."""
+    result = await probe_once(
+        target(
+            f"{base}{path}", f"    http: {{response_excerpts: true}}\n    expect: {{{expect}}}\n"
+        )
+    )
     assert not result.success
     assert result.reason is reason
     if message is not None:
@@ -354,6 +359,7 @@ async def tls_server(aiohttp_server: AiohttpServer, cert: trustme.LeafCert) -> i
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     server = await aiohttp_server(make_app(), ssl=context)
+    assert server.port is not None
     return server.port
 
 
@@ -569,8 +575,9 @@ async def test_a_missing_client_certificate_fails_the_tls_step(
         with blocking_tls_server(context) as port:
             result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
     else:
-        port = (await aiohttp_server(make_app(), ssl=context)).port
-        result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
+        upstream = await aiohttp_server(make_app(), ssl=context)
+        assert upstream.port is not None
+        result = await probe_once(target(f"https://127.0.0.1:{upstream.port}/orders", extra))
     assert result.reason is Reason.TLS
     assert result.message == message
     assert {"connect", "tls"} <= set(dict(result.phases))

@@ -17,6 +17,7 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_pings_total{heartbeat="billing",team="ops",signal="start"} 31
     lookout_heartbeat_last_duration_seconds{heartbeat="billing",team="ops"} 742.1
     lookout_heartbeat_last_exit_code{heartbeat="billing",team="ops"} 0
+    lookout_heartbeat_last_run_success{heartbeat="billing",team="ops"} 1
     lookout_heartbeat_instances_alive{heartbeat="orders-consumer"} 2
     lookout_heartbeat_instances_expected{heartbeat="orders-consumer"} 3
     lookout_heartbeat_incidents_total{heartbeat="billing",team="ops"} 2
@@ -74,6 +75,11 @@ LAST_DURATION = Family(
 )
 LAST_EXIT_CODE = Family(
     "lookout_heartbeat_last_exit_code", "gauge", "Exit code sent with the latest finish ping."
+)
+LAST_RUN_SUCCESS = Family(
+    "lookout_heartbeat_last_run_success",
+    "gauge",
+    "1 if the latest finished run succeeded, 0 if it failed; unchanged while a new run is open.",
 )
 MAX_RUNTIME = Family(
     "lookout_heartbeat_max_runtime_seconds", "gauge", "The heartbeat's configured max_runtime."
@@ -137,6 +143,7 @@ FAMILIES = (
     LAST_START,
     LAST_DURATION,
     LAST_EXIT_CODE,
+    LAST_RUN_SUCCESS,
     MAX_RUNTIME,
     MIN_RUNTIME,
     INSTANCES_ALIVE,
@@ -171,6 +178,8 @@ def render(view: View) -> dict[Family, str]:
     add(LAST_START, facts.last_start_at)
     add(LAST_DURATION, facts.last_duration)
     add(LAST_EXIT_CODE, facts.last_exit_code)
+    failed = facts.track.last_run_failed
+    add(LAST_RUN_SUCCESS, None if failed is None else 0 if failed else 1)
     add(MAX_RUNTIME, spec.max_runtime)
     add(MIN_RUNTIME, spec.min_runtime)
     add(INSTANCES_ALIVE, view.instances_alive)

@@ -14,7 +14,14 @@ moment ``now`` a heartbeat is:
 
 The next ping is expected one period (or the next cron match) after the latest success; a
 heartbeat expecting ``pings_per_period: N`` counts from the oldest of its latest N successes,
-so it turns late as soon as fewer than N successes fall within the last period.
+so it turns late as soon as fewer than N successes fall within the last period. A heartbeat
+that pinged but never succeeded expects its success one period after its first ping.
+
+A start only extends the deadline while the heartbeat is still within it: a run that starts
+after the deadline passed leaves the heartbeat ``down`` (its deadline where it was) until a run
+succeeds, so a job that fails on every run stays down instead of looking healthy while it runs.
+Whether the latest *finished* run failed (``last_run_failed``) is kept apart from the status,
+so an open run never hides it.
 
 Facts are immutable: ``Facts.apply`` returns new facts, so the store can commit them before the
 app publishes them, and a reader never sees a half-applied ping. The tracks of a heartbeat's
@@ -134,15 +141,31 @@ class Track:
     failed: bool = False
     open_start_at: float | None = None
     open_start_key: tuple[str, str] | None = None
+    # The first ping ever: a heartbeat that never succeeded expects its success from here.
+    first_ping_at: float | None = None
 
     @property
     def last_success_at(self) -> float | None:
         return self.successes[-1] if self.successes else None
 
+    @property
+    def last_run_failed(self) -> bool | None:
+        """Whether the latest finished run failed; None before any run finished."""
+        if self.failed:
+            return True
+        return False if self.successes else None
+
     def apply(self, ping: Ping, spec: Heartbeat) -> Track:
         key = (ping.instance or "", ping.rid or "")
+        first = self.first_ping_at if self.first_ping_at is not None else ping.at
         if ping.signal is Signal.START:
-            return replace(self, last_ping_at=ping.at, open_start_at=ping.at, open_start_key=key)
+            return replace(
+                self,
+                last_ping_at=ping.at,
+                open_start_at=ping.at,
+                open_start_key=key,
+                first_ping_at=first,
+            )
         still_open = self.open_start_key is not None and self.open_start_key != key
         successes = self.successes
         if ping.signal is Signal.SUCCESS:
@@ -154,20 +177,23 @@ class Track:
             failed=ping.signal is Signal.FAIL,
             open_start_at=self.open_start_at if still_open else None,
             open_start_key=self.open_start_key if still_open else None,
+            first_ping_at=first,
         )
 
     def status(self, spec: Heartbeat, now: float) -> tuple[Status, float | None]:
         """The status at ``now`` and the deadline: when it turns down unless a ping comes."""
         if self.last_ping_at is None:
             return Status.NEW, None
+        # Counted from the oldest of the latest successes, or from the first ping when none.
+        since = self.successes[0] if self.successes else self.first_ping_at or self.last_ping_at
+        expected = next_expected(spec.schedule, since)
+        deadline = expected + spec.grace
         if self.open_start_at is not None:
+            if self.open_start_at > deadline:  # started when already down: stays down
+                return Status.DOWN, deadline
             ends = self.open_start_at + spec.run_window
             return (Status.RUNNING if now <= ends else Status.DOWN), ends
-        if not self.successes:  # pinged, no run open, never succeeded: only failures
-            return Status.FAILED, None
-        expected = next_expected(spec.schedule, self.successes[0])
-        deadline = expected + spec.grace
-        if self.failed:
+        if self.failed or not self.successes:  # no run open, never succeeded: only failures
             return Status.FAILED, deadline
         if now <= expected:
             return Status.UP, deadline
@@ -194,6 +220,7 @@ class Track:
             "failed": self.failed,
             "open_start_at": self.open_start_at,
             "open_start_key": list(self.open_start_key) if self.open_start_key else None,
+            "first_ping_at": self.first_ping_at,
         }
 
     @classmethod
@@ -219,6 +246,7 @@ class Track:
             failed=failed,
             open_start_at=_optional_number(data, "open_start_at", at),
             open_start_key=(key[0], key[1]) if key else None,
+            first_ping_at=_optional_number(data, "first_ping_at", at),
         )
 
 

@@ -47,6 +47,7 @@ async def test_a_pinged_heartbeat_has_every_family(
     assert samples[key("lookout_heartbeat_last_start_timestamp_seconds", **labels)] == T0
     assert samples[key("lookout_heartbeat_last_duration_seconds", **labels)] == 9
     assert samples[key("lookout_heartbeat_last_exit_code", **labels)] == 0
+    assert samples[key("lookout_heartbeat_last_run_success", **labels)] == 1
     assert samples[key("lookout_heartbeat_max_runtime_seconds", **labels)] == 120
     assert sum(1 for (name, _) in samples if name == "lookout_heartbeat_status") == 6
     # Late since T0 + 69 (one period after the success): an incident open for a second.
@@ -96,3 +97,21 @@ async def test_a_heartbeat_removed_from_the_config_has_no_series(
         ]
         == 1
     )
+
+
+async def test_the_last_run_failure_stays_exported_while_the_next_run_is_open(
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
+) -> None:
+    """A start after a failed run leaves lookout_heartbeat_last_run_success at 0."""
+    spec = every(60, 30, "cron")
+    heartbeats = await make_heartbeats([spec])
+    await heartbeats.record(spec, Ping("cron", Signal.START, T0))
+    await heartbeats.record(spec, Ping("cron", Signal.FAIL, T0 + 5, exit_code=3))
+    await heartbeats.record(spec, Ping("cron", Signal.START, T0 + 60))
+    clock.now = T0 + 61
+    samples = scrape(heartbeats)
+    assert samples[key("lookout_heartbeat_last_run_success", heartbeat="cron")] == 0
+    assert samples[key("lookout_heartbeat_status", heartbeat="cron", status="running")] == 1
+    await heartbeats.record(spec, Ping("cron", Signal.SUCCESS, T0 + 65, exit_code=0))
+    clock.now = T0 + 66
+    assert scrape(heartbeats)[key("lookout_heartbeat_last_run_success", heartbeat="cron")] == 1
