@@ -36,7 +36,7 @@ __all__ = ["main"]
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9471"
-SUBCOMMANDS = ("run", "check-config", "probe", "ping", "version")
+SUBCOMMANDS = ("run", "check-config", "probe", "ping", "report", "version")
 CHECK_CONFIG_HELP = "validate a config file (exit 0 valid, 1 not)"
 
 
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ping", help="send a heartbeat, or wrap a job: ping NAME --url URL -- CMD ARGS..."
     )
     wrap.add_arguments(ping)
+    from exporter.report import command as report_command
+
+    report_command.add_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -140,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return probe_command.run(args)
     if args.command == "ping":
         return wrap.command(args, job)
+    if args.command == "report":
+        from exporter.report import command as report_command
+
+        return report_command.run(args)
     return run(args)
 
 

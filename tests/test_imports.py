@@ -45,7 +45,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rendering", (r"exporter\.collectors(\.\w+)?",)),
     (
         "serving",
-        (r"exporter\.(runtime|app|probe_command|cli|__main__)", r"exporter\.status(\.\w+)?"),
+        (
+            r"exporter\.(runtime|app|probe_command|cli|__main__)",
+            r"exporter\.status(\.\w+)?",
+            r"exporter\.report(\.\w+)?",
+        ),
     ),
 )
 # Serving modules that live in a package of an earlier layer.
