@@ -634,6 +634,23 @@ def overview() -> dashboard.Dashboard:
             steps=thresholds("green", (1, "red")),
         ),
         single(
+            "Exporters blind",
+            "Lookout exporters whose connectivity canaries all fail: their probe failures are "
+            "recorded as exporter_offline and the alerts leave their location out.",
+            "none",
+            f"sum(1 - lookout_exporter_connectivity_ok{{{SCOPE}}}) or vector(0)",
+            steps=thresholds("green", (1, "red")),
+        ),
+        single(
+            "In maintenance",
+            "Targets and heartbeats that an open maintenance window covers; the bundled alerts "
+            "do not page for them.",
+            "none",
+            f"count(max by (target, heartbeat) (lookout_maintenance_active{{{SCOPE}}}) == 1) "
+            "or vector(0)",
+            steps=thresholds("green", (1, "blue")),
+        ),
+        single(
             "Config reloads failing",
             "Exporters whose last configuration reload failed; they keep running the old one.",
             "none",
@@ -1318,7 +1335,8 @@ def heartbeats() -> dashboard.Dashboard:
         grid(
             "Heartbeats",
             "Every selected heartbeat: state, time since the last success, time left until it "
-            "turns late (negative: overdue), last run and alive instances.",
+            "turns late (negative: overdue), last run, alive instances and whether the last "
+            "finished run succeeded (a new run does not change it).",
             "none",
             [
                 Query(heartbeat_state(HEARTBEATS)),
@@ -1328,6 +1346,7 @@ def heartbeats() -> dashboard.Dashboard:
                 Query(by_heartbeat("lookout_heartbeat_last_exit_code")),
                 Query(by_heartbeat("lookout_heartbeat_instances_alive")),
                 Query(by_heartbeat("lookout_heartbeat_instances_expected")),
+                Query(f"min by (heartbeat) (lookout_heartbeat_last_run_success{{{HEARTBEATS}}})"),
             ],
             join_on="heartbeat",
             columns={
@@ -1338,8 +1357,12 @@ def heartbeats() -> dashboard.Dashboard:
                 "Value #E": ("Last exit code", "none"),
                 "Value #F": ("Instances alive", "short"),
                 "Value #G": ("Instances expected", "short"),
+                "Value #H": ("Last finished run", "none"),
             },
-            mappings={"Value #A": HEARTBEAT_MAPPINGS},
+            mappings={
+                "Value #A": HEARTBEAT_MAPPINGS,
+                "Value #H": [value_map(("1", "succeeded", "green"), ("0", "failed", "red"))],
+            },
             height=9,
         ),
         timeline(
@@ -1399,6 +1422,32 @@ def heartbeats() -> dashboard.Dashboard:
             ],
         ),
         timeline(
+            "Instances",
+            "Each instance of a heartbeat with instances: alive (its own pings on time) or "
+            "missing. A worker that stopped stays listed, missing, until a new name takes its "
+            "place.",
+            [
+                Query(
+                    "max by (heartbeat, instance_name) (lookout_heartbeat_instance_up"
+                    f"{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
+                )
+            ],
+            mappings=[value_map(("1", "alive", "green"), ("0", "missing", "red"))],
+        ),
+        graph(
+            "Time since each instance pinged",
+            "Seconds since each instance of a heartbeat with instances last pinged.",
+            "s",
+            [
+                Query(
+                    "time() - max by (heartbeat, instance_name) "
+                    f"(lookout_heartbeat_instance_last_seen_timestamp_seconds{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
+                )
+            ],
+        ),
+        timeline(
             "Exit codes",
             "Exit code reported with the last finish ping: green 0, red anything else.",
             [Query(by_heartbeat("lookout_heartbeat_last_exit_code"), "{{heartbeat}}")],
@@ -1435,6 +1484,51 @@ def heartbeats() -> dashboard.Dashboard:
             dashed=["B"],
         ),
     ]
+    incidents: Panels = [
+        bars(
+            "Incidents in range",
+            "Times each heartbeat turned late, down or failed within the time range.",
+            "short",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        bars(
+            "Downtime in range",
+            "Seconds each heartbeat spent late, down or failed within the time range.",
+            "s",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        graph(
+            "Open incidents for",
+            "How long each open incident has lasted, from when the heartbeat turned late, down "
+            "or failed.",
+            "s",
+            [
+                Query(
+                    f"time() - {by_heartbeat('lookout_heartbeat_incident_start_timestamp_seconds')}"
+                    " and on (heartbeat) "
+                    f"{by_heartbeat('lookout_heartbeat_incident_open')} == 1",
+                    "{{heartbeat}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
     heartbeat = query_variable(
         "heartbeat",
         "Heartbeat",
@@ -1447,7 +1541,12 @@ def heartbeats() -> dashboard.Dashboard:
         "Every job, worker and cron heartbeat: state, age against deadline, durations, exit "
         "codes and alive instances.",
         [*common_variables(), heartbeat],
-        [("State", state), ("Timing", timing), ("Pings and instances", pings)],
+        [
+            ("State", state),
+            ("Timing", timing),
+            ("Pings and instances", pings),
+            ("Incidents", incidents),
+        ],
         # A day shows a daily cron job's whole cycle: the run, its age growing to the deadline.
         since="now-24h",
     )
@@ -1784,11 +1883,190 @@ def host() -> dashboard.Dashboard:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# SLA report
+
+
+def sla() -> dashboard.Dashboard:
+    """The time range's figures (this month by default): availability as time outside
+    incidents against the SLA, incidents, MTTR and MTBF, by target and by service."""
+    scope = f'{PROBES}, target=~"$target"'
+    window = "$__range"
+
+    def worst(metric: str, function: str, by: str = "target", where: str = scope) -> str:
+        # The worst location counts, as in rules/recording/sla.yml.
+        return f"max by ({by}) ({function}({metric}{{{where}}}[{window}]))"
+
+    down_rate = worst("lookout_probe_downtime_seconds_total", "rate")
+    incidents = worst("lookout_probe_incidents_total", "increase")
+    downtime = worst("lookout_probe_downtime_seconds_total", "increase")
+    availability = f"clamp(1 - {down_rate}, 0, 1)"
+    targets: Panels = [
+        grid(
+            "Availability against SLA",
+            "Per target over the time range: availability as the share of time outside "
+            "incidents (the worst location counts), the declared SLA, the share of passed "
+            "probes (what the SLO counts), incidents, downtime, MTTR (downtime per incident) "
+            "and MTBF (time outside incidents per incident).",
+            "none",
+            [
+                Query(availability),
+                Query(f"max by (target) (lookout_probe_sla_objective_ratio{{{scope}}})"),
+                Query(f"1 - {failure_ratio(scope, 'target', window)}"),
+                Query(incidents),
+                Query(downtime),
+                Query(f"{downtime} / ({incidents} > 0)"),
+                Query(
+                    f"(1 - {down_rate}) / ({worst('lookout_probe_incidents_total', 'rate')} > 0)"
+                ),
+            ],
+            join_on="target",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("SLA", "percentunit"),
+                "Value #C": ("Probes passed", "percentunit"),
+                "Value #D": ("Incidents", "short"),
+                "Value #E": ("Downtime", "dtdurations"),
+                "Value #F": ("MTTR", "dtdurations"),
+                "Value #G": ("MTBF", "dtdurations"),
+            },
+            links=[to_endpoint("${__data.fields.target}")],
+            height=10,
+        ),
+        timeline(
+            "Incidents over time",
+            "When each target had an incident open (red).",
+            [Query(f"max by (target) (lookout_probe_incident_open{{{scope}}})", "{{target}}")],
+            steps=thresholds("green", (1, "red")),
+            width=24,
+        ),
+        graph(
+            "Downtime per interval",
+            "Seconds in incidents per interval (the worst location): the trend of outage time.",
+            "s",
+            [
+                Query(
+                    "max by (target) (increase(lookout_probe_downtime_seconds_total"
+                    f"{{{scope}}}[$__rate_interval]))",
+                    "{{target}}",
+                )
+            ],
+            bars=True,
+        ),
+        grid(
+            "Open incidents",
+            "Incidents open now and when they began.",
+            "none",
+            [
+                Query(
+                    f"max by (target) (lookout_probe_incident_start_timestamp_seconds{{{scope}}})"
+                ),
+                Query(
+                    "time() - min by (target) (lookout_probe_incident_start_timestamp_seconds"
+                    f"{{{scope}}})"
+                ),
+            ],
+            join_on="target",
+            columns={
+                "Value #A": ("Began", "dateTimeAsIso"),
+                "Value #B": ("Open for", "dtdurations"),
+            },
+            width=12,
+        ),
+    ]
+    services_scope = f'{PROBES}, service!=""'
+
+    def per_service(metric: str, function: str) -> str:
+        return worst(metric, function, "service, target", services_scope)
+
+    by_service = per_service("lookout_probe_downtime_seconds_total", "rate")
+    service_incidents = (
+        f"sum by (service) ({per_service('lookout_probe_incidents_total', 'increase')})"
+    )
+    service_downtime = (
+        f"sum by (service) ({per_service('lookout_probe_downtime_seconds_total', 'increase')})"
+    )
+    services: Panels = [
+        grid(
+            "By service",
+            "Per `service` label over the time range: the mean availability of its targets, "
+            "their incidents and downtime together, and the MTTR of those incidents.",
+            "none",
+            [
+                Query(f"avg by (service) (clamp(1 - {by_service}, 0, 1))"),
+                Query(service_incidents),
+                Query(service_downtime),
+                Query(f"{service_downtime} / ({service_incidents} > 0)"),
+            ],
+            join_on="service",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("Incidents", "short"),
+                "Value #C": ("Downtime", "dtdurations"),
+                "Value #D": ("MTTR", "dtdurations"),
+            },
+        ),
+    ]
+    heartbeat_scope = f'{SCOPE}, heartbeat=~"$heartbeat"'
+    heartbeat_rows: Panels = [
+        grid(
+            "Heartbeats",
+            "Per heartbeat over the time range: availability as the share of time not late, "
+            "down or failed, incidents, downtime and MTTR.",
+            "none",
+            [
+                Query(
+                    "clamp(1 - max by (heartbeat) (rate(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{heartbeat_scope}}}[{window}])), 0, 1)"
+                ),
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
+                    f"{{{heartbeat_scope}}}[{window}]))"
+                ),
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{heartbeat_scope}}}[{window}]))"
+                ),
+            ],
+            join_on="heartbeat",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("Incidents", "short"),
+                "Value #C": ("Downtime", "dtdurations"),
+            },
+            links=[to_heartbeat("${__data.fields.heartbeat}")],
+        ),
+    ]
+    target = query_variable(
+        "target",
+        "Target",
+        f'label_values({{__name__=~"{DURATION}|{DURATION}_count", {PROBES}}}, target)',
+        "The configured target names.",
+    )
+    heartbeat = query_variable(
+        "heartbeat",
+        "Heartbeat",
+        f"label_values(lookout_heartbeat_status{{{SCOPE}}}, heartbeat)",
+        "The configured heartbeat names.",
+    )
+    return frame(
+        "lookout-sla",
+        "Lookout / SLA report",
+        "The month's availability against each target's SLA, incidents, MTTR and MTBF, by "
+        "target, service and heartbeat. Pick another month in the time picker.",
+        [*common_variables(), target, heartbeat],
+        [("Targets", targets), ("Services", services), ("Heartbeats", heartbeat_rows)],
+        # The calendar month so far; `lookout-exporter report` writes a whole month's report.
+        since="now/M",
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "overview.json": overview,
     "endpoint.json": endpoint,
     "heartbeats.json": heartbeats,
     "host.json": host,
+    "sla.json": sla,
 }
 
 

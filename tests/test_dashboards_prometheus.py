@@ -16,8 +16,9 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,16 @@ from tests.test_dashboards import BY_UID, ROOT, panels
 pytestmark = pytest.mark.tools
 
 LOCATION = "test-location"
-TARGETS = ("api-ok", "api-failing", "api-tls", "api-dns", "api-grpc", "api-icmp", "api-domain")
+TARGETS = (
+    "api-ok",
+    "api-failing",
+    "api-tls",
+    "api-dns",
+    "api-grpc",
+    "api-icmp",
+    "api-domain",
+    "api-flaky",
+)
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
 RATE_INTERVAL = "4s"
@@ -102,13 +112,19 @@ def variable_queries() -> Iterator[tuple[str, str, str]]:
             yield f"{uid}/${variable['name']}", found.group(1), found.group(2)
 
 
-def rule_files() -> list[str]:
-    """The bundled Prometheus rule files (YAML documents with ``groups``)."""
+def rule_files(directory: Path) -> list[str]:
+    """The bundled Prometheus rule files (YAML documents with ``groups``), copied into
+    ``directory`` without the groups' own evaluation intervals, so every group runs at the
+    test's one-second interval."""
     found = []
     for path in sorted((ROOT / "rules").rglob("*.yml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         if isinstance(document, dict) and "groups" in document:
-            found.append(str(path))
+            for group in document["groups"]:
+                group.pop("interval", None)
+            copy = directory / f"{path.parent.name}-{path.name}"
+            copy.write_text(yaml.safe_dump(document), encoding="utf-8")
+            found.append(str(copy))
     return found
 
 
@@ -139,12 +155,23 @@ async def broken(_request: web.Request) -> web.Response:
     return web.json_response({"status": "broken"}, status=503)
 
 
+def flaky() -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Fails every other request: incidents that open and close, for MTTR and MTBF."""
+    requests = count()
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response({}, status=503 if next(requests) % 2 else 200)
+
+    return handler
+
+
 @pytest.fixture
 async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, str]:
     app = web.Application()
     app.router.add_get("/ok", ok)
     app.router.add_get("/broken", broken)
     app.router.add_get("/rdap/domain/{name}", rdap_domain)
+    app.router.add_get("/flaky", flaky())
     plain = await aiohttp_server(app)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -232,6 +259,11 @@ targets:
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
     confirm: {{failures: 2}}
+  - name: api-flaky
+    kind: http
+    url: {upstreams["plain"]}/flaky
+    labels: {{service: orders}}
+    sla: {{availability: 99.9}}
   - name: api-tls
     kind: http
     url: {upstreams["secure"]}/ok
@@ -285,7 +317,7 @@ async def prometheus(
     histograms; its base URL."""
     settings = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": rule_files(),
+        "rule_files": rule_files(tmp_path),
         "scrape_configs": [{"job_name": "lookout", "static_configs": [{"targets": [exporter]}]}],
     }
     flags = PROMETHEUS_MODES[request.param]

@@ -21,7 +21,13 @@ pytestmark = pytest.mark.tools
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/lookout-exporter/lookout/blob/main/docs/runbooks/"
-DASHBOARD_UIDS = {"lookout-overview", "lookout-endpoint", "lookout-heartbeats", "lookout-host"}
+DASHBOARD_UIDS = {
+    "lookout-overview",
+    "lookout-endpoint",
+    "lookout-heartbeats",
+    "lookout-host",
+    "lookout-sla",
+}
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 # Always firing by design: it has no case in which it must not fire.
@@ -144,7 +150,8 @@ def test_unit_tests_only_name_existing_alerts() -> None:
 
 def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
     """A typo in a `level:metric:operation` name would silently match nothing; and nothing is
-    recorded for no use except the budget remaining, which is for dashboards."""
+    recorded for no use except the budget remaining and the SLA figures (availability, MTTR,
+    MTBF), which are for dashboards and queries."""
     rules = [
         rule
         for path in RULE_FILES
@@ -158,7 +165,10 @@ def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
         for name in re.findall(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", rule["expr"])
     }
     assert used <= recorded, used - recorded
-    assert recorded - used == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
+    sla = yaml.safe_load((ROOT / "rules" / "recording" / "sla.yml").read_text())
+    figures = {rule["record"] for group in sla["groups"] for rule in group["rules"]}
+    unused = recorded - used - figures
+    assert unused == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
 
 
 def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:

@@ -27,6 +27,13 @@ Facts are immutable: ``Facts.apply`` returns new facts, so the store can commit 
 app publishes them, and a reader never sees a half-applied ping. The tracks of a heartbeat's
 instances live beside its facts in an ``Instances`` book (one entry per instance name, most
 recently pinged last), so a ping costs the same whatever the number of instances.
+
+Incidents: one is open while the status is ``late``, ``down`` or ``failed``; it begins when the
+heartbeat turned so (the next expected ping passed, a run overran its window, or a failure
+arrived) and ends with the next success ping. A ping settles the incident it finds into the
+facts (``incident_start``, and on success the closed ``incidents`` and ``downtime``), so they
+are as durable as the pings; between pings an incident that time alone opened is derived when
+read, like the status.
 """
 
 from __future__ import annotations
@@ -89,6 +96,8 @@ class Status(StrEnum):
 
 
 ALIVE = frozenset({Status.UP, Status.RUNNING, Status.LATE})
+# The statuses during which a heartbeat has an open incident.
+FAILING = frozenset({Status.LATE, Status.DOWN, Status.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +199,20 @@ class Track:
             return Status.UP, deadline
         return (Status.LATE if now <= deadline else Status.DOWN), deadline
 
+    def failing_since(self, spec: Heartbeat, now: float) -> float | None:
+        """When the failing status at ``now`` began as time alone tells it (None while not
+        failing); never before the latest ping, which settled what came before it."""
+        status, _ = self.status(spec, now)
+        if status not in FAILING or self.last_ping_at is None:
+            return None
+        if self.open_start_at is not None:  # the run overran its window
+            began = self.open_start_at + spec.run_window
+        elif self.successes and not self.failed:  # the next expected ping is overdue
+            began = next_expected(spec.schedule, self.successes[0])
+        else:  # a failure, settled by its ping (or read from facts older than incidents)
+            began = self.last_ping_at
+        return max(began, self.last_ping_at)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "last_ping_at": self.last_ping_at,
@@ -234,6 +257,10 @@ class Facts:
     ``durations`` counts finished runs per bucket of ``DURATION_BUCKETS`` (the last one above
     them all), ``duration_sum`` adds their seconds: the ``lookout_heartbeat_duration_seconds``
     histogram.
+
+    ``incidents`` and ``downtime`` count the closed incidents and their seconds;
+    ``incident_start`` is the start of the open incident a ping has settled (a late heartbeat's
+    incident is derived by ``incident_at`` until a ping comes).
     """
 
     track: Track = Track()
@@ -245,14 +272,33 @@ class Facts:
     runs: Mapping[tuple[str, str], float] = field(default_factory=dict)
     durations: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)
     duration_sum: float = 0.0
+    incidents: int = 0
+    downtime: float = 0.0
+    incident_start: float | None = None
+
+    def incident_at(self, spec: Heartbeat, now: float) -> float | None:
+        """The start of the incident open at ``now``, or None."""
+        if self.incident_start is not None:
+            return self.incident_start
+        return self.track.failing_since(spec, now)
 
     def apply(self, ping: Ping, spec: Heartbeat) -> Facts:
         """The facts after ``ping``, which ``judge`` has settled."""
+        changes: dict[str, Any] = {}
+        began = self.incident_at(spec, ping.at)
+        if ping.signal is Signal.SUCCESS:
+            if began is not None:
+                changes["incidents"] = self.incidents + 1
+                changes["downtime"] = self.downtime + max(0.0, ping.at - began)
+            changes["incident_start"] = None
+        elif ping.signal is Signal.FAIL:
+            changes["incident_start"] = ping.at if began is None else began
+        else:  # a start neither opens nor closes one: a late job that starts is still late
+            changes["incident_start"] = began
         counts = dict(self.counts)
         counts[ping.signal] = counts.get(ping.signal, 0) + 1
         runs = dict(self.runs)
         key = (ping.instance or "", ping.rid or "")
-        changes: dict[str, Any] = {}
         if ping.signal is Signal.START:
             runs.pop(key, None)
             runs[key] = ping.at
@@ -288,6 +334,9 @@ class Facts:
             "runs": [[instance, rid, at] for (instance, rid), at in self.runs.items()],
             "durations": list(self.durations),
             "duration_sum": self.duration_sum,
+            "incidents": self.incidents,
+            "downtime": self.downtime,
+            "incident_start": self.incident_start,
         }
 
     @classmethod
@@ -313,6 +362,9 @@ class Facts:
         durations = tuple(data.get("durations", (0,) * (len(DURATION_BUCKETS) + 1)))
         if len(durations) != len(DURATION_BUCKETS) + 1 or not all(map(_is_count, durations)):
             raise ValueError(f"facts.durations: expected {len(DURATION_BUCKETS) + 1} counts")
+        incidents = data.get("incidents", 0)  # absent in facts written before incidents
+        if not _is_count(incidents):
+            raise ValueError(f"facts.incidents: expected a count, got {incidents!r}")
         exit_code = data.get("last_exit_code")
         if exit_code is not None and not _is_count(exit_code):
             raise ValueError(f"facts.last_exit_code: expected an exit code, got {exit_code!r}")
@@ -326,6 +378,9 @@ class Facts:
             runs=runs,
             durations=durations,
             duration_sum=_number(data.get("duration_sum", 0.0), "facts.duration_sum"),
+            incidents=incidents,
+            downtime=_number(data.get("downtime", 0.0), "facts.downtime"),
+            incident_start=_optional_number(data, "incident_start", "facts"),
         )
 
 
@@ -399,6 +454,22 @@ class View:
     status: Status
     deadline: float | None
     instances_alive: int | None
+    incident_start: float | None = None
+    # For heartbeats with ``instances``: every remembered instance (at most ``instance_limit``)
+    # as (name, its latest ping, alive), least recently pinged first.
+    instances: tuple[tuple[str, float | None, bool], ...] = ()
+
+    @property
+    def incidents(self) -> int:
+        """Incidents so far, the open one included."""
+        return self.facts.incidents + (self.incident_start is not None)
+
+    @property
+    def downtime(self) -> float:
+        """Seconds in incidents so far, the open one up to ``now``."""
+        if self.incident_start is None:
+            return self.facts.downtime
+        return self.facts.downtime + max(0.0, self.now - self.incident_start)
 
     @property
     def age(self) -> float | None:
@@ -409,9 +480,16 @@ class View:
 def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: float) -> View:
     status, deadline = facts.track.status(spec, now)
     alive = None
+    seen: tuple[tuple[str, float | None, bool], ...] = ()
     if spec.instances is not None:
-        alive = instances.alive(spec, now) if instances is not None else 0
-    return View(spec, facts, now, status, deadline, alive)
+        if instances is not None:
+            seen = tuple(
+                (name, track.last_ping_at, track.status(spec, now)[0] in ALIVE)
+                for name, track in instances.items()
+            )
+        alive = sum(1 for _, _, up in seen if up)
+    incident = facts.incident_at(spec, now)
+    return View(spec, facts, now, status, deadline, alive, incident, seen)
 
 
 def next_expected(schedule: Schedule, last_success_at: float) -> float:

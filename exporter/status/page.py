@@ -167,7 +167,9 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         for s in runtime.scheduler.all_stats()
         if chosen is None or dict(s.target.labels).get(label, "") == chosen
     ]
-    targets = [views.target_summary(s, now, location) for s in all_stats]
+    targets = [
+        views.target_summary(s, now, location, runtime.target_windows(s.target)) for s in all_stats
+    ]
     shown = views.select(targets, state, sort)
     grouped = groups(shown, label, sort, query, expand=chosen is not None)
     # Pictures only for the rows the page shows.
@@ -175,7 +177,7 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     for group in grouped:
         for item in group["items"]:
             with_pictures(item, by_name[item["name"]], now)
-    heartbeats = await views.heartbeat_summaries(runtime.heartbeats)
+    heartbeats = await views.heartbeat_summaries(runtime.heartbeats, runtime.heartbeat_windows)
     for item in heartbeats:
         history = runtime.heartbeats.history.get(item["name"])
         item["bar"] = [] if history is None else pictures.bar_runs(history, now)
@@ -188,6 +190,7 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         refresh_link=refresh_link(query, refresh),
         shard=None if shard is None else f"{shard.index}/{shard.count}",
         exporter=views.exporter_json(runtime, now),
+        maintenance=views.open_maintenance(runtime),
         filters=filter_links(states, query),
         sorts=sort_links(query),
         groups=grouped,
@@ -213,7 +216,10 @@ def add_routes(app: web.Application) -> None:
         if spec is None:
             return error_page(404, f"no heartbeat named {name!r}", "../")
         visible = spec.token is None or authorized(request, spec.token)
-        detail = await views.heartbeat_detail(runtime.heartbeats, spec, DEFAULT_LIMIT, visible)
+        windows = runtime.heartbeat_windows(spec)
+        detail = await views.heartbeat_detail(
+            runtime.heartbeats, spec, DEFAULT_LIMIT, visible, windows
+        )
         now = runtime.clock.time()
         history = runtime.heartbeats.history[name]
         refresh = refresh_seconds(runtime, request.query)
@@ -235,7 +241,8 @@ def add_routes(app: web.Application) -> None:
         if stats is None:
             return error_page(404, f"no target named {name!r}", "../")
         now = runtime.clock.time()
-        detail = views.target_detail(stats, now, runtime.location)
+        windows = runtime.target_windows(stats.target)
+        detail = views.target_detail(stats, now, runtime.location, windows)
         buckets = stats.history.buckets(now)
         refresh = refresh_seconds(runtime, request.query)
         return respond(
