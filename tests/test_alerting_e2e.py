@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.protobuf.metrics_pb2 import HISTOGRAM
 from tests.exporter_process import run_exporter
+from tests.kind_peers import grpc_health_server, rdap_domain
 from tests.metrics import sample_value, series_names
 from tests.processes import free_port, prometheus, running
 from tests.protobuf_samples import PROMETHEUS_ACCEPT, read_families
@@ -69,6 +70,13 @@ class Upstream:
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(status=self.status, text="ok" if self.status == 200 else "broken")
 
+    async def deprecated(self, _request: web.Request) -> web.Response:
+        """An API version that announces its end: Sunset and Deprecation headers."""
+        return web.Response(
+            text="ok",
+            headers={"Sunset": "Sat, 01 Jan 2999 00:00:00 GMT", "Deprecation": "@1767225600"},
+        )
+
 
 @contextlib.asynccontextmanager
 async def upstream_server(
@@ -77,6 +85,8 @@ async def upstream_server(
     upstream = Upstream()
     app = web.Application()
     app.router.add_get("/health", upstream.health)
+    app.router.add_get("/v1/health", upstream.deprecated)
+    app.router.add_get("/rdap/domain/{name}", rdap_domain)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(ssl=context)
     scheme = "https" if context else "http"
@@ -282,6 +292,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
         upstream_server(server_context) as (_, tls_url),
         dns_server() as nameserver,
         smtp_server() as smtp_address,
+        grpc_health_server(serving=True) as grpc_address,
     ):
         config = {
             "defaults": {"interval": "1s", "timeout": "500ms"},
@@ -291,6 +302,27 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "kind": "http",
                     "url": f"{plain_url}/health",
                     "slo": {"availability": 99.9, "latency": {"threshold": "1s", "objective": 99}},
+                    "sla": {"availability": 99.5},
+                },
+                {
+                    "name": "v1",
+                    "kind": "http",
+                    "url": f"{plain_url}/v1/health",
+                    "expect": {"deprecated": True},
+                },
+                {"name": "grpc", "kind": "grpc", "address": grpc_address},
+                {
+                    "name": "icmp",
+                    "kind": "icmp",
+                    "host": "127.0.0.1",
+                    "icmp": {"count": 2, "interval": "10ms", "reply_timeout": "200ms"},
+                },
+                {
+                    "name": "domain",
+                    "kind": "domain",
+                    "domain": "example.test",
+                    "interval": "1s",  # a domain's default interval is 6 h
+                    "rdap": {"server": f"{plain_url}/rdap/"},
                 },
                 {
                     "name": "broken",
@@ -346,6 +378,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
             await ping(session, f"{exporter_url}/ping/job")
             await ping(session, f"{exporter_url}/ping/workers?instance=a")
             probed = {"ok", "broken", "https", "tcp", "tls", "dns", "smtp"}
+            probed |= {"v1", "grpc", "icmp", "domain"}
             async with asyncio.timeout(15):
                 while True:
                     async with session.get(f"{exporter_url}/metrics") as response:
@@ -362,7 +395,8 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
     exported = series_names(text) | native
     assert sample_value(text, "lookout_probe_success", target="broken") == 0
     for target in probed - {"broken"}:
-        assert sample_value(text, "lookout_probe_success", target=target) == 1, target
+        failures = [line for line in text.splitlines() if f'target="{target}"' in line]
+        assert sample_value(text, "lookout_probe_success", target=target) == 1, failures
     used = metric_names_in_rules()
     assert {"lookout_probe_duration_seconds_bucket", "lookout_host_load1"} <= used
     assert "lookout_probe_duration_seconds" in native & used

@@ -220,6 +220,15 @@ async def probe(spec: IcmpSpec, ctx: ProbeContext) -> None:
     family, address = await _resolve(spec, trace)
     sock = open_icmp_socket(family)
     loop = asyncio.get_running_loop()
+    try:
+        # Connected, the socket takes replies from this address only, and sends with
+        # sock_sendall, which every event loop implements (uvloop has no sock_sendto).
+        sock.connect((address, 0))
+    except OSError as exc:
+        sock.close()
+        raise ProbeFailure(
+            Reason.CONNECT, f"cannot send to {address}: {exc.strerror or exc}"
+        ) from exc
     sent_at: dict[int, float] = {}
     rtts: dict[int, float] = {}
     all_answered = asyncio.Event()
@@ -253,7 +262,7 @@ async def probe(spec: IcmpSpec, ctx: ProbeContext) -> None:
                 header = struct.pack("!BBHHH", _ECHO_REQUEST[family], 0, 0, 0, sequence)
                 sent_at[sequence] = clock.monotonic()
                 try:
-                    await loop.sock_sendto(sock, header + payload, (address, 0))
+                    await loop.sock_sendall(sock, header + payload)
                 except OSError as exc:
                     raise ProbeFailure(
                         Reason.CONNECT, f"cannot send to {address}: {exc.strerror or exc}"
