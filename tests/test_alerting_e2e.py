@@ -268,6 +268,48 @@ class Sink:
     """aiosmtpd handler: probes never send mail."""
 
 
+@contextlib.asynccontextmanager
+async def grpc_server() -> AsyncIterator[str]:
+    """A grpcio server whose standard health service says SERVING."""
+    from grpc import aio
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1.health import aio as health_aio
+
+    server = aio.server()
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+async def rdap_domain(request: web.Request) -> web.Response:
+    """An RDAP domain object (RFC 9083) with an expiration event."""
+    document = {
+        "objectClassName": "domain",
+        "ldhName": request.match_info["name"],
+        "status": ["active"],
+        "events": [{"eventAction": "expiration", "eventDate": "2030-01-01T00:00:00Z"}],
+    }
+    return web.json_response(document, content_type="application/rdap+json")
+
+
+@contextlib.asynccontextmanager
+async def rdap_server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/rdap/domain/{name}", rdap_domain)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}/rdap/"
+    finally:
+        await server.close()
+
+
 async def test_every_metric_the_rules_use_is_in_the_exporter_output(
     tmp_path: Path, ca: trustme.CA
 ) -> None:
@@ -282,6 +324,8 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
         upstream_server(server_context) as (_, tls_url),
         dns_server() as nameserver,
         smtp_server() as smtp_address,
+        grpc_server() as grpc_address,
+        rdap_server() as rdap_url,
     ):
         config = {
             "defaults": {"interval": "1s", "timeout": "500ms"},
@@ -291,6 +335,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "kind": "http",
                     "url": f"{plain_url}/health",
                     "slo": {"availability": 99.9, "latency": {"threshold": "1s", "objective": 99}},
+                    "sla": {"availability": 99.5},
                 },
                 {
                     "name": "broken",
@@ -318,6 +363,31 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "dns": {"nameserver": nameserver},
                 },
                 {"name": "smtp", "kind": "smtp", "address": smtp_address},
+                {"name": "grpc", "kind": "grpc", "address": grpc_address},
+                {
+                    "name": "icmp",
+                    "kind": "icmp",
+                    "host": "127.0.0.1",
+                    "icmp": {"count": 2, "interval": "10ms", "reply_timeout": "200ms"},
+                },
+                {
+                    "name": "domain",
+                    "kind": "domain",
+                    "domain": "example.test",
+                    "interval": "1s",
+                    "rdap": {"server": rdap_url},
+                },
+            ],
+            "connectivity": {
+                "canaries": [{"name": "edge", "kind": "http", "url": f"{plain_url}/health"}]
+            },
+            "maintenance": [
+                {
+                    "name": "later",
+                    "start": "2099-01-01T00:00:00Z",
+                    "end": "2099-01-01T01:00:00Z",
+                    "targets": ["tcp"],
+                }
             ],
             "heartbeats": [
                 {"name": "job", "period": "1h", "grace": "1m", "max_runtime": "10m"},
@@ -331,7 +401,18 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
             await ping(session, f"{exporter_url}/ping/job/start")
             await ping(session, f"{exporter_url}/ping/job")
             await ping(session, f"{exporter_url}/ping/workers?instance=a")
-            probed = {"ok", "broken", "https", "tcp", "tls", "dns", "smtp"}
+            probed = {
+                "ok",
+                "broken",
+                "https",
+                "tcp",
+                "tls",
+                "dns",
+                "smtp",
+                "grpc",
+                "icmp",
+                "domain",
+            }
             async with asyncio.timeout(15):
                 while True:
                     async with session.get(f"{exporter_url}/metrics") as response:
