@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter import __version__, config
+import exporter
+from exporter import config
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
 from exporter.logs import setup_logging
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
-        print(f"lookout-exporter {__version__}")
+        print(f"lookout-exporter {exporter.__version__}")
         return 0
     if args.command == "probe":
         from exporter import probe_command
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     from exporter.app import create_app
     from exporter.heartbeats.store import StoreError
-    from exporter.runtime import RUNTIME, Options
+    from exporter.runtime import RUNTIME, Options, ReloadOutcome
 
     options = Options(
         config_path=args.config,
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     async def on_startup(app: web.Application) -> None:
         runtime = app[RUNTIME]
         loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[str | None]] = set()  # the loop keeps only weak references
+        reloads: set[asyncio.Task[ReloadOutcome]] = set()  # the loop keeps only weak references
 
         def reload_on_signal() -> None:
             task = loop.create_task(runtime.reload(), name="reload")
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             extra={
                 "address": f"{host or '*'}:{port}",
                 "config": loaded.source,
-                "version": __version__,
+                "version": exporter.__version__,
             },
         )
 

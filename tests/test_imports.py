@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             r"exporter",
-            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
+            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families|lazy_import)",
             r"exporter\.(histogram|exposition|results|logs|recent)",
             r"exporter\.protobuf(\.\w+)?",
         ),
@@ -25,7 +25,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process)",
+            r"exporter\.maintenance",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),
