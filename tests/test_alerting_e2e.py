@@ -379,17 +379,6 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                 },
             ],
             "connectivity": {
-                "canaries": [{"name": "edge", "kind": "http", "url": f"{plain_url}/health"}]
-            },
-            "maintenance": [
-                {
-                    "name": "later",
-                    "start": "2099-01-01T00:00:00Z",
-                    "end": "2099-01-01T01:00:00Z",
-                    "targets": ["tcp"],
-                }
-            ],
-            "connectivity": {
                 "interval": "1s",
                 "canaries": [
                     {"name": "edge", "kind": "tcp", "address": plain_url.removeprefix("http://")}
