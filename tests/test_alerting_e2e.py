@@ -69,6 +69,10 @@ class Upstream:
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(status=self.status, text="ok" if self.status == 200 else "broken")
 
+    async def retiring(self, _request: web.Request) -> web.Response:
+        """An API version that announces its removal (RFC 8594)."""
+        return web.Response(text="ok", headers={"Sunset": "Sat, 31 Dec 2099 23:59:59 GMT"})
+
 
 @contextlib.asynccontextmanager
 async def upstream_server(
@@ -77,6 +81,7 @@ async def upstream_server(
     upstream = Upstream()
     app = web.Application()
     app.router.add_get("/health", upstream.health)
+    app.router.add_get("/v1/health", upstream.retiring)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(ssl=context)
     scheme = "https" if context else "http"
@@ -363,6 +368,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "dns": {"nameserver": nameserver},
                 },
                 {"name": "smtp", "kind": "smtp", "address": smtp_address},
+                {"name": "retiring", "kind": "http", "url": f"{plain_url}/v1/health"},
                 {"name": "grpc", "kind": "grpc", "address": grpc_address},
                 {
                     "name": "icmp",
@@ -412,6 +418,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                 "tls",
                 "dns",
                 "smtp",
+                "retiring",
                 "grpc",
                 "icmp",
                 "domain",
