@@ -18,6 +18,7 @@ from exporter.heartbeats.routes import HEARTBEATS, add_routes
 from exporter.protobuf import exposition as protobuf_exposition
 from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
+from exporter.web_limits import read_body_within
 
 __all__ = ["authorized", "create_app"]
 
@@ -170,8 +171,10 @@ async def reload(request: web.Request) -> web.Response:
 
 
 def create_app(options: Options, config: Config, clock: Clock | None = None) -> web.Application:
-    app = web.Application()
     runtime = Runtime(options, config, clock or SystemClock())
+    app = web.Application(
+        middlewares=[read_body_within(options.server.read_timeout, runtime.server)]
+    )
     app[RUNTIME] = runtime
     app[HEARTBEATS] = runtime.heartbeats
 

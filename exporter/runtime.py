@@ -19,7 +19,7 @@ import os
 import time
 import traceback
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AnyStr
 
@@ -52,6 +52,7 @@ from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
 from exporter.scheduler import Plan, Scheduler, Shard
 from exporter.targets import Target
+from exporter.web_limits import ServerCounts, ServerLimits, connection_cap
 
 __all__ = [
     "PIECE_BYTES",
@@ -81,6 +82,8 @@ class Options:
     # Where the heartbeat store lives; created with the first declared heartbeat, or for the
     # run-time maintenance windows when the config enables their API.
     storage_path: Path = Path("data")
+    # Client connections and request time (--web.max-connections, --web.read-timeout).
+    server: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
+        self.server = ServerCounts(limit=connection_cap(options.server.max_connections))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -151,7 +155,11 @@ class Runtime:
         )
         self.collectors: list[TextCollector] = [
             SelfCollector(
-                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+                self.scheduler,
+                self.reload_state,
+                self.connectivity,
+                self.clients.bodies,
+                self.server,
             ),
             probes,
             host,

@@ -27,7 +27,6 @@ from exporter.results import ProbeTrace
 
 if TYPE_CHECKING:
     import jsonschema
-    from multidict import CIMultiDictProxy
 else:  # only for a target with an error_format
     jsonschema = lazy_module("jsonschema")
 
@@ -170,7 +169,7 @@ def _pointed(document: Any, pointer: tuple[str, ...]) -> tuple[bool, Any]:
 
 def check_version(
     expected: VersionExpectation,
-    headers: CIMultiDictProxy[str],
+    headers: Mapping[str, str],
     body: str,
     trace: ProbeTrace,
     excerpts: bool = False,
@@ -237,7 +236,7 @@ def _deprecation(value: str) -> float | None:
     return _http_date(value)
 
 
-def read_signals(headers: CIMultiDictProxy[str], status: int, now: float) -> Signals:
+def read_signals(headers: Mapping[str, str], status: int, now: float) -> Signals:
     """The announcements in ``headers`` of a response with ``status``, received at ``now``."""
     sunset_value = headers.get("Sunset")
     deprecation_value = headers.get("Deprecation")

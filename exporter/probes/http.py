@@ -56,7 +56,6 @@ from exporter.units import StatusPattern, format_duration, parse_duration, parse
 if TYPE_CHECKING:
     import aiohttp
     import jsonschema
-    from multidict import CIMultiDictProxy
 
     from exporter.probes.clients import BodyBudget
 else:  # needed by the prober, or only for a target with a json_schema
@@ -348,7 +347,7 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
             )
             trace.observation = seen
             content_type = response.headers.get("Content-Type", "")
-            failures = _check_head(spec, seen, trace, response.headers)
+            failures = _check_head(spec, seen, trace, response)
             failures += api_signals.check_signals(
                 seen.signals,
                 seen.status_code,
@@ -562,7 +561,7 @@ async def _read_body(
 
 
 def _check_head(
-    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, response: aiohttp.ClientResponse
 ) -> list[ProbeFailure]:
     expect = spec.expect
     excerpts = spec.response_excerpts
@@ -581,7 +580,7 @@ def _check_head(
     ):
         failures.append(ProbeFailure(Reason.HTTP_VERSION, trace.checks[-1].detail))
     for rule in expect.headers:
-        values = headers.getall(rule.name, [])
+        values = response.headers.getall(rule.name, [])
         if rule.absent:
             passed = not values
             detail = f"{rule.name} must be absent" + ("" if passed else _got(values[0], excerpts))
