@@ -220,15 +220,6 @@ async def probe(spec: IcmpSpec, ctx: ProbeContext) -> None:
     family, address = await _resolve(spec, trace)
     sock = open_icmp_socket(family)
     loop = asyncio.get_running_loop()
-    try:
-        # Connected, the socket takes replies from this address only, and sends with
-        # sock_sendall, which every event loop implements (uvloop has no sock_sendto).
-        sock.connect((address, 0))
-    except OSError as exc:
-        sock.close()
-        raise ProbeFailure(
-            Reason.CONNECT, f"cannot send to {address}: {exc.strerror or exc}"
-        ) from exc
     sent_at: dict[int, float] = {}
     rtts: dict[int, float] = {}
     all_answered = asyncio.Event()
