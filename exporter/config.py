@@ -31,13 +31,20 @@ from typing import Any, TypeVar
 
 from exporter.config_checks import value_check
 from exporter.config_schema import schema, schema_check
-from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, format_path
+from exporter.config_source import (
+    ConfigError,
+    ConfigProblem,
+    KeyPath,
+    Source,
+    format_path,
+    given,
+)
 from exporter.config_yaml import read_yaml
-from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
-from exporter.maintenance import Window, build_windows
-from exporter.probes.clients import BODY_BUDGET
-from exporter.targets import Defaults, Target, build_defaults, build_target
+from exporter.maintenance import Window, build_window
+from exporter.probes.budget import BODY_BUDGET
+from exporter.targets import Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
 
 __all__ = [
@@ -72,6 +79,32 @@ class ConnectivitySettings:
 
     canaries: tuple[Target[Any], ...] = ()
     interval: float = 30.0
+
+
+def build_connectivity(
+    raw: Mapping[str, Any], canaries: tuple[Target[Any], ...]
+) -> ConnectivitySettings:
+    """The schema-valid ``connectivity:`` mapping, its canaries built already."""
+    if "interval" not in raw:
+        return ConnectivitySettings(canaries=canaries)
+    return ConnectivitySettings(canaries=canaries, interval=parse_duration(raw["interval"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """The ``scheduler:`` section."""
+
+    # At most this many probes run at once; the others wait.
+    max_in_flight: int = 512
+    # Response body bytes that HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
+
+
+def build_scheduler(raw: Mapping[str, Any]) -> SchedulerSettings:
+    budget = {}
+    if "body_bytes_in_flight" in raw:
+        budget["body_bytes_in_flight"] = parse_size(raw["body_bytes_in_flight"])
+    return SchedulerSettings(**given(raw, "max_in_flight"), **budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,80 +278,77 @@ class _Loading:
         return expanded
 
     def _build(self, raw: dict[str, Any], broken: set[KeyPath]) -> Config | None:
+        """Every section by its builder, every list item on its own: a builder returns what it
+        built or raises ``ConfigProblem``, and names are checked for duplicates here."""
         if () in broken:
             return None
-        defaults: Defaults | None = None
-        if ("defaults",) not in broken:
-            defaults = self._guard(("defaults",), partial(build_defaults, raw.get("defaults", {})))
+
+        def section(key: str, build: Callable[[Any], _Built]) -> _Built | None:
+            """What ``build`` makes of the section ``key`` (an empty mapping when absent)."""
+            if (key,) in broken:
+                return None
+            return self._guard((key,), partial(build, raw.get(key, {})))
+
+        defaults = section("defaults", build_defaults)
         targets: list[Target[Any]] = []
-        if defaults is not None and ("targets",) not in broken:
-            targets = self._targets(raw.get("targets", []), ("targets",), broken, defaults)
-        connectivity = ConnectivitySettings()
-        section = raw.get("connectivity", {})
-        if defaults is not None and ("connectivity",) not in broken:
-            canaries = self._targets(
-                section.get("canaries", []), ("connectivity", "canaries"), broken, defaults
-            )
-            interval = parse_duration(section["interval"]) if "interval" in section else 30.0
-            connectivity = ConnectivitySettings(canaries=tuple(canaries), interval=interval)
-        heartbeats: tuple[Heartbeat, ...] = ()
-        if not any(p[:1] == ("heartbeats",) for p in broken):
-            built_heartbeats = self._guard(
-                ("heartbeats",), lambda: build_heartbeats(raw.get("heartbeats", []), self.source)
-            )
-            if built_heartbeats is not None:
-                heartbeats, problems = built_heartbeats
-                self.problems.extend(problems)
-        windows: tuple[Window, ...] = ()
-        if not any(p[:1] == ("maintenance",) for p in broken):
-            built_windows = self._guard(
-                ("maintenance",), lambda: build_windows(raw.get("maintenance", []))
-            )
-            if built_windows is not None:
-                windows, problems = built_windows
-                self.problems.extend(problems)
+        canaries: list[Target[Any]] = []
+        if defaults is not None:
+            build = partial(build_target, source=self.source, defaults=defaults)
+            targets = self._items(raw, ("targets",), broken, "target", build)
+            if ("connectivity",) not in broken:
+                at: KeyPath = ("connectivity", "canaries")
+                canaries = self._items(raw.get("connectivity", {}), at, broken, "canary", build)
+        connectivity = section(
+            "connectivity", partial(build_connectivity, canaries=tuple(canaries))
+        )
+        heartbeats = self._items(
+            raw, ("heartbeats",), broken, "heartbeat", partial(build_heartbeat, source=self.source)
+        )
+        windows = self._items(raw, ("maintenance",), broken, "window", build_window)
         storage = None
-        if ("storage",) not in broken:
-            storage = self._guard(
-                ("storage",), lambda: build_storage(raw.get("storage"), self.source)
-            )
-        web = None
-        if ("web",) not in broken:
-            web = self._guard(("web",), lambda: build_web(raw.get("web", {}), self.source))
-        host = None
-        if ("host",) not in broken:
-            host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
+        if ("storage",) not in broken and raw.get("storage") is not None:
+            storage = self._guard(("storage",), partial(build_storage, raw["storage"], self.source))
+        web = section("web", partial(build_web, source=self.source))
+        host = section("host", build_host)
+        scheduler = section("scheduler", build_scheduler)
         self._unfocus()
-        if self.focus is not None:  # the other sections are not needed to probe one target
-            host, web = host or HostSettings(), web or WebSettings()
-        if host is None or web is None or self.problems:
+        if self.problems:
             return None
+        # Without problems every section was built, but those that ``_unfocus`` let go when
+        # loading for one target: they are not needed to probe it, and get their defaults.
         return Config(
             location=raw.get("location"),
-            max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
+            max_in_flight=(scheduler or SchedulerSettings()).max_in_flight,
+            body_bytes_in_flight=(scheduler or SchedulerSettings()).body_bytes_in_flight,
             targets=tuple(targets),
             source=self.source.name,
-            host=host,
-            heartbeats=heartbeats,
-            connectivity=connectivity,
-            maintenance=windows,
+            host=host or HostSettings(),
+            heartbeats=tuple(heartbeats),
+            connectivity=connectivity or ConnectivitySettings(),
+            maintenance=tuple(windows),
             storage=storage,
-            body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
-            web=web,
+            web=web or WebSettings(),
         )
 
-    def _targets(
-        self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults
-    ) -> list[Target[Any]]:
-        """The targets of a list at ``at`` (``targets``, ``connectivity.canaries``), each name
-        once; the items in ``broken`` are not built."""
-        built: list[Target[Any]] = []
+    def _items(
+        self,
+        parent: Mapping[str, Any],
+        at: KeyPath,
+        broken: set[KeyPath],
+        noun: str,
+        build: Callable[[Mapping[str, Any], KeyPath], _Built],
+    ) -> list[_Built]:
+        """What ``build`` makes of each item of the list at ``at`` (``parent`` holds its last
+        key), each name once; the items in ``broken`` are not built."""
+        if at[:1] in broken or at in broken:
+            return []
+        items = parent.get(str(at[-1]), [])
+        built: list[_Built] = []
         seen: dict[str, int] = {}
-        for index, item in enumerate(items):
+        for index, item in enumerate(items if isinstance(items, list) else []):
             item_at: KeyPath = (*at, index)
             name = item.get("name") if isinstance(item, dict) else None
             if isinstance(name, str) and name in seen:
-                noun = "target" if at == ("targets",) else "canary"
                 first = format_path((*at, seen[name]))
                 message = f"duplicate {noun} name {name!r} (first at {first})"
                 self.problems.append(ConfigProblem((*item_at, "name"), message))
@@ -326,10 +356,9 @@ class _Loading:
             if isinstance(name, str):
                 seen[name] = index
             if item_at not in broken:
-                build = partial(build_target, item, item_at, self.source, defaults)
-                target = self._guard(item_at, build)
-                if target is not None:
-                    built.append(target)
+                value = self._guard(item_at, partial(build, item, item_at))
+                if value is not None:
+                    built.append(value)
         return built
 
     def _guard(self, at: KeyPath, build: Callable[[], _Built]) -> _Built | None:
@@ -411,8 +440,3 @@ def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
         if at[:cut] in lines:
             return lines[at[:cut]]
     return None
-
-
-def _body_budget(scheduler: Mapping[str, Any]) -> int:
-    value = scheduler.get("body_bytes_in_flight")
-    return BODY_BUDGET if value is None else parse_size(value)

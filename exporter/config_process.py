@@ -83,21 +83,27 @@ class ConfigLoader:
         self._pool: ProcessPoolExecutor | None = None
 
     async def load(self, path: str | None, environ: Mapping[str, str]) -> Config:
-        """The config at ``path`` (the embedded one when None), or ``ConfigError``."""
-        if self._pool is None:
-            # spawn: a fork would copy the exporter's threads, sockets and event loop.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        loop = asyncio.get_running_loop()
-        try:
-            payload = await loop.run_in_executor(
-                self._pool, load_pickled, path, dict(environ), os.getcwd()
-            )
-        except BrokenProcessPool:
-            self.close()
+        """The config at ``path`` (the embedded one when None), or ``ConfigError``.
+
+        A worker that died since the last load (killed while idle) is replaced and the load
+        tried once more; one that dies during the load fails it."""
+        payload = None
+        for _attempt in range(2):
+            if self._pool is None:
+                # spawn: a fork would copy the exporter's threads, sockets and event loop.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            try:
+                payload = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, load_pickled, path, dict(environ), os.getcwd()
+                )
+                break
+            except BrokenProcessPool:
+                self.close()
+        if payload is None:
             name = path if path is not None else f"(embedded {DEFAULT_CONFIG})"
             message = "the config loader process ended before it answered (out of memory?)"
-            raise ConfigError([ConfigProblem(None, message, file=name)]) from None
+            raise ConfigError([ConfigProblem(None, message, file=name)])
         outcome, *rest = pickle.loads(payload)
         for name, level, message, extra in rest[-1]:
             logging.getLogger(name).log(level, message, extra=extra)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+import psutil
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -236,3 +237,26 @@ async def test_every_corpus_file_fails_a_live_reload_and_the_old_config_keeps_pr
     assert [t.name for t in client.app[RUNTIME].config.targets] == ["api"]
     count = await probes_of(client, "api")
     await wait_for_probes(client, "api", count + 2)
+
+
+def loader_workers() -> list[psutil.Process]:
+    """This process's config loader workers (multiprocessing's spawned children)."""
+    return [p for p in psutil.Process().children() if any("spawn_main" in a for a in p.cmdline())]
+
+
+async def test_a_killed_loader_process_is_replaced_by_the_next_reload(
+    aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text(targets_yaml(upstream, "api"))
+    client = await start(aiohttp_client, path)
+    before = set(loader_workers())
+    assert (await client.post("/-/reload")).status == 200
+    (worker,) = set(loader_workers()) - before
+    worker.kill()
+    worker.wait(10)
+    path.write_text(targets_yaml(upstream, "api", "second"))
+    response = await client.post("/-/reload")
+    assert response.status == 200, await response.text()
+    assert [t.name for t in client.app[RUNTIME].config.targets] == ["api", "second"]
+    assert len(set(loader_workers()) - before) == 1

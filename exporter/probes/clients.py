@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from exporter.addresses import IP_FAMILIES
+from exporter.probes.budget import BODY_BUDGET  # the default, re-exported
 from exporter.probes.http_timing import phase_trace_config
 from exporter.reasons import ProbeFailure, Reason
 
@@ -29,8 +30,6 @@ __all__ = [
 ]
 
 RESOLV_CONF = "/etc/resolv.conf"
-# Response body bytes that HTTP probes may hold at once for their checks, by default.
-BODY_BUDGET = 64 * 1024 * 1024
 
 
 class BodyBudget:

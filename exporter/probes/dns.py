@@ -24,7 +24,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from exporter.addresses import format_address
-from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex, given
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.context import ProbeContext
@@ -104,9 +104,8 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> DnsSpec:
         record=record,
         nameserver=nameserver,
         port=port,
-        transport=settings.get("transport", "udp"),
-        recursion=settings.get("recursion", True),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), record),
+        **given(settings, "transport", "recursion"),
     )
 
 

@@ -72,7 +72,8 @@ EXPIRY = Family(
 INFO = Family(
     "lookout_domain_info",
     "gauge",
-    "The domain's registrar and its RDAP status values (sorted, comma-separated), always 1.",
+    "The domain's registrar and its RDAP status values (sorted, comma-separated) from the latest "
+    "probe, always 1.",
 )
 
 

@@ -1,11 +1,15 @@
 """The HTTP/API kind: one request (following redirects if allowed), timed by phase, then every
 ``expect`` check on the response: status, HTTP version, headers, size, body regexes, JSON Schema,
-duration.
+duration; and what the response announces (``api_signals``: Sunset, Deprecation, Retry-After,
+which version answered, the error format of a 4xx/5xx answer).
 
 Phases (``http_timing``): resolve, connect, tls, processing (request sent to response headers)
 and transfer (the body). All checks are evaluated and recorded for the debug output; the probe
-fails with the reason of the first one that failed. Its own series are
-``lookout_http_status_code`` and ``lookout_http_response_size_bytes``.
+fails with the reason of the first one that failed (an error answer that breaks
+``expect.error_format`` fails as ``error_format`` before its status is considered). Its own
+series are ``lookout_http_status_code``, ``lookout_http_response_size_bytes`` and, when the
+headers are there, ``lookout_http_sunset_timestamp_seconds``,
+``lookout_http_deprecation_timestamp_seconds`` and ``lookout_http_retry_after_seconds``.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from exporter.config_source import (
     KeyPath,
     Source,
     compile_regex,
+    given,
 )
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
+from exporter.probes import api_signals
+from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.clients import BodyBudget
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
@@ -50,6 +56,8 @@ from exporter.units import StatusPattern, format_duration, parse_duration, parse
 if TYPE_CHECKING:
     import aiohttp
     import jsonschema
+
+    from exporter.probes.clients import BodyBudget
 else:  # needed by the prober, or only for a target with a json_schema
     aiohttp = lazy_module("aiohttp")
     jsonschema = lazy_module("jsonschema")
@@ -99,6 +107,11 @@ class HttpExpect:
     max_size: int | None = None
     max_duration: float | None = None
     http_version: tuple[str, ...] = ()
+    # True: Sunset or Deprecation must announce a deprecation; False: neither may.
+    deprecated: bool | None = None
+    retry_after_required: bool = False
+    error_format: ErrorFormat | None = None
+    version: VersionExpectation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +142,30 @@ class HttpObservation:
     status_code: int
     http_version: str | None
     response_size: int | None = None
+    signals: Signals = NO_SIGNALS
 
     def samples(self) -> Iterator[Sample]:
         yield STATUS_CODE, self.status_code, ""
         if self.response_size is not None:
             yield RESPONSE_SIZE, self.response_size, ""
+        signals = self.signals
+        if signals.sunset is not None:
+            yield api_signals.SUNSET, signals.sunset, ""
+        if signals.deprecation is not None:
+            yield api_signals.DEPRECATION, signals.deprecation, ""
+        if signals.retry_after is not None:
+            yield api_signals.RETRY_AFTER, signals.retry_after, ""
 
     def json(self) -> dict[str, Any]:
-        return {"http_version": self.http_version, "response_size_bytes": self.response_size}
+        signals = self.signals
+        return {
+            "http_version": self.http_version,
+            "response_size_bytes": self.response_size,
+            "sunset_timestamp_seconds": signals.sunset,
+            "deprecation_timestamp_seconds": signals.deprecation,
+            "deprecated": signals.deprecated,
+            "retry_after_seconds": signals.retry_after,
+        }
 
     def summary(self) -> list[str]:
         parts = [f"status {self.status_code}"]
@@ -180,7 +209,6 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
     return HttpSpec(
         url=raw["url"],
-        method=http.get("method", "GET"),
         headers=tuple(headers.items()),
         secret_headers=frozenset(secret_headers),
         secret_values=(
@@ -189,14 +217,18 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
-        follow_redirects=http.get("follow_redirects", True),
-        max_redirects=http.get("max_redirects", 10),
-        cross_host_redirects=http.get("cross_host_redirects", False),
-        response_excerpts=http.get("response_excerpts", False),
-        ip_family=http.get("ip_family", "any"),
-        proxy_url=http.get("proxy_url"),
-        reuse_connections=http.get("reuse_connections", False),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        **given(
+            http,
+            "method",
+            "follow_redirects",
+            "max_redirects",
+            "cross_host_redirects",
+            "response_excerpts",
+            "ip_family",
+            "proxy_url",
+            "reuse_connections",
+        ),
     )
 
 
@@ -235,7 +267,31 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         max_size=parse_size(raw["max_size"]) if "max_size" in raw else None,
         max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
         http_version=tuple(raw.get("http_version", ())),
+        deprecated=raw.get("deprecated"),
+        retry_after_required=raw.get("retry_after") == "required",
+        error_format=_build_error_format(raw["error_format"], (*at, "error_format"), source)
+        if "error_format" in raw
+        else None,
+        version=_build_version(raw["version"], (*at, "version")) if "version" in raw else None,
     )
+
+
+def _build_error_format(raw: Any, at: KeyPath, source: Source) -> ErrorFormat:
+    """``problem+json``, or ``{json_schema: ..., content_type: ...}`` for another format."""
+    if raw == "problem+json":
+        return api_signals.problem_json()
+    refs = RefSettings(allow_remote=False, fetch_timeout=5.0)
+    schema, validator = compile_schema(raw["json_schema"], (*at, "json_schema"), source, refs)
+    name = raw["json_schema"] if isinstance(raw["json_schema"], str) else "the error schema"
+    content_type = raw.get("content_type")
+    return ErrorFormat(
+        name, schema, None if content_type is None else content_type.lower(), validator
+    )
+
+
+def _build_version(raw: Mapping[str, Any], at: KeyPath) -> VersionExpectation:
+    pattern = compile_regex(raw["matches"], (*at, "matches")) if "matches" in raw else None
+    return api_signals.build_version(raw, pattern)
 
 
 def endpoint(spec: HttpSpec) -> str:
@@ -285,16 +341,47 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         async with response:
             version = response.version
             seen = HttpObservation(
-                response.status, f"{version.major}.{version.minor}" if version else None
+                response.status,
+                f"{version.major}.{version.minor}" if version else None,
+                signals=api_signals.read_signals(response.headers, response.status, clock.time()),
             )
             trace.observation = seen
+            content_type = response.headers.get("Content-Type", "")
             failures = _check_head(spec, seen, trace, response)
+            failures += api_signals.check_signals(
+                seen.signals,
+                seen.status_code,
+                spec.expect.deprecated,
+                spec.expect.retry_after_required,
+                trace,
+                spec.response_excerpts,
+            )
             budget = ctx.clients.bodies if _keeps_body(spec.expect) else None
             with trace.phase("transfer"):
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
     try:
         trace.observation = dataclasses.replace(seen, response_size=body.size)
+        readable = body.data is not None and body.complete and not body.cut
+        text = body.text("replace") if readable else None
+        if spec.expect.version is not None and text is not None:
+            # After the head's checks, before the body's: a v2 body answering for v1 fails
+            # its schema too, but the cause is the version.
+            failures += api_signals.check_version(
+                spec.expect.version, response.headers, text, trace, spec.response_excerpts
+            )
         failures += _check_body(spec, body, trace)
+        if spec.expect.error_format is not None and text is not None:
+            # Before the status check's failure: an error answer in the wrong format is its
+            # own reason, whatever its status.
+            failures[:0] = api_signals.check_error_format(
+                spec.expect.error_format,
+                seen.status_code,
+                content_type,
+                text,
+                trace,
+                lambda error: _violation(error, spec.response_excerpts),
+                spec.response_excerpts,
+            )
     finally:
         body.release()
     elapsed = clock.monotonic() - started
@@ -382,7 +469,13 @@ async def _follow(
 
 def _keeps_body(expect: HttpExpect) -> bool:
     """Whether a check needs the body itself; without one the body is only counted."""
-    return bool(expect.body_matches or expect.body_not_matches or expect.json_validator)
+    return bool(
+        expect.body_matches
+        or expect.body_not_matches
+        or expect.json_validator
+        or expect.error_format
+        or (expect.version is not None and expect.version.pointer is not None)
+    )
 
 
 @dataclass(slots=True)
@@ -478,7 +571,8 @@ def _check_head(
     if not trace.check(
         "status", any(p.matches(status) for p in expect.status), f"{status}, expected {wanted}"
     ):
-        failures.append(ProbeFailure(Reason.STATUS, f"status {status}, expected {wanted}"))
+        reason = Reason.RATE_LIMITED if status == 429 else Reason.STATUS
+        failures.append(ProbeFailure(reason, f"status {status}, expected {wanted}"))
     if expect.http_version and not trace.check(
         "http_version",
         seen.http_version in expect.http_version,
@@ -681,6 +775,12 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    families=(STATUS_CODE, RESPONSE_SIZE),
+    families=(
+        STATUS_CODE,
+        RESPONSE_SIZE,
+        api_signals.SUNSET,
+        api_signals.DEPRECATION,
+        api_signals.RETRY_AFTER,
+    ),
     request=request,
 )

@@ -18,7 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from exporter.addresses import build_address, format_address
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, given
 from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import connect
@@ -77,16 +77,14 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> SmtpSpec:
         if "password_file" in item:
             password = source.read_text(item["password_file"], (*sat, "auth", "password_file"))
         auth = SmtpAuth(item["username"], password)
-    extra = {"ehlo_name": smtp["ehlo_name"]} if "ehlo_name" in smtp else {}
     return SmtpSpec(
         host=host,
         port=port,
-        ip_family=smtp.get("ip_family", "any"),
         implicit_tls=implicit_tls,
         starttls=starttls,
         tls=build_client_tls(smtp.get("tls", {}), (*sat, "tls"), source),
         auth=auth,
-        **extra,
+        **given(smtp, "ip_family", "ehlo_name"),
     )
 
 

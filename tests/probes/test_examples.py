@@ -24,6 +24,7 @@ SECRETS = {
     "SMTP_PASSWORD": "example",
     "CHAT_TOKEN": "example",
     "ORDERS_KEY": "example",
+    "ORDERS_TOKEN": "example",
 }
 
 
