@@ -69,6 +69,10 @@ class Upstream:
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(status=self.status, text="ok" if self.status == 200 else "broken")
 
+    async def retiring(self, _request: web.Request) -> web.Response:
+        """An API version that announces its removal (RFC 8594)."""
+        return web.Response(text="ok", headers={"Sunset": "Sat, 31 Dec 2099 23:59:59 GMT"})
+
 
 @contextlib.asynccontextmanager
 async def upstream_server(
@@ -77,6 +81,7 @@ async def upstream_server(
     upstream = Upstream()
     app = web.Application()
     app.router.add_get("/health", upstream.health)
+    app.router.add_get("/v1/health", upstream.retiring)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(ssl=context)
     scheme = "https" if context else "http"
@@ -268,6 +273,48 @@ class Sink:
     """aiosmtpd handler: probes never send mail."""
 
 
+@contextlib.asynccontextmanager
+async def grpc_server() -> AsyncIterator[str]:
+    """A grpcio server whose standard health service says SERVING."""
+    from grpc import aio
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1.health import aio as health_aio
+
+    server = aio.server()
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+async def rdap_domain(request: web.Request) -> web.Response:
+    """An RDAP domain object (RFC 9083) with an expiration event."""
+    document = {
+        "objectClassName": "domain",
+        "ldhName": request.match_info["name"],
+        "status": ["active"],
+        "events": [{"eventAction": "expiration", "eventDate": "2030-01-01T00:00:00Z"}],
+    }
+    return web.json_response(document, content_type="application/rdap+json")
+
+
+@contextlib.asynccontextmanager
+async def rdap_server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/rdap/domain/{name}", rdap_domain)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}/rdap/"
+    finally:
+        await server.close()
+
+
 async def test_every_metric_the_rules_use_is_in_the_exporter_output(
     tmp_path: Path, ca: trustme.CA
 ) -> None:
@@ -282,6 +329,8 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
         upstream_server(server_context) as (_, tls_url),
         dns_server() as nameserver,
         smtp_server() as smtp_address,
+        grpc_server() as grpc_address,
+        rdap_server() as rdap_url,
     ):
         config = {
             "defaults": {"interval": "1s", "timeout": "500ms"},
@@ -291,6 +340,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "kind": "http",
                     "url": f"{plain_url}/health",
                     "slo": {"availability": 99.9, "latency": {"threshold": "1s", "objective": 99}},
+                    "sla": {"availability": 99.5},
                 },
                 {
                     "name": "broken",
@@ -318,6 +368,21 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "dns": {"nameserver": nameserver},
                 },
                 {"name": "smtp", "kind": "smtp", "address": smtp_address},
+                {"name": "retiring", "kind": "http", "url": f"{plain_url}/v1/health"},
+                {"name": "grpc", "kind": "grpc", "address": grpc_address},
+                {
+                    "name": "icmp",
+                    "kind": "icmp",
+                    "host": "127.0.0.1",
+                    "icmp": {"count": 2, "interval": "10ms", "reply_timeout": "200ms"},
+                },
+                {
+                    "name": "domain",
+                    "kind": "domain",
+                    "domain": "example.test",
+                    "interval": "1s",
+                    "rdap": {"server": rdap_url},
+                },
             ],
             "connectivity": {
                 "interval": "1s",
@@ -345,7 +410,19 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
             await ping(session, f"{exporter_url}/ping/job/start")
             await ping(session, f"{exporter_url}/ping/job")
             await ping(session, f"{exporter_url}/ping/workers?instance=a")
-            probed = {"ok", "broken", "https", "tcp", "tls", "dns", "smtp"}
+            probed = {
+                "ok",
+                "broken",
+                "https",
+                "tcp",
+                "tls",
+                "dns",
+                "smtp",
+                "retiring",
+                "grpc",
+                "icmp",
+                "domain",
+            }
             async with asyncio.timeout(15):
                 while True:
                     async with session.get(f"{exporter_url}/metrics") as response:

@@ -35,6 +35,7 @@ from exporter import config
 from exporter.app import create_app
 from exporter.runtime import Options
 from tests import processes
+from tests.kind_peers import grpc_health_server, rdap_domain
 from tests.test_dashboards import BY_UID, ROOT, panels
 
 pytestmark = pytest.mark.tools
@@ -132,25 +133,6 @@ async def ok(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def rdap_domain(request: web.Request) -> web.Response:
-    """An RDAP domain object (RFC 9083) expiring in 20 days, with its registrar."""
-    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20 * 86400))
-    document = {
-        "objectClassName": "domain",
-        "ldhName": request.match_info["name"],
-        "status": ["active"],
-        "events": [{"eventAction": "expiration", "eventDate": expires}],
-        "entities": [
-            {
-                "objectClassName": "entity",
-                "roles": ["registrar"],
-                "vcardArray": ["vcard", [["fn", {}, "text", "Example Registrar"]]],
-            }
-        ],
-    }
-    return web.json_response(document, content_type="application/rdap+json")
-
-
 async def broken(_request: web.Request) -> web.Response:
     return web.json_response({"status": "broken"}, status=503)
 
@@ -217,20 +199,8 @@ async def nameserver() -> AsyncIterator[str]:
 @pytest.fixture
 async def grpc_health() -> AsyncIterator[str]:
     """A grpcio server whose health service says NOT_SERVING for the whole server."""
-    from grpc import aio
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from grpc_health.v1.health import aio as health_aio
-
-    server = aio.server()
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
+    async with grpc_health_server(serving=False) as address:
+        yield address
 
 
 @pytest.fixture

@@ -456,7 +456,7 @@ class View:
     instances_alive: int | None
     incident_start: float | None = None
     # For heartbeats with ``instances``: every remembered instance (at most ``instance_limit``)
-    # as (name, its latest ping, alive), least recently pinged first.
+    # as (name, its latest ping, alive), by name, so replicas sharing a store agree.
     instances: tuple[tuple[str, float | None, bool], ...] = ()
 
     @property
@@ -485,7 +485,7 @@ def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: floa
         if instances is not None:
             seen = tuple(
                 (name, track.last_ping_at, track.status(spec, now)[0] in ALIVE)
-                for name, track in instances.items()
+                for name, track in sorted(instances.items())
             )
         alive = sum(1 for _, _, up in seen if up)
     incident = facts.incident_at(spec, now)

@@ -242,6 +242,13 @@ async def probe(spec: IcmpSpec, ctx: ProbeContext) -> None:
         ordered = tuple(rtts[s] for s in sorted(rtts, key=lambda s: (s - base) % 65536))
         trace.observation = IcmpObservation(address, sent, ordered)
 
+    try:
+        # Connected: the kernel hands this socket only that host's replies, and sending needs
+        # no sendto (which uvloop, the exporter's event loop, does not implement).
+        sock.connect((address, 0))
+    except OSError as exc:
+        sock.close()
+        raise ProbeFailure(Reason.CONNECT, f"cannot reach {address}: {exc.strerror}") from exc
     receiver = loop.create_task(receive())
     sent = 0
     try:
@@ -253,7 +260,7 @@ async def probe(spec: IcmpSpec, ctx: ProbeContext) -> None:
                 header = struct.pack("!BBHHH", _ECHO_REQUEST[family], 0, 0, 0, sequence)
                 sent_at[sequence] = clock.monotonic()
                 try:
-                    await loop.sock_sendto(sock, header + payload, (address, 0))
+                    await loop.sock_sendall(sock, header + payload)
                 except OSError as exc:
                     raise ProbeFailure(
                         Reason.CONNECT, f"cannot send to {address}: {exc.strerror or exc}"

@@ -18,8 +18,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from exporter.clock import SystemClock
+from exporter.probes.clients import SharedClients
 from exporter.probes.icmp import IcmpObservation, open_icmp_socket
+from exporter.probes.runner import run_probe
 from exporter.reasons import ProbeFailure, Reason
+from exporter.results import ProbeResult
 from tests.probes.conftest import Prober
 
 TABLE = f"lookout_test_{os.getpid()}"
@@ -177,3 +181,28 @@ async def test_the_address_family_must_fit_the_address(probe: Prober) -> None:
     result = await probe(icmp_target("127.0.0.1", ip_family="ip6"))
     assert result.reason is Reason.CONNECT
     assert result.message == "127.0.0.1 is not an ip6 address"
+
+
+def test_the_probe_runs_on_uvloop_the_exporters_event_loop(
+    probe: Prober, loopback: str, dropping: None
+) -> None:
+    """``lookout-exporter run`` uses uvloop, which lacks some socket methods asyncio has."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def both() -> tuple[ProbeResult, ProbeResult]:
+        clients = SharedClients()
+        try:
+            await probe(icmp_target(loopback))  # loads the target; this result is discarded
+            assert probe.target is not None
+            answered = await run_probe(probe.target, clients, SystemClock())
+            await probe(icmp_target("127.0.0.3", count=4))
+            assert probe.target is not None
+            lossy = await run_probe(probe.target, clients, SystemClock())
+            return answered, lossy
+        finally:
+            await clients.close()
+
+    answered, lossy = uvloop.run(both())
+    assert answered.success, answered.message
+    assert isinstance(lossy.observation, IcmpObservation)
+    assert lossy.observation.loss == 0.5
