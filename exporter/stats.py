@@ -22,10 +22,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from exporter.families import Family
 from exporter.histogram import Histogram
 from exporter.reasons import Reason
 from exporter.recent import RecentProbes
-from exporter.results import ProbeResult
+from exporter.results import Accumulating, ProbeResult
 from exporter.targets import Target
 
 __all__ = ["DURATION_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
@@ -49,6 +50,8 @@ class ProbeStats:
         "generation",
         "incident_start",
         "incidents",
+        "kept_counters",
+        "kept_histograms",
         "last",
         "probes",
         "recent",
@@ -80,6 +83,10 @@ class ProbeStats:
         self._closed_downtime = 0.0
         # Changes of the confirmed state from passing to failing or back (not the first one).
         self.state_changes = 0
+        # A kind's own series kept between probes (results.Accumulating), by family and the
+        # label-pairs text of their own labels: a flow's per-step histograms and counters.
+        self.kept_histograms: dict[tuple[Family, str], Histogram] = {}
+        self.kept_counters: dict[tuple[Family, str], float] = {}
 
     @property
     def confirming(self) -> bool:
@@ -94,11 +101,24 @@ class ProbeStats:
         slo = self.target.slo
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
+        if isinstance(result.observation, Accumulating):
+            self._keep(result.observation)
         self.last = result
         if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
             self._confirm(result.success, result.finished_at)
         self.recent.add(result)
         self.generation = next(_generations)
+
+    def _keep(self, observation: Accumulating) -> None:
+        for family, value, extra in observation.accumulate():
+            key = (family, extra)
+            if family.type == "histogram":
+                histogram = self.kept_histograms.get(key)
+                if histogram is None:
+                    histogram = self.kept_histograms[key] = Histogram(DURATION_BUCKETS, native=True)
+                histogram.observe(value)
+            else:
+                self.kept_counters[key] = self.kept_counters.get(key, 0) + value
 
     def _confirm(self, success: bool, at: float) -> None:
         if success == self.run_success:

@@ -210,7 +210,10 @@ CORPUS: dict[str, list[str]] = {
         ":2: targets[0]: 'kind' is a required property",
     ],
     "invalid-kind.yml": [
-        (":2: targets[0].kind: 'gopher' is not one of ['http', 'tcp', 'tls', 'dns', 'smtp']"),
+        (
+            ":2: targets[0].kind: 'gopher' is not one of "
+            "['http', 'tcp', 'tls', 'dns', 'smtp', 'flow']"
+        ),
     ],
     "invalid-label-name.yml": [
         ":5: targets[0].labels: 'team-name' does not match ^[a-zA-Z_][a-zA-Z0-9_]*$",

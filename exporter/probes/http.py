@@ -33,6 +33,7 @@ from exporter.config_source import (
 from exporter.config_source import (
     describe_error as describe_schema_error,
 )
+from exporter.exposition import label_pairs
 from exporter.families import Family
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext
@@ -46,6 +47,16 @@ from exporter.probes.tlsinfo import (
     observe_handshakes,
     record_handshake,
 )
+from exporter.probes.values import (
+    PROBE_VALUE,
+    Extraction,
+    ValueCheck,
+    build_exports,
+    build_value_checks,
+    check_values,
+    parse_document,
+    read_exports,
+)
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
@@ -54,10 +65,12 @@ from exporter.units import StatusPattern, format_duration, parse_duration, parse
 __all__ = [
     "BODY_LIMIT",
     "KIND",
+    "Exchange",
     "HeaderExpectation",
     "HttpExpect",
     "HttpObservation",
     "HttpSpec",
+    "exchange",
 ]
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
@@ -92,6 +105,7 @@ class HttpExpect:
     max_size: int | None = None
     max_duration: float | None = None
     http_version: tuple[str, ...] = ()
+    values: tuple[ValueCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +121,8 @@ class HttpSpec:
     proxy_url: str | None = None
     reuse_connections: bool = False
     expect: HttpExpect = HttpExpect()
+    # export: numbers read by JSONPath, written as lookout_probe_value{name}.
+    exports: tuple[Extraction, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +132,24 @@ class HttpObservation:
     status_code: int
     http_version: str | None
     response_size: int | None = None
+    # The exported numbers found, by name (export:).
+    values: tuple[tuple[str, float], ...] = ()
 
     def samples(self) -> Iterator[Sample]:
         yield STATUS_CODE, self.status_code, ""
         if self.response_size is not None:
             yield RESPONSE_SIZE, self.response_size, ""
+        for name, value in self.values:
+            yield PROBE_VALUE, value, label_pairs([("name", name)])
 
     def json(self) -> dict[str, Any]:
-        return {"http_version": self.http_version, "response_size_bytes": self.response_size}
+        facts: dict[str, Any] = {
+            "http_version": self.http_version,
+            "response_size_bytes": self.response_size,
+        }
+        if self.values:
+            facts["values"] = dict(self.values)
+        return facts
 
     def summary(self) -> list[str]:
         parts = [f"status {self.status_code}"]
@@ -171,6 +197,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         proxy_url=http.get("proxy_url"),
         reuse_connections=http.get("reuse_connections", False),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        exports=build_exports(raw.get("export", {}), (*at, "export")),
     )
 
 
@@ -215,6 +242,7 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         max_size=parse_size(raw["max_size"]) if "max_size" in raw else None,
         max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
         http_version=tuple(raw.get("http_version", ())),
+        values=build_value_checks(raw.get("values", ()), (*at, "values")),
     )
 
 
@@ -253,7 +281,27 @@ def request(spec: HttpSpec) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What one request got: the response's headers and body (as far as read), and the
+    failures of the checks, in order (the first one is the probe's failure)."""
+
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    failures: list[ProbeFailure]
+    # The body parsed as JSON when a check or an export needed it, else None.
+    document: Any = None
+
+
 async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
+    failures = (await exchange(spec, ctx)).failures
+    if failures:
+        raise failures[0]
+
+
+async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
+    """One request and every check of ``spec.expect`` on its response. Raises
+    ``ProbeFailure`` when no response came; a response that fails checks is returned."""
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
@@ -288,8 +336,17 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
             failures = _check_head(spec.expect, seen, trace, response.headers)
             with trace.phase("transfer"):
                 body, complete = await _read_body(response, spec.expect)
-    trace.observation = dataclasses.replace(seen, response_size=len(body))
-    failures += _check_body(spec.expect, body, complete, trace)
+    trace.observation = seen = dataclasses.replace(seen, response_size=len(body))
+    document, body_failures = _check_body(spec.expect, body, complete, trace, clock.time())
+    failures += body_failures
+    if spec.exports and not body_failures:
+        if document is None:
+            document, failure = parse_document(body.decode("utf-8", "replace"), trace, "export")
+            failures += [failure] if failure is not None else []
+        if document is not None:
+            values, export_failures = read_exports(spec.exports, document, trace)
+            failures += export_failures
+            trace.observation = dataclasses.replace(seen, values=tuple(values))
     elapsed = clock.monotonic() - started
     max_duration = spec.expect.max_duration
     if max_duration is not None and not trace.check(
@@ -298,8 +355,7 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         f"took {format_duration(elapsed)}, limit {format_duration(max_duration)}",
     ):
         failures.append(ProbeFailure(Reason.SLOW, trace.checks[-1].detail))
-    if failures:
-        raise failures[0]
+    return Exchange(response.headers, body, failures, document)
 
 
 async def _read_body(response: aiohttp.ClientResponse, expect: HttpExpect) -> tuple[bytes, bool]:
@@ -354,8 +410,9 @@ def _check_head(
 
 
 def _check_body(
-    expect: HttpExpect, body: bytes, complete: bool, trace: ProbeTrace
-) -> list[ProbeFailure]:
+    expect: HttpExpect, body: bytes, complete: bool, trace: ProbeTrace, now: float
+) -> tuple[Any, list[ProbeFailure]]:
+    """The body's checks, and the body parsed as JSON when a check needed it (else None)."""
     failures: list[ProbeFailure] = []
     if expect.max_size is not None:
         detail = (
@@ -364,13 +421,15 @@ def _check_body(
             else f"more than {expect.max_size} bytes (stopped reading)"
         )
         if not trace.check("max_size", complete, detail):
-            return [ProbeFailure(Reason.SIZE, f"body is {detail}")]
+            return None, [ProbeFailure(Reason.SIZE, f"body is {detail}")]
     elif not complete:
         detail = f"body exceeds {BODY_LIMIT} bytes, the limit for checks (stopped reading)"
         trace.check("body_limit", False, detail)
-        return [ProbeFailure(Reason.SIZE, detail)]
-    if not (expect.body_matches or expect.body_not_matches or expect.json_validator):
-        return failures
+        return None, [ProbeFailure(Reason.SIZE, detail)]
+    if not (
+        expect.body_matches or expect.body_not_matches or expect.json_validator or expect.values
+    ):
+        return None, failures
     text = body.decode("utf-8", errors="replace")
     for pattern in expect.body_matches:
         if not trace.check(f"body matches {pattern.pattern!r}", bool(pattern.search(text)), ""):
@@ -382,20 +441,22 @@ def _check_body(
             failures.append(
                 ProbeFailure(Reason.BODY, f"body matches {pattern.pattern!r}: {detail}")
             )
+    if expect.json_validator is None and not expect.values:
+        return None, failures
+    check = "json_schema" if expect.json_validator is not None else "values"
+    document, not_json = parse_document(text, trace, check)
+    if not_json is not None:
+        return None, [*failures, not_json]
     if expect.json_validator is not None:
-        failures.extend(_check_json(expect, text, trace))
-    return failures
+        failures.extend(_check_json(expect.json_validator, document, trace))
+    failures.extend(check_values(expect.values, document, now, trace))
+    return document, failures
 
 
-def _check_json(expect: HttpExpect, text: str, trace: ProbeTrace) -> list[ProbeFailure]:
-    assert expect.json_validator is not None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        trace.check("json_schema", False, detail)
-        return [ProbeFailure(Reason.JSON, detail)]
-    errors = sorted(expect.json_validator.iter_errors(document), key=lambda e: list(e.path))
+def _check_json(
+    validator: jsonschema.protocols.Validator, document: Any, trace: ProbeTrace
+) -> list[ProbeFailure]:
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     if not errors:
         trace.check("json_schema", True, "body satisfies the schema")
         return []

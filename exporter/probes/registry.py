@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.probes import dns, http, smtp, tcp, tls
+from exporter.probes import dns, flow, http, smtp, tcp, tls
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS"]
@@ -22,5 +22,6 @@ KINDS: dict[str, Kind[Any]] = {
         tls.KIND,
         dns.KIND,
         smtp.KIND,
+        flow.KIND,
     )
 }
