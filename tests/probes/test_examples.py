@@ -19,7 +19,12 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
 DOCS = (ROOT / "docs" / "probes.md").read_text(encoding="utf-8")
 KINDS = ("tcp", "tls", "dns", "smtp")
 # The secrets the examples read from the environment.
-SECRETS = {"REDIS_PASSWORD": "example", "SMTP_PASSWORD": "example"}
+SECRETS = {
+    "REDIS_PASSWORD": "example",
+    "SMTP_PASSWORD": "example",
+    "OAUTH_CLIENT_SECRET": "example",
+    "RABBITMQ_PASSWORD": "example",
+}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

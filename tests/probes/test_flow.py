@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from exporter import config
+from exporter.app import create_app
 from exporter.clock import Clock, SystemClock
 from exporter.collectors.probes import ProbeCollector
 from exporter.probe_command import build_report, render_text
@@ -26,11 +28,14 @@ from exporter.probes.runner import run_probe
 from exporter.protobuf import metrics_pb2
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
+from exporter.runtime import Options
 from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import Target
 from tests.clock import FakeClock
 from tests.conftest import config_from_text
+from tests.status_support import wait_probed
+from tests.test_api import documented
 
 PASSWORD = "correct-horse-battery"
 FIRST_TOKEN = "tok-first-5f1d2c9a"
@@ -392,3 +397,33 @@ async def test_secrets_never_show_in_results_api_probe_output_metrics_or_logs(
             assert secret not in text
     assert "t=<secret>" in render_text(report, NOW)
     assert "POST http://127.0.0.1" in render_text(report, NOW)
+
+
+async def test_the_status_page_and_the_api_show_every_step_without_secrets(
+    api: Api, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    document = json.loads(flow_config(api.port))
+    document["targets"][0] |= {"interval": "3s", "timeout": "3s"}
+    orders = document["targets"][0]["flow"]["steps"][2]
+    orders["url"] += "&t={{ token }}"
+    path = tmp_path / "lookout.yml"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    loaded = config.load(str(path), environ={"MONITOR_PASSWORD": PASSWORD})
+    app = create_app(Options(config_path=str(path)), loaded)
+    client = await aiohttp_client(app)
+    await wait_probed(app, within=15)
+    page = await (await client.get("/targets/checkout-flow")).text()
+    answer = await client.get("/api/v1/targets/checkout-flow")
+    body = await answer.text()
+    for text in (page, body):
+        for secret in (FIRST_TOKEN, SECOND_TOKEN, PASSWORD):
+            assert secret not in text
+    assert "<h3>Steps</h3>" in page
+    assert "t=&lt;secret&gt;" in page
+    documented("/api/v1/targets/{name}", 200).validate(json.loads(body))
+    facts = json.loads(body)["latest"]["facts"]
+    assert [step["name"] for step in facts["steps"]] == ["login", "refresh", "orders", "logout"]
+    assert facts["steps"][0]["extracted"] == ["token", "user_id", "session"]
+    assert facts["values"] == {"queue_depth": 17}
+    request = json.loads(body)["request"]
+    assert request["steps"][2]["url"].endswith("&t={{ token }}")
