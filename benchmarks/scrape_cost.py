@@ -255,7 +255,7 @@ def report(
     started_rss, lookout_rss, lookout_peak, peer_rss = memory
 
     def med(key: str, attr: str) -> float:
-        return statistics.median(getattr(s, attr) for s in results[key])
+        return float(statistics.median(getattr(s, attr) for s in results[key]))
 
     rows = [["scrape (median)", "Lookout", "prometheus_client", "ratio", "goal"]]
     for encoding in ("plain", "gzip"):
@@ -347,7 +347,7 @@ def report_protobuf(
     args: argparse.Namespace,
 ) -> None:
     def med(key: str, attr: str) -> float:
-        return statistics.median(getattr(s, attr) for s in results[key])
+        return float(statistics.median(getattr(s, attr) for s in results[key]))
 
     rows = [["scrape (median)", "protobuf", "text", "ratio", "goal"]]
     for encoding, proto_key, text_key in (

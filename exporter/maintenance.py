@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
 from exporter.config_source import ConfigProblem, KeyPath
-from exporter.heartbeats.schedule import Cron, parse_cron
+from exporter.heartbeats.schedule import Cron, cron_from_config
 from exporter.units import format_duration, parse_duration
 
 __all__ = ["OneOff", "Recurring", "Window", "build_window", "build_windows", "parse_time"]
@@ -157,15 +157,7 @@ def build_window(raw: Mapping[str, Any], at: KeyPath) -> Window:
 
 def _when(raw: Mapping[str, Any], at: KeyPath) -> Recurring | OneOff:
     if "cron" in raw:
-        zone_name = raw.get("timezone", "UTC")
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigProblem((*at, "timezone"), f"unknown time zone {zone_name!r}") from None
-        try:
-            cron = parse_cron(raw["cron"], zone)
-        except ValueError as exc:
-            raise ConfigProblem((*at, "cron"), str(exc)) from None
+        cron = cron_from_config(raw, at)
         if "duration" not in raw:
             raise ConfigProblem(at, "a recurring window needs a duration")
         duration = parse_duration(raw["duration"])

@@ -21,8 +21,9 @@ from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.runtime import Options
+from tests.clock import FakeClock
 from tests.servers import Servers
-from tests.status_support import HEARTBEATS_CONFIG, FakeClock, ping_heartbeats
+from tests.status_support import HEARTBEATS_CONFIG, ping_heartbeats
 
 ProbeOnce = Callable[..., Awaitable[ProbeResult]]
 

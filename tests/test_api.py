@@ -24,9 +24,9 @@ from exporter.runtime import RUNTIME, Options
 from exporter.stats import ProbeStats
 from exporter.status import views
 from exporter.targets import Target
+from tests.clock import FakeClock
 from tests.status_support import (
     HOSTILE,
-    FakeClock,
     empty_config,
     service_app,
     wait_probed,
@@ -190,7 +190,7 @@ async def test_exporter_reports_version_uptime_and_a_failed_reload(
     assert body["location"] == "lab"
 
 
-def _target(name: str = "t", url: str = "https://127.0.0.1:1/", **spec: Any) -> Target:
+def _target(name: str = "t", url: str = "https://127.0.0.1:1/", **spec: Any) -> Target[HttpSpec]:
     return Target(name, http.KIND, 30.0, 10.0, (), None, HttpSpec(url=url, **spec))
 
 

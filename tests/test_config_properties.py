@@ -71,7 +71,7 @@ host:
 )
 
 # Values that are wrong in interesting ways somewhere: bad units, bounds, regexes, types.
-TRICKY = st.sampled_from(
+TRICKY: st.SearchStrategy[object] = st.sampled_from(
     [
         "15s", "0.001ms", "400d", "9" * 400 + "s", "2xx", "299-200", "600", "512KiB", "9999999GiB",
         "(", "a{99999999999}", "[z-a]", "${UNSET}", "$$", "", " ", "http://a\x1cb/", "http://a/\n",

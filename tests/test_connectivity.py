@@ -99,7 +99,9 @@ connectivity:
     canary.up = True
     await eventually(
         lambda: all(
-            s.failures.get(s.last.reason) and s.confirmed is False for s in stats.values() if s.last
+            s.last.reason is not None and s.failures.get(s.last.reason) and s.confirmed is False
+            for s in stats.values()
+            if s.last
         )
     )
     text_now = await metrics(client)

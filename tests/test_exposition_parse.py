@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -150,7 +151,7 @@ class ReferenceCollector:
 
 async def probed_app(
     aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path, extra: int = 0
-) -> tuple[AiohttpClient, list[ProbeStats]]:
+) -> tuple[TestClient[web.Request, web.Application], list[ProbeStats]]:
     loaded = config.load_text(config_text(upstream, extra), config.Source("t", tmp_path), {})
     app = create_app(Options(), loaded)
     client = await aiohttp_client(app)

@@ -354,6 +354,7 @@ async def tls_server(aiohttp_server: AiohttpServer, cert: trustme.LeafCert) -> i
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     server = await aiohttp_server(make_app(), ssl=context)
+    assert server.port is not None
     return server.port
 
 
@@ -569,8 +570,9 @@ async def test_a_missing_client_certificate_fails_the_tls_step(
         with blocking_tls_server(context) as port:
             result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
     else:
-        port = (await aiohttp_server(make_app(), ssl=context)).port
-        result = await probe_once(target(f"https://127.0.0.1:{port}/orders", extra))
+        upstream = await aiohttp_server(make_app(), ssl=context)
+        assert upstream.port is not None
+        result = await probe_once(target(f"https://127.0.0.1:{upstream.port}/orders", extra))
     assert result.reason is Reason.TLS
     assert result.message == message
     assert {"connect", "tls"} <= set(dict(result.phases))

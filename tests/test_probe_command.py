@@ -154,7 +154,7 @@ async def lab(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Lab]:
         raw_server(b"") as reset_port,
         raw_server(b"SPEAKING GOPHER\r\n\r\n") as garbage_port,
     ):
-        targets = [
+        targets: list[dict[str, object]] = [
             {"name": "ok", "url": f"https://127.0.0.1:{good.port}/ok", "http": tls},
             {"name": "refused", "url": f"http://127.0.0.1:{free_port()}/"},
             {"name": "reset", "url": f"http://127.0.0.1:{reset_port}/"},

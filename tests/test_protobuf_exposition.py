@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from google.protobuf import proto
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics_core import Metric
@@ -107,7 +108,7 @@ async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, 
 @pytest.fixture
 async def still(
     aiohttp_client: AiohttpClient, upstreams: dict[str, str], ca_file: Path, tmp_path: Path
-) -> AiohttpClient:
+) -> TestClient[web.Request, web.Application]:
     """An exporter whose targets (http, https, failing, hostile labels) each probed twice and
     whose heartbeats pinged; then its scheduler stopped and its clock stood still."""
     hostile = HOSTILE.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -147,7 +148,9 @@ heartbeats:
     return client
 
 
-async def scrape(client: AiohttpClient, accept: str | None) -> tuple[str, bytes]:
+async def scrape(
+    client: TestClient[web.Request, web.Application], accept: str | None
+) -> tuple[str, bytes]:
     headers = {"Accept": accept} if accept is not None else {}
     response = await client.get("/metrics", headers=headers)
     assert response.status == 200
@@ -155,7 +158,7 @@ async def scrape(client: AiohttpClient, accept: str | None) -> tuple[str, bytes]
 
 
 async def test_the_protobuf_scrape_holds_exactly_the_samples_of_the_text_scrape(
-    still: AiohttpClient,
+    still: TestClient[web.Request, web.Application],
 ) -> None:
     content_type, text = await scrape(still, None)
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
@@ -187,7 +190,7 @@ async def test_the_protobuf_scrape_holds_exactly_the_samples_of_the_text_scrape(
 
 
 async def test_probe_durations_and_scheduler_lag_are_native_histograms_of_every_observation(
-    still: AiohttpClient,
+    still: TestClient[web.Request, web.Application],
 ) -> None:
     """Each native histogram counts every observation once, in a bucket that agrees with the
     classic buckets of the same message."""
@@ -291,7 +294,7 @@ def test_accept_chooses_the_format(accept: str, protobuf: bool) -> None:
 
 
 async def test_a_protobuf_scrape_sent_in_many_pieces_parses_like_one_piece_plain_and_gzip(
-    still: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+    still: TestClient[web.Request, web.Application], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(app_module, "PIECE_BYTES", 700)
     monkeypatch.setattr(app_module, "GZIP_MIN_BYTES", 1)

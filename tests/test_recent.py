@@ -14,14 +14,15 @@ from exporter.results import ProbeResult
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 
 
+SOME_PHASES = tuple((phase, 0.001 * (n + 1)) for n, phase in enumerate(PHASES))
+
+
 def _result(
     at: float,
     duration: float = 0.0123,
     reason: Reason | None = None,
     status: int | None = 200,
-    phases: tuple[tuple[str, float], ...] = tuple(
-        (p, 0.001 * (i + 1)) for i, p in enumerate(PHASES)
-    ),
+    phases: tuple[tuple[str, float], ...] = SOME_PHASES,
 ) -> ProbeResult:
     message = "" if reason is None else f"{reason} went wrong at {at}"
     seen = None if status is None else HttpObservation(status, "1.1", 0)

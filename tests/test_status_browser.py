@@ -77,7 +77,7 @@ class DevTools:
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if session is not None:
             message["sessionId"] = session
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
         await self._ws.send_json(message)
         async with asyncio.timeout(STEP_SECONDS):

@@ -31,10 +31,10 @@ from exporter.runtime import Options
 from exporter.status import markup
 from exporter.status.markup import CSP, ENVIRONMENT, escape_text
 from exporter.targets import Defaults, build_target
+from tests.clock import FakeClock
 from tests.status_support import (
     HOSTILE,
     HOSTILE_QUERY,
-    FakeClock,
     empty_config,
     service_app,
     wait_probed,

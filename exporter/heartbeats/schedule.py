@@ -8,15 +8,18 @@ to the first minute after it; a run in a repeated hour happens once).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from exporter.config_source import ConfigProblem, KeyPath
 from exporter.units import format_duration
 
-__all__ = ["Cron", "Period", "Schedule", "parse_cron"]
+__all__ = ["Cron", "Period", "Schedule", "cron_from_config", "parse_cron"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +60,16 @@ def parse_cron(expression: str, timezone: ZoneInfo) -> Cron:
     except CronSimError as exc:
         raise ValueError(f"invalid cron expression {expression!r}: {exc}") from None
     return Cron(expression, timezone)
+
+
+def cron_from_config(raw: Mapping[str, Any], at: KeyPath) -> Cron:
+    """The ``cron`` and ``timezone`` (default UTC) keys of the config mapping at ``at``."""
+    zone_name = raw.get("timezone", "UTC")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigProblem((*at, "timezone"), f"unknown time zone {zone_name!r}") from None
+    try:
+        return parse_cron(raw["cron"], zone)
+    except ValueError as exc:
+        raise ConfigProblem((*at, "cron"), str(exc)) from None

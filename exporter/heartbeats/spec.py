@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from exporter.config_source import ConfigProblem, KeyPath, Source
-from exporter.heartbeats.schedule import Period, Schedule, parse_cron
+from exporter.heartbeats.schedule import Period, Schedule, cron_from_config
 from exporter.targets import RESERVED_LABELS
 from exporter.units import parse_duration
 
@@ -123,15 +122,7 @@ def _schedule(raw: Mapping[str, Any], at: KeyPath) -> Schedule:
         return Period(_positive(raw, "period", at))
     if "cron" not in raw:
         raise ConfigProblem(at, "a heartbeat needs a schedule: set 'period' or 'cron'")
-    zone_name = raw.get("timezone", "UTC")
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigProblem((*at, "timezone"), f"unknown time zone {zone_name!r}") from None
-    try:
-        return parse_cron(raw["cron"], zone)
-    except ValueError as exc:
-        raise ConfigProblem((*at, "cron"), str(exc)) from None
+    return cron_from_config(raw, at)
 
 
 def _positive(raw: Mapping[str, Any], key: str, at: KeyPath) -> float:

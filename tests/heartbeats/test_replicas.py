@@ -127,6 +127,6 @@ async def test_a_database_restarted_under_load_loses_no_acknowledged_ping(tmp_pa
             assert "lookout_heartbeat_store_errors_total" in text
         async with await psycopg.AsyncConnection.connect(url) as db:
             cursor = await db.execute("SELECT name, seq FROM lookout_heartbeat")
-            stored = dict(await cursor.fetchall())
+            stored: dict[str, int] = dict(await cursor.fetchall())
         lost = {n: (c, stored.get(n)) for n, c in acknowledged.items() if stored.get(n, 0) < c}
         assert lost == {}, f"acknowledged pings missing (acknowledged, stored): {lost}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def store(heartbeats: Heartbeats) -> Store:
     return heartbeats.store
 
 
-def facts(heartbeats: Heartbeats) -> dict[str, Facts]:
+def facts(heartbeats: Heartbeats) -> Mapping[str, Facts]:
     return store(heartbeats).facts
 
 

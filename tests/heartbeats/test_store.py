@@ -58,7 +58,7 @@ async def test_the_facts_are_published_only_when_committed(store: Store) -> None
 
 async def test_concurrent_pings_are_all_committed_in_order(store: Store) -> None:
     results = await asyncio.gather(*(store.record(ping(f"hb{n % 10}"), JOB) for n in range(2000)))
-    assert sorted(f.seq for f in results) == sorted(list(range(1, 201)) * 10)  # type: ignore[attr-defined]
+    assert sorted(f.seq for f in results) == sorted(list(range(1, 201)) * 10)
     assert {name: f.seq for name, f in store.facts.items()} == {f"hb{n}": 200 for n in range(10)}
     kept = await store.recent("hb3")
     assert [p.seq for p in kept] == list(range(200, 200 - KEEP_PINGS, -1))
@@ -110,7 +110,7 @@ async def test_a_new_instance_name_is_refused_while_all_remembered_ones_are_aliv
     for n in range(8):  # instances: 2 remembers 4 x 2 names
         await store.record(ping("b", instance=f"w{n}"), POOL)
     with pytest.raises(TooManyInstances, match="already tracks 8 instances"):
-        await store.record(ping("b", T0 + 1, instance="intruder"), POOL)
+        await store.record(ping("b", at=T0 + 1, instance="intruder"), POOL)
     book = store.instances("b")
     assert book is not None
     assert "intruder" not in book
@@ -121,16 +121,16 @@ async def test_a_new_instance_name_replaces_the_least_recent_one_that_is_down(
     store: Store,
 ) -> None:
     for n in range(8):
-        await store.record(ping("b", T0 + n, instance=f"w{n}"), POOL)
-    await store.record(ping("b", T0 + 200, instance="w5"), POOL)
-    await store.record(ping("b", T0 + 200, instance="fresh"), POOL)  # w0 is down by now
+        await store.record(ping("b", at=T0 + n, instance=f"w{n}"), POOL)
+    await store.record(ping("b", at=T0 + 200, instance="w5"), POOL)
+    await store.record(ping("b", at=T0 + 200, instance="fresh"), POOL)  # w0 is down by now
     book = store.instances("b")
     assert book is not None
     assert sorted(book) == sorted(["w1", "w2", "w3", "w4", "w6", "w7", "w5", "fresh"])
 
 
 async def test_a_ping_that_cannot_be_applied_fails_alone(store: Store) -> None:
-    broken = every(60, 30, "a", pings_per_period="many")  # type: ignore[arg-type]
+    broken = every(60, 30, "a", pings_per_period="many")
     results = await asyncio.gather(
         store.record(ping("a"), broken),
         store.record(ping("c"), spec_of("c")),

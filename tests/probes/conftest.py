@@ -308,7 +308,7 @@ class Prober:
     def __init__(self, clients: SharedClients, directory: Path) -> None:
         self.clients = clients
         self.directory = directory
-        self.target: Target | None = None
+        self.target: Target[Any] | None = None
 
     async def __call__(
         self, target: dict[str, Any], environ: dict[str, str] | None = None

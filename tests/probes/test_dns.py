@@ -172,8 +172,12 @@ async def test_tcp_server_hanging_up_without_an_answer_is_a_reset(
 
 
 async def test_closed_tcp_port_is_refused(probe: Prober) -> None:
-    target = {"kind": "dns", "query": "ok.test", "dns": {"nameserver": f"127.0.0.1:{free_port()}"}}
-    target["dns"]["transport"] = "tcp"
+    nameserver = f"127.0.0.1:{free_port()}"
+    target = {
+        "kind": "dns",
+        "query": "ok.test",
+        "dns": {"nameserver": nameserver, "transport": "tcp"},
+    }
     result = await probe(target)
     assert result.reason is Reason.REFUSED
 

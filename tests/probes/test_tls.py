@@ -339,9 +339,13 @@ def test_chains_are_seen_under_uvloop_too(pki: Pki) -> None:
         targets = [
             {"name": "tls", "kind": "tls", "address": f"127.0.0.1:{port}", "tls": tls},
             {"name": "tcp", "kind": "tcp", "address": f"127.0.0.1:{port}", "tcp": {"tls": tls}},
-            {"name": "smtp", "kind": "smtp", "address": f"127.0.0.1:{smtp_port}"},
+            {
+                "name": "smtp",
+                "kind": "smtp",
+                "address": f"127.0.0.1:{smtp_port}",
+                "smtp": {"tls": tls},
+            },
         ]
-        targets[2]["smtp"] = {"tls": tls}
         text = yaml.safe_dump({"targets": targets})
         loaded = config.load_text(text, Source("lookout.yml", Path.cwd()), {})
         clients = SharedClients()
