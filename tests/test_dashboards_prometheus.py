@@ -38,7 +38,7 @@ from tests.test_dashboards import BY_UID, ROOT, panels
 pytestmark = pytest.mark.tools
 
 LOCATION = "test-location"
-TARGETS = ("api-ok", "api-failing", "api-tls", "api-dns")
+TARGETS = ("api-ok", "api-failing", "api-tls", "api-dns", "api-flow")
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
 RATE_INTERVAL = "4s"
@@ -119,11 +119,16 @@ async def broken(_request: web.Request) -> web.Response:
     return web.json_response({"status": "broken"}, status=503)
 
 
+async def backlog(_request: web.Request) -> web.Response:
+    return web.json_response({"backlog": 3})
+
+
 @pytest.fixture
 async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, str]:
     app = web.Application()
     app.router.add_get("/ok", ok)
     app.router.add_get("/broken", broken)
+    app.router.add_get("/backlog", backlog)
     plain = await aiohttp_server(app)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -199,6 +204,15 @@ targets:
     kind: dns
     query: api.example.test
     dns: {{nameserver: "{nameserver}", transport: tcp}}
+  - name: api-flow
+    kind: flow
+    flow:
+      steps:
+        - name: backlog
+          url: {upstreams["plain"]}/backlog
+          export: {{backlog: {{json: "$.backlog"}}}}
+        - name: broken
+          url: {upstreams["plain"]}/broken
 heartbeats:
   - {{name: hb-ok, period: 1h, grace: 10m, max_runtime: 30m, min_runtime: 1s}}
   - {{name: hb-failed, period: 1h, grace: 10m}}
