@@ -191,6 +191,9 @@ def _build_step(raw: Mapping[str, Any], at: KeyPath, source: Source, known: Sequ
     body: Template | None = None
     json_body = raw.get("json")
     if json_body is not None:
+        if "body" in options or "body_file" in options:
+            key = "body" if "body" in options else "body_file"
+            raise ConfigProblem((*at, "json"), f"json and http.{key} cannot be used together")
         check_json(json_body, (*at, "json"), known)
         headers = dict(options.get("headers", {}))
         if not any(name.lower() == "content-type" for name in headers):

@@ -179,8 +179,6 @@ def build_value_checks(raw: Iterable[Mapping[str, Any]], at: KeyPath) -> tuple[V
             elif key == "newer_than":
                 operand = parse_duration(operand)
             conditions.append(Condition(key, operand))
-        if not conditions:
-            raise ConfigProblem(where, f"names no condition (one of {', '.join(_CONDITIONS)})")
         if "min_items" in item and "max_items" in item and item["min_items"] > item["max_items"]:
             raise ConfigProblem((*where, "min_items"), "min_items is above max_items")
         path = item["json"]
