@@ -144,7 +144,12 @@ class ProbeStats:
             self.downtime = max(self.downtime, self._closed_downtime + at - self.incident_start)
 
     def retarget(self, target: Target[Any]) -> None:
-        """Use the changed config of the same series (same ``series_identity``); counters stay."""
+        """Use the changed config of the same series (same ``series_identity``); counters stay,
+        except the kind's own kept series when its spec changed (a flow's steps may be renamed
+        or gone: their series start again from the next probe)."""
+        if target.spec != self.target.spec:
+            self.kept_histograms.clear()
+            self.kept_counters.clear()
         self.target = target
         self.generation = next(_generations)
 

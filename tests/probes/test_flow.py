@@ -427,3 +427,29 @@ async def test_the_status_page_and_the_api_show_every_step_without_secrets(
     assert facts["values"] == {"queue_depth": 17}
     request = json.loads(body)["request"]
     assert request["steps"][2]["url"].endswith("&t={{ token }}")
+
+
+async def test_a_changed_flow_restarts_its_step_series_and_the_command_prints_every_step(
+    api: Api, tmp_path: Path
+) -> None:
+    target, result = await probe(api, tmp_path)
+    stats = ProbeStats(target)
+    stats.record(result)
+    text = render_text(build_report(target, None, result), NOW)
+    steps_section = text.split("\nSteps\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[:2] for line in steps_section] == [
+        ["PASS", "login"],
+        ["PASS", "refresh"],
+        ["PASS", "orders"],
+        ["PASS", "logout"],
+    ]
+    assert "extracted token, user_id, session" in steps_section[0]
+    assert f"GET http://127.0.0.1:{api.port}/users/42/orders?limit=5 · 200" in steps_section[2]
+    renamed = flow_config(api.port).replace('"name": "orders"', '"name": "order-list"')
+    changed, _ = await probe(api, tmp_path, text=renamed)
+    stats.retarget(changed)
+    assert stats.kept_histograms == {}
+    stats.record(result)
+    reloaded, _ = await probe(api, tmp_path, text=renamed)  # the same config loaded again
+    stats.retarget(reloaded)
+    assert len(stats.kept_histograms) == 4
