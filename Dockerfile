@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 RUN python -m venv /opt/lookout \
-    && /opt/lookout/bin/pip install --no-compile ".[postgresql]" \
+    && /opt/lookout/bin/pip install --no-compile ".[postgresql,grpc]" \
     && /opt/lookout/bin/pip uninstall --yes pip \
     && /opt/lookout/bin/python -m compileall -q --invalidation-mode checked-hash /opt/lookout
 

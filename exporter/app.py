@@ -141,7 +141,7 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     app[HEARTBEATS] = runtime.heartbeats
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
-        await runtime.heartbeats.open_for(runtime.config.heartbeats, runtime.config.storage)
+        await runtime.open_store(runtime.config)
         runtime.start()
         settle_heap()
         yield

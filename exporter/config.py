@@ -23,7 +23,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -36,8 +36,9 @@ from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_windows
+from exporter.probes.clients import BODY_BUDGET
 from exporter.targets import Defaults, Target, build_defaults, build_target
-from exporter.units import parse_duration
+from exporter.units import parse_duration, parse_size
 
 __all__ = [
     "Config",
@@ -46,6 +47,7 @@ __all__ = [
     "ConnectivitySettings",
     "KeyPath",
     "Source",
+    "WebSettings",
     "load",
     "load_text",
     "schema",
@@ -71,6 +73,14 @@ class ConnectivitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The ``web:`` section: the admin token of the run-time maintenance API, read from
+    ``admin_token_file`` at load (and at every reload, so a rotated token takes a reload)."""
+
+    admin_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     location: str | None
     max_in_flight: int
@@ -82,6 +92,9 @@ class Config:
     maintenance: tuple[Window, ...] = ()
     # The shared heartbeat store; None: SQLite under --storage.path.
     storage: PostgresStorage | None = None
+    # Response body bytes the HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
+    web: WebSettings = WebSettings()
 
 
 def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -174,7 +187,10 @@ class _Loading:
                 self.unset.append(at)
                 self.problems.append(ConfigProblem(at, f"environment variable {name} is not set"))
                 return ""
-            return self.environ[name]
+            found = self.environ[name]
+            if found:
+                self.source.from_environment.setdefault(at, []).append(found)
+            return found
 
         expanded = _VARIABLE.sub(substitute, value)
         if "${" in value and expanded:
@@ -219,10 +235,13 @@ class _Loading:
             storage = self._guard(
                 ("storage",), lambda: build_storage(raw.get("storage"), self.source)
             )
+        web = None
+        if ("web",) not in broken:
+            web = self._guard(("web",), lambda: self._web(raw.get("web", {})))
         host = None
         if ("host",) not in broken:
             host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
-        if host is None or self.problems:
+        if host is None or web is None or self.problems:
             return None
         return Config(
             location=raw.get("location"),
@@ -234,7 +253,18 @@ class _Loading:
             connectivity=connectivity,
             maintenance=windows,
             storage=storage,
+            body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
+            web=web,
         )
+
+    def _web(self, section: dict[str, Any]) -> WebSettings:
+        if "admin_token_file" not in section:
+            return WebSettings()
+        at: KeyPath = ("web", "admin_token_file")
+        token = self.source.read_text(section["admin_token_file"], at).strip()
+        if not token:
+            raise ConfigProblem(at, "the admin token file is empty")
+        return WebSettings(admin_token=token)
 
     def _targets(
         self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults
@@ -340,3 +370,8 @@ def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
         if at[:cut] in lines:
             return lines[at[:cut]]
     return None
+
+
+def _body_budget(scheduler: Mapping[str, Any]) -> int:
+    value = scheduler.get("body_bytes_in_flight")
+    return BODY_BUDGET if value is None else parse_size(value)

@@ -91,6 +91,14 @@ class Source:
     def __init__(self, name: str, base_dir: Path) -> None:
         self.name = name
         self.base_dir = base_dir
+        # Documents fetched for JSON Schema references during this load, by URI: each once.
+        self.fetched: dict[str, Any] = {}
+        # The values ``${VAR}`` put into the config, by key path: secrets wherever they land.
+        self.from_environment: dict[KeyPath, list[str]] = {}
+
+    def environment_values(self, at: KeyPath) -> list[str]:
+        """The values of environment variables written into the text value at ``at``."""
+        return self.from_environment.get(at, [])
 
     def path(self, value: str) -> Path:
         path = Path(value)

@@ -43,7 +43,15 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── dns_answer     the DNS answers fail a count, regex or exact-set check
     │   ├── smtp_banner    the SMTP server's greeting is not 220 (or not SMTP at all)
     │   ├── smtp_ehlo      EHLO was rejected
-    │   └── smtp_auth      AUTH was rejected, or the server offers no AUTH
+    │   ├── smtp_auth      AUTH was rejected, or the server offers no AUTH
+    │   ├── grpc_status    the gRPC health check answered a status other than the expected one
+    │   │                  (NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN) or failed with a gRPC status
+    │   │                  code (UNIMPLEMENTED, UNAVAILABLE, PERMISSION_DENIED, ...)
+    │   ├── ws_reply       a WebSocket reply did not match, the server closed instead of
+    │   │                  replying, or it chose another subprotocol
+    │   ├── packet_loss    more ICMP echo requests went unanswered than ``expect.max_loss``
+    │   ├── domain_not_found  the RDAP server knows no such domain (404)
+    │   └── rate_limited   the server answered 429 Too Many Requests (RDAP)
     ├── exporter_offline   the probe failed while every connectivity canary failed too: the
     │                      exporter's own network, not the target (does not change the
     │                      target's confirmed state)
@@ -89,6 +97,11 @@ class Reason(StrEnum):
     SMTP_BANNER = "smtp_banner"
     SMTP_EHLO = "smtp_ehlo"
     SMTP_AUTH = "smtp_auth"
+    GRPC_STATUS = "grpc_status"
+    WS_REPLY = "ws_reply"
+    PACKET_LOSS = "packet_loss"
+    DOMAIN_NOT_FOUND = "domain_not_found"
+    RATE_LIMITED = "rate_limited"
     EXPORTER_OFFLINE = "exporter_offline"
     ERROR = "error"
 

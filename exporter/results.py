@@ -108,6 +108,9 @@ class ProbeTrace:
     tls: TlsSeen | None = None
     observation: Observation | None = None
     active: str | None = None
+    # The probe's own latency, which the runner reports as its duration instead of the wall
+    # time (icmp: the average round trip, not count x interval); None: the wall time.
+    latency: float | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -13,10 +13,10 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AnyStr
+from typing import Any, AnyStr
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,14 +35,17 @@ from exporter.config import Config, ConfigError
 from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
+from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.store import StoreError
 from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
-from exporter.probes.clients import SharedClients
+from exporter.maintenance import Scheduled, Window
+from exporter.probes.clients import BodyBudget, SharedClients
 from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
 from exporter.scheduler import Scheduler, Shard
+from exporter.targets import Target
 
 __all__ = ["PIECE_BYTES", "RUNTIME", "SCRAPE_SLICE", "Options", "Runtime", "settle_heap"]
 
@@ -61,7 +64,8 @@ class Options:
     config_path: str | None = None
     location: str | None = None
     shard: Shard | None = None
-    # Where the heartbeat store lives; created with the first declared heartbeat.
+    # Where the heartbeat store lives; created with the first declared heartbeat, or for the
+    # run-time maintenance windows when the config enables their API.
     storage_path: Path = Path("data")
 
 
@@ -72,7 +76,7 @@ class Runtime:
         self.started_at = clock.time()
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
-        self.clients = SharedClients()
+        self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -89,15 +93,20 @@ class Runtime:
         GCCollector(registry=self.registry)
         host = HostCollector()
         self.host = HostRefresher(HostReader(), config.host, host.show, clock)
+        # The windows of the config and those created at run time, kept as one tuple until
+        # either changes (the collector works out what covers what once per tuple).
+        self._windows: tuple[object, object, tuple[Window, ...]] = (None, None, ())
         self.maintenance = MaintenanceCollector(
-            lambda: self.config.maintenance,
+            self.windows,
             self.scheduler.all_stats,
             lambda: self.config.heartbeats,
             lambda: self.location,
             clock,
         )
         self.collectors: list[TextCollector] = [
-            SelfCollector(self.scheduler, self.reload_state, self.connectivity),
+            SelfCollector(
+                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+            ),
             probes,
             host,
             HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
@@ -108,6 +117,37 @@ class Runtime:
     @property
     def location(self) -> str | None:
         return self.options.location or self.config.location
+
+    def windows(self) -> tuple[Window, ...]:
+        """Every maintenance window: the config's, then those created at run time."""
+        configured = self.config.maintenance
+        store = self.heartbeats.store
+        stored = None if store is None else store.maintenance
+        known_config, known_stored, windows = self._windows
+        if known_config is not configured or known_stored is not stored:
+            runtime = self.heartbeats.maintenance()
+            windows = (*configured, *(w.window() for w in runtime))
+            self._windows = (configured, stored, windows)
+        return windows
+
+    def target_windows(self, target: Target[Any]) -> list[str]:
+        """The open maintenance windows that cover ``target`` now."""
+        return self.maintenance.active(target.name, target.labels)
+
+    def heartbeat_windows(self, spec: Heartbeat) -> list[str]:
+        """The open maintenance windows that cover heartbeat ``spec`` now."""
+        return self.maintenance.active_for_heartbeat(spec.name, spec.labels)
+
+    def scheduled(self) -> Sequence[Scheduled]:
+        """The run-time maintenance windows (``POST /api/v1/maintenance``) still kept."""
+        return self.heartbeats.maintenance()
+
+    async def open_store(self, config: Config) -> None:
+        """Open the heartbeat store if ``config`` needs it: for its heartbeats, or for the
+        run-time maintenance windows when it enables that API."""
+        await self.heartbeats.open_for(
+            config.heartbeats, config.storage, maintenance=config.web.admin_token is not None
+        )
 
     def start(self) -> None:
         self._apply(self.config)
@@ -122,6 +162,7 @@ class Runtime:
         shard = self.options.shard
         targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
         self.connectivity.configure(config.connectivity)
+        self.clients.bodies.resize(config.body_bytes_in_flight)
         self.scheduler.reconcile(targets)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.settings:
@@ -132,7 +173,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(config_module.load, self.options.config_path)
-                await self.heartbeats.open_for(config.heartbeats, config.storage)
+                await self.open_store(config)
             except (ConfigError, StoreError) as exc:
                 self.reload_state.successful = False
                 self.reload_state.last_error = str(exc)

@@ -43,6 +43,7 @@ _generations = itertools.count(1)
 class ProbeStats:
     __slots__ = (
         "_closed_downtime",
+        "cert_expiry",
         "confirmed",
         "downtime",
         "durations",
@@ -70,6 +71,9 @@ class ProbeStats:
         self.slow = 0
         self.probes = 0
         self.last: ProbeResult | None = None
+        # The earliest NotAfter of the latest chain any probe saw: kept while the endpoint
+        # cannot be reached, so an expiry alert does not resolve because the server is down.
+        self.cert_expiry: float | None = None
         self.recent = RecentProbes(HISTORY_LENGTH)
         self.generation = next(_generations)
         self.confirmed: bool | None = None
@@ -104,6 +108,8 @@ class ProbeStats:
         if isinstance(result.observation, Accumulating):
             self._keep(result.observation)
         self.last = result
+        if result.tls is not None and result.tls.chain:
+            self.cert_expiry = min(c.not_after for c in result.tls.chain)
         if result.reason is not Reason.EXPORTER_OFFLINE:  # says nothing about the target
             self._confirm(result.success, result.finished_at)
         self.recent.add(result)

@@ -111,7 +111,10 @@ def build_defaults(raw: Mapping[str, Any]) -> Defaults:
 def build_target(
     raw: Mapping[str, Any], at: KeyPath, source: Source, defaults: Defaults
 ) -> Target[Any]:
-    interval = parse_duration(raw["interval"]) if "interval" in raw else defaults.interval
+    kind = KINDS[raw["kind"]]
+    interval = defaults.interval if kind.default_interval is None else kind.default_interval
+    if "interval" in raw:
+        interval = parse_duration(raw["interval"])
     timeout = parse_duration(raw["timeout"]) if "timeout" in raw else defaults.timeout
     when_failing = defaults.interval_when_failing
     if "interval_when_failing" in raw:
@@ -143,7 +146,6 @@ def build_target(
     for name in labels:
         if name in RESERVED_LABELS or name.startswith("__"):
             raise ConfigProblem((*at, "labels", name), f"label {name!r} is reserved")
-    kind = KINDS[raw["kind"]]
     return Target(
         name=raw["name"],
         kind=kind,

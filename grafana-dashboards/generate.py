@@ -812,6 +812,48 @@ def overview() -> dashboard.Dashboard:
             links=[to_heartbeat("${__data.fields.heartbeat}")],
         ),
     ]
+    dependencies: Panels = [
+        grid(
+            "Soonest-expiring domains",
+            "The ten domain targets whose registration expires first (RDAP expiration event).",
+            "dtdurations",
+            [
+                Query(
+                    "bottomk(10, min by (target) (lookout_domain_expiry_timestamp_seconds"
+                    f"{{{PROBES}}}) - time())"
+                )
+            ],
+            join_on="target",
+            columns={"Value": ("Expires in", "dtdurations")},
+            width=8,
+            links=[to_endpoint("${__data.fields.target}")],
+        ),
+        grid(
+            "gRPC health",
+            "Serving status every gRPC target's latest health check answered (worst location "
+            "first: any status but SERVING shows).",
+            "none",
+            [Query(f"max by (target, status) (lookout_grpc_health_status{{{PROBES}}} == 1)")],
+            join_on="target",
+            columns={"status": ("Serving status", "none"), "Value": None},
+            width=8,
+            links=[to_endpoint("${__data.fields.target}")],
+        ),
+        graph(
+            "Packet loss",
+            "Share of echo requests without a reply in the latest probe of every ICMP target "
+            "(worst location).",
+            "percentunit",
+            [
+                Query(
+                    f"max by (target) (lookout_icmp_packet_loss_ratio{{{PROBES}}})",
+                    "{{target}}",
+                )
+            ],
+            width=8,
+            links=[to_endpoint("${__field.labels.target}")],
+        ),
+    ]
     machines: Panels = [
         graph(
             "Host saturation",
@@ -890,6 +932,7 @@ def overview() -> dashboard.Dashboard:
             ("Service level objectives", objectives),
             ("Failures and latency", failures),
             ("Certificates and heartbeats", certificates_and_heartbeats),
+            ("gRPC, ICMP and domains", dependencies),
             ("Hosts and exporters", machines),
         ],
     )
@@ -1106,6 +1149,73 @@ def endpoint() -> dashboard.Dashboard:
             width=12,
         ),
     ]
+    dependency_kinds: Panels = [
+        grid(
+            "gRPC health",
+            "Serving status and gRPC status code of the latest health check from each location "
+            "(gRPC targets only).",
+            "none",
+            [
+                Query(f"max by (location, status) (lookout_grpc_health_status{{{TARGET}}} == 1)"),
+                Query(f"max by (location) (lookout_grpc_status_code{{{TARGET}}})"),
+            ],
+            join_on="location",
+            columns={
+                "status": ("Serving status", "none"),
+                "Value #A": None,
+                "Value #B": ("gRPC status code", "none"),
+            },
+            width=8,
+        ),
+        graph(
+            "Packet loss",
+            "Share of the latest probe's echo requests without a reply (ICMP targets only).",
+            "percentunit",
+            [
+                Query(
+                    f"max by (location) (lookout_icmp_packet_loss_ratio{{{TARGET}}})",
+                    "{{location}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Round trips",
+            "Minimum, average and maximum round trip and jitter of the latest ICMP probe.",
+            "s",
+            [
+                Query(
+                    f"max by (location, stat) (lookout_icmp_rtt_seconds{{{TARGET}}})",
+                    "{{stat}} {{location}}",
+                )
+            ],
+            width=8,
+        ),
+        single(
+            "Domain expires in",
+            "Time until the domain registration expires, from the registry's RDAP answer "
+            "(n/a for other kinds).",
+            "dtdurations",
+            f"min(lookout_domain_expiry_timestamp_seconds{{{TARGET}}}) - time()",
+            steps=thresholds("red", (7 * DAY, "orange"), (30 * DAY, "green")),
+            no_value="n/a",
+            width=8,
+        ),
+        grid(
+            "Domain registration",
+            "Registrar and RDAP status values of the domain (domain targets only).",
+            "none",
+            [Query(f"max by (target, registrar, status) (lookout_domain_info{{{TARGET}}})")],
+            join_on="target",
+            columns={
+                "registrar": ("Registrar", "none"),
+                "status": ("Status", "none"),
+                "Value": None,
+            },
+            width=16,
+            height=4,
+        ),
+    ]
     locations: Panels = [
         timeline(
             "Result by location",
@@ -1229,6 +1339,7 @@ def endpoint() -> dashboard.Dashboard:
             ("Responses and failures", responses),
             ("Flow steps and values", flow),
             ("Certificate", certificate),
+            ("gRPC, ICMP and domain", dependency_kinds),
             ("Incidents", incidents),
             ("Locations", locations),
         ],
@@ -1364,6 +1475,51 @@ def heartbeats() -> dashboard.Dashboard:
             dashed=["B"],
         ),
     ]
+    incidents: Panels = [
+        bars(
+            "Incidents in range",
+            "Times each heartbeat turned late, down or failed within the time range.",
+            "short",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        bars(
+            "Downtime in range",
+            "Seconds each heartbeat spent late, down or failed within the time range.",
+            "s",
+            [
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{HEARTBEATS}}}[$__range]))",
+                    "{{heartbeat}}",
+                )
+            ],
+            steps=thresholds("green", (1, "red")),
+            width=8,
+        ),
+        graph(
+            "Open incidents for",
+            "How long each open incident has lasted, from when the heartbeat turned late, down "
+            "or failed.",
+            "s",
+            [
+                Query(
+                    f"time() - {by_heartbeat('lookout_heartbeat_incident_start_timestamp_seconds')}"
+                    " and on (heartbeat) "
+                    f"{by_heartbeat('lookout_heartbeat_incident_open')} == 1",
+                    "{{heartbeat}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
     heartbeat = query_variable(
         "heartbeat",
         "Heartbeat",
@@ -1376,7 +1532,12 @@ def heartbeats() -> dashboard.Dashboard:
         "Every job, worker and cron heartbeat: state, age against deadline, durations, exit "
         "codes and alive instances.",
         [*common_variables(), heartbeat],
-        [("State", state), ("Timing", timing), ("Pings and instances", pings)],
+        [
+            ("State", state),
+            ("Timing", timing),
+            ("Pings and instances", pings),
+            ("Incidents", incidents),
+        ],
         # A day shows a daily cron job's whole cycle: the run, its age growing to the deadline.
         since="now-24h",
     )
@@ -1713,11 +1874,190 @@ def host() -> dashboard.Dashboard:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# SLA report
+
+
+def sla() -> dashboard.Dashboard:
+    """The time range's figures (this month by default): availability as time outside
+    incidents against the SLA, incidents, MTTR and MTBF, by target and by service."""
+    scope = f'{PROBES}, target=~"$target"'
+    window = "$__range"
+
+    def worst(metric: str, function: str, by: str = "target", where: str = scope) -> str:
+        # The worst location counts, as in rules/recording/sla.yml.
+        return f"max by ({by}) ({function}({metric}{{{where}}}[{window}]))"
+
+    down_rate = worst("lookout_probe_downtime_seconds_total", "rate")
+    incidents = worst("lookout_probe_incidents_total", "increase")
+    downtime = worst("lookout_probe_downtime_seconds_total", "increase")
+    availability = f"clamp(1 - {down_rate}, 0, 1)"
+    targets: Panels = [
+        grid(
+            "Availability against SLA",
+            "Per target over the time range: availability as the share of time outside "
+            "incidents (the worst location counts), the declared SLA, the share of passed "
+            "probes (what the SLO counts), incidents, downtime, MTTR (downtime per incident) "
+            "and MTBF (time outside incidents per incident).",
+            "none",
+            [
+                Query(availability),
+                Query(f"max by (target) (lookout_probe_sla_objective_ratio{{{scope}}})"),
+                Query(f"1 - {failure_ratio(scope, 'target', window)}"),
+                Query(incidents),
+                Query(downtime),
+                Query(f"{downtime} / ({incidents} > 0)"),
+                Query(
+                    f"(1 - {down_rate}) / ({worst('lookout_probe_incidents_total', 'rate')} > 0)"
+                ),
+            ],
+            join_on="target",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("SLA", "percentunit"),
+                "Value #C": ("Probes passed", "percentunit"),
+                "Value #D": ("Incidents", "short"),
+                "Value #E": ("Downtime", "dtdurations"),
+                "Value #F": ("MTTR", "dtdurations"),
+                "Value #G": ("MTBF", "dtdurations"),
+            },
+            links=[to_endpoint("${__data.fields.target}")],
+            height=10,
+        ),
+        timeline(
+            "Incidents over time",
+            "When each target had an incident open (red).",
+            [Query(f"max by (target) (lookout_probe_incident_open{{{scope}}})", "{{target}}")],
+            steps=thresholds("green", (1, "red")),
+            width=24,
+        ),
+        graph(
+            "Downtime per interval",
+            "Seconds in incidents per interval (the worst location): the trend of outage time.",
+            "s",
+            [
+                Query(
+                    "max by (target) (increase(lookout_probe_downtime_seconds_total"
+                    f"{{{scope}}}[$__rate_interval]))",
+                    "{{target}}",
+                )
+            ],
+            bars=True,
+        ),
+        grid(
+            "Open incidents",
+            "Incidents open now and when they began.",
+            "none",
+            [
+                Query(
+                    f"max by (target) (lookout_probe_incident_start_timestamp_seconds{{{scope}}})"
+                ),
+                Query(
+                    "time() - min by (target) (lookout_probe_incident_start_timestamp_seconds"
+                    f"{{{scope}}})"
+                ),
+            ],
+            join_on="target",
+            columns={
+                "Value #A": ("Began", "dateTimeAsIso"),
+                "Value #B": ("Open for", "dtdurations"),
+            },
+            width=12,
+        ),
+    ]
+    services_scope = f'{PROBES}, service!=""'
+
+    def per_service(metric: str, function: str) -> str:
+        return worst(metric, function, "service, target", services_scope)
+
+    by_service = per_service("lookout_probe_downtime_seconds_total", "rate")
+    service_incidents = (
+        f"sum by (service) ({per_service('lookout_probe_incidents_total', 'increase')})"
+    )
+    service_downtime = (
+        f"sum by (service) ({per_service('lookout_probe_downtime_seconds_total', 'increase')})"
+    )
+    services: Panels = [
+        grid(
+            "By service",
+            "Per `service` label over the time range: the mean availability of its targets, "
+            "their incidents and downtime together, and the MTTR of those incidents.",
+            "none",
+            [
+                Query(f"avg by (service) (clamp(1 - {by_service}, 0, 1))"),
+                Query(service_incidents),
+                Query(service_downtime),
+                Query(f"{service_downtime} / ({service_incidents} > 0)"),
+            ],
+            join_on="service",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("Incidents", "short"),
+                "Value #C": ("Downtime", "dtdurations"),
+                "Value #D": ("MTTR", "dtdurations"),
+            },
+        ),
+    ]
+    heartbeat_scope = f'{SCOPE}, heartbeat=~"$heartbeat"'
+    heartbeat_rows: Panels = [
+        grid(
+            "Heartbeats",
+            "Per heartbeat over the time range: availability as the share of time not late, "
+            "down or failed, incidents, downtime and MTTR.",
+            "none",
+            [
+                Query(
+                    "clamp(1 - max by (heartbeat) (rate(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{heartbeat_scope}}}[{window}])), 0, 1)"
+                ),
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
+                    f"{{{heartbeat_scope}}}[{window}]))"
+                ),
+                Query(
+                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
+                    f"{{{heartbeat_scope}}}[{window}]))"
+                ),
+            ],
+            join_on="heartbeat",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("Incidents", "short"),
+                "Value #C": ("Downtime", "dtdurations"),
+            },
+            links=[to_heartbeat("${__data.fields.heartbeat}")],
+        ),
+    ]
+    target = query_variable(
+        "target",
+        "Target",
+        f'label_values({{__name__=~"{DURATION}|{DURATION}_count", {PROBES}}}, target)',
+        "The configured target names.",
+    )
+    heartbeat = query_variable(
+        "heartbeat",
+        "Heartbeat",
+        f"label_values(lookout_heartbeat_status{{{SCOPE}}}, heartbeat)",
+        "The configured heartbeat names.",
+    )
+    return frame(
+        "lookout-sla",
+        "Lookout / SLA report",
+        "The month's availability against each target's SLA, incidents, MTTR and MTBF, by "
+        "target, service and heartbeat. Pick another month in the time picker.",
+        [*common_variables(), target, heartbeat],
+        [("Targets", targets), ("Services", services), ("Heartbeats", heartbeat_rows)],
+        # The calendar month so far; `lookout-exporter report` writes a whole month's report.
+        since="now/M",
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "overview.json": overview,
     "endpoint.json": endpoint,
     "heartbeats.json": heartbeats,
     "host.json": host,
+    "sla.json": sla,
 }
 
 

@@ -1,11 +1,12 @@
 """Fixtures shared by the whole suite: a test CA, running one probe of a YAML target, and
 ``servers``, which starts asyncio TCP servers (plain or TLS) on 127.0.0.1 from small handler
 functions and stops them, with every connection they accepted, after the test; ``beating``, the
-status tests' app with heartbeats in every state."""
+status tests' app with heartbeats in every state; ``postgres``, one real PostgreSQL cluster for
+the whole session (a fresh database per test with ``create_database``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,18 @@ from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
 from exporter.runtime import Options
 from tests.clock import FakeClock
+from tests.postgres import PostgresServer, postgres_server
 from tests.servers import Servers
 from tests.status_support import HEARTBEATS_CONFIG, ping_heartbeats
 
 ProbeOnce = Callable[..., Awaitable[ProbeResult]]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole session."""
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

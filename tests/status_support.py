@@ -63,6 +63,7 @@ targets:
   - name: m-hostile
     kind: http
     url: '{base_url}/hostile{HOSTILE_QUERY}'
+    http: {{response_excerpts: true}}
     expect:
       headers: [{{name: X-Evil, matches: '^fine$'}}]
       body_not_matches: ['<script>.*?</script>']

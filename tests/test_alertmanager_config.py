@@ -143,3 +143,78 @@ async def test_running_alertmanager_routes_by_severity_and_inhibits_warnings_of_
 
 def subject(labels: dict[str, str]) -> tuple[str, str]:
     return labels["alertname"], labels.get("target") or labels.get("heartbeat") or ""
+
+
+async def test_running_alertmanager_pages_once_per_service_and_as_the_exporter(
+    tmp_path: Path,
+) -> None:
+    """Two targets of one service arrive as one page; a failing target silences its burn rate;
+    a down or blind exporter silences the alerts about what it sees and its heartbeats."""
+    binary = require_tool("alertmanager")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    alerts = [
+        alert("LookoutProbeFailing", "critical", target="orders-a", service="orders"),
+        alert("LookoutProbeFailing", "critical", target="orders-b", service="orders"),
+        alert("LookoutSLOFastBurn", "critical", target="orders-a", service="orders", slo="x"),
+        alert("LookoutSLOFastBurn", "critical", target="search", slo="availability"),
+        alert("LookoutExporterDown", "critical", instance="eu:9471"),
+        alert(
+            "LookoutCertificateVerificationFailing", "critical", target="api", instance="eu:9471"
+        ),
+        alert("LookoutHeartbeatMissed", "critical", heartbeat="nightly"),
+        alert("LookoutExporterConnectivityLost", "critical", instance="us:9471", location="us"),
+        alert(
+            "LookoutProbeLocationFailing",
+            "warning",
+            target="cart",
+            instance="us:9471",
+            location="us",
+        ),
+    ]
+    async with webhook_server() as (hook, hook_url):
+        config = tmp_path / "alertmanager.yml"
+        config.write_text(yaml.safe_dump(loopback_alertmanager_config(hook_url)))
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+        async with running(argv, f"{base}/-/ready", tmp_path / "alertmanager.log"):
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{base}/api/v2/alerts", json=alerts) as response:
+                    assert response.status == 200, await response.text()
+                async with session.get(f"{base}/api/v2/alerts") as response:
+                    states = [(a["labels"], a["status"]["state"]) for a in await response.json()]
+            suppressed = {subject(labels) for labels, state in states if state == "suppressed"}
+            assert suppressed == {
+                ("LookoutSLOFastBurn", "orders-a"),
+                ("LookoutCertificateVerificationFailing", "api"),
+                ("LookoutHeartbeatMissed", "nightly"),
+                ("LookoutProbeLocationFailing", "cart"),
+            }
+            async with asyncio.timeout(20):
+                for name in (
+                    "LookoutProbeFailing",
+                    "LookoutSLOFastBurn",
+                    "LookoutExporterDown",
+                    "LookoutExporterConnectivityLost",
+                ):
+                    await hook.wait_for("pager", "firing", name)
+            pages = [p for name, p in hook.notifications if name == "pager"]
+            first: dict[str, set[str]] = {}
+            for page in pages:
+                first.setdefault(
+                    page["groupLabels"]["alertname"],
+                    {subject(a["labels"])[1] for a in page["alerts"]},
+                )
+            # Both orders targets are in the group's first page.
+            assert first == {
+                "LookoutProbeFailing": {"orders-a", "orders-b"},
+                "LookoutSLOFastBurn": {"search"},
+                "LookoutExporterDown": {""},
+                "LookoutExporterConnectivityLost": {""},
+            }
+            assert not hook.delivered("chat")

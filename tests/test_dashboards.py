@@ -33,9 +33,14 @@ UIDS = {
     "endpoint.json": "lookout-endpoint",
     "heartbeats.json": "lookout-heartbeats",
     "host.json": "lookout-host",
+    "sla.json": "lookout-sla",
 }
 COMMON_VARIABLES = ("datasource", "job", "instance", "location")
-EXTRA_VARIABLES = {"lookout-endpoint": ("target",), "lookout-heartbeats": ("heartbeat",)}
+EXTRA_VARIABLES = {
+    "lookout-endpoint": ("target",),
+    "lookout-heartbeats": ("heartbeat",),
+    "lookout-sla": ("target", "heartbeat"),
+}
 GRAFANA_VARIABLES = {"__rate_interval", "__range", "__interval"}
 
 # Grafana unit ids the dashboards may use (a typo renders raw numbers without complaint).
@@ -43,6 +48,7 @@ KNOWN_UNITS = {
     "Bps",
     "bytes",
     "cpm",
+    "dateTimeAsIso",
     "cps",
     "dtdurations",
     "iops",

@@ -1,9 +1,10 @@
 """Every dashboard query, run by a real Prometheus against a real exporter.
 
 The exporter probes passing and failing loopback targets (plain HTTP, HTTPS with a test CA, DNS
-over TCP) and holds heartbeats that are up, failed and running; Debian's ``prometheus`` scrapes
-it every second with the bundled rules loaded, once keeping classic histograms and once with
-native histograms (the protobuf exposition). Each panel query and each variable query is then
+over TCP, a grpcio health service, ICMP echo to 127.0.0.1, an RDAP server) and holds heartbeats
+that are up, failed and running; Debian's ``prometheus`` scrapes it every second with the
+bundled rules loaded, once keeping classic histograms and once with native histograms (the
+protobuf exposition). Each panel query and each variable query is then
 sent through the HTTP API with the variables substituted: it must parse, and it must return data
 (a sample that is not NaN) within a bounded wait.
 """
@@ -15,8 +16,9 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,17 @@ from tests.test_dashboards import BY_UID, ROOT, panels
 pytestmark = pytest.mark.tools
 
 LOCATION = "test-location"
-TARGETS = ("api-ok", "api-failing", "api-tls", "api-dns", "api-flow")
+TARGETS = (
+    "api-ok",
+    "api-failing",
+    "api-tls",
+    "api-dns",
+    "api-grpc",
+    "api-icmp",
+    "api-domain",
+    "api-flaky",
+    "api-flow",
+)
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
 RATE_INTERVAL = "4s"
@@ -101,18 +113,43 @@ def variable_queries() -> Iterator[tuple[str, str, str]]:
             yield f"{uid}/${variable['name']}", found.group(1), found.group(2)
 
 
-def rule_files() -> list[str]:
-    """The bundled Prometheus rule files (YAML documents with ``groups``)."""
+def rule_files(directory: Path) -> list[str]:
+    """The bundled Prometheus rule files (YAML documents with ``groups``), copied into
+    ``directory`` without the groups' own evaluation intervals, so every group runs at the
+    test's one-second interval."""
     found = []
     for path in sorted((ROOT / "rules").rglob("*.yml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         if isinstance(document, dict) and "groups" in document:
-            found.append(str(path))
+            for group in document["groups"]:
+                group.pop("interval", None)
+            copy = directory / f"{path.parent.name}-{path.name}"
+            copy.write_text(yaml.safe_dump(document), encoding="utf-8")
+            found.append(str(copy))
     return found
 
 
 async def ok(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def rdap_domain(request: web.Request) -> web.Response:
+    """An RDAP domain object (RFC 9083) expiring in 20 days, with its registrar."""
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20 * 86400))
+    document = {
+        "objectClassName": "domain",
+        "ldhName": request.match_info["name"],
+        "status": ["active"],
+        "events": [{"eventAction": "expiration", "eventDate": expires}],
+        "entities": [
+            {
+                "objectClassName": "entity",
+                "roles": ["registrar"],
+                "vcardArray": ["vcard", [["fn", {}, "text", "Example Registrar"]]],
+            }
+        ],
+    }
+    return web.json_response(document, content_type="application/rdap+json")
 
 
 async def broken(_request: web.Request) -> web.Response:
@@ -123,11 +160,23 @@ async def backlog(_request: web.Request) -> web.Response:
     return web.json_response({"backlog": 3})
 
 
+def flaky() -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Fails every other request: incidents that open and close, for MTTR and MTBF."""
+    requests = count()
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response({}, status=503 if next(requests) % 2 else 200)
+
+    return handler
+
+
 @pytest.fixture
 async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, str]:
     app = web.Application()
     app.router.add_get("/ok", ok)
     app.router.add_get("/broken", broken)
+    app.router.add_get("/rdap/domain/{name}", rdap_domain)
+    app.router.add_get("/flaky", flaky())
     app.router.add_get("/backlog", backlog)
     plain = await aiohttp_server(app)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -172,10 +221,30 @@ async def nameserver() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def grpc_health() -> AsyncIterator[str]:
+    """A grpcio server whose health service says NOT_SERVING for the whole server."""
+    from grpc import aio
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1.health import aio as health_aio
+
+    server = aio.server()
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
 async def exporter(
     aiohttp_server: AiohttpServer,
     upstreams: dict[str, str],
     nameserver: str,
+    grpc_health: str,
     ca_file: Path,
     tmp_path: Path,
 ) -> str:
@@ -196,6 +265,11 @@ targets:
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
     confirm: {{failures: 2}}
+  - name: api-flaky
+    kind: http
+    url: {upstreams["plain"]}/flaky
+    labels: {{service: orders}}
+    sla: {{availability: 99.9}}
   - name: api-tls
     kind: http
     url: {upstreams["secure"]}/ok
@@ -204,6 +278,18 @@ targets:
     kind: dns
     query: api.example.test
     dns: {{nameserver: "{nameserver}", transport: tcp}}
+  - name: api-grpc
+    kind: grpc
+    address: "{grpc_health}"
+  - name: api-icmp
+    kind: icmp
+    host: 127.0.0.1
+    icmp: {{count: 2, interval: 10ms, reply_timeout: 100ms}}
+  - name: api-domain
+    kind: domain
+    domain: example.test
+    interval: 1s
+    rdap: {{server: "{upstreams["plain"]}/rdap/"}}
   - name: api-flow
     kind: flow
     flow:
@@ -246,7 +332,7 @@ async def prometheus(
     histograms; its base URL."""
     settings = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": rule_files(),
+        "rule_files": rule_files(tmp_path),
         "scrape_configs": [{"job_name": "lookout", "static_configs": [{"targets": [exporter]}]}],
     }
     flags = PROMETHEUS_MODES[request.param]

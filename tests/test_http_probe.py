@@ -231,7 +231,12 @@ async def test_a_valid_response_passes_every_check(base: str, probe_once: ProbeO
 async def test_a_failed_check_gives_its_reason(
     base: str, probe_once: ProbeOnce, path: str, expect: str, reason: Reason, message: str | None
 ) -> None:
-    result = await probe_once(target(f"{base}{path}", f"    expect: {{{expect}}}\n"))
+    """With ``response_excerpts`` the messages quote a short excerpt of the response."""
+    result = await probe_once(
+        target(
+            f"{base}{path}", f"    http: {{response_excerpts: true}}\n    expect: {{{expect}}}\n"
+        )
+    )
     assert not result.success
     assert result.reason is reason
     if message is not None:

@@ -82,10 +82,10 @@ targets:
     return f"127.0.0.1:{server.port}"
 
 
-def settings(exporter: str) -> dict[str, Any]:
+def settings(exporter: str, directory: Path) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": rule_files(),
+        "rule_files": rule_files(directory),
         "scrape_configs": [{"job_name": "lookout", "static_configs": [{"targets": [exporter]}]}],
     }
 
@@ -95,7 +95,7 @@ async def native(exporter: str, tmp_path: Path) -> AsyncIterator[str]:
     directory = tmp_path / "native"
     directory.mkdir()
     flags = ("--log.level=warn", "--enable-feature=native-histograms")
-    async with processes.prometheus(settings(exporter), directory, *flags) as base:
+    async with processes.prometheus(settings(exporter, directory), directory, *flags) as base:
         yield base
 
 
@@ -103,7 +103,9 @@ async def native(exporter: str, tmp_path: Path) -> AsyncIterator[str]:
 async def classic(exporter: str, tmp_path: Path) -> AsyncIterator[str]:
     directory = tmp_path / "classic"
     directory.mkdir()
-    async with processes.prometheus(settings(exporter), directory, "--log.level=warn") as base:
+    async with processes.prometheus(
+        settings(exporter, directory), directory, "--log.level=warn"
+    ) as base:
         yield base
 
 

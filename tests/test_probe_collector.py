@@ -78,6 +78,19 @@ def test_a_failed_tls_probe_still_exports_certificate_expiry_and_identity() -> N
     assert sample_value(text, "lookout_probe_last_run_timestamp_seconds") == 1_800_000_000
 
 
+def test_an_unreachable_endpoint_keeps_the_expiry_of_the_last_chain_it_presented() -> None:
+    """A refused connection has no certificate; the expiry seen before stays exported, so the
+    expiry alerts do not resolve while the server is down."""
+    stats = ProbeStats(make_target())
+    at = 1_800_000_000.0
+    stats.record(ProbeResult("api", True, 0.02, at, tls=TlsSeen((CERT,), None)))
+    stats.record(ProbeResult("api", False, 0.001, at + 30, reason=Reason.REFUSED, message="no"))
+    text = render(stats)
+    assert sample_value(text, "lookout_probe_success") == 0
+    assert sample_value(text, "lookout_tls_cert_expiry_timestamp_seconds") == 1_760_000_000
+    assert sample_value(text, "lookout_tls_cert_info", serial="1f") is None
+
+
 def test_label_values_are_escaped() -> None:
     stats = ProbeStats(make_target(labels='{team: "a \\"quoted\\" \\\\ name\\nline2"}'))
     text = render(stats)

@@ -183,11 +183,17 @@ async def lab(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Lab]:
             {
                 "name": "header",
                 "url": f"{base}/ok",
+                "http": {"response_excerpts": True},
                 "expect": {"headers": [{"name": "X-Version", "matches": "^3$"}]},
             },
             {"name": "body", "url": f"{base}/ok", "expect": {"body_matches": ["ready"]}},
             {"name": "json", "url": f"{base}/text", "expect": {"json_schema": str(schema)}},
-            {"name": "json_schema", "url": f"{base}/wrong", "expect": {"json_schema": str(schema)}},
+            {
+                "name": "json_schema",
+                "url": f"{base}/wrong",
+                "http": {"response_excerpts": True},
+                "expect": {"json_schema": str(schema)},
+            },
             {"name": "size", "url": f"{base}/big", "expect": {"max_size": "1KiB"}},
             {"name": "slow", "url": f"{base}/slow", "expect": {"max_duration": "50ms"}},
         ]

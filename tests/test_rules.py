@@ -21,11 +21,20 @@ pytestmark = pytest.mark.tools
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/lookout-exporter/lookout/blob/main/docs/runbooks/"
-DASHBOARD_UIDS = {"lookout-overview", "lookout-endpoint", "lookout-heartbeats", "lookout-host"}
+DASHBOARD_UIDS = {
+    "lookout-overview",
+    "lookout-endpoint",
+    "lookout-heartbeats",
+    "lookout-host",
+    "lookout-sla",
+}
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 # Always firing by design: it has no case in which it must not fire.
 ALWAYS_FIRING = {"LookoutWatchdog"}
+# Alerts on the confirmed probe state (confirm: failures in a row already stand between a blip
+# and the alert), which may wait only 30 seconds so an outage pages within 2 minutes.
+CONFIRMED_STATE = {"LookoutProbeFailing"}
 ALERT_NAMES = sorted({rule["alert"] for rule in ALERTS})
 
 
@@ -76,9 +85,13 @@ def test_alert_has_severity_and_every_annotation(rule: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
 def test_alert_waits_before_firing(rule: dict[str, Any]) -> None:
-    """A `for:` of at least a minute keeps a single bad evaluation from notifying anyone."""
+    """A `for:` of at least a minute (30s on the confirmed state) keeps a single bad evaluation
+    from notifying anyone."""
     if rule["alert"] in ALWAYS_FIRING:
         assert "for" not in rule
+        return
+    if rule["alert"] in CONFIRMED_STATE:
+        assert rule["for"] == "30s"
         return
     assert re.fullmatch(r"\d+[mh]", rule["for"]), rule.get("for")
 
@@ -137,7 +150,8 @@ def test_unit_tests_only_name_existing_alerts() -> None:
 
 def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
     """A typo in a `level:metric:operation` name would silently match nothing; and nothing is
-    recorded for no use except the budget remaining, which is for dashboards."""
+    recorded for no use except the budget remaining and the SLA figures (availability, MTTR,
+    MTBF), which are for dashboards and queries."""
     rules = [
         rule
         for path in RULE_FILES
@@ -151,7 +165,10 @@ def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
         for name in re.findall(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", rule["expr"])
     }
     assert used <= recorded, used - recorded
-    assert recorded - used == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
+    sla = yaml.safe_load((ROOT / "rules" / "recording" / "sla.yml").read_text())
+    figures = {rule["record"] for group in sla["groups"] for rule in group["rules"]}
+    unused = recorded - used - figures
+    assert unused == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
 
 
 def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:
@@ -161,15 +178,17 @@ def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "tests" / "rules", tmp_path / "tests" / "rules")
     alerts = tmp_path / "rules" / "alerts" / "probes.yml"
     text = alerts.read_text()
-    assert "for more than 5 minutes." in text
-    alerts.write_text(text.replace("for more than 5 minutes.", "for a while."))
+    assert "for more than 5 minutes while other" in text
+    alerts.write_text(
+        text.replace("for more than 5 minutes while other", "for a while while other")
+    )
     result = run(
         [promtool, "test", "rules", "probes.test.yml"],
         cwd=tmp_path / "tests" / "rules",
         timeout=120,
     )
     assert result.returncode != 0
-    assert "for a while." in result.stdout + result.stderr
+    assert "for a while while other" in result.stdout + result.stderr
 
 
 def test_the_alerting_guide_names_every_alert() -> None:

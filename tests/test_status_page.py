@@ -132,7 +132,9 @@ async def test_markup_in_failure_messages_headers_bodies_and_urls_is_escaped(
         assert "<script>" not in text
         assert "<img" not in text
         assert "onerror=" not in text.replace("onerror=&quot;", "")
-    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE!r}", detail)
+    # The target quotes response excerpts (http.response_excerpts), cut to 40 characters.
+    assert len(HOSTILE) > 40
+    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE[:40] + '…'!r}", detail)
     assert html.escape('/hostile?q="><script>window.pwned=3</script>') in index
 
 
@@ -343,6 +345,7 @@ async def hostile(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> T
             "kind": "http",
             "url": f"{str(service.make_url('')).rstrip('/')}/hostile{HOSTILE_QUERY}",
             "labels": {"team": HOSTILE_TEXT},
+            "http": {"response_excerpts": True},
             "expect": {"headers": [{"name": "X-Evil", "matches": "^fine$"}]},
         },
         ("targets", 0),
@@ -392,7 +395,9 @@ async def test_every_page_shows_hostile_config_server_and_job_text_escaped(
     assert f"config {escaped}" in index
     detail = await page(hostile, f"/targets/{name}")
     assert f"team={escaped}" in detail
-    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE!r}", detail)
+    # The target quotes response excerpts (http.response_excerpts), cut to 40 characters.
+    assert len(HOSTILE) > 40
+    assert_no_markup_from(f"X-Evil must match '^fine$', got {HOSTILE[:40] + '…'!r}", detail)
     beat = await page(hostile, f"/heartbeats/{name}")
     assert f"team={escaped}" in beat
     assert f"<pre>{escaped}</pre>" in beat

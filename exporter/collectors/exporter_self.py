@@ -11,6 +11,9 @@ Sample of the exposition::
     lookout_scheduler_lag_seconds_bucket{le="0.001"} 4700
     lookout_exporter_connectivity_ok 1
     lookout_connectivity_canary_success{canary="resolver"} 1
+    lookout_http_body_bytes_in_flight 1.048577e+06
+    lookout_http_body_budget_bytes 6.7108864e+07
+    lookout_http_body_budget_waits_total 0
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from exporter.connectivity import Connectivity
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.histogram import Histogram
+from exporter.probes.clients import BodyBudget
 from exporter.protobuf import exposition as protobuf
 from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.scheduler import Scheduler
@@ -65,6 +69,21 @@ CANARY_SUCCESS = Family(
     "gauge",
     "1 if the canary passed its latest connectivity check, else 0.",
 )
+BODY_BYTES = Family(
+    "lookout_http_body_bytes_in_flight",
+    "gauge",
+    "Response body bytes HTTP probes hold (reserved) for their checks right now.",
+)
+BODY_BUDGET = Family(
+    "lookout_http_body_budget_bytes",
+    "gauge",
+    "The budget for response body bytes in flight (scheduler.body_bytes_in_flight).",
+)
+BODY_WAITS = Family(
+    "lookout_http_body_budget_waits_total",
+    "counter",
+    "HTTP probes that waited for the body budget before reading their body.",
+)
 FAMILIES = (
     BUILD_INFO,
     RELOAD_SUCCESSFUL,
@@ -76,6 +95,9 @@ FAMILIES = (
     CONNECTIVITY_OK,
     CONNECTIVITY_CHECKED,
     CANARY_SUCCESS,
+    BODY_BYTES,
+    BODY_BUDGET,
+    BODY_WAITS,
 )
 
 
@@ -99,9 +121,14 @@ class SelfCollector:
     keeps native buckets too."""
 
     def __init__(
-        self, scheduler: Scheduler, reload: ReloadState, connectivity: Connectivity
+        self,
+        scheduler: Scheduler,
+        reload: ReloadState,
+        connectivity: Connectivity,
+        bodies: BodyBudget,
     ) -> None:
         self._scheduler = scheduler
+        self._bodies = bodies
         self._reload = reload
         self._connectivity = connectivity
         self._build = label_pairs([("version", __version__), ("python", platform.python_version())])
@@ -117,6 +144,10 @@ class SelfCollector:
         yield IN_FLIGHT, [("", scheduler.in_flight)]
         yield RUNS, _by_kind(scheduler.runs.items())
         yield LAG, scheduler.lag
+        bodies = self._bodies
+        yield BODY_BYTES, [("", bodies.held)]
+        yield BODY_BUDGET, [("", bodies.limit)]
+        yield BODY_WAITS, [("", bodies.waits)]
         connectivity = self._connectivity
         if connectivity.ok is not None and connectivity.checked_at is not None:
             yield CONNECTIVITY_OK, [("", int(connectivity.ok))]

@@ -17,8 +17,12 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_pings_total{heartbeat="billing",team="ops",signal="start"} 31
     lookout_heartbeat_last_duration_seconds{heartbeat="billing",team="ops"} 742.1
     lookout_heartbeat_last_exit_code{heartbeat="billing",team="ops"} 0
+    lookout_heartbeat_last_run_success{heartbeat="billing",team="ops"} 1
     lookout_heartbeat_instances_alive{heartbeat="orders-consumer"} 2
     lookout_heartbeat_instances_expected{heartbeat="orders-consumer"} 3
+    lookout_heartbeat_incidents_total{heartbeat="billing",team="ops"} 2
+    lookout_heartbeat_downtime_seconds_total{heartbeat="billing",team="ops"} 5400
+    lookout_heartbeat_incident_open{heartbeat="billing",team="ops"} 0
     lookout_heartbeat_duration_seconds_bucket{heartbeat="billing",team="ops",le="900"} 30
     lookout_heartbeat_duration_seconds_sum{heartbeat="billing",team="ops"} 21940.3
     lookout_heartbeat_duration_seconds_count{heartbeat="billing",team="ops"} 30
@@ -72,6 +76,11 @@ LAST_DURATION = Family(
 LAST_EXIT_CODE = Family(
     "lookout_heartbeat_last_exit_code", "gauge", "Exit code sent with the latest finish ping."
 )
+LAST_RUN_SUCCESS = Family(
+    "lookout_heartbeat_last_run_success",
+    "gauge",
+    "1 if the latest finished run succeeded, 0 if it failed; unchanged while a new run is open.",
+)
 MAX_RUNTIME = Family(
     "lookout_heartbeat_max_runtime_seconds", "gauge", "The heartbeat's configured max_runtime."
 )
@@ -90,6 +99,24 @@ DURATION = Family(
     "lookout_heartbeat_duration_seconds",
     "histogram",
     "Durations of finished runs (from their start, or as the job reported them).",
+)
+INCIDENTS = Family(
+    "lookout_heartbeat_incidents_total",
+    "counter",
+    "Incidents: times the heartbeat turned late, down or failed, the open one included.",
+)
+DOWNTIME = Family(
+    "lookout_heartbeat_downtime_seconds_total",
+    "counter",
+    "Seconds in incidents: closed ones, and the open one up to now.",
+)
+INCIDENT_OPEN = Family(
+    "lookout_heartbeat_incident_open", "gauge", "1 while the heartbeat is late, down or failed."
+)
+INCIDENT_START = Family(
+    "lookout_heartbeat_incident_start_timestamp_seconds",
+    "gauge",
+    "When the open incident began (the heartbeat turned late, down or failed).",
 )
 STORE_UP = Family(
     "lookout_heartbeat_store_up",
@@ -116,10 +143,15 @@ FAMILIES = (
     LAST_START,
     LAST_DURATION,
     LAST_EXIT_CODE,
+    LAST_RUN_SUCCESS,
     MAX_RUNTIME,
     MIN_RUNTIME,
     INSTANCES_ALIVE,
     INSTANCES_EXPECTED,
+    INCIDENTS,
+    DOWNTIME,
+    INCIDENT_OPEN,
+    INCIDENT_START,
 )
 STORE_FAMILIES = (STORE_UP, STORE_ERRORS, STORE_QUARANTINED)
 
@@ -146,10 +178,16 @@ def render(view: View) -> dict[Family, str]:
     add(LAST_START, facts.last_start_at)
     add(LAST_DURATION, facts.last_duration)
     add(LAST_EXIT_CODE, facts.last_exit_code)
+    failed = facts.track.last_run_failed
+    add(LAST_RUN_SUCCESS, None if failed is None else 0 if failed else 1)
     add(MAX_RUNTIME, spec.max_runtime)
     add(MIN_RUNTIME, spec.min_runtime)
     add(INSTANCES_ALIVE, view.instances_alive)
     add(INSTANCES_EXPECTED, spec.instances)
+    add(INCIDENTS, view.incidents)
+    add(DOWNTIME, view.downtime)
+    add(INCIDENT_OPEN, int(view.incident_start is not None))
+    add(INCIDENT_START, view.incident_start)
     if facts.seq:
         out[DURATION] = histogram_lines(DURATION, base, _durations(view))
     return out

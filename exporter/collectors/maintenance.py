@@ -6,6 +6,8 @@ Sample of the exposition::
     lookout_maintenance_active{target="orders-db",kind="tcp",service="orders"} 1
     lookout_maintenance_active{heartbeat="nightly-billing"} 0
 
+A config window is named by its ``name``, one created at run time (``POST
+/api/v1/maintenance``) by its id (``m-3f9c02ab``) until it is forgotten, a day after it closed.
 Only targets and heartbeats that some window covers have a ``lookout_maintenance_active``
 series; a window's state is evaluated once per scrape, and which window covers what only when
 the windows or the targets change.
@@ -62,6 +64,20 @@ class MaintenanceCollector:
         return [
             w.name for w in self._windows() if w.covers_target(target, labels) and w.active(now)
         ]
+
+    def active_for_heartbeat(self, heartbeat: str, labels: Iterable[tuple[str, str]]) -> list[str]:
+        """The open windows that cover heartbeat ``heartbeat`` now (for the status page)."""
+        now = self._clock.time()
+        return [
+            w.name
+            for w in self._windows()
+            if w.covers_heartbeat(heartbeat, labels) and w.active(now)
+        ]
+
+    def open_windows(self) -> list[Window]:
+        """Every window open now, in order (the status page's banner)."""
+        now = self._clock.time()
+        return [w for w in self._windows() if w.active(now)]
 
     def _covered(
         self, windows: Sequence[Window], key: tuple[str, str], labels: Labels

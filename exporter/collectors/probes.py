@@ -111,8 +111,8 @@ SLOW = Family(
 CERT_EXPIRY = Family(
     "lookout_tls_cert_expiry_timestamp_seconds",
     "gauge",
-    "Earliest NotAfter in the certificate chain presented to the latest scheduled probe, "
-    "also when verification failed.",
+    "Earliest NotAfter in the latest certificate chain presented to a scheduled probe, "
+    "also when verification failed, and kept while the endpoint cannot be reached.",
 )
 CERT_INFO = Family(
     "lookout_tls_cert_info", "gauge", "Identity of the leaf certificate seen by the latest probe."
@@ -198,11 +198,12 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     yield LAST_RUN, last.finished_at, ""
     for phase, seconds in last.phases:
         yield PHASE, seconds, label_pairs([("phase", phase)])
+    if stats.cert_expiry is not None:
+        yield CERT_EXPIRY, stats.cert_expiry, ""
     tls = last.tls
     if tls is not None:
         if tls.chain:
             leaf = tls.chain[0]
-            yield CERT_EXPIRY, min(c.not_after for c in tls.chain), ""
             identity = [
                 ("subject", leaf.subject),
                 ("issuer", leaf.issuer),

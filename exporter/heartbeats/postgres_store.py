@@ -13,6 +13,10 @@ and re-reads those heartbeats at once, and compares all sequence numbers every
 ``REFRESH_SECONDS`` in case a notification was missed: what a replica exports is normally
 milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query).
 
+Run-time maintenance windows live in ``lookout_maintenance``; a replica that writes one sends a
+``NOTIFY`` on ``MAINTENANCE_CHANNEL`` and every replica re-reads the table at once (and with
+every full comparison), so all of them silence the same targets.
+
 Schema changes are versioned migrations applied at start under an advisory lock, so replicas
 starting together apply each one once. When the database is unreachable pings fail with
 ``StoreError`` (answered 503) after at most ``POOL_TIMEOUT`` seconds, the store is down (the
@@ -44,12 +48,21 @@ from exporter.heartbeats.store import (
     StoreHealth,
     fold,
 )
+from exporter.maintenance import Scheduled
 
-__all__ = ["CHANNEL", "MIGRATIONS", "POOL_TIMEOUT", "REFRESH_SECONDS", "PostgresStore"]
+__all__ = [
+    "CHANNEL",
+    "MAINTENANCE_CHANNEL",
+    "MIGRATIONS",
+    "POOL_TIMEOUT",
+    "REFRESH_SECONDS",
+    "PostgresStore",
+]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "lookout_heartbeats"
+MAINTENANCE_CHANNEL = "lookout_maintenance"
 # Seconds between full comparisons of every heartbeat's sequence number with the database.
 REFRESH_SECONDS = 5.0
 # Seconds a ping waits for a connection while the database is up (1 once it is known down).
@@ -103,6 +116,14 @@ MIGRATIONS: tuple[str, ...] = (
         at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 2: run-time maintenance windows.
+    """
+    CREATE TABLE lookout_maintenance (
+        id text PRIMARY KEY,
+        until double precision NOT NULL,
+        "window" text NOT NULL
+    );
+    """,
 )
 
 _LATEST_FAILURES = """
@@ -142,6 +163,8 @@ class PostgresStore:
         self._pool = pool
         self._facts: dict[str, Facts] = {}
         self._books: dict[str, Instances] = {}
+        self._maintenance: dict[str, Scheduled] = {}
+        self._maintenance_dirty = False
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
@@ -173,6 +196,7 @@ class PostgresStore:
                 await pool.open(wait=True, timeout=OPEN_TIMEOUT)
                 await store._migrate()
                 await store._refresh(None)
+                await store._read_maintenance()
         except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
             await pool.close()
             raise StoreError(
@@ -195,6 +219,41 @@ class PostgresStore:
 
     def instances(self, heartbeat: str) -> Instances | None:
         return self._books.get(heartbeat)
+
+    @property
+    def maintenance(self) -> Mapping[str, Scheduled]:
+        return self._maintenance
+
+    async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
+        async with self._connection() as db, db.transaction():
+            await db.execute(
+                'INSERT INTO lookout_maintenance (id, until, "window") VALUES (%s, %s, %s) '
+                "ON CONFLICT (id) DO UPDATE SET "
+                'until = excluded.until, "window" = excluded."window"',
+                (window.id, window.until, json.dumps(window.to_json())),
+            )
+            await db.execute("DELETE FROM lookout_maintenance WHERE until < %s", (forget_before,))
+            await db.execute("SELECT pg_notify(%s, %s)", (MAINTENANCE_CHANNEL, window.id))
+        windows = dict(self._maintenance)
+        windows[window.id] = window
+        self._maintenance = {k: w for k, w in windows.items() if w.until >= forget_before}
+
+    async def _read_maintenance(self) -> None:
+        """Publish the windows in the database, if they differ from those published."""
+        async with self._pool.connection(timeout=POOL_TIMEOUT) as db:
+            cursor = await db.execute('SELECT id, "window" FROM lookout_maintenance')
+            rows = await cursor.fetchall()
+        windows: dict[str, Scheduled] = {}
+        for window_id, text in rows:
+            try:
+                windows[window_id] = Scheduled.from_json(json.loads(text))
+            except (ValueError, TypeError, KeyError):
+                log.error(
+                    "damaged maintenance window ignored",
+                    extra={"store": self.describe(), "window": window_id},
+                )
+        if windows != self._maintenance:
+            self._maintenance = windows
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -486,11 +545,17 @@ class PostgresStore:
             try:
                 async with db:
                     await db.execute(f"LISTEN {CHANNEL}")
+                    await db.execute(f"LISTEN {MAINTENANCE_CHANNEL}")
                     failing = False
                     self._request(None)  # whatever changed while not listening
+                    self._maintenance_dirty = True
                     while not self._stopped:
                         async for notice in db.notifies(timeout=1.0):
-                            self._request(notice.payload)
+                            if notice.channel == MAINTENANCE_CHANNEL:
+                                self._maintenance_dirty = True
+                                self._wake.set()
+                            else:
+                                self._request(notice.payload)
             except Exception as exc:  # the listener must outlive any failure
                 if not failing:
                     log.warning("heartbeat store notifications lost", extra={"error": _reason(exc)})
@@ -515,10 +580,15 @@ class PostgresStore:
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             names = None if "*" in dirty or not dirty else sorted(dirty)
+            maintenance, self._maintenance_dirty = self._maintenance_dirty, False
             try:
-                await self._refresh(names)
+                if maintenance or names is None:
+                    await self._read_maintenance()
+                if names is not None or not maintenance or dirty:
+                    await self._refresh(names)
             except Exception as exc:  # retried: the refresher must outlive any failure
                 self._dirty.update(dirty)
+                self._maintenance_dirty = self._maintenance_dirty or maintenance
                 log.debug("heartbeat refresh failed", extra={"error": _reason(exc)})
                 await asyncio.sleep(1.0)
 

@@ -2,10 +2,11 @@
 
 The ping routes look heartbeats up here, the collector and the status page read ``views()``, and
 a reload swaps the declared heartbeats with ``configure``. The store is opened with the first
-config that declares a heartbeat (``open_for``), so an exporter without heartbeats writes
-nothing to disk: SQLite under the storage path, or the PostgreSQL database of the config's
-``storage:`` key. Facts of a heartbeat removed from the config stay in the store, so adding it
-back restores its history, but it has no series and accepts no pings while it is not declared.
+config that declares a heartbeat or enables the maintenance API (``web.admin_token_file``,
+whose run-time windows the store keeps), so an exporter with neither writes nothing to disk:
+SQLite under the storage path, or the PostgreSQL database of the config's ``storage:`` key.
+Facts of a heartbeat removed from the config stay in the store, so adding it back restores its
+history, but it has no series and accepts no pings while it is not declared.
 
 ``ready`` is false while the store cannot take pings (its writer stopped, or its latest write
 failed); a store that is down is checked again every ``CHECK_SECONDS`` and is ready again as
@@ -27,6 +28,7 @@ from exporter.heartbeats.spec import Heartbeat, PostgresStorage
 from exporter.heartbeats.sqlite_store import SqliteStore
 from exporter.heartbeats.state import Facts, Ping, View, derive
 from exporter.heartbeats.store import Store, StoreError, StoreHealth
+from exporter.maintenance import KEEP_ENDED, Scheduled
 
 __all__ = ["CHECK_SECONDS", "HEARTBEATS", "Heartbeats"]
 
@@ -47,25 +49,46 @@ class Heartbeats:
 
     @property
     def ready(self) -> bool:
-        """True when pings can be accepted: the store is up, or none is needed yet."""
+        """True when pings (and run-time maintenance windows) can be accepted: the store is up,
+        or none is needed yet."""
         if self.store is None:
             return not self.specs
         return self.store.running and self.store.health.up
+
+    def maintenance(self) -> Sequence[Scheduled]:
+        """The run-time maintenance windows not yet forgotten, oldest first (memory only)."""
+        if self.store is None:
+            return ()
+        forget_before = self.clock.time() - KEEP_ENDED
+        windows = self.store.maintenance.values()
+        return sorted(
+            (w for w in windows if w.until >= forget_before), key=lambda w: (w.created_at, w.id)
+        )
+
+    async def save_maintenance(self, window: Scheduled) -> None:
+        """Keep ``window`` durably; returns once it is committed (``StoreError`` if not)."""
+        if self.store is None:
+            raise StoreError("the heartbeat store is not open")
+        await self.store.save_maintenance(window, self.clock.time() - KEEP_ENDED)
 
     def health(self) -> StoreHealth | None:
         """The store's health, once a store is open."""
         return None if self.store is None else self.store.health
 
     async def open_for(
-        self, specs: Sequence[Heartbeat], storage: PostgresStorage | None = None
+        self,
+        specs: Sequence[Heartbeat],
+        storage: PostgresStorage | None = None,
+        maintenance: bool = False,
     ) -> None:
-        """Open the store if ``specs`` need it; raises ``StoreError`` when it cannot be used,
-        or when ``storage`` is not the store already open (that takes a restart)."""
+        """Open the store if ``specs`` or run-time ``maintenance`` windows need it; raises
+        ``StoreError`` when it cannot be used, or when ``storage`` is not the store already
+        open (that takes a restart)."""
         if self.store is not None:
             if storage != self._storage_setting:
                 raise StoreError("storage: changing the heartbeat store takes a restart")
             return
-        if not specs:
+        if not specs and not maintenance:
             self._storage_setting = storage
             return
         store: Store

@@ -9,6 +9,7 @@ Tables: ``heartbeat`` holds each heartbeat's folded ``Facts`` (JSON, rewritten i
 transaction as its pings), ``instance`` the track of each instance name, ``ping`` the latest
 ``KEEP_PINGS`` pings of each heartbeat with their kept bodies, as a ring (slot = sequence number
 modulo ``KEEP_PINGS``), so the file stays bounded. ``quarantine`` keeps rows found damaged.
+``maintenance`` holds the run-time maintenance windows (JSON), written by the same thread.
 
 At start the file is checked (``PRAGMA quick_check``: a corrupted page stops the start with a
 clear error instead of failing pings and pages later), migrated, and its facts are loaded;
@@ -44,13 +45,14 @@ from exporter.heartbeats.store import (
     StoreHealth,
     fold,
 )
+from exporter.maintenance import Scheduled
 
 __all__ = ["DB_FILE", "SCHEMA_VERSION", "SqliteStore"]
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "heartbeats.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS heartbeat (
@@ -88,6 +90,11 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS maintenance (
+    id TEXT PRIMARY KEY,
+    until REAL NOT NULL,
+    window TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # Per heartbeat in :after (a JSON array of [name, seq] pairs), its newest fail after that seq.
@@ -112,7 +119,16 @@ class _Check:
     future: asyncio.Future[None]
 
 
-_Item = Pending | _Check | None
+@dataclass(slots=True)
+class _Save:
+    """A run-time maintenance window to write, and the closing time before which to forget."""
+
+    window: Scheduled
+    forget_before: float
+    future: asyncio.Future[None]
+
+
+_Item = Pending | _Check | _Save | None
 
 
 class SqliteStore:
@@ -126,10 +142,12 @@ class SqliteStore:
         facts: dict[str, Facts],
         books: dict[str, Instances],
         health: StoreHealth,
+        maintenance: dict[str, Scheduled] | None = None,
     ) -> None:
         self.path = path
         self.health = health
         self._connection = connection
+        self._maintenance: dict[str, Scheduled] = maintenance or {}
         # Published facts and instances: changed on the event loop only, after their commit.
         self._facts: dict[str, Facts] = facts
         self._books = books
@@ -157,7 +175,7 @@ class SqliteStore:
         health = StoreHealth("sqlite")
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            facts, books = _prepare(connection, path, health)
+            facts, books, maintenance = _prepare(connection, path, health)
         except sqlite3.Error as exc:
             if connection is not None:
                 connection.close()
@@ -166,7 +184,7 @@ class SqliteStore:
             if connection is not None:
                 connection.close()
             raise
-        return cls(path, connection, facts, books, health)
+        return cls(path, connection, facts, books, health, maintenance)
 
     @property
     def facts(self) -> Mapping[str, Facts]:
@@ -181,6 +199,17 @@ class SqliteStore:
 
     def instances(self, heartbeat: str) -> Instances | None:
         return self._books.get(heartbeat)
+
+    @property
+    def maintenance(self) -> Mapping[str, Scheduled]:
+        return self._maintenance
+
+    async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
+        if self._loop is None:
+            raise StoreError("the heartbeat store is not running")
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._enqueue(_Save(window, forget_before, future))
+        await future
 
     def start(self) -> None:
         """Start the writer thread; pings are accepted from the running event loop from now on."""
@@ -289,7 +318,7 @@ class SqliteStore:
 
     def _fail_queued(self) -> None:
         error = StoreError(f"the writer of heartbeat store {str(self.path)!r} has stopped")
-        pending: list[Pending | _Check] = []
+        pending: list[Pending | _Check | _Save] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -300,16 +329,17 @@ class SqliteStore:
         if pending:
             self._settle_failed(pending, error)
 
-    def _commit(self, batch: list[Pending | _Check]) -> None:
+    def _commit(self, batch: list[Pending | _Check | _Save]) -> None:
         pings = [item for item in batch if isinstance(item, Pending)]
         checks = [item for item in batch if isinstance(item, _Check)]
+        saves = [item for item in batch if isinstance(item, _Save)]
         folded = fold(
             pings,
             lambda name: self._working.get(name) or Facts(),
             lambda name: self._working_books.get(name) or Instances(),
         )
         try:
-            self._transaction(folded, bool(checks))
+            self._transaction(folded, bool(checks), saves)
         except sqlite3.Error as exc:
             self._settle_failed(
                 batch, StoreError(f"cannot write heartbeat store {str(self.path)!r}: {exc}")
@@ -318,9 +348,9 @@ class SqliteStore:
         self._working.update(folded.facts)
         folded.apply_instances(self._working_books)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._publish, pings, checks, folded)
+        self._loop.call_soon_threadsafe(self._publish, pings, checks, folded, saves)
 
-    def _transaction(self, folded: Folded, check: bool) -> None:
+    def _transaction(self, folded: Folded, check: bool, saves: list[_Save]) -> None:
         db = self._connection
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -342,6 +372,13 @@ class SqliteStore:
             )
             if check:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_at', ?)", (time.time(),))
+            for save in saves:
+                window = save.window
+                db.execute(
+                    "INSERT OR REPLACE INTO maintenance VALUES (?, ?, ?)",
+                    (window.id, window.until, json.dumps(window.to_json())),
+                )
+                db.execute("DELETE FROM maintenance WHERE until < ?", (save.forget_before,))
             db.execute("COMMIT")
         except BaseException:
             # SQLite rolls a transaction back by itself after some errors (a full disk among
@@ -351,11 +388,11 @@ class SqliteStore:
                     db.execute("ROLLBACK")
             raise
 
-    def _settle_failed(self, batch: list[Pending | _Check], error: StoreError) -> None:
+    def _settle_failed(self, batch: list[Pending | _Check | _Save], error: StoreError) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._fail, batch, error)
 
-    def _fail(self, batch: list[Pending | _Check], error: StoreError) -> None:
+    def _fail(self, batch: list[Pending | _Check | _Save], error: StoreError) -> None:
         """On the loop: a failed commit, each of its pings answered with ``error``."""
         self.health.errors += 1
         if self.health.up:
@@ -365,9 +402,17 @@ class SqliteStore:
             if not item.future.done():
                 item.future.set_exception(error)
 
-    def _publish(self, pings: list[Pending], checks: list[_Check], folded: Folded) -> None:
+    def _publish(
+        self, pings: list[Pending], checks: list[_Check], folded: Folded, saves: list[_Save]
+    ) -> None:
         """On the loop: a committed batch becomes visible and its pings are answered."""
         self._facts.update(folded.facts)
+        if saves:
+            windows = dict(self._maintenance)
+            for save in saves:
+                windows[save.window.id] = save.window
+                windows = {k: w for k, w in windows.items() if w.until >= save.forget_before}
+            self._maintenance = windows
         folded.apply_instances(self._books)
         self.health.errors += folded.failures
         if not self.health.up:
@@ -380,9 +425,10 @@ class SqliteStore:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        for check in checks:
-            if not check.future.done():
-                check.future.set_result(None)
+        settled: list[_Check | _Save] = [*checks, *saves]
+        for waiting in settled:
+            if not waiting.future.done():
+                waiting.future.set_result(None)
 
 
 def _stored(*row: Any) -> StoredPing:
@@ -392,7 +438,7 @@ def _stored(*row: Any) -> StoredPing:
 
 def _prepare(
     connection: sqlite3.Connection, path: Path, health: StoreHealth
-) -> tuple[dict[str, Facts], dict[str, Instances]]:
+) -> tuple[dict[str, Facts], dict[str, Instances], dict[str, Scheduled]]:
     """Check, migrate and read the database: integrity, WAL mode, full sync, schema, facts."""
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -420,13 +466,14 @@ def _prepare(
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         facts = _load_facts(connection, path, health)
         books = _load_instances(connection, path, health)
+        maintenance = _load_maintenance(connection, path, health)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
         raise
-    return facts, books
+    return facts, books, maintenance
 
 
 def _move_instances_out_of_facts(connection: sqlite3.Connection) -> None:
@@ -508,3 +555,17 @@ def _load_instances(
             continue
         books.setdefault(heartbeat, Instances()).put(name, track)
     return books
+
+
+def _load_maintenance(
+    connection: sqlite3.Connection, path: Path, health: StoreHealth
+) -> dict[str, Scheduled]:
+    """The run-time maintenance windows; a damaged row is quarantined and dropped."""
+    windows: dict[str, Scheduled] = {}
+    for window_id, text in connection.execute("SELECT id, window FROM maintenance").fetchall():
+        try:
+            windows[window_id] = Scheduled.from_json(json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            _quarantine(connection, path, health, window_id, "maintenance", str(text), repr(exc))
+            connection.execute("DELETE FROM maintenance WHERE id = ?", (window_id,))
+    return windows

@@ -14,12 +14,26 @@ moment ``now`` a heartbeat is:
 
 The next ping is expected one period (or the next cron match) after the latest success; a
 heartbeat expecting ``pings_per_period: N`` counts from the oldest of its latest N successes,
-so it turns late as soon as fewer than N successes fall within the last period.
+so it turns late as soon as fewer than N successes fall within the last period. A heartbeat
+that pinged but never succeeded expects its success one period after its first ping.
+
+A start only extends the deadline while the heartbeat is still within it: a run that starts
+after the deadline passed leaves the heartbeat ``down`` (its deadline where it was) until a run
+succeeds, so a job that fails on every run stays down instead of looking healthy while it runs.
+Whether the latest *finished* run failed (``last_run_failed``) is kept apart from the status,
+so an open run never hides it.
 
 Facts are immutable: ``Facts.apply`` returns new facts, so the store can commit them before the
 app publishes them, and a reader never sees a half-applied ping. The tracks of a heartbeat's
 instances live beside its facts in an ``Instances`` book (one entry per instance name, most
 recently pinged last), so a ping costs the same whatever the number of instances.
+
+Incidents: one is open while the status is ``late``, ``down`` or ``failed``; it begins when the
+heartbeat turned so (the next expected ping passed, a run overran its window, or a failure
+arrived) and ends with the next success ping. A ping settles the incident it finds into the
+facts (``incident_start``, and on success the closed ``incidents`` and ``downtime``), so they
+are as durable as the pings; between pings an incident that time alone opened is derived when
+read, like the status.
 """
 
 from __future__ import annotations
@@ -82,6 +96,8 @@ class Status(StrEnum):
 
 
 ALIVE = frozenset({Status.UP, Status.RUNNING, Status.LATE})
+# The statuses during which a heartbeat has an open incident.
+FAILING = frozenset({Status.LATE, Status.DOWN, Status.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +141,31 @@ class Track:
     failed: bool = False
     open_start_at: float | None = None
     open_start_key: tuple[str, str] | None = None
+    # The first ping ever: a heartbeat that never succeeded expects its success from here.
+    first_ping_at: float | None = None
 
     @property
     def last_success_at(self) -> float | None:
         return self.successes[-1] if self.successes else None
 
+    @property
+    def last_run_failed(self) -> bool | None:
+        """Whether the latest finished run failed; None before any run finished."""
+        if self.failed:
+            return True
+        return False if self.successes else None
+
     def apply(self, ping: Ping, spec: Heartbeat) -> Track:
         key = (ping.instance or "", ping.rid or "")
+        first = self.first_ping_at if self.first_ping_at is not None else ping.at
         if ping.signal is Signal.START:
-            return replace(self, last_ping_at=ping.at, open_start_at=ping.at, open_start_key=key)
+            return replace(
+                self,
+                last_ping_at=ping.at,
+                open_start_at=ping.at,
+                open_start_key=key,
+                first_ping_at=first,
+            )
         still_open = self.open_start_key is not None and self.open_start_key != key
         successes = self.successes
         if ping.signal is Signal.SUCCESS:
@@ -145,24 +177,41 @@ class Track:
             failed=ping.signal is Signal.FAIL,
             open_start_at=self.open_start_at if still_open else None,
             open_start_key=self.open_start_key if still_open else None,
+            first_ping_at=first,
         )
 
     def status(self, spec: Heartbeat, now: float) -> tuple[Status, float | None]:
         """The status at ``now`` and the deadline: when it turns down unless a ping comes."""
         if self.last_ping_at is None:
             return Status.NEW, None
+        # Counted from the oldest of the latest successes, or from the first ping when none.
+        since = self.successes[0] if self.successes else self.first_ping_at or self.last_ping_at
+        expected = next_expected(spec.schedule, since)
+        deadline = expected + spec.grace
         if self.open_start_at is not None:
+            if self.open_start_at > deadline:  # started when already down: stays down
+                return Status.DOWN, deadline
             ends = self.open_start_at + spec.run_window
             return (Status.RUNNING if now <= ends else Status.DOWN), ends
-        if not self.successes:  # pinged, no run open, never succeeded: only failures
-            return Status.FAILED, None
-        expected = next_expected(spec.schedule, self.successes[0])
-        deadline = expected + spec.grace
-        if self.failed:
+        if self.failed or not self.successes:  # no run open, never succeeded: only failures
             return Status.FAILED, deadline
         if now <= expected:
             return Status.UP, deadline
         return (Status.LATE if now <= deadline else Status.DOWN), deadline
+
+    def failing_since(self, spec: Heartbeat, now: float) -> float | None:
+        """When the failing status at ``now`` began as time alone tells it (None while not
+        failing); never before the latest ping, which settled what came before it."""
+        status, _ = self.status(spec, now)
+        if status not in FAILING or self.last_ping_at is None:
+            return None
+        if self.open_start_at is not None:  # the run overran its window
+            began = self.open_start_at + spec.run_window
+        elif self.successes and not self.failed:  # the next expected ping is overdue
+            began = next_expected(spec.schedule, self.successes[0])
+        else:  # a failure, settled by its ping (or read from facts older than incidents)
+            began = self.last_ping_at
+        return max(began, self.last_ping_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,6 +220,7 @@ class Track:
             "failed": self.failed,
             "open_start_at": self.open_start_at,
             "open_start_key": list(self.open_start_key) if self.open_start_key else None,
+            "first_ping_at": self.first_ping_at,
         }
 
     @classmethod
@@ -196,6 +246,7 @@ class Track:
             failed=failed,
             open_start_at=_optional_number(data, "open_start_at", at),
             open_start_key=(key[0], key[1]) if key else None,
+            first_ping_at=_optional_number(data, "first_ping_at", at),
         )
 
 
@@ -206,6 +257,10 @@ class Facts:
     ``durations`` counts finished runs per bucket of ``DURATION_BUCKETS`` (the last one above
     them all), ``duration_sum`` adds their seconds: the ``lookout_heartbeat_duration_seconds``
     histogram.
+
+    ``incidents`` and ``downtime`` count the closed incidents and their seconds;
+    ``incident_start`` is the start of the open incident a ping has settled (a late heartbeat's
+    incident is derived by ``incident_at`` until a ping comes).
     """
 
     track: Track = Track()
@@ -217,14 +272,33 @@ class Facts:
     runs: Mapping[tuple[str, str], float] = field(default_factory=dict)
     durations: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)
     duration_sum: float = 0.0
+    incidents: int = 0
+    downtime: float = 0.0
+    incident_start: float | None = None
+
+    def incident_at(self, spec: Heartbeat, now: float) -> float | None:
+        """The start of the incident open at ``now``, or None."""
+        if self.incident_start is not None:
+            return self.incident_start
+        return self.track.failing_since(spec, now)
 
     def apply(self, ping: Ping, spec: Heartbeat) -> Facts:
         """The facts after ``ping``, which ``judge`` has settled."""
+        changes: dict[str, Any] = {}
+        began = self.incident_at(spec, ping.at)
+        if ping.signal is Signal.SUCCESS:
+            if began is not None:
+                changes["incidents"] = self.incidents + 1
+                changes["downtime"] = self.downtime + max(0.0, ping.at - began)
+            changes["incident_start"] = None
+        elif ping.signal is Signal.FAIL:
+            changes["incident_start"] = ping.at if began is None else began
+        else:  # a start neither opens nor closes one: a late job that starts is still late
+            changes["incident_start"] = began
         counts = dict(self.counts)
         counts[ping.signal] = counts.get(ping.signal, 0) + 1
         runs = dict(self.runs)
         key = (ping.instance or "", ping.rid or "")
-        changes: dict[str, Any] = {}
         if ping.signal is Signal.START:
             runs.pop(key, None)
             runs[key] = ping.at
@@ -260,6 +334,9 @@ class Facts:
             "runs": [[instance, rid, at] for (instance, rid), at in self.runs.items()],
             "durations": list(self.durations),
             "duration_sum": self.duration_sum,
+            "incidents": self.incidents,
+            "downtime": self.downtime,
+            "incident_start": self.incident_start,
         }
 
     @classmethod
@@ -285,6 +362,9 @@ class Facts:
         durations = tuple(data.get("durations", (0,) * (len(DURATION_BUCKETS) + 1)))
         if len(durations) != len(DURATION_BUCKETS) + 1 or not all(map(_is_count, durations)):
             raise ValueError(f"facts.durations: expected {len(DURATION_BUCKETS) + 1} counts")
+        incidents = data.get("incidents", 0)  # absent in facts written before incidents
+        if not _is_count(incidents):
+            raise ValueError(f"facts.incidents: expected a count, got {incidents!r}")
         exit_code = data.get("last_exit_code")
         if exit_code is not None and not _is_count(exit_code):
             raise ValueError(f"facts.last_exit_code: expected an exit code, got {exit_code!r}")
@@ -298,6 +378,9 @@ class Facts:
             runs=runs,
             durations=durations,
             duration_sum=_number(data.get("duration_sum", 0.0), "facts.duration_sum"),
+            incidents=incidents,
+            downtime=_number(data.get("downtime", 0.0), "facts.downtime"),
+            incident_start=_optional_number(data, "incident_start", "facts"),
         )
 
 
@@ -371,6 +454,19 @@ class View:
     status: Status
     deadline: float | None
     instances_alive: int | None
+    incident_start: float | None = None
+
+    @property
+    def incidents(self) -> int:
+        """Incidents so far, the open one included."""
+        return self.facts.incidents + (self.incident_start is not None)
+
+    @property
+    def downtime(self) -> float:
+        """Seconds in incidents so far, the open one up to ``now``."""
+        if self.incident_start is None:
+            return self.facts.downtime
+        return self.facts.downtime + max(0.0, self.now - self.incident_start)
 
     @property
     def age(self) -> float | None:
@@ -383,7 +479,7 @@ def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: floa
     alive = None
     if spec.instances is not None:
         alive = instances.alive(spec, now) if instances is not None else 0
-    return View(spec, facts, now, status, deadline, alive)
+    return View(spec, facts, now, status, deadline, alive, facts.incident_at(spec, now))
 
 
 def next_expected(schedule: Schedule, last_success_at: float) -> float:

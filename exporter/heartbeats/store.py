@@ -9,6 +9,10 @@ commit, so a scrape never shows a ping that could still be lost.
 ``fold`` is the engine-independent part of a commit: it settles a batch of pings against the
 facts and instance tracks they apply to, and lists the rows to write. A ping that cannot be
 applied fails alone (logged and counted); the rest of its batch is committed.
+
+The store also keeps the maintenance windows created at run time (``maintenance``,
+``save_maintenance``): the same durable place, so a restart, or another replica on the same
+PostgreSQL database, sees them too. A window is forgotten ``KEEP_ENDED`` after it closed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Protocol
 
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Facts, Instances, Ping, Signal, TooManyInstances, Track, judge
+from exporter.maintenance import Scheduled
 
 __all__ = [
     "KEEP_PINGS",
@@ -121,6 +126,15 @@ class Store(Protocol):
 
     def instances(self, heartbeat: str) -> Instances | None:
         """The committed instance tracks of ``heartbeat`` (memory only)."""
+
+    @property
+    def maintenance(self) -> Mapping[str, Scheduled]:
+        """The committed run-time maintenance windows by id (memory only); a new mapping object
+        after every change, so a reader can tell by identity whether anything changed."""
+
+    async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
+        """Write ``window`` (new, or ended early) and forget the windows closed before
+        ``forget_before``; returns once that is committed (raises ``StoreError`` if not)."""
 
     def start(self) -> None: ...
 

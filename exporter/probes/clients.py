@@ -8,8 +8,10 @@ in its ``ProbeContext``. Nothing here depends on a prober.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -23,9 +25,77 @@ from exporter.addresses import IP_FAMILIES
 from exporter.probes.http_timing import phase_trace_config
 from exporter.reasons import ProbeFailure, Reason
 
-__all__ = ["RESOLV_CONF", "HttpSessions", "SharedClients", "SystemNameserver"]
+__all__ = [
+    "BODY_BUDGET",
+    "RESOLV_CONF",
+    "BodyBudget",
+    "HttpSessions",
+    "SharedClients",
+    "SystemNameserver",
+]
 
 RESOLV_CONF = "/etc/resolv.conf"
+# Response body bytes that HTTP probes may hold at once for their checks, by default.
+BODY_BUDGET = 64 * 1024 * 1024
+
+
+class BodyBudget:
+    """The bytes of response bodies all HTTP probes together may hold for their checks.
+
+    A probe that keeps a body for its checks reserves, once, as much as it may keep (its
+    limit, or the Content-Length when that is smaller), at most the whole budget; it waits in
+    line while the budget is taken, and gives back what it did not use as soon as the body is
+    read, the rest when its checks are done. One reservation per probe, so no probe waits while
+    holding part of the budget. Probes without body checks keep no body and reserve nothing.
+    """
+
+    def __init__(self, limit: int = BODY_BUDGET) -> None:
+        self.limit = limit
+        self.held = 0
+        self.waits = 0
+        self._line: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._admit()
+
+    async def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` bytes (at most the whole budget); returns the amount."""
+        amount = min(wanted, self.limit)
+        if not self._line and self.held + amount <= self.limit:
+            self.held += amount
+            return amount
+        self.waits += 1
+        admitted = asyncio.get_running_loop().create_future()
+        entry = (amount, admitted)
+        self._line.append(entry)
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled():
+                self.release(amount)  # admitted just as the wait was cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._line.remove(entry)
+                self._admit()
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self.held -= amount
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._line:
+            amount, admitted = self._line[0]
+            if admitted.done():  # cancelled while waiting
+                self._line.popleft()
+                continue
+            if self.held + min(amount, self.limit) > self.limit and self.held > 0:
+                return
+            self._line.popleft()
+            self.held += amount
+            admitted.set_result(None)
 
 
 class _DirectConnector(aiohttp.TCPConnector):
@@ -153,6 +223,7 @@ class SharedClients:
 
     http: HttpSessions = field(default_factory=HttpSessions)
     dns: SystemNameserver = field(default_factory=SystemNameserver)
+    bodies: BodyBudget = field(default_factory=BodyBudget)
 
     async def close(self) -> None:
         await self.http.close()

@@ -49,7 +49,7 @@ from exporter.probes.values import (
     parse_document,
 )
 from exporter.reasons import ProbeFailure, Reason
-from exporter.redaction import redact_url, secret_header
+from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample, TlsSeen
 
 __all__ = ["KIND", "FlowObservation", "FlowSpec", "Step", "StepRun"]
@@ -209,6 +209,9 @@ def _build_step(raw: Mapping[str, Any], at: KeyPath, source: Source, known: Sequ
         at,
         source,
     )
+    extract = build_extractions(raw.get("extract", {}), (*at, "extract"))
+    if any(e.header is None for e in extract):  # reads the body: keep its text for the step
+        spec = dataclasses.replace(spec, keep_text=True)
     if spec.body is not None:
         key = "body" if "body" in options else "body_file"
         body = parse(spec.body.decode(), (*at, "http", key), known)
@@ -225,7 +228,7 @@ def _build_step(raw: Mapping[str, Any], at: KeyPath, source: Source, known: Sequ
         headers=templates,
         body=body,
         json_body=json_body,
-        extract=build_extractions(raw.get("extract", {}), (*at, "extract")),
+        extract=extract,
         always=raw.get("always", False),
     )
 
@@ -236,7 +239,7 @@ def endpoint(spec: FlowSpec) -> str:
 
 def _shape(step: Step) -> str:
     """A step's URL with ``{{ name }}`` left in place of each variable."""
-    return redact_url(_shape_text(step.url))
+    return redact_url(_shape_text(step.url), step.http.secret_values)
 
 
 def options(spec: FlowSpec) -> dict[str, str]:
@@ -258,7 +261,9 @@ def request(spec: FlowSpec) -> dict[str, Any]:
                 "headers": [
                     {
                         "name": name,
-                        "value": "<redacted>" if secret_header(name) else _shape_text(template),
+                        "value": REDACTED
+                        if name in step.http.secret_headers or secret_header(name)
+                        else _shape_text(template),
                     }
                     for name, template in step.headers
                 ],
@@ -345,8 +350,10 @@ async def _run_step(
         url=step.url.render(variables),
         headers=tuple((name, template.render(variables)) for name, template in step.headers),
         body=_body(step, variables),
+        secret_values=(*step.http.secret_values, *secrets.texts),
     )
-    shown = f"{step.http.method} {redact_url(step.url.render(variables, shown=True))}"
+    url = redact_url(step.url.render(variables, shown=True), step.http.secret_values)
+    shown = f"{step.http.method} {url}"
     sub = ProbeTrace(clock)
     trace.active = f"step {step.name}"
     started = clock.monotonic()
@@ -424,7 +431,7 @@ def _extract(
     one missing."""
     if not step.extract:
         return []
-    text = exchange.body.decode("utf-8", "replace")
+    text = exchange.text or ""
     document = exchange.document
     if document is None and any(e.json_path is not None for e in step.extract):
         document, not_json = parse_document(text, sub, "extract")

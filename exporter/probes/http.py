@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import mmap
 import re
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import jsonschema
@@ -25,19 +27,17 @@ from multidict import CIMultiDictProxy
 
 from exporter import __version__
 from exporter.config_source import (
-    ConfigProblem,
     KeyPath,
     Source,
     compile_regex,
 )
-from exporter.config_source import (
-    describe_error as describe_schema_error,
-)
 from exporter.exposition import label_pairs
 from exporter.families import Family
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
+from exporter.probes.clients import BodyBudget
 from exporter.probes.context import ProbeContext
 from exporter.probes.http_timing import RequestTiming, end_connection
+from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
@@ -54,11 +54,10 @@ from exporter.probes.values import (
     build_exports,
     build_value_checks,
     check_values,
-    parse_document,
     read_exports,
 )
 from exporter.reasons import ProbeFailure, Reason
-from exporter.redaction import redact_url, secret_header
+from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
@@ -75,6 +74,10 @@ __all__ = [
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
+# The longest piece of a response a failure message quotes, with http.response_excerpts.
+EXCERPT_CHARS = 40
+# Bodies are read in chunks of at most this size; one without body checks is never held.
+CHUNK_BYTES = 65536
 _USER_AGENT = f"Lookout/{__version__}"
 
 STATUS_CODE = Family(
@@ -113,16 +116,24 @@ class HttpSpec:
     url: str
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Headers whose values came from a file or the environment: never shown.
+    secret_headers: frozenset[str] = frozenset()
+    # Values the environment put into the URL or the proxy URL: never shown.
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
     body: bytes | None = field(default=None, repr=False)
     tls: ClientTLS = NO_CLIENT_TLS
     follow_redirects: bool = True
     max_redirects: int = 10
+    cross_host_redirects: bool = False
+    response_excerpts: bool = False
     ip_family: str = "any"
     proxy_url: str | None = None
     reuse_connections: bool = False
     expect: HttpExpect = HttpExpect()
     # export: numbers read by JSONPath, written as lookout_probe_value{name}.
     exports: tuple[Extraction, ...] = ()
+    # Keep the body's text for the caller of ``exchange`` (a flow step that extracts from it).
+    keep_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +175,14 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
     http = raw.get("http", {})
     hat: KeyPath = (*at, "http")
     headers = dict(http.get("headers", {}))
+    secret_headers = {
+        name for name in headers if source.environment_values((*hat, "headers", name))
+    }
     for name, path in http.get("header_files", {}).items():
         headers[name] = source.read_text(path, (*hat, "header_files", name))
+        secret_headers.add(name)
     if "bearer_token" in http or "bearer_token_file" in http:
+        secret_headers.add("Authorization")
         token = http.get("bearer_token") or source.read_text(
             http["bearer_token_file"], (*hat, "bearer_token_file")
         )
@@ -178,6 +194,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
             password = source.read_text(
                 auth["password_file"], (*hat, "basic_auth", "password_file")
             )
+        secret_headers.add("Authorization")
         pair = f"{auth['username']}:{password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     body: bytes | None = None
@@ -189,10 +206,17 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         url=raw["url"],
         method=http.get("method", "GET"),
         headers=tuple(headers.items()),
+        secret_headers=frozenset(secret_headers),
+        secret_values=(
+            *source.environment_values((*at, "url")),
+            *source.environment_values((*hat, "proxy_url")),
+        ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
         follow_redirects=http.get("follow_redirects", True),
         max_redirects=http.get("max_redirects", 10),
+        cross_host_redirects=http.get("cross_host_redirects", False),
+        response_excerpts=http.get("response_excerpts", False),
         ip_family=http.get("ip_family", "any"),
         proxy_url=http.get("proxy_url"),
         reuse_connections=http.get("reuse_connections", False),
@@ -215,17 +239,11 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
     schema: Any = None
     validator = None
     if "json_schema" in raw:
-        schema = _load_json_schema(raw["json_schema"], (*at, "json_schema"), source)
-        validator_class = jsonschema.validators.validator_for(
-            schema, jsonschema.Draft202012Validator
+        refs = RefSettings(
+            allow_remote=raw.get("json_schema_remote_refs", False),
+            fetch_timeout=parse_duration(raw.get("json_schema_fetch_timeout", "5s")),
         )
-        try:
-            validator_class.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise ConfigProblem(
-                (*at, "json_schema"), f"not a valid JSON Schema: {describe_schema_error(exc)}"
-            ) from None
-        validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+        schema, validator = compile_schema(raw["json_schema"], (*at, "json_schema"), source, refs)
     return HttpExpect(
         status=tuple(parse_status(item) for item in raw.get("status", ["2xx"])),
         headers=headers,
@@ -246,25 +264,18 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
     )
 
 
-def _load_json_schema(value: Any, at: KeyPath, source: Source) -> Any:
-    if not isinstance(value, str):
-        return value
-    text = source.read_text(value, at)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigProblem(at, f"{value}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-
-
 def endpoint(spec: HttpSpec) -> str:
-    return redact_url(spec.url)
+    return redact_url(spec.url, spec.secret_values)
 
 
 def options(spec: HttpSpec) -> dict[str, str]:
-    redirects = f"up to {spec.max_redirects}" if spec.follow_redirects else "not followed"
+    redirects = "not followed"
+    if spec.follow_redirects:
+        hosts = "any host" if spec.cross_host_redirects else "same host"
+        redirects = f"up to {spec.max_redirects}, {hosts}"
     settings = {"ip family": spec.ip_family, "redirects": redirects}
     if spec.proxy_url:
-        settings["proxy"] = redact_url(spec.proxy_url)
+        settings["proxy"] = redact_url(spec.proxy_url, spec.secret_values)
     if spec.reuse_connections:
         settings["connections"] = "reused"
     return settings | (tls_options(spec.tls) if spec.url.startswith("https") else {})
@@ -274,7 +285,10 @@ def request(spec: HttpSpec) -> dict[str, Any]:
     return {
         "method": spec.method,
         "headers": [
-            {"name": name, "value": "<redacted>" if secret_header(name) else value}
+            {
+                "name": name,
+                "value": REDACTED if name in spec.secret_headers or secret_header(name) else value,
+            }
             for name, value in spec.headers
         ],
         "body_bytes": len(spec.body) if spec.body is not None else 0,
@@ -283,14 +297,14 @@ def request(spec: HttpSpec) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """What one request got: the response's headers and body (as far as read), and the
-    failures of the checks, in order (the first one is the probe's failure)."""
+    """What one request got: the response's headers, the body's text when the spec asked to
+    keep it, the body parsed as JSON when a check or an export parsed it, and the failures of
+    the checks in order (the first one is the probe's failure)."""
 
     headers: CIMultiDictProxy[str]
-    body: bytes
+    text: str | None
+    document: Any
     failures: list[ProbeFailure]
-    # The body parsed as JSON when a check or an export needed it, else None.
-    document: Any = None
 
 
 async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
@@ -305,26 +319,13 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
     session = ctx.clients.http.get(spec.ip_family, spec.reuse_connections)
     with observe_handshakes(clock) as handshake:
         timing = RequestTiming(clock, trace, handshake)
         try:
-            response = await session.request(
-                spec.method,
-                spec.url,
-                headers=headers,
-                data=spec.body,
-                # Used only for https connections, also after a redirect from http.
-                ssl=client_context(spec.tls),
-                server_hostname=spec.tls.server_name,
-                allow_redirects=spec.follow_redirects,
-                max_redirects=spec.max_redirects,
-                proxy=spec.proxy_url,
-                trace_request_ctx=timing,
-            )
+            response = await _follow(session, spec, timing)
         except aiohttp.ClientError as exc:
-            raise _failure_from_client_error(exc, timing) from exc
+            raise _failure_from_client_error(exc, timing, spec.response_excerpts) from exc
         finally:
             record_handshake(trace, handshake)
         async with response:
@@ -333,20 +334,21 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
                 response.status, f"{version.major}.{version.minor}" if version else None
             )
             trace.observation = seen
-            failures = _check_head(spec.expect, seen, trace, response.headers)
+            failures = _check_head(spec, seen, trace, response.headers)
+            budget = ctx.clients.bodies if _keeps_body(spec) else None
             with trace.phase("transfer"):
-                body, complete = await _read_body(response, spec.expect)
-    trace.observation = seen = dataclasses.replace(seen, response_size=len(body))
-    document, body_failures = _check_body(spec.expect, body, complete, trace, clock.time())
-    failures += body_failures
-    if spec.exports and not body_failures:
-        if document is None:
-            document, failure = parse_document(body.decode("utf-8", "replace"), trace, "export")
-            failures += [failure] if failure is not None else []
-        if document is not None:
+                body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
+    try:
+        trace.observation = seen = dataclasses.replace(seen, response_size=body.size)
+        document, body_failures = _check_body(spec, body, trace, clock.time())
+        failures += body_failures
+        if spec.exports and not body_failures:
             values, export_failures = read_exports(spec.exports, document, trace)
             failures += export_failures
             trace.observation = dataclasses.replace(seen, values=tuple(values))
+        text = body.text("replace") if spec.keep_text and body.data is not None else None
+    finally:
+        body.release()
     elapsed = clock.monotonic() - started
     max_duration = spec.expect.max_duration
     if max_duration is not None and not trace.check(
@@ -355,30 +357,181 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
         f"took {format_duration(elapsed)}, limit {format_duration(max_duration)}",
     ):
         failures.append(ProbeFailure(Reason.SLOW, trace.checks[-1].detail))
-    return Exchange(response.headers, body, failures, document)
+    return Exchange(response.headers, text, document, failures)
 
 
-async def _read_body(response: aiohttp.ClientResponse, expect: HttpExpect) -> tuple[bytes, bool]:
-    """The body up to the limit, and whether it ended within it (reading stops past the limit)."""
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+async def _follow(
+    session: aiohttp.ClientSession, spec: HttpSpec, timing: RequestTiming
+) -> aiohttp.ClientResponse:
+    """The response to the request, after the redirects the spec allows.
+
+    Redirects are followed here rather than by aiohttp, so that each hop is checked: to the same
+    host only unless ``cross_host_redirects``, and once the host changes (or https turns into
+    http) the request goes on without the configured headers, body credentials and client
+    certificate, and without the pinned server name.
+    """
+    method, url, body = spec.method, spec.url, spec.body
+    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    tls = spec.tls
+    origin = urlsplit(url)
+    hops = 0
+    while True:
+        response = await session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            ssl=client_context(tls),  # used only for https connections
+            server_hostname=tls.server_name,
+            allow_redirects=False,
+            proxy=spec.proxy_url,
+            trace_request_ctx=timing,
+        )
+        location = response.headers.get("Location")
+        if not spec.follow_redirects or response.status not in _REDIRECTS or not location:
+            return response
+        response.release()
+        following = urljoin(url, location)
+        parts = urlsplit(following)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                "redirect to a location that is not an http(s) URL, not followed"
+                + _got(location, spec.response_excerpts),
+            )
+        hops += 1
+        if hops > spec.max_redirects:
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                f"too many redirects ({spec.max_redirects})"
+                + (
+                    f", last to {_excerpt(redact_url(following, spec.secret_values))}"
+                    if spec.response_excerpts
+                    else ""
+                ),
+            )
+        other_host = parts.hostname.lower() != (origin.hostname or "").lower()
+        if other_host and not spec.cross_host_redirects:
+            where = f" to {_excerpt(parts.hostname)}" if spec.response_excerpts else ""
+            raise ProbeFailure(
+                Reason.REDIRECT,
+                f"redirect{where} on another host than {origin.hostname}, not followed "
+                "(http.cross_host_redirects allows it)",
+            )
+        if other_host or (origin.scheme == "https" and parts.scheme == "http"):
+            # Nothing configured for the first host goes to another one, nor over plain http.
+            headers = {"User-Agent": headers.get("User-Agent", _USER_AGENT)}
+            tls = dataclasses.replace(tls, cert_file=None, key_file=None, server_name=None)
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method = "GET" if method != "HEAD" else method
+            body = None
+        url = following
+
+
+def _keeps_body(spec: HttpSpec) -> bool:
+    """Whether a check, an export or the caller needs the body itself; without one the body
+    is only counted."""
+    expect = spec.expect
+    return bool(
+        expect.body_matches
+        or expect.body_not_matches
+        or expect.json_validator
+        or expect.values
+        or spec.exports
+        or spec.keep_text
+    )
+
+
+@dataclass(slots=True)
+class _Body:
+    """A response body as read: its size (capped at the limit + 1), whether it ended within
+    the limit, and, for checks that need it, its bytes, held within the body budget.
+
+    The bytes go into an anonymous memory map of the reserved size: its pages become resident
+    only as they are written, it never grows by copying, and closing it hands the memory back to
+    the system at once (a heap block of that size would keep the process's resident memory high
+    after the probe).
+    """
+
+    budget: BodyBudget | None
+    size: int = 0
+    complete: bool = True
+    data: mmap.mmap | None = None
+    length: int = 0
+    reserved: int = 0
+    # The budget let this probe keep fewer bytes than the body has (the budget is smaller
+    # than the limit).
+    cut: bool = False
+
+    def text(self, errors: str) -> str:
+        """The kept bytes decoded as UTF-8 (``errors`` as for ``bytes.decode``)."""
+        assert self.data is not None
+        with memoryview(self.data) as view, view[: self.length] as kept:
+            return str(kept, "utf-8", errors)
+
+    def release(self) -> None:
+        if self.data is not None:
+            self.data.close()
+            self.data = None
+        if self.budget is not None and self.reserved:
+            self.budget.release(self.reserved)
+            self.reserved = 0
+
+
+async def _read_body(
+    response: aiohttp.ClientResponse,
+    expect: HttpExpect,
+    budget: BodyBudget | None,
+    expect_excerpts: bool = False,
+) -> _Body:
+    """The body streamed in chunks of at most 64 KiB: counted, and kept only when ``budget``
+    is given (a check needs it), up to what the budget granted. Reading stops past the limit."""
     limit = expect.max_size if expect.max_size is not None else BODY_LIMIT
-    chunks: list[bytes] = []
-    size = 0
+    body = _Body(budget)
     try:
-        async for chunk in response.content.iter_chunked(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return b"".join(chunks)[: limit + 1], False
+        if budget is not None:
+            length = response.content_length
+            wanted = limit + 1 if length is None else min(limit + 1, length)
+            body.reserved = await budget.reserve(wanted)
+            body.data = mmap.mmap(-1, max(body.reserved, 1))
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            body.size += len(chunk)
+            data = body.data
+            if data is not None:
+                end = min(body.length + len(chunk), body.reserved)
+                data[body.length : end] = chunk[: end - body.length]
+                body.length = end
+                if body.length < body.size <= limit:
+                    body.cut = True
+                    body.complete = False
+                    break
+            if body.size > limit:
+                body.size = limit + 1
+                body.complete = False
+                break
     except aiohttp.ClientPayloadError as exc:
+        body.release()
         raise ProbeFailure(Reason.RESET, f"response body incomplete: {exc}") from exc
     except aiohttp.ClientError as exc:
-        raise _failure_from_client_error(exc) from exc
-    return b"".join(chunks), True
+        body.release()
+        raise _failure_from_client_error(exc, excerpts=expect_excerpts) from exc
+    except BaseException:
+        body.release()
+        raise
+    if budget is not None and body.reserved > body.length:
+        budget.release(body.reserved - body.length)  # what the body did not need
+        body.reserved = body.length
+    return body
 
 
 def _check_head(
-    expect: HttpExpect, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
 ) -> list[ProbeFailure]:
+    expect = spec.expect
+    excerpts = spec.response_excerpts
     failures = []
     status = seen.status_code
     wanted = ", ".join(p.text for p in expect.status)
@@ -396,80 +549,151 @@ def _check_head(
         values = headers.getall(rule.name, [])
         if rule.absent:
             passed = not values
-            detail = f"{rule.name} must be absent" + ("" if passed else f", got {values[0]!r}")
+            detail = f"{rule.name} must be absent" + ("" if passed else _got(values[0], excerpts))
         elif rule.pattern is None:
             passed = bool(values)
             detail = f"{rule.name} must be present"
         else:
             passed = any(rule.pattern.search(v) for v in values)
-            got = f"got {values[0]!r}" if values else "header missing"
-            detail = f"{rule.name} must match {rule.pattern.pattern!r}, {got}"
+            got = _got(values[0], excerpts) if values else ", header missing"
+            detail = f"{rule.name} must match {rule.pattern.pattern!r}{got}"
         if not trace.check(f"header {rule.name}", passed, detail):
             failures.append(ProbeFailure(Reason.HEADER, detail))
     return failures
 
 
 def _check_body(
-    expect: HttpExpect, body: bytes, complete: bool, trace: ProbeTrace, now: float
+    spec: HttpSpec, body: _Body, trace: ProbeTrace, now: float
 ) -> tuple[Any, list[ProbeFailure]]:
-    """The body's checks, and the body parsed as JSON when a check needed it (else None)."""
+    """The body's checks, and the body parsed as JSON when a check or an export needed it
+    (else None)."""
+    expect = spec.expect
     failures: list[ProbeFailure] = []
+    if body.cut:
+        detail = (
+            f"body exceeds {body.reserved} bytes, what the budget for bodies in flight "
+            "(scheduler.body_bytes_in_flight) lets one probe keep (stopped reading)"
+        )
+        trace.check("body_limit", False, detail)
+        return None, [ProbeFailure(Reason.SIZE, detail)]
     if expect.max_size is not None:
         detail = (
-            f"{len(body)} bytes, limit {expect.max_size}"
-            if complete
+            f"{body.size} bytes, limit {expect.max_size}"
+            if body.complete
             else f"more than {expect.max_size} bytes (stopped reading)"
         )
-        if not trace.check("max_size", complete, detail):
+        if not trace.check("max_size", body.complete, detail):
             return None, [ProbeFailure(Reason.SIZE, f"body is {detail}")]
-    elif not complete:
+    elif not body.complete:
         detail = f"body exceeds {BODY_LIMIT} bytes, the limit for checks (stopped reading)"
         trace.check("body_limit", False, detail)
         return None, [ProbeFailure(Reason.SIZE, detail)]
-    if not (
-        expect.body_matches or expect.body_not_matches or expect.json_validator or expect.values
-    ):
+    if body.data is None:
         return None, failures
-    text = body.decode("utf-8", errors="replace")
+    text = None
+    if expect.body_matches or expect.body_not_matches:
+        text = body.text("replace")
     for pattern in expect.body_matches:
+        assert text is not None
         if not trace.check(f"body matches {pattern.pattern!r}", bool(pattern.search(text)), ""):
             failures.append(ProbeFailure(Reason.BODY, f"body does not match {pattern.pattern!r}"))
     for pattern in expect.body_not_matches:
+        assert text is not None
         found = pattern.search(text)
-        detail = f"found {found.group(0)[:80]!r}" if found else ""
+        detail = ""
+        if found and spec.response_excerpts:
+            detail = f"found {_excerpt(found.group(0))}"
         if not trace.check(f"body does not match {pattern.pattern!r}", found is None, detail):
-            failures.append(
-                ProbeFailure(Reason.BODY, f"body matches {pattern.pattern!r}: {detail}")
-            )
-    if expect.json_validator is None and not expect.values:
+            message = f"body matches {pattern.pattern!r}" + (f": {detail}" if detail else "")
+            failures.append(ProbeFailure(Reason.BODY, message))
+    if expect.json_validator is None and not expect.values and not spec.exports:
         return None, failures
-    check = "json_schema" if expect.json_validator is not None else "values"
-    document, not_json = parse_document(text, trace, check)
+    check = "values" if expect.values else "export"
+    check = "json_schema" if expect.json_validator is not None else check
+    document, not_json = _parse_json(body, text, trace, check)
     if not_json is not None:
         return None, [*failures, not_json]
     if expect.json_validator is not None:
-        failures.extend(_check_json(expect.json_validator, document, trace))
+        failures.extend(_check_json(expect.json_validator, document, trace, spec.response_excerpts))
     failures.extend(check_values(expect.values, document, now, trace))
     return document, failures
 
 
+def _parse_json(
+    body: _Body, text: str | None, trace: ProbeTrace, check: str
+) -> tuple[Any, ProbeFailure | None]:
+    """The body as JSON (``text``: the body decoded for the regexes, if it was), or the
+    ``json`` failure, recorded as check ``check``."""
+    try:
+        return json.loads(body.text("strict") if text is None else text), None
+    except json.JSONDecodeError as exc:
+        detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError as exc:
+        detail = f"body is not JSON: not UTF-8 text at byte {exc.start}"
+    trace.check(check, False, detail)
+    return None, ProbeFailure(Reason.JSON, detail)
+
+
 def _check_json(
-    validator: jsonschema.protocols.Validator, document: Any, trace: ProbeTrace
+    validator: jsonschema.protocols.Validator, document: Any, trace: ProbeTrace, excerpts: bool
 ) -> list[ProbeFailure]:
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    """The parsed body against the schema."""
+    try:
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    except Unresolvable as exc:
+        detail = reference_error(exc)
+        trace.check("json_schema", False, detail)
+        return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
     if not errors:
         trace.check("json_schema", True, "body satisfies the schema")
         return []
     first = errors[0]
     where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    detail = f"{where}: {first.message}{more}"
+    detail = f"{where}: {_violation(first, excerpts)}{more}"
     trace.check("json_schema", False, detail)
     return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
 
 
+def _excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted, cut to ``limit`` characters (``…`` marks the cut)."""
+    return repr(value[:limit] + "…") if len(value) > limit else repr(value)
+
+
+def _got(value: str, excerpts: bool) -> str:
+    return f", got {_excerpt(value)}" if excerpts else ""
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+
+
+def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
+    """What a JSON Schema error says, without the response's values unless ``excerpts`` (then
+    each at most EXCERPT_CHARS long): the keyword and what the schema asks."""
+    if excerpts:
+        message = error.message
+        shown = repr(error.instance)
+        if shown in message:
+            message = message.replace(shown, _excerpt(str(error.instance)), 1)
+        return message[: 4 * EXCERPT_CHARS]
+    keyword, wanted, instance = error.validator, error.validator_value, error.instance
+    if keyword == "type":
+        found = _JSON_TYPES.get(type(instance))
+        if found is None:
+            found = "null" if instance is None else "a number"
+        return f"is {found}, not of type {wanted!r}"
+    if keyword == "required" and isinstance(instance, dict) and isinstance(wanted, list):
+        missing = [name for name in wanted if name not in instance]
+        if missing:
+            return f"{missing[0]!r} is a required property"
+    shown = repr(wanted)
+    if len(shown) > 2 * EXCERPT_CHARS:
+        shown = shown[: 2 * EXCERPT_CHARS] + "…"
+    return f"fails {keyword!r} ({shown})"
+
+
 def _failure_from_client_error(
-    exc: aiohttp.ClientError, timing: RequestTiming | None = None
+    exc: aiohttp.ClientError, timing: RequestTiming | None = None, excerpts: bool = False
 ) -> ProbeFailure:
     """The failure for an aiohttp error; ``timing`` tells a failed TLS step from a failed
     connect when the error came while the connection was being made."""
@@ -494,7 +718,9 @@ def _failure_from_client_error(
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.RESET, f"response body incomplete: {exc}")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message}")
+        # The parser's message quotes what the server sent.
+        said = f": {_excerpt(str(exc.message), 80)}" if excerpts else ""
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response{said}")
     return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
 
 

@@ -3,11 +3,13 @@ processing (request sent to response headers). ``transfer`` (the body) is timed 
 
 The TLS handshake's start comes from ``tlsinfo.ObservedSSLContext``, which separates ``connect``
 and ``tls`` inside aiohttp's connection setup. Each request carries its own ``RequestTiming`` as
-aiohttp's ``trace_request_ctx``; the sessions install ``phase_trace_config`` once.
+aiohttp's ``trace_request_ctx``; the sessions install ``phase_trace_config`` once. A request
+that cannot carry one (aiohttp's ``ws_connect``) sets ``current_timing`` in its task instead.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +20,7 @@ from exporter.clock import Clock
 from exporter.probes.tlsinfo import Handshake
 from exporter.results import ProbeTrace
 
-__all__ = ["RequestTiming", "end_connection", "phase_trace_config"]
+__all__ = ["RequestTiming", "current_timing", "end_connection", "phase_trace_config"]
 
 
 @dataclass(slots=True)
@@ -34,9 +36,13 @@ class RequestTiming:
     ready: float = 0.0
 
 
+# The timing of a request made in this task without a trace_request_ctx (a WebSocket upgrade).
+current_timing: ContextVar[RequestTiming | None] = ContextVar("lookout_timing", default=None)
+
+
 def _timing(ctx: SimpleNamespace) -> RequestTiming | None:
     timing = ctx.trace_request_ctx
-    return timing if isinstance(timing, RequestTiming) else None
+    return timing if isinstance(timing, RequestTiming) else current_timing.get()
 
 
 async def _on_request_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:

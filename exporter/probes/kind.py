@@ -46,3 +46,6 @@ class Kind(Generic[Spec]):
     families: tuple[Family, ...] = ()
     # Request details beyond endpoint and options (HTTP: method, headers, body size).
     request: Callable[[Spec], dict[str, Any]] = _no_request
+    # The interval of a target without its own, instead of defaults.interval (domain: RDAP
+    # servers rate-limit, so hours rather than seconds); None: defaults.interval.
+    default_interval: float | None = None

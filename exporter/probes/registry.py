@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.probes import dns, flow, http, smtp, tcp, tls
+from exporter.probes import dns, domain, flow, grpc, http, icmp, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS"]
@@ -22,6 +22,10 @@ KINDS: dict[str, Kind[Any]] = {
         tls.KIND,
         dns.KIND,
         smtp.KIND,
+        websocket.KIND,
+        grpc.KIND,
+        domain.KIND,
+        icmp.KIND,
         flow.KIND,
     )
 }

@@ -3,6 +3,9 @@
 A prober that raises anything never reaches the scheduler as an exception: a ``ProbeFailure``
 keeps its reason, a timeout becomes ``timeout`` (naming the phase it was in), and anything else
 becomes ``error`` and is logged with its traceback, since it is a bug in the prober.
+
+The duration is the wall time of the probe, unless the prober measured a latency of its own
+(``ProbeTrace.latency``: an icmp probe's average round trip rather than its count x interval).
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ async def run_probe(target: Target[Any], clients: SharedClients, clock: Clock) -
     except Exception as exc:
         log.exception("prober error", extra={"target": target.name})
         reason, message = Reason.ERROR, f"{type(exc).__name__}: {exc}"
+    elapsed = clock.monotonic() - started
     return ProbeResult.from_trace(
         target.name,
         trace,
-        duration=clock.monotonic() - started,
+        duration=elapsed if trace.latency is None else trace.latency,
         finished_at=clock.time(),
         reason=reason,
         message=message,

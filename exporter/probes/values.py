@@ -42,6 +42,7 @@ __all__ = [
     "check_values",
     "compile_path",
     "describe",
+    "find",
     "number",
     "parse_document",
     "read_exports",
@@ -64,6 +65,20 @@ def compile_path(text: str, at: KeyPath) -> jsonpath.JSONPath | jsonpath.Compoun
     except jsonpath.JSONPathError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigProblem(at, f"invalid JSONPath {text!r}: {first}") from None
+
+
+class _Root:
+    """Stands for a document that is one JSON string: python-jsonpath would parse a string
+    given as the document as JSON text, so the path runs on this and finds it in its place."""
+
+
+def find(compiled: Any, document: Any) -> list[Any]:
+    """The nodes ``compiled`` selects in ``document`` (a parsed JSON value)."""
+    if isinstance(document, str):
+        root = _Root()
+        return [document if node is root else node for node in compiled.findall(root)]
+    found: list[Any] = compiled.findall(document)
+    return found
 
 
 def describe(value: Any) -> str:
@@ -202,7 +217,7 @@ def check_values(
     """Every condition of ``checks`` on ``document``, each recorded as a check."""
     failures = []
     for rule in checks:
-        found = rule.compiled.findall(document)
+        found = find(rule.compiled, document)
         for condition in rule.conditions:
             name = f"value {rule.path} {condition.key}"
             if not found and condition.key not in ("min_items", "max_items"):
@@ -244,7 +259,7 @@ class Extraction:
         if self.json_path is not None:
             if document is None:
                 return None, f"{self.json_path}: body is not JSON"
-            found = self.compiled.findall(document)
+            found = find(self.compiled, document)
             if not found or found[0] is None:
                 return None, f"{self.json_path}: no value in the body"
             return found[0], ""

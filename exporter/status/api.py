@@ -60,7 +60,7 @@ def add_routes(app: web.Application) -> None:
             state, sort = views.state_and_sort(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
-        items = await views.heartbeat_summaries(runtime.heartbeats)
+        items = await views.heartbeat_summaries(runtime.heartbeats, runtime.heartbeat_windows)
         return web.json_response({"heartbeats": views.select(items, state, sort, "status")})
 
     async def heartbeat(request: web.Request) -> web.Response:
@@ -74,7 +74,8 @@ def add_routes(app: web.Application) -> None:
         except ValueError as exc:
             return _error(400, str(exc))
         visible = spec.token is None or authorized(request, spec.token)
-        detail = await views.heartbeat_detail(runtime.heartbeats, spec, limit, visible)
+        windows = runtime.heartbeat_windows(spec)
+        detail = await views.heartbeat_detail(runtime.heartbeats, spec, limit, visible, windows)
         return web.json_response(detail)
 
     async def exporter(request: web.Request) -> web.Response:

@@ -145,6 +145,27 @@ def pairs(mapping: Mapping[str, object], between: str, separator: str) -> str:
     return separator.join(f"{key}{between}{value}" for key, value in mapping.items())
 
 
+def facts(mapping: Mapping[str, object], omit: tuple[str, ...] = ()) -> str:
+    """A kind's facts (the API's ``facts``) as ``key value · key value``: missing ones and the
+    keys ``omit`` (shown on their own, as a flow's steps) left out, lists joined, nested
+    mappings as ``key=value``, ratios and seconds kept short."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        if isinstance(value, list | tuple):
+            return ", ".join(shown(item) for item in value) or "none"
+        if isinstance(value, Mapping):
+            return ", ".join(f"{key}={shown(item)}" for key, item in value.items()) or "none"
+        return str(value)
+
+    return " · ".join(
+        f"{key.replace('_', ' ')} {shown(value)}"
+        for key, value in mapping.items()
+        if value is not None and key not in omit
+    )
+
+
 def instances(value: Mapping[str, int] | None) -> str:
     """A heartbeat's instances as ``alive / expected``, or a dash for one without."""
     return NONE if value is None else f"{value['alive']} / {value['expected']}"
@@ -224,6 +245,7 @@ ENVIRONMENT.filters.update(
     days_until=days_until,
     duration=format_duration,
     earlier_failures=earlier_failures,
+    facts=facts,
     instances=instances,
     or_none=or_none,
     pairs=pairs,

@@ -69,12 +69,16 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
     location = runtime.location
-    targets = [views.target_summary(s, now, location) for s in runtime.scheduler.all_stats()]
-    heartbeats = await views.heartbeat_summaries(runtime.heartbeats)
+    targets = [
+        views.target_summary(s, now, location, runtime.target_windows(s.target))
+        for s in runtime.scheduler.all_stats()
+    ]
+    heartbeats = await views.heartbeat_summaries(runtime.heartbeats, runtime.heartbeat_windows)
     states = [t["state"] for t in targets] + [h["status"] for h in heartbeats]
     return INDEX.render(
         now=now,
         exporter=views.exporter_json(runtime, now),
+        maintenance=views.open_maintenance(runtime),
         filters=filter_links(states, query),
         sorts=sort_links(query),
         targets=views.select(targets, state, sort),
@@ -99,7 +103,10 @@ def add_routes(app: web.Application) -> None:
         if spec is None:
             return error_page(404, f"no heartbeat named {name!r}", "../")
         visible = spec.token is None or authorized(request, spec.token)
-        detail = await views.heartbeat_detail(runtime.heartbeats, spec, DEFAULT_LIMIT, visible)
+        windows = runtime.heartbeat_windows(spec)
+        detail = await views.heartbeat_detail(
+            runtime.heartbeats, spec, DEFAULT_LIMIT, visible, windows
+        )
         return respond(HEARTBEAT.render(detail=detail, now=runtime.clock.time()))
 
     async def target(request: web.Request) -> web.Response:
@@ -109,7 +116,8 @@ def add_routes(app: web.Application) -> None:
         if stats is None:
             return error_page(404, f"no target named {name!r}", "../")
         now = runtime.clock.time()
-        detail = views.target_detail(stats, now, runtime.location)
+        windows = runtime.target_windows(stats.target)
+        detail = views.target_detail(stats, now, runtime.location, windows)
         return respond(TARGET.render(detail=detail, now=now))
 
     app.router.add_get("/", index)

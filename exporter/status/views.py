@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from exporter import __version__
@@ -39,6 +39,7 @@ __all__ = [
     "exporter_json",
     "heartbeat_detail",
     "heartbeat_summaries",
+    "open_maintenance",
     "ping_json",
     "ping_limit",
     "quantile",
@@ -211,6 +212,21 @@ def exporter_json(runtime: Runtime, now: float) -> dict[str, Any]:
     }
 
 
+def open_maintenance(runtime: Runtime) -> list[dict[str, Any]]:
+    """The maintenance windows open now (config and run-time), for the page's banner."""
+    authors = {w.id: w.author for w in runtime.scheduled()}
+    return [
+        {
+            "id": window.name,
+            "schedule": window.describe(),
+            "reason": window.reason,
+            "author": authors.get(window.name),
+            "everything": window.everything,
+        }
+        for window in runtime.maintenance.open_windows()
+    ]
+
+
 def select(
     items: Iterable[dict[str, Any]], state: str, sort: str, field: str = "state"
 ) -> list[dict[str, Any]]:
@@ -241,8 +257,17 @@ def ping_json(ping: StoredPing, body_visible: bool) -> dict[str, Any]:
     }
 
 
-def describe(view: View) -> dict[str, Any]:
-    """A heartbeat's configuration and state as the collector sees it (memory only)."""
+# The open maintenance windows that cover a heartbeat.
+HeartbeatWindows = Callable[[Heartbeat], Sequence[str]]
+
+
+def _no_windows(_spec: Heartbeat) -> Sequence[str]:
+    return ()
+
+
+def describe(view: View, maintenance: Sequence[str] = ()) -> dict[str, Any]:
+    """A heartbeat's configuration and state as the collector sees it (memory only);
+    ``maintenance`` names the open maintenance windows that cover it."""
     spec, facts = view.spec, view.facts
     instances = None
     if spec.instances is not None:
@@ -262,6 +287,7 @@ def describe(view: View) -> dict[str, Any]:
         "last_exit_code": facts.last_exit_code,
         "pings": {str(signal): facts.counts.get(signal, 0) for signal in Signal},
         "instances": instances,
+        "maintenance": list(maintenance),
     }
 
 
@@ -269,7 +295,9 @@ def _last_failure(pings: Iterable[StoredPing]) -> StoredPing | None:
     return next((ping for ping in pings if ping.signal is Signal.FAIL), None)
 
 
-async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
+async def heartbeat_summaries(
+    heartbeats: Heartbeats, maintenance: HeartbeatWindows = _no_windows
+) -> list[dict[str, Any]]:
     """Every heartbeat as the collector sees it, plus, for those whose status is ``failed``, the
     newest failure among their latest ``LIST_SCAN`` pings.
 
@@ -287,7 +315,7 @@ async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
             failures = await store.latest_failures(after)
     items = []
     for view in views:
-        item = describe(view)
+        item = describe(view, maintenance(view.spec))
         failure = failures.get(view.spec.name)
         item["last_failure"] = (
             None if failure is None else ping_json(failure, view.spec.token is None)
@@ -297,12 +325,16 @@ async def heartbeat_summaries(heartbeats: Heartbeats) -> list[dict[str, Any]]:
 
 
 async def heartbeat_detail(
-    heartbeats: Heartbeats, spec: Heartbeat, limit: int, bodies_visible: bool
+    heartbeats: Heartbeats,
+    spec: Heartbeat,
+    limit: int,
+    bodies_visible: bool,
+    maintenance: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One heartbeat with its newest kept failure and its latest ``limit`` pings, newest first."""
     store = heartbeats.store
     pings = await store.recent(spec.name) if store is not None else []
-    detail = describe(heartbeats.view(spec))
+    detail = describe(heartbeats.view(spec), maintenance)
     failure = _last_failure(pings)
     detail["last_failure"] = None if failure is None else ping_json(failure, bodies_visible)
     detail["recent"] = [ping_json(ping, bodies_visible) for ping in pings[:limit]]

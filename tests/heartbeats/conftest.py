@@ -5,7 +5,7 @@ cluster for the whole session, a fresh database per test)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +18,7 @@ from exporter.heartbeats.service import Heartbeats
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage
 from exporter.heartbeats.sqlite_store import SqliteStore
 from exporter.heartbeats.store import Store
-from tests.postgres import PostgresServer, postgres_server
+from tests.postgres import PostgresServer
 
 # 2026-03-28 12:00:00 UTC, the day before Europe/Berlin moves its clocks forward.
 T0 = 1774699200.0
@@ -50,13 +50,6 @@ def every(period: float, grace: float, name: str = "job", **kwargs: object) -> H
 def cron(expression: str, zone: str, grace: float, **kwargs: object) -> Heartbeat:
     schedule = parse_cron(expression, ZoneInfo(zone))
     return Heartbeat(name="job", schedule=schedule, grace=grace, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL cluster for the whole session."""
-    with postgres_server() as server:
-        yield server
 
 
 @dataclass(frozen=True)

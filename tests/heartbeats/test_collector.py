@@ -47,8 +47,14 @@ async def test_a_pinged_heartbeat_has_every_family(
     assert samples[key("lookout_heartbeat_last_start_timestamp_seconds", **labels)] == T0
     assert samples[key("lookout_heartbeat_last_duration_seconds", **labels)] == 9
     assert samples[key("lookout_heartbeat_last_exit_code", **labels)] == 0
+    assert samples[key("lookout_heartbeat_last_run_success", **labels)] == 1
     assert samples[key("lookout_heartbeat_max_runtime_seconds", **labels)] == 120
     assert sum(1 for (name, _) in samples if name == "lookout_heartbeat_status") == 6
+    # Late since T0 + 69 (one period after the success): an incident open for a second.
+    assert samples[key("lookout_heartbeat_incidents_total", **labels)] == 1
+    assert samples[key("lookout_heartbeat_incident_open", **labels)] == 1
+    assert samples[key("lookout_heartbeat_incident_start_timestamp_seconds", **labels)] == T0 + 69
+    assert samples[key("lookout_heartbeat_downtime_seconds_total", **labels)] == 1
 
 
 async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
@@ -62,8 +68,13 @@ async def test_a_new_heartbeat_has_only_its_status_counters_and_config(
         "lookout_heartbeat_pings_total",
         "lookout_heartbeat_instances_alive",
         "lookout_heartbeat_instances_expected",
+        "lookout_heartbeat_incidents_total",
+        "lookout_heartbeat_downtime_seconds_total",
+        "lookout_heartbeat_incident_open",
     }
     samples = scrape(heartbeats)
+    assert samples[key("lookout_heartbeat_incidents_total", heartbeat="pool")] == 0
+    assert samples[key("lookout_heartbeat_incident_open", heartbeat="pool")] == 0
     assert samples[key("lookout_heartbeat_status", heartbeat="pool", status="new")] == 1
     assert samples[key("lookout_heartbeat_instances_alive", heartbeat="pool")] == 0
     assert samples[key("lookout_heartbeat_instances_expected", heartbeat="pool")] == 3
@@ -86,3 +97,21 @@ async def test_a_heartbeat_removed_from_the_config_has_no_series(
         ]
         == 1
     )
+
+
+async def test_the_last_run_failure_stays_exported_while_the_next_run_is_open(
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
+) -> None:
+    """A start after a failed run leaves lookout_heartbeat_last_run_success at 0."""
+    spec = every(60, 30, "cron")
+    heartbeats = await make_heartbeats([spec])
+    await heartbeats.record(spec, Ping("cron", Signal.START, T0))
+    await heartbeats.record(spec, Ping("cron", Signal.FAIL, T0 + 5, exit_code=3))
+    await heartbeats.record(spec, Ping("cron", Signal.START, T0 + 60))
+    clock.now = T0 + 61
+    samples = scrape(heartbeats)
+    assert samples[key("lookout_heartbeat_last_run_success", heartbeat="cron")] == 0
+    assert samples[key("lookout_heartbeat_status", heartbeat="cron", status="running")] == 1
+    await heartbeats.record(spec, Ping("cron", Signal.SUCCESS, T0 + 65, exit_code=0))
+    clock.now = T0 + 66
+    assert scrape(heartbeats)[key("lookout_heartbeat_last_run_success", heartbeat="cron")] == 1

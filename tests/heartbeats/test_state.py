@@ -105,12 +105,54 @@ def test_it_is_failed_after_a_fail_until_the_next_success(clock: FakeClock) -> N
     assert job.status is Status.UP
 
 
-def test_a_failure_before_any_success_is_failed_without_deadline(clock: FakeClock) -> None:
+def test_a_failure_before_any_success_expects_a_success_one_period_after_the_first_ping(
+    clock: FakeClock,
+) -> None:
     job = Job(every(60, 30), clock)
     job.ping(Signal.FAIL, exit_code=3)
     assert job.status is Status.FAILED
-    assert job.view.deadline is None
+    assert job.view.deadline == clock.now + 90
     assert job.facts.last_exit_code == 3
+    assert job.facts.track.last_run_failed is True
+
+
+def test_a_job_failing_on_every_run_stays_down_after_its_deadline(clock: FakeClock) -> None:
+    """The wrapper's start pings do not move the deadline once it has passed, and the failed
+    last run stays visible while the next one runs."""
+    job = Job(every(60, 30), clock)
+    job.ping()
+    deadline = clock.now + 90
+    last_run_failed = False
+    for _ in range(7):
+        clock.advance(60)
+        job.ping(Signal.START)
+        if clock.now > deadline:
+            assert job.status is Status.DOWN
+        assert job.facts.track.last_run_failed is last_run_failed
+        assert job.view.deadline == deadline
+        last_run_failed = True
+        clock.advance(5)
+        job.ping(Signal.FAIL, exit_code=3)
+        assert job.facts.track.last_run_failed is True
+        assert job.view.deadline == deadline
+    clock.advance(60)
+    job.ping(Signal.START)
+    clock.advance(5)
+    job.ping()
+    assert job.status is Status.UP
+    assert job.facts.track.last_run_failed is False
+    assert job.view.deadline == clock.now + 90
+
+
+def test_a_start_within_the_deadline_still_gives_the_run_its_allowance(
+    clock: FakeClock,
+) -> None:
+    job = Job(every(60, 30, max_runtime=600), clock)
+    job.ping()
+    clock.advance(60)
+    job.ping(Signal.START)
+    assert job.status is Status.RUNNING
+    assert job.view.deadline == clock.now + 600
 
 
 def test_it_is_running_after_a_start_within_max_runtime(clock: FakeClock) -> None:

@@ -17,11 +17,13 @@ from tests.processes import run
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
 DOCS = (ROOT / "docs" / "probes.md").read_text(encoding="utf-8")
-KINDS = ("tcp", "tls", "dns", "smtp")
+KINDS = ("tcp", "tls", "dns", "smtp", "websocket", "grpc", "domain", "icmp")
 # The secrets the examples read from the environment.
 SECRETS = {
     "REDIS_PASSWORD": "example",
     "SMTP_PASSWORD": "example",
+    "CHAT_TOKEN": "example",
+    "ORDERS_KEY": "example",
     "OAUTH_CLIENT_SECRET": "example",
     "RABBITMQ_PASSWORD": "example",
 }
@@ -85,5 +87,10 @@ def test_docs_name_every_reason_the_dependency_probes_use() -> None:
         "smtp_banner",
         "smtp_ehlo",
         "smtp_auth",
+        "ws_reply",
+        "grpc_status",
+        "domain_not_found",
+        "rate_limited",
+        "packet_loss",
     ]
     assert [r for r in reasons if f"`{r}`" not in DOCS] == []

@@ -377,6 +377,7 @@ async def test_secrets_never_show_in_results_api_probe_output_metrics_or_logs(
     orders = document["targets"][0]["flow"]["steps"][2]
     orders["url"] = orders["url"].replace("limit=5", "limit=5&t={{ token }}")
     orders["expect"]["body_not_matches"] = ["tok-[a-z0-9-]+"]
+    orders["http"]["response_excerpts"] = True  # failure messages quote the response
     caplog.set_level(logging.DEBUG)
     target, result = await probe(api, tmp_path, text=json.dumps(document))
     assert result.reason is Reason.BODY
