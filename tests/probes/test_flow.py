@@ -115,6 +115,7 @@ def _app(api: Api) -> web.Application:
 async def api(aiohttp_server: AiohttpServer) -> Api:
     state = Api()
     server = await aiohttp_server(_app(state))
+    assert server.port is not None
     state.port = server.port
     return state
 

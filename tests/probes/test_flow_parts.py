@@ -28,6 +28,7 @@ from tests.clock import FakeClock
 from tests.conftest import config_from_text
 
 NOW = 1_800_000_000.0
+DOCS = (Path(__file__).resolve().parents[2] / "docs" / "probes.md").read_text(encoding="utf-8")
 
 
 def _step(name: str, **keys: Any) -> dict[str, Any]:
@@ -164,6 +165,7 @@ async def test_an_http_target_asserts_values_and_exports_numbers(
     app = web.Application()
     app.router.add_get("/api/queues/orders", queue)
     server = await aiohttp_server(app)
+    assert server.port is not None
     export = {"ready": {"json": "$.messages_ready"}, "consumers": {"json": "$.consumers"}}
     passing = [
         {"json": "$.state", "equals": "running"},
@@ -319,3 +321,29 @@ def test_a_json_path_reads_back_the_value_put_at_it(value: Any, keys: list[str])
     path = "$" + "".join(f"['{key}']" for key in keys)
     rule = {"json": path, "equals": value}
     assert _judge(rule, document)[0]
+
+
+def _keys(node: Any, prefix: str) -> list[str]:
+    """Dotted key paths of a schema section, list items' keys under ``[]``."""
+    if not isinstance(node, dict):
+        return []
+    found = []
+    for name, sub in node.get("properties", {}).items():
+        found.append(f"{prefix}{name}")
+        found += _keys(sub, f"{prefix}{name}.")
+        found += _keys(sub.get("items", {}), f"{prefix}{name}[].")
+    return found
+
+
+def test_the_probe_docs_name_every_flow_key_condition_and_reason() -> None:
+    defs = config.schema()["$defs"]
+    keys = _keys(defs["flow_target"], "")
+    keys += _keys(defs["flow_step"], "flow.steps[].")
+    keys += [f"{name}:" for name in defs["value_check"]["properties"] if name != "json"]
+    keys += [
+        f"{name}:"
+        for name in defs["flow_step"]["properties"]["extract"]["additionalProperties"]["properties"]
+    ]
+    assert [key for key in keys if f"`{key}" not in DOCS] == []
+    assert "## `kind: flow`" in DOCS
+    assert [r for r in ("value", "extract") if f"`{r}`" not in DOCS] == []
