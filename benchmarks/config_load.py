@@ -13,12 +13,28 @@ issue 24. Per size and round, in a fresh process each:
 
 The table shows the median of the rounds. Config files live in a temporary directory.
 
+Then, with ``--reloads`` (the default), the stall a reload causes: per size, an exporter runs the
+config (every target at a 1 h interval, so probing adds little work, plus one heartbeat), two
+processes ask it for ``/metrics`` and ``POST /ping/bench`` in a loop (5 ms apart, one request at
+a time each, logging every answer's latency), and after a quiet baseline the config is reloaded
+twice: to a config whose every target has a new name (all removed, all added: the largest
+reconcile), which also starts the loader process, and back. The table shows how long each
+reload took and the longest ``/metrics`` and ``/ping`` answer in flight during the baseline and
+during the reloads, and the resident memory of the exporter and its loader process.
+
+Wall times on a busy machine include waiting for a core, so the same two reloads also run in
+this process, on a ``Runtime`` of its own, with a task that wakes every millisecond and records
+the longest the event loop was held between two wake-ups, both in wall time and in CPU time of
+the loop's thread (which other processes on the machine do not inflate).
+
     python benchmarks/config_load.py [--sizes 1000 10000 100000] [--rounds 3] [--jsonschema-alone]
+        [--no-reloads]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
@@ -26,6 +42,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness
+import psutil
+from harness import LOOPBACK, Processes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +71,21 @@ print(json.dumps({"targets": len(loaded.targets), "wall": wall, "cpu": cpu, "pea
 """
 
 
-def generate(targets: int) -> str:
+POLLER = """
+import http.client, sys, time
+connection = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=60)
+while True:
+    started = time.monotonic()
+    connection.request(sys.argv[3], sys.argv[4])
+    connection.getresponse().read()
+    print(started, time.monotonic() - started, flush=True)
+    time.sleep(0.005)
+"""
+
+
+def generate(targets: int, prefix: str = "", interval: str | None = None) -> str:
+    """The config of ``targets`` targets; ``prefix`` goes before every name, and ``interval``
+    (with a heartbeat) replaces the intervals of the load measurement."""
     lines = ["defaults: {interval: 30s, timeout: 10s}", "targets:"]
     for i in range(targets):
         share = i % 10
@@ -77,7 +111,14 @@ def generate(targets: int) -> str:
                 f"  - {{name: tls-{i:06d}, kind: tls, address: 'host{i}.example.com:443', "
                 f"interval: 1m, timeout: 5s, {labels}, expect: {{valid_for: 14d}}}}"
             )
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if interval is not None:
+        text = text.replace("interval: 15s", f"interval: {interval}")
+        text = text.replace("interval: 30s", f"interval: {interval}")
+        text = text.replace("interval: 1m", f"interval: {interval}")
+        text = text.replace("name: ", f"name: {prefix}")
+        text += "heartbeats:\n  - {name: bench, period: 1h, grace: 1h}\n"
+    return text
 
 
 def measure(path: Path, alone: bool) -> dict[str, float]:
@@ -102,19 +143,147 @@ def measure(path: Path, alone: bool) -> dict[str, float]:
     return figures
 
 
+def worst(log: Path, start: float, end: float) -> float:
+    """The slowest answer in ``log`` among the requests in flight between ``start`` and ``end``."""
+    slowest = 0.0
+    for line in log.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            at, latency = float(fields[0]), float(fields[1])
+            if start <= at + latency and at <= end:
+                slowest = max(slowest, latency)
+    return slowest
+
+
+def post_reload(port: int) -> float:
+    started = time.monotonic()
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=600)
+    connection.request("POST", "/-/reload")
+    response = connection.getresponse()
+    body = response.read().decode()
+    if response.status != 200:
+        raise SystemExit(f"reload failed: {response.status} {body}")
+    return time.monotonic() - started
+
+
+def reload_stall(size: int) -> str:
+    """One exporter with ``size`` targets, reloaded twice while it is asked for /metrics and
+    /ping: a table row."""
+    with Processes() as procs:
+        port = harness.free_port()
+        flags = ["--storage.path", str(procs.tmp / "data")]
+        exporter = procs.lookout(generate(size, "a-", "1h"), port, flags)
+        harness.wait_until_up_blocking(
+            f"http://{LOOPBACK}:{port}/-/ready", procs, "lookout", patience=900
+        )
+        config = procs.tmp / "lookout.yml"
+        for name, method, path in (("metrics", "GET", "/metrics"), ("ping", "POST", "/ping/bench")):
+            procs.start(name, [sys.executable, "-c", POLLER, LOOPBACK, str(port), method, path])
+        time.sleep(3)  # the pollers' connections are open and answered
+        baseline = time.monotonic()
+        time.sleep(5)
+        quiet_end = time.monotonic()
+        config.write_text(generate(size, "b-", "1h"))
+        first_start = time.monotonic()
+        first = post_reload(port)
+        first_end = time.monotonic()
+        time.sleep(2)
+        config.write_text(generate(size, "a-", "1h"))
+        second_start = time.monotonic()
+        second = post_reload(port)
+        second_end = time.monotonic()
+        time.sleep(1)
+        loaders = exporter.children(recursive=True)
+        loader_mib = sum(harness.rss_mib(p) for p in loaders)
+        exporter_mib = harness.rss_mib(exporter)
+
+        def ms(name: str, start: float, end: float) -> str:
+            return f"{worst(procs.tmp / f'{name}.log', start, end) * 1000:.0f}"
+
+        return (
+            f"| {size:,} | {first:.2f} | {second:.2f} "
+            f"| {ms('metrics', baseline, quiet_end)} | {ms('metrics', first_start, first_end)} "
+            f"| {ms('metrics', second_start, second_end)} "
+            f"| {ms('ping', baseline, quiet_end)} | {ms('ping', first_start, first_end)} "
+            f"| {ms('ping', second_start, second_end)} | {exporter_mib:.0f} | {loader_mib:.0f} |"
+        )
+
+
+HOLD = """
+import asyncio, json, sys, time
+from pathlib import Path
+from exporter import config
+from exporter.clock import SystemClock
+from exporter.runtime import Options, Runtime, settle_heap
+path, second, first, data = sys.argv[1:5]
+
+async def main():
+    runtime = Runtime(Options(config_path=path, storage_path=Path(data)), config.load(path),
+                      SystemClock())
+    await runtime.heartbeats.open_for(runtime.config.heartbeats, runtime.config.storage)
+    runtime.start()
+    settle_heap()
+    held = {"wall": 0.0, "cpu": 0.0}
+
+    async def watch():
+        while True:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(0.001)
+            held["wall"] = max(held["wall"], time.perf_counter() - wall - 0.001)
+            held["cpu"] = max(held["cpu"], time.thread_time() - cpu)
+
+    watcher = asyncio.create_task(watch())
+    figures = []
+    for text in (second, first):
+        await asyncio.sleep(0.5)
+        held["wall"] = held["cpu"] = 0.0
+        Path(path).write_text(Path(text).read_text())
+        outcome = await runtime.reload()
+        assert outcome.successful, outcome.text()
+        figures.append(dict(held))
+    watcher.cancel()
+    await runtime.close()
+    print(json.dumps(figures))
+
+asyncio.run(main())
+"""
+
+
+def loop_held(size: int, tmp: Path) -> list[dict[str, float]]:
+    """The longest event loop hold (wall, CPU) during the two reloads, in this process."""
+    path, first, second = tmp / "hold.yml", tmp / "hold-a.yml", tmp / "hold-b.yml"
+    first.write_text(generate(size, "a-", "1h"))
+    second.write_text(generate(size, "b-", "1h"))
+    path.write_text(first.read_text())
+    done = subprocess.run(
+        [sys.executable, "-c", HOLD, str(path), str(second), str(first), str(tmp / "hold-data")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=1800,
+    )
+    held: list[dict[str, float]] = json.loads(done.stdout)
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jsonschema-alone", action="store_true")
+    parser.add_argument("--no-reloads", dest="reloads", action="store_false")
+    parser.add_argument("--no-loads", dest="loads", action="store_false")
     args = parser.parse_args()
+    print(harness.machine())
+    print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
     rows = [
         "| targets | file KiB | load wall s | load CPU s | peak MiB | check-config wall s "
         "| jsonschema alone s |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
+        for size in args.sizes if args.loads else ():
             path = Path(tmp) / f"lookout-{size}.yml"
             path.write_text(generate(size))
             alone = args.jsonschema_alone and size <= 10000
@@ -130,6 +299,24 @@ def main() -> None:
                 f"| {median('cpu'):.2f} | {median('peak') / 2**20:.0f} "
                 f"| {median('check_config'):.2f} | {jsonschema_alone} |"
             )
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+    if not args.reloads:
+        return
+    rows = [
+        "| targets | first reload s | second reload s | longest /metrics ms: quiet "
+        "| first reload | second reload | longest /ping ms: quiet | first reload | second reload "
+        "| exporter MiB | loader MiB | loop held ms, first: wall, CPU | second: wall, CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    with harness.time_limit(3600), tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            first, second = loop_held(size, Path(tmp))
+            held = (
+                f" {first['wall'] * 1000:.0f}, {first['cpu'] * 1000:.0f} "
+                f"| {second['wall'] * 1000:.0f}, {second['cpu'] * 1000:.0f} |"
+            )
+            rows.append(reload_stall(size) + held)
             print(rows[-1], flush=True)
     print("\n".join(rows))
 

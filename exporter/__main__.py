@@ -2,4 +2,7 @@
 
 from exporter.cli import main
 
-raise SystemExit(main())
+# Guarded: the config loader process (``config_process``) imports this module again under
+# another name when the exporter was started with ``python -m exporter``.
+if __name__ == "__main__":
+    raise SystemExit(main())

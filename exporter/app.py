@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hmac
 import zlib
 from collections.abc import AsyncIterator
 
@@ -17,8 +18,9 @@ from exporter.heartbeats.routes import HEARTBEATS, add_routes
 from exporter.protobuf import exposition as protobuf_exposition
 from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
+from exporter.web_limits import read_body_within
 
-__all__ = ["create_app"]
+__all__ = ["authorized", "create_app"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # What a scraper asks for to get the protobuf exposition (native histograms need it).
@@ -127,16 +129,52 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(text="Lookout is ready.\n")
 
 
+def authorized(request: web.Request) -> bool:
+    """Whether the request may use the administrative endpoints: always when the config sets
+    no ``web.admin_token_file``, else when it carries the token as ``Authorization: Bearer``
+    (compared in constant time)."""
+    token = request.app[RUNTIME].config.web.admin_token
+    if token is None:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
+
+
+def wants_json(request: web.Request) -> bool:
+    """``?format=json``, or an ``Accept`` that names JSON before any text."""
+    if request.query.get("format") == "json":
+        return True
+    for media, _parameters, weight in _weighted(request.headers.get("Accept", "")):
+        if weight > 0 and media in ("application/json", "text/plain", "text/*", "*/*"):
+            return media == "application/json"
+    return False
+
+
 async def reload(request: web.Request) -> web.Response:
-    error = await request.app[RUNTIME].reload()
-    if error is not None:
-        return web.Response(status=500, text=f"config reload failed, old config kept:\n{error}\n")
-    return web.Response(text="config reloaded\n")
+    """Reload the config file: 200 when applied, 500 with every problem when the old config
+    is kept (text, or JSON when asked), 401 without the admin token when one is configured.
+    ``?allow_empty=true`` lets a config without targets and heartbeats replace one with some."""
+    if not authorized(request):
+        return web.Response(
+            status=401,
+            text="this endpoint needs the admin token (Authorization: Bearer TOKEN)\n",
+            headers={"WWW-Authenticate": 'Bearer realm="lookout"'},
+        )
+    allow_empty = request.query.get("allow_empty", "").lower() in ("1", "true", "yes")
+    outcome = await request.app[RUNTIME].reload(allow_empty=allow_empty)
+    status = 200 if outcome.successful else 500
+    if wants_json(request):
+        return web.json_response(outcome.json(), status=status)
+    return web.Response(status=status, text=outcome.text())
 
 
 def create_app(options: Options, config: Config, clock: Clock | None = None) -> web.Application:
-    app = web.Application()
     runtime = Runtime(options, config, clock or SystemClock())
+    app = web.Application(
+        middlewares=[read_body_within(options.server.read_timeout, runtime.server)]
+    )
     app[RUNTIME] = runtime
     app[HEARTBEATS] = runtime.heartbeats
 

@@ -17,10 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter import __version__, config
+import exporter
+from exporter import config
 from exporter.config import ConfigError
 from exporter.heartbeats import wrap
 from exporter.logs import setup_logging
+from exporter.units import parse_duration
+from exporter.web_limits import ServerLimits, raise_open_files_limit, serve
 
 if TYPE_CHECKING:
     from exporter.scheduler import Shard
@@ -33,7 +36,7 @@ __all__ = ["main"]
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9471"
-SUBCOMMANDS = ("run", "check-config", "probe", "ping", "version")
+SUBCOMMANDS = ("run", "check-config", "probe", "ping", "report", "version")
 CHECK_CONFIG_HELP = "validate a config file (exit 0 valid, 1 not)"
 
 
@@ -70,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_listen_address(DEFAULT_LISTEN),
         help=f"address to serve on (default {DEFAULT_LISTEN})",
     )
+    run.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_positive,
+        default=ServerLimits().max_connections,
+        help="client connections served at once, at most a quarter of the open-files limit "
+        f"(default {ServerLimits().max_connections})",
+    )
+    run.add_argument(
+        "--web.read-timeout",
+        dest="read_timeout",
+        type=_duration,
+        default=ServerLimits().read_timeout,
+        help="a request head must arrive within this of connecting or of the previous "
+        "response, its body within this of the head (default 30s)",
+    )
     run.add_argument("--location", help="location label for every probe series")
     run.add_argument("--shard", type=_shard, help="probe only share I of N of the targets (I/N)")
     run.add_argument(
@@ -97,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ping", help="send a heartbeat, or wrap a job: ping NAME --url URL -- CMD ARGS..."
     )
     wrap.add_arguments(ping)
+    from exporter.report import command as report_command
+
+    report_command.add_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -113,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list, job = wrap.split_job(args_list)
     args = build_parser().parse_args(args_list)
     if args.command == "version":
-        print(f"lookout-exporter {__version__}")
+        print(f"lookout-exporter {exporter.__version__}")
         return 0
     if args.command == "probe":
         from exporter import probe_command
@@ -121,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return probe_command.run(args)
     if args.command == "ping":
         return wrap.command(args, job)
+    if args.command == "report":
+        from exporter.report import command as report_command
+
+        return report_command.run(args)
     return run(args)
 
 
@@ -161,20 +187,23 @@ def run(args: argparse.Namespace) -> int:
 
     from exporter.app import create_app
     from exporter.heartbeats.store import StoreError
-    from exporter.runtime import RUNTIME, Options
+    from exporter.runtime import RUNTIME, Options, ReloadOutcome
 
+    soft, _hard = raise_open_files_limit()
+    limits = ServerLimits(max_connections=args.max_connections, read_timeout=args.read_timeout)
     options = Options(
         config_path=args.config,
         location=args.location,
         shard=args.shard,
         storage_path=args.storage_path,
+        server=limits,
     )
     app = create_app(options, loaded)
 
     async def on_startup(app: web.Application) -> None:
         runtime = app[RUNTIME]
         loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[str | None]] = set()  # the loop keeps only weak references
+        reloads: set[asyncio.Task[ReloadOutcome]] = set()  # the loop keeps only weak references
 
         def reload_on_signal() -> None:
             task = loop.create_task(runtime.reload(), name="reload")
@@ -187,13 +216,15 @@ def run(args: argparse.Namespace) -> int:
             extra={
                 "address": f"{host or '*'}:{port}",
                 "config": loaded.source,
-                "version": __version__,
+                "version": exporter.__version__,
+                "open_files_limit": soft,
+                "max_connections": runtime.server.limit,
             },
         )
 
     app.on_startup.append(on_startup)
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, loop=_new_loop())
+        serve(app, host, port, limits, app[RUNTIME].server, _new_loop())
     except StoreError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 1
@@ -207,3 +238,23 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration above 0")
+    return value

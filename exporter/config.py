@@ -31,13 +31,20 @@ from typing import Any, TypeVar
 
 from exporter.config_checks import value_check
 from exporter.config_schema import schema, schema_check
-from exporter.config_source import ConfigError, ConfigProblem, KeyPath, Source, format_path
+from exporter.config_source import (
+    ConfigError,
+    ConfigProblem,
+    KeyPath,
+    Source,
+    format_path,
+    given,
+)
 from exporter.config_yaml import read_yaml
-from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeats, build_storage
+from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
-from exporter.maintenance import Window, build_windows
-from exporter.probes.clients import BODY_BUDGET
-from exporter.targets import Defaults, Target, build_defaults, build_target
+from exporter.maintenance import Window, build_window
+from exporter.probes.budget import BODY_BUDGET
+from exporter.targets import Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
 
 __all__ = [
@@ -62,6 +69,8 @@ _LISTS = ("targets", "heartbeats", "maintenance")
 # What a config watches: one of them must be there, if only as an empty list.
 _WATCHED = ("targets", "heartbeats")
 _Built = TypeVar("_Built")
+# Loading for one target: the top-level sections whose problems still count.
+_FOCUSED = ("location", "defaults", "scheduler", "targets")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +81,50 @@ class ConnectivitySettings:
     interval: float = 30.0
 
 
+def build_connectivity(
+    raw: Mapping[str, Any], canaries: tuple[Target[Any], ...]
+) -> ConnectivitySettings:
+    """The schema-valid ``connectivity:`` mapping, its canaries built already."""
+    if "interval" not in raw:
+        return ConnectivitySettings(canaries=canaries)
+    return ConnectivitySettings(canaries=canaries, interval=parse_duration(raw["interval"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """The ``scheduler:`` section."""
+
+    # At most this many probes run at once; the others wait.
+    max_in_flight: int = 512
+    # Response body bytes that HTTP probes may hold at once for their checks.
+    body_bytes_in_flight: int = BODY_BUDGET
+
+
+def build_scheduler(raw: Mapping[str, Any]) -> SchedulerSettings:
+    budget = {}
+    if "body_bytes_in_flight" in raw:
+        budget["body_bytes_in_flight"] = parse_size(raw["body_bytes_in_flight"])
+    return SchedulerSettings(**given(raw, "max_in_flight"), **budget)
+
+
 @dataclass(frozen=True, slots=True)
 class WebSettings:
-    """The ``web:`` section: the admin token of the run-time maintenance API, read from
-    ``admin_token_file`` at load (and at every reload, so a rotated token takes a reload)."""
+    """The ``web:`` section: the token of the administrative endpoints (`/-/reload`, the
+    run-time maintenance API), read from ``admin_token_file`` at load and at every reload."""
 
+    # What ``Authorization: Bearer`` must carry for the administrative endpoints; None: nothing.
     admin_token: str | None = field(default=None, repr=False)
+
+
+def build_web(raw: Mapping[str, Any], source: Source) -> WebSettings:
+    """The schema-valid ``web:`` mapping, its token file read."""
+    if "admin_token_file" not in raw:
+        return WebSettings()
+    at: KeyPath = ("web", "admin_token_file")
+    token = source.read_text(raw["admin_token_file"], at).strip()
+    if not token:
+        raise ConfigProblem(at, "the admin token file is empty")
+    return WebSettings(admin_token=token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +144,18 @@ class Config:
     web: WebSettings = WebSettings()
 
 
-def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the config file at ``path``, or the embedded default config when ``path`` is None."""
+def load(
+    path: str | None, environ: Mapping[str, str] | None = None, *, target: str | None = None
+) -> Config:
+    """Load the config file at ``path``, or the embedded default config when ``path`` is None.
+
+    With ``target``, only the target of that name and the top-level settings must be right
+    (``lookout-exporter probe``): the other targets, heartbeats and windows may name unset
+    environment variables or have other problems, and are left out of the config."""
     env = os.environ if environ is None else environ
     if path is None:
         text = resources.files("exporter").joinpath(DEFAULT_CONFIG).read_text("utf-8")
-        return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env)
+        return load_text(text, Source(f"(embedded {DEFAULT_CONFIG})", Path.cwd()), env, target)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -118,13 +171,16 @@ def load(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
         )
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([ConfigProblem(None, message, file=path, line=line)]) from None
-    return load_text(text, Source(path, Path(path).resolve().parent), env)
+    return load_text(text, Source(path, Path(path).resolve().parent), env, target)
 
 
-def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
-    """The config in ``text``; raises ``ConfigError`` with every problem found in it."""
+def load_text(
+    text: str, source: Source, environ: Mapping[str, str], target: str | None = None
+) -> Config:
+    """The config in ``text``; raises ``ConfigError`` with every problem found in it (with
+    ``target``, as ``load`` says)."""
     try:
-        return _Loading(text, source, environ).run()
+        return _Loading(text, source, environ, target).run()
     except ConfigError:
         raise
     except Exception:
@@ -139,8 +195,13 @@ def load_text(text: str, source: Source, environ: Mapping[str, str]) -> Config:
 class _Loading:
     """One load of one text: the problems found so far, and what was expanded where."""
 
-    def __init__(self, text: str, source: Source, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, text: str, source: Source, environ: Mapping[str, str], target: str | None = None
+    ) -> None:
         self.text = text
+        self.target = target
+        # With a target: the list item whose problems count, besides the top-level sections.
+        self.focus: KeyPath | None = None
         self.source = source
         self.environ = environ
         self.problems: list[ConfigProblem] = []
@@ -155,6 +216,13 @@ class _Loading:
         if not isinstance(raw, dict):
             message = "the config must be a mapping of keys at the top level"
             raise self._error([ConfigProblem(None, message, line=1)])
+        if self.target is not None:
+            self.focus = ("targets", -1)  # no such target: only the top level counts
+            items = raw.get("targets")
+            for index, item in enumerate(items if isinstance(items, list) else []):
+                if isinstance(item, dict) and item.get("name") == self.target:
+                    self.focus = ("targets", index)
+                    break
         if not any(key in raw for key in _WATCHED):
             self.problems.append(
                 ConfigProblem(
@@ -172,9 +240,21 @@ class _Loading:
                 broken.update(_part(p.at) for p in checked if p.at is not None)
                 self.problems.extend(checked)
         config = self._build(raw, broken)
+        self._unfocus()
         if self.problems or config is None:
             raise self._error(self.problems)
         return config
+
+    def _unfocus(self) -> None:
+        """With a target, drops the problems of the other list items."""
+        if self.focus is not None:
+            self.problems = [
+                p
+                for p in self.problems
+                if p.at is None
+                or _part(p.at) in (self.focus, ())
+                or (len(_part(p.at)) == 1 and p.at[0] in _FOCUSED)
+            ]
 
     def _expand(self, value: str, at: KeyPath) -> str:
         """``value`` with each ``${VAR}`` replaced by the variable's value and ``$$`` by ``$``."""
@@ -198,86 +278,77 @@ class _Loading:
         return expanded
 
     def _build(self, raw: dict[str, Any], broken: set[KeyPath]) -> Config | None:
+        """Every section by its builder, every list item on its own: a builder returns what it
+        built or raises ``ConfigProblem``, and names are checked for duplicates here."""
         if () in broken:
             return None
-        defaults: Defaults | None = None
-        if ("defaults",) not in broken:
-            defaults = self._guard(("defaults",), partial(build_defaults, raw.get("defaults", {})))
+
+        def section(key: str, build: Callable[[Any], _Built]) -> _Built | None:
+            """What ``build`` makes of the section ``key`` (an empty mapping when absent)."""
+            if (key,) in broken:
+                return None
+            return self._guard((key,), partial(build, raw.get(key, {})))
+
+        defaults = section("defaults", build_defaults)
         targets: list[Target[Any]] = []
-        if defaults is not None and ("targets",) not in broken:
-            targets = self._targets(raw.get("targets", []), ("targets",), broken, defaults)
-        connectivity = ConnectivitySettings()
-        section = raw.get("connectivity", {})
-        if defaults is not None and ("connectivity",) not in broken:
-            canaries = self._targets(
-                section.get("canaries", []), ("connectivity", "canaries"), broken, defaults
-            )
-            interval = parse_duration(section["interval"]) if "interval" in section else 30.0
-            connectivity = ConnectivitySettings(canaries=tuple(canaries), interval=interval)
-        heartbeats: tuple[Heartbeat, ...] = ()
-        if not any(p[:1] == ("heartbeats",) for p in broken):
-            built_heartbeats = self._guard(
-                ("heartbeats",), lambda: build_heartbeats(raw.get("heartbeats", []), self.source)
-            )
-            if built_heartbeats is not None:
-                heartbeats, problems = built_heartbeats
-                self.problems.extend(problems)
-        windows: tuple[Window, ...] = ()
-        if not any(p[:1] == ("maintenance",) for p in broken):
-            built_windows = self._guard(
-                ("maintenance",), lambda: build_windows(raw.get("maintenance", []))
-            )
-            if built_windows is not None:
-                windows, problems = built_windows
-                self.problems.extend(problems)
+        canaries: list[Target[Any]] = []
+        if defaults is not None:
+            build = partial(build_target, source=self.source, defaults=defaults)
+            targets = self._items(raw, ("targets",), broken, "target", build)
+            if ("connectivity",) not in broken:
+                at: KeyPath = ("connectivity", "canaries")
+                canaries = self._items(raw.get("connectivity", {}), at, broken, "canary", build)
+        connectivity = section(
+            "connectivity", partial(build_connectivity, canaries=tuple(canaries))
+        )
+        heartbeats = self._items(
+            raw, ("heartbeats",), broken, "heartbeat", partial(build_heartbeat, source=self.source)
+        )
+        windows = self._items(raw, ("maintenance",), broken, "window", build_window)
         storage = None
-        if ("storage",) not in broken:
-            storage = self._guard(
-                ("storage",), lambda: build_storage(raw.get("storage"), self.source)
-            )
-        web = None
-        if ("web",) not in broken:
-            web = self._guard(("web",), lambda: self._web(raw.get("web", {})))
-        host = None
-        if ("host",) not in broken:
-            host = self._guard(("host",), lambda: build_host(raw.get("host", {})))
-        if host is None or web is None or self.problems:
+        if ("storage",) not in broken and raw.get("storage") is not None:
+            storage = self._guard(("storage",), partial(build_storage, raw["storage"], self.source))
+        web = section("web", partial(build_web, source=self.source))
+        host = section("host", build_host)
+        scheduler = section("scheduler", build_scheduler)
+        self._unfocus()
+        if self.problems:
             return None
+        # Without problems every section was built, but those that ``_unfocus`` let go when
+        # loading for one target: they are not needed to probe it, and get their defaults.
         return Config(
             location=raw.get("location"),
-            max_in_flight=raw.get("scheduler", {}).get("max_in_flight", 512),
+            max_in_flight=(scheduler or SchedulerSettings()).max_in_flight,
+            body_bytes_in_flight=(scheduler or SchedulerSettings()).body_bytes_in_flight,
             targets=tuple(targets),
             source=self.source.name,
-            host=host,
-            heartbeats=heartbeats,
-            connectivity=connectivity,
-            maintenance=windows,
+            host=host or HostSettings(),
+            heartbeats=tuple(heartbeats),
+            connectivity=connectivity or ConnectivitySettings(),
+            maintenance=tuple(windows),
             storage=storage,
-            body_bytes_in_flight=_body_budget(raw.get("scheduler", {})),
-            web=web,
+            web=web or WebSettings(),
         )
 
-    def _web(self, section: dict[str, Any]) -> WebSettings:
-        if "admin_token_file" not in section:
-            return WebSettings()
-        at: KeyPath = ("web", "admin_token_file")
-        token = self.source.read_text(section["admin_token_file"], at).strip()
-        if not token:
-            raise ConfigProblem(at, "the admin token file is empty")
-        return WebSettings(admin_token=token)
-
-    def _targets(
-        self, items: list[Any], at: KeyPath, broken: set[KeyPath], defaults: Defaults
-    ) -> list[Target[Any]]:
-        """The targets of a list at ``at`` (``targets``, ``connectivity.canaries``), each name
-        once; the items in ``broken`` are not built."""
-        built: list[Target[Any]] = []
+    def _items(
+        self,
+        parent: Mapping[str, Any],
+        at: KeyPath,
+        broken: set[KeyPath],
+        noun: str,
+        build: Callable[[Mapping[str, Any], KeyPath], _Built],
+    ) -> list[_Built]:
+        """What ``build`` makes of each item of the list at ``at`` (``parent`` holds its last
+        key), each name once; the items in ``broken`` are not built."""
+        if at[:1] in broken or at in broken:
+            return []
+        items = parent.get(str(at[-1]), [])
+        built: list[_Built] = []
         seen: dict[str, int] = {}
-        for index, item in enumerate(items):
+        for index, item in enumerate(items if isinstance(items, list) else []):
             item_at: KeyPath = (*at, index)
             name = item.get("name") if isinstance(item, dict) else None
             if isinstance(name, str) and name in seen:
-                noun = "target" if at == ("targets",) else "canary"
                 first = format_path((*at, seen[name]))
                 message = f"duplicate {noun} name {name!r} (first at {first})"
                 self.problems.append(ConfigProblem((*item_at, "name"), message))
@@ -285,10 +356,9 @@ class _Loading:
             if isinstance(name, str):
                 seen[name] = index
             if item_at not in broken:
-                build = partial(build_target, item, item_at, self.source, defaults)
-                target = self._guard(item_at, build)
-                if target is not None:
-                    built.append(target)
+                value = self._guard(item_at, partial(build, item, item_at))
+                if value is not None:
+                    built.append(value)
         return built
 
     def _guard(self, at: KeyPath, build: Callable[[], _Built]) -> _Built | None:
@@ -370,8 +440,3 @@ def _line(lines: dict[KeyPath, int], at: KeyPath | None) -> int | None:
         if at[:cut] in lines:
             return lines[at[:cut]]
     return None
-
-
-def _body_budget(scheduler: Mapping[str, Any]) -> int:
-    value = scheduler.get("body_bytes_in_flight")
-    return BODY_BUDGET if value is None else parse_size(value)

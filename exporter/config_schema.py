@@ -23,14 +23,19 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 
 from exporter.config_source import ConfigProblem, KeyPath, describe_error
+from exporter.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import jsonschema
+else:  # only to word the errors of an invalid config
+    jsonschema = lazy_module("jsonschema")
 
 __all__ = ["SchemaCheck", "schema", "schema_check"]
 
@@ -51,20 +56,24 @@ def schema_check() -> SchemaCheck:
 class SchemaCheck:
     def __init__(self, root: dict[str, Any]) -> None:
         self._root = root
-        self._validator = jsonschema.Draft202012Validator(root)
         patterns: dict[str, Any] = {}
         compiled = _with_python_patterns(root, patterns)
         self._fast = jsonschema_rs.validator_for(compiled, formats=patterns, validate_formats=True)
         # Top-level lists checked item by item: those whose schema is exactly an ``items``.
-        self._lists: dict[str, tuple[Any, jsonschema.protocols.Validator]] = {}
+        self._lists: dict[str, tuple[Any, dict[str, Any]]] = {}
         for key, sub in root.get("properties", {}).items():
             if set(sub) == {"type", "items"} and sub["type"] == "array":
                 fast_item = {**compiled["properties"][key]["items"]}
                 fast_item.update({k: compiled[k] for k in ("$schema", "$id", "$defs")})
                 self._lists[key] = (
                     jsonschema_rs.validator_for(fast_item, formats=patterns, validate_formats=True),
-                    self._validator.evolve(schema=sub["items"]),
+                    sub["items"],
                 )
+
+    @cached_property
+    def _validator(self) -> jsonschema.protocols.Validator:
+        """jsonschema's validator of the whole schema, made when there are errors to word."""
+        return jsonschema.Draft202012Validator(self._root)
 
     def problems(self, document: dict[str, Any]) -> list[ConfigProblem]:
         """Every schema problem of ``document``, as ``problems_fully`` finds them, fast."""
@@ -72,11 +81,13 @@ class SchemaCheck:
             return []
         skeleton = dict(document)
         items: list[tuple[str, int, Any, jsonschema.protocols.Validator]] = []
-        for key, (fast, validator) in self._lists.items():
+        for key, (fast, item_schema) in self._lists.items():
             if isinstance(skeleton.get(key), list):
                 skeleton[key] = []
+                validator = None
                 for index, item in enumerate(document[key]):
                     if not _fast_valid(fast, item):
+                        validator = validator or self._validator.evolve(schema=item_schema)
                         items.append((key, index, item, validator))
         found = self._word((), self._validator.iter_errors(skeleton))
         for key, index, item, validator in items:

@@ -8,11 +8,12 @@ worded as ``FILE:LINE: key.path: message`` in one place, ``ConfigProblem.__str__
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "ConfigError",
@@ -22,6 +23,7 @@ __all__ = [
     "compile_regex",
     "describe_error",
     "format_path",
+    "given",
 ]
 
 KeyPath = tuple[str | int, ...]
@@ -83,6 +85,12 @@ def format_path(at: KeyPath) -> str:
     for part in at:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(top level)"
+
+
+def given(raw: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The ``keys`` that ``raw`` sets, as keyword arguments of a spec dataclass: a key left out
+    gets the dataclass field's default, the one place each default is written."""
+    return {key: raw[key] for key in keys if key in raw}
 
 
 class Source:

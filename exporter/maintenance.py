@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from exporter.config_source import ConfigProblem, KeyPath
+from exporter.config_source import ConfigProblem, KeyPath, given
 from exporter.heartbeats.schedule import Cron, cron_from_config
 from exporter.units import format_duration, parse_duration
 
@@ -38,7 +38,6 @@ __all__ = [
     "Scheduled",
     "Window",
     "build_window",
-    "build_windows",
     "parse_request",
     "parse_time",
 ]
@@ -151,26 +150,6 @@ def parse_time(text: str) -> float:
         raise ValueError(f"time {text!r} is out of range") from None
 
 
-def build_windows(
-    items: Iterable[Mapping[str, Any]],
-) -> tuple[tuple[Window, ...], list[ConfigProblem]]:
-    """The windows of a schema-valid ``maintenance:`` list, and every problem found in it."""
-    windows: list[Window] = []
-    problems: list[ConfigProblem] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(items):
-        at: KeyPath = ("maintenance", index)
-        if raw["name"] in seen:
-            problems.append(ConfigProblem((*at, "name"), f"duplicate window name {raw['name']!r}"))
-            continue
-        seen.add(raw["name"])
-        try:
-            windows.append(build_window(raw, at))
-        except ConfigProblem as problem:
-            problems.append(problem)
-    return tuple(windows), problems
-
-
 def build_window(raw: Mapping[str, Any], at: KeyPath) -> Window:
     """One window from a schema-valid mapping (the config's, or the API's)."""
     return Window(
@@ -179,7 +158,7 @@ def build_window(raw: Mapping[str, Any], at: KeyPath) -> Window:
         targets=tuple(raw["targets"]) if "targets" in raw else None,
         heartbeats=tuple(raw["heartbeats"]) if "heartbeats" in raw else None,
         labels=tuple(sorted(raw.get("labels", {}).items())),
-        reason=raw.get("reason", ""),
+        **given(raw, "reason"),
     )
 
 

@@ -96,7 +96,7 @@ def resolve_target(args: argparse.Namespace) -> tuple[Target[Any], str | None]:
         raise UsageError("name a target (with --config FILE) or give --url URL")
     if args.config is None:
         raise UsageError(f"probing target {args.name!r} needs --config FILE")
-    loaded = config.load(args.config)
+    loaded = config.load(args.config, target=args.name)  # other targets may be unready
     for target in loaded.targets:
         if target.name == args.name:
             return target, args.location or loaded.location

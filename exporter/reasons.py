@@ -23,6 +23,12 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   │                  DNS message)
     │   ├── redirect       too many redirects, or a redirect loop
     │   ├── status         the status code is not one of ``expect.status``
+    │   ├── rate_limited   the status code is 429 (Too Many Requests) and not expected (also
+    │   │                  RDAP's 429 for the domain kind, below)
+    │   ├── version        the response does not name the expected version (``expect.version``:
+    │   │                  a header or JSON field), e.g. a gateway routing v1 to v2
+    │   ├── error_format   a 4xx/5xx answer does not follow ``expect.error_format`` (RFC 9457
+    │   │                  problem details or the user's schema: media type, JSON, schema)
     │   ├── http_version   the HTTP version is not one of ``expect.http_version``
     │   ├── header         a header regex failed (required missing or forbidden present)
     │   ├── body           a body regex failed (must match / must not match)
@@ -81,6 +87,8 @@ class Reason(StrEnum):
     PROTOCOL = "protocol"
     REDIRECT = "redirect"
     STATUS = "status"
+    VERSION = "version"
+    ERROR_FORMAT = "error_format"
     HTTP_VERSION = "http_version"
     HEADER = "header"
     BODY = "body"

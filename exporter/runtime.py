@@ -2,9 +2,12 @@
 host reader, the reload state and the collectors, as one ``Runtime`` in ``app[RUNTIME]``, which
 renders ``/metrics`` in either exposition format.
 
-A reload loads and validates the new config completely before anything changes, so a bad
-config leaves the old one running and only flips ``lookout_config_last_reload_successful``
-to 0. Route handlers (``app``, ``status``) read the runtime from their request's application.
+A reload loads, checks and builds the new config completely, in a process of its own
+(``config_process``), before anything changes; a reload that fails for any reason leaves the old
+config running, flips ``lookout_config_last_reload_successful`` to 0 and reports its problems
+(``ReloadOutcome``). A config with no targets and no heartbeats does not replace one with some
+unless the reload allows it. Reloads asked for while one runs share one more reload after it.
+Route handlers (``app``, ``status``) read the runtime from their request's application.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
+import traceback
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AnyStr
 
@@ -24,14 +29,15 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter import config as config_module
 from exporter.clock import Clock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
 from exporter.collectors.heartbeats import HeartbeatCollector
 from exporter.collectors.host import HostCollector
 from exporter.collectors.maintenance import MaintenanceCollector
 from exporter.collectors.probes import ProbeCollector
-from exporter.config import Config, ConfigError
+from exporter.config import Config, ConfigError, ConfigProblem
+from exporter.config_process import ConfigLoader
+from exporter.config_source import format_path
 from exporter.connectivity import Connectivity
 from exporter.exposition import TextCollector
 from exporter.heartbeats.service import Heartbeats
@@ -44,10 +50,19 @@ from exporter.probes.clients import BodyBudget, SharedClients
 from exporter.protobuf.exposition import ProtobufCollector
 from exporter.protobuf.registry import families as registry_families
 from exporter.protobuf.text import families as text_families
-from exporter.scheduler import Scheduler, Shard
+from exporter.scheduler import Plan, Scheduler, Shard
 from exporter.targets import Target
+from exporter.web_limits import ServerCounts, ServerLimits, connection_cap
 
-__all__ = ["PIECE_BYTES", "RUNTIME", "SCRAPE_SLICE", "Options", "Runtime", "settle_heap"]
+__all__ = [
+    "PIECE_BYTES",
+    "RUNTIME",
+    "SCRAPE_SLICE",
+    "Options",
+    "ReloadOutcome",
+    "Runtime",
+    "settle_heap",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +82,40 @@ class Options:
     # Where the heartbeat store lives; created with the first declared heartbeat, or for the
     # run-time maintenance windows when the config enables their API.
     storage_path: Path = Path("data")
+    # Client connections and request time (--web.max-connections, --web.read-timeout).
+    server: ServerLimits = field(default_factory=ServerLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: applied the new config (no problems), or kept the old one and why."""
+
+    problems: tuple[ConfigProblem, ...] = ()
+
+    @property
+    def successful(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        if self.successful:
+            return "config reloaded\n"
+        lines = "".join(f"{problem}\n" for problem in self.problems)
+        return f"config reload failed, old config kept:\n{lines}"
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "status": "success" if self.successful else "error",
+            "problems": [
+                {
+                    "file": p.file,
+                    "line": p.line,
+                    "key": None if p.at is None else format_path(p.at),
+                    "message": p.message,
+                    "text": str(p),
+                }
+                for p in self.problems
+            ],
+        }
 
 
 class Runtime:
@@ -77,6 +126,7 @@ class Runtime:
         self.config = config
         self.reload_state = ReloadState(successful=True, last_success=clock.time())
         self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
+        self.server = ServerCounts(limit=connection_cap(options.server.max_connections))
         self.connectivity = Connectivity(self.clients, clock)
         probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
         self.scheduler = Scheduler(
@@ -105,14 +155,21 @@ class Runtime:
         )
         self.collectors: list[TextCollector] = [
             SelfCollector(
-                self.scheduler, self.reload_state, self.connectivity, self.clients.bodies
+                self.scheduler,
+                self.reload_state,
+                self.connectivity,
+                self.clients.bodies,
+                self.server,
             ),
             probes,
             host,
             HeartbeatCollector(self.heartbeats.views, self.heartbeats.health),
             self.maintenance,
         ]
+        self.loader = ConfigLoader()
         self._reload_lock = asyncio.Lock()
+        # The reload that starts once the running one ends, by whether it may empty the config.
+        self._queued: dict[bool, asyncio.Future[ReloadOutcome]] = {}
 
     @property
     def location(self) -> str | None:
@@ -153,39 +210,102 @@ class Runtime:
         self._apply(self.config)
 
     async def close(self) -> None:
+        self.loader.close()
         await self.scheduler.close()
         await self.clients.close()
         await self.heartbeats.close()
 
-    def _apply(self, config: Config) -> None:
-        self.config = config
+    def _owned(self, config: Config) -> list[Target[Any]]:
         shard = self.options.shard
-        targets = [t for t in config.targets if shard is None or shard.owns(t.name)]
+        return [t for t in config.targets if shard is None or shard.owns(t.name)]
+
+    async def _plan(self, config: Config) -> Plan:
+        """The scheduler's plan for ``config``, worked out in slices between other tasks."""
+        steps = self.scheduler.plan(self._owned(config))
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                plan: Plan = done.value
+                return plan
+            await asyncio.sleep(0)
+
+    def _apply(self, config: Config, plan: Plan | None = None) -> None:
+        self.config = config
         self.connectivity.configure(config.connectivity)
         self.clients.bodies.resize(config.body_bytes_in_flight)
-        self.scheduler.reconcile(targets)
+        if plan is None:
+            self.scheduler.reconcile(self._owned(config))
+        else:
+            self.scheduler.apply(plan)
         self.heartbeats.configure(config.heartbeats)
         if config.host != self.host.settings:
             self.host.configure(config.host)
 
-    async def reload(self) -> str | None:
-        """Load the config again; returns None on success, else the error (old config kept)."""
+    async def reload(self, allow_empty: bool = False) -> ReloadOutcome:
+        """Load the config file again and apply it, or keep the old config and say why.
+
+        Reloads asked for while one runs wait for it and then share one more reload, so the
+        file is read after the latest request and a burst of requests costs two loads at most.
+        ``allow_empty``: a config without targets and heartbeats may replace one with some."""
+        queued = self._queued.get(allow_empty)
+        if queued is None:
+            queued = asyncio.ensure_future(self._reload_after_current(allow_empty))
+            self._queued[allow_empty] = queued
+        return await asyncio.shield(queued)
+
+    async def _reload_after_current(self, allow_empty: bool) -> ReloadOutcome:
         async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(config_module.load, self.options.config_path)
-                await self.open_store(config)
-            except (ConfigError, StoreError) as exc:
-                self.reload_state.successful = False
-                self.reload_state.last_error = str(exc)
-                log.error("config reload failed", extra={"error": str(exc)})
-                return str(exc)
-            self._apply(config)
-            settle_heap()
-            self.reload_state.successful = True
-            self.reload_state.last_success = self.clock.time()
-            self.reload_state.last_error = ""
-            log.info("config reloaded", extra={"targets": len(config.targets)})
-            return None
+            del self._queued[allow_empty]  # a request from now on needs a load of its own
+            outcome = await self._reload(allow_empty)
+        state = self.reload_state
+        if outcome.successful:
+            state.successful, state.last_success, state.last_error = True, self.clock.time(), ""
+            log.info("config reloaded", extra={"targets": len(self.config.targets)})
+        else:
+            state.successful, state.last_error = False, "\n".join(map(str, outcome.problems))
+            for problem in outcome.problems:
+                log.error("config reload failed", extra={"problem": problem})
+        return outcome
+
+    async def _reload(self, allow_empty: bool) -> ReloadOutcome:
+        """Everything that can fail happens before the first change; a change that fails
+        anyway is undone by applying the old config again."""
+        old = self.config
+        name = self.options.config_path or old.source
+        try:
+            config = await self.loader.load(self.options.config_path, os.environ)
+            if not allow_empty and _watches_nothing(config) and not _watches_nothing(old):
+                message = (
+                    "the new config has no targets and no heartbeats, the running one has "
+                    f"{len(old.targets)} targets and {len(old.heartbeats)} heartbeats: not "
+                    "replacing it (POST /-/reload?allow_empty=true to apply it anyway)"
+                )
+                return ReloadOutcome((ConfigProblem(None, message, file=name),))
+            await self.open_store(config)
+            plan = await self._plan(config)
+        except ConfigError as exc:
+            return ReloadOutcome(exc.problems)
+        except StoreError as exc:
+            return ReloadOutcome((ConfigProblem(("storage",), str(exc), file=name),))
+        except Exception:
+            return self._internal_error(name)
+        try:
+            self._apply(config, plan)
+        except Exception:
+            outcome = self._internal_error(name)
+            self._apply(old)
+            return outcome
+        settle_heap(full=False)
+        return ReloadOutcome()
+
+    def _internal_error(self, name: str) -> ReloadOutcome:
+        log.error(
+            "internal error while reloading the config",
+            extra={"config": name, "traceback": traceback.format_exc()},
+        )
+        message = "internal error while reloading the config (the log has its traceback)"
+        return ReloadOutcome((ConfigProblem(None, message, file=name),))
 
     def render_pieces(self, protobuf: bool = False) -> AsyncGenerator[bytes, None]:
         """The exposition in pieces of about ``PIECE_BYTES`` (the last one may be shorter),
@@ -209,6 +329,10 @@ class Runtime:
                 yield from collector.expose_protobuf()
             else:
                 yield from text_families(collector.expose())
+
+
+def _watches_nothing(config: Config) -> bool:
+    return not config.targets and not config.heartbeats
 
 
 def _utf8(texts: list[str]) -> bytes:
@@ -237,16 +361,23 @@ async def _pieces(
     yield join(pending)
 
 
-def settle_heap() -> None:
+def settle_heap(full: bool = True) -> None:
     """Keep what lives as long as the config (targets, compiled checks, the modules) out of
     the garbage collector's full collections, which otherwise scan it all again and again and
     pause the event loop for about 0.1 s per 100,000 objects.
 
-    Everything is collected first (also what an earlier call froze, such as the previous
-    config's objects), so no unreachable cycle is frozen for good.
+    ``full`` (at start): everything is collected first, also what an earlier call froze, so no
+    unreachable cycle is frozen for good. After a reload only the young generations are
+    collected before the new config is frozen: a full collection would itself pause the loop
+    for that long. The previous config's objects are freed when their last reference goes, as
+    they hold no reference cycles; cyclic garbage that reached the oldest generation stays
+    until the next full collection (at the next start).
     """
-    gc.unfreeze()
-    gc.collect()
+    if full:
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
     gc.freeze()
 
 

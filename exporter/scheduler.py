@@ -28,7 +28,7 @@ import logging
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from exporter.results import ProbeResult
 from exporter.stats import ProbeStats, identity
 from exporter.targets import Target
 
-__all__ = ["LAG_BUCKETS", "TICK", "Scheduler", "Shard"]
+__all__ = ["LAG_BUCKETS", "TICK", "Plan", "Scheduler", "Shard"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,15 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A reconcile worked out: the wanted targets by name, and each new or changed target with
+    its fresh stats (None: it keeps its stats, retargeted)."""
+
+    wanted: dict[str, Target[Any]]
+    changed: list[tuple[Target[Any], ProbeStats | None]]
+
+
 class Scheduler:
     """Probes the targets given to ``reconcile``; ``on_result`` hears of every recorded result
     (the probe collector renders the target's text then, so a scrape mostly joins text)."""
@@ -126,21 +135,45 @@ class Scheduler:
         return self.stats.values()
 
     def reconcile(self, targets: Sequence[Target[Any]]) -> None:
+        """Run ``targets`` from now on: new ones start, changed ones restart (keeping their
+        series when name, kind and labels are the same), removed ones stop."""
+        steps = self.plan(targets)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                self.apply(done.value)
+                return
+
+    def plan(
+        self, targets: Sequence[Target[Any]], pause_every: int = 200
+    ) -> Generator[None, None, Plan]:
+        """What ``reconcile`` changes, worked out without changing anything, pausing (yielding)
+        after every ``pause_every`` targets so that a caller can let other tasks run; the plan
+        holds while no other reconcile happens before its ``apply``."""
         wanted = {t.name: t for t in targets}
-        for name in list(self.stats):
-            if name not in wanted:
-                self._stop(name)
-                del self.stats[name]
-        now = self._clock.monotonic()
-        for name, target in wanted.items():
+        changed: list[tuple[Target[Any], ProbeStats | None]] = []
+        for count, (name, target) in enumerate(wanted.items(), 1):
             stats = self.stats.get(name)
-            if stats is not None and stats.target == target:
-                continue
-            if stats is None or stats.series_identity() != identity(target):
-                stats = ProbeStats(target)
-                self.stats[name] = stats
-            else:
+            if stats is None or stats.target != target:
+                keep = stats is not None and stats.series_identity() == identity(target)
+                changed.append((target, None if keep else ProbeStats(target)))
+            if count % pause_every == 0:
+                yield
+        return Plan(wanted, changed)
+
+    def apply(self, plan: Plan) -> None:
+        for name in [name for name in self.stats if name not in plan.wanted]:
+            self._stop(name)
+            del self.stats[name]
+        now = self._clock.monotonic()
+        for target, fresh in plan.changed:
+            name = target.name
+            if fresh is None:
+                stats = self.stats[name]
                 stats.retarget(target)
+            else:
+                stats = self.stats[name] = fresh
             self._stop(name)
             run = _Run(stats, now + _offset(name, target.interval))
             self._runs[name] = run

@@ -635,6 +635,23 @@ def overview() -> dashboard.Dashboard:
             steps=thresholds("green", (1, "red")),
         ),
         single(
+            "Exporters blind",
+            "Lookout exporters whose connectivity canaries all fail: their probe failures are "
+            "recorded as exporter_offline and the alerts leave their location out.",
+            "none",
+            f"sum(1 - lookout_exporter_connectivity_ok{{{SCOPE}}}) or vector(0)",
+            steps=thresholds("green", (1, "red")),
+        ),
+        single(
+            "In maintenance",
+            "Targets and heartbeats that an open maintenance window covers; the bundled alerts "
+            "do not page for them.",
+            "none",
+            f"count(max by (target, heartbeat) (lookout_maintenance_active{{{SCOPE}}}) == 1) "
+            "or vector(0)",
+            steps=thresholds("green", (1, "blue")),
+        ),
+        single(
             "Config reloads failing",
             "Exporters whose last configuration reload failed; they keep running the old one.",
             "none",
@@ -1358,7 +1375,8 @@ def heartbeats() -> dashboard.Dashboard:
         grid(
             "Heartbeats",
             "Every selected heartbeat: state, time since the last success, time left until it "
-            "turns late (negative: overdue), last run and alive instances.",
+            "turns late (negative: overdue), last run, alive instances and whether the last "
+            "finished run succeeded (a new run does not change it).",
             "none",
             [
                 Query(heartbeat_state(HEARTBEATS)),
@@ -1368,6 +1386,7 @@ def heartbeats() -> dashboard.Dashboard:
                 Query(by_heartbeat("lookout_heartbeat_last_exit_code")),
                 Query(by_heartbeat("lookout_heartbeat_instances_alive")),
                 Query(by_heartbeat("lookout_heartbeat_instances_expected")),
+                Query(f"min by (heartbeat) (lookout_heartbeat_last_run_success{{{HEARTBEATS}}})"),
             ],
             join_on="heartbeat",
             columns={
@@ -1378,8 +1397,12 @@ def heartbeats() -> dashboard.Dashboard:
                 "Value #E": ("Last exit code", "none"),
                 "Value #F": ("Instances alive", "short"),
                 "Value #G": ("Instances expected", "short"),
+                "Value #H": ("Last finished run", "none"),
             },
-            mappings={"Value #A": HEARTBEAT_MAPPINGS},
+            mappings={
+                "Value #A": HEARTBEAT_MAPPINGS,
+                "Value #H": [value_map(("1", "succeeded", "green"), ("0", "failed", "red"))],
+            },
             height=9,
         ),
         timeline(
@@ -1435,6 +1458,32 @@ def heartbeats() -> dashboard.Dashboard:
                     "and on (heartbeat) max by (heartbeat) (lookout_heartbeat_status"
                     f'{{{HEARTBEATS}, status="running"}} == 1)',
                     "{{heartbeat}}",
+                )
+            ],
+        ),
+        timeline(
+            "Instances",
+            "Each instance of a heartbeat with instances: alive (its own pings on time) or "
+            "missing. A worker that stopped stays listed, missing, until a new name takes its "
+            "place.",
+            [
+                Query(
+                    "max by (heartbeat, instance_name) (lookout_heartbeat_instance_up"
+                    f"{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
+                )
+            ],
+            mappings=[value_map(("1", "alive", "green"), ("0", "missing", "red"))],
+        ),
+        graph(
+            "Time since each instance pinged",
+            "Seconds since each instance of a heartbeat with instances last pinged.",
+            "s",
+            [
+                Query(
+                    "time() - max by (heartbeat, instance_name) "
+                    f"(lookout_heartbeat_instance_last_seen_timestamp_seconds{{{HEARTBEATS}}})",
+                    "{{heartbeat}} {{instance_name}}",
                 )
             ],
         ),

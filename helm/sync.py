@@ -11,9 +11,10 @@ copies whose source is gone.
     python helm/sync.py --check    # list every difference, exit 1 if there is any
 
 Only Prometheus rule files (a YAML mapping with ``groups``) are taken from ``rules/``; promtool test
-files and Alertmanager examples stay out. Only dashboards (a JSON object with ``panels``) are taken
-from ``grafana-dashboards/``. A source that does not parse stops it with exit status 2 and the
-file's name.
+files, Alertmanager examples and ``rules/optional/`` (replacements loaded instead of a default
+file, which would record the same series twice beside it) stay out. Only dashboards (a JSON
+object with ``panels``) are taken from ``grafana-dashboards/``. A source that does not parse
+stops it with exit status 2 and the file's name.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class SourceError(Exception):
 
 
 def is_rule_file(path: Path, text: str) -> bool:
-    """True for a Prometheus rule file: a YAML mapping with a ``groups`` key."""
+    """True for a Prometheus rule file: a YAML mapping with a ``groups`` key, outside
+    ``rules/optional/``."""
+    if "optional" in path.parent.parts:
+        return False
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -319,6 +319,20 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                 },
                 {"name": "smtp", "kind": "smtp", "address": smtp_address},
             ],
+            "connectivity": {
+                "interval": "1s",
+                "canaries": [
+                    {"name": "edge", "kind": "tcp", "address": plain_url.removeprefix("http://")}
+                ],
+            },
+            "maintenance": [
+                {
+                    "name": "patching",
+                    "start": "2020-01-01T00:00:00Z",
+                    "end": "2999-01-01T00:00:00Z",
+                    "targets": ["broken"],
+                }
+            ],
             "heartbeats": [
                 {"name": "job", "period": "1h", "grace": "1m", "max_runtime": "10m"},
                 {"name": "workers", "period": "1h", "grace": "1m", "instances": 2},

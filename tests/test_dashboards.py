@@ -442,7 +442,8 @@ def test_heartbeat_state_maps_name_every_contract_status() -> None:
             if mapping["type"] == "value"
             for result in mapping["options"].values()
         }
-        assert texts == HEARTBEAT_STATUSES, where
+        # The heartbeat table also maps the last finished run: "succeeded" or "failed".
+        assert texts - {"succeeded"} == HEARTBEAT_STATUSES, where
         checked += 1
     assert checked >= 3
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
@@ -16,8 +17,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             r"exporter",
-            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families)",
-            r"exporter\.(histogram|exposition|results|logs|recent)",
+            r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families|lazy_import)",
+            r"exporter\.(histogram|exposition|results|logs|recent|web_limits)",
             r"exporter\.protobuf(\.\w+)?",
         ),
     ),
@@ -25,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|maintenance)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process)",
+            r"exporter\.maintenance",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",
         ),
@@ -43,7 +45,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rendering", (r"exporter\.collectors(\.\w+)?",)),
     (
         "serving",
-        (r"exporter\.(runtime|app|probe_command|cli|__main__)", r"exporter\.status(\.\w+)?"),
+        (
+            r"exporter\.(runtime|app|probe_command|cli|__main__)",
+            r"exporter\.status(\.\w+)?",
+            r"exporter\.report(\.\w+)?",
+        ),
     ),
 )
 # Serving modules that live in a package of an earlier layer.
@@ -125,3 +131,51 @@ def test_there_is_no_import_cycle() -> None:
         if module not in state:
             visit(module, [module])
     assert not cycles
+
+
+# What each third-party import name is installed as (its distribution in pyproject.toml).
+DISTRIBUTIONS = {
+    "yaml": "pyyaml",
+    "dns": "dnspython",
+    "jsonschema_rs": "jsonschema-rs",
+    "jsonschema_specifications": "jsonschema-specifications",
+    "google": "protobuf",
+    "prometheus_client": "prometheus-client",
+    "jinja2": "Jinja2",
+    "markupsafe": "MarkupSafe",
+    "psycopg_pool": "psycopg-pool",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+}
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Every module outside the standard library and the package that ``exporter`` imports,
+    by the file that imports it."""
+    found: dict[str, set[str]] = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for module in names:
+                top = module.partition(".")[0]
+                if top != "exporter" and top not in sys.stdlib_module_names:
+                    found.setdefault(module, set()).add(name)
+    return found
+
+
+def test_every_third_party_import_is_declared() -> None:
+    declared = (PACKAGE.parent / "pyproject.toml").read_text().lower()
+    for module, users in third_party_imports().items():
+        top = module.partition(".")[0]
+        distribution = DISTRIBUTIONS.get(top, top).lower()
+        assert f'"{distribution}' in declared, f"{module} (in {sorted(users)}) is not declared"
+
+
+def test_only_public_aiohttp_modules_are_imported() -> None:
+    aiohttp_modules = {m for m in third_party_imports() if m.partition(".")[0] == "aiohttp"}
+    assert aiohttp_modules <= {"aiohttp", "aiohttp.web"}, aiohttp_modules

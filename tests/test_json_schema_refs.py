@@ -98,7 +98,7 @@ def test_a_remote_reference_is_refused_unless_allowed(silent_host: str, tmp_path
             target("http://127.0.0.1:1/", f"{{json_schema: {{$ref: '{silent_host}/s.json'}}}}"),
             tmp_path,
         )
-    assert time.monotonic() - started < 0.5, "nothing was fetched"
+    assert time.monotonic() - started < 3, "nothing was fetched (that would wait 5 s)"
     (problem,) = caught.value.problems
     assert "json_schema_remote_refs" in problem.message
 
@@ -113,7 +113,7 @@ def test_a_remote_reference_to_a_silent_host_times_out_at_load(
     started = time.monotonic()
     with pytest.raises(ConfigError) as caught:
         config_from_text(target("http://127.0.0.1:1/", expect), tmp_path)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4
     (problem,) = caught.value.problems
     assert problem.at == ("targets", 0, "expect", "json_schema")
     assert "took longer than 0.3s" in problem.message
@@ -164,20 +164,19 @@ async def test_a_reload_waiting_on_a_silent_schema_host_never_stops_scrapes(
         target(
             f"{api}/order",
             f"{{json_schema: {{$ref: '{silent_host}/s.json'}}, json_schema_remote_refs: true, "
-            "json_schema_fetch_timeout: 1s}",
+            "json_schema_fetch_timeout: 4s}",
         )
     )
     reload = asyncio.ensure_future(client.post("/-/reload"))
     await asyncio.sleep(0.1)
-    for _ in range(5):  # scrapes answer while the reload waits for the schema host
+    for _ in range(3):  # scrapes answer while the reload waits for the schema host
         started = time.monotonic()
         response = await client.get("/metrics")
         assert response.status == 200
-        assert time.monotonic() - started < 0.5
-        await asyncio.sleep(0.05)
-    assert not reload.done()
+        assert time.monotonic() - started < 1
+        assert not reload.done()
     response = await reload
     assert response.status == 500
-    assert "took longer than 1s" in await response.text()
+    assert "took longer than 4s" in await response.text()
     text = await (await client.get("/metrics")).text()
     assert sample_value(text, "lookout_config_last_reload_successful") == 0

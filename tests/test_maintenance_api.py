@@ -431,13 +431,14 @@ async def test_a_reload_that_sets_the_token_file_opens_the_store_and_a_new_token
     assert (tmp_path / "data" / DB_FILE).exists()
     window = await create(client, {"targets": ["billing-db"], "duration": "10m"})
     (tmp_path / "admin-token").write_text("rotated-token\n", encoding="utf-8")
-    assert (await client.post("/-/reload")).status == 200
+    assert (await client.post("/-/reload")).status == 401  # /-/reload needs the running token
+    assert (await client.post("/-/reload", headers=AUTH)).status == 200
     response = await client.delete(f"/api/v1/maintenance/{window['id']}", headers=AUTH)
     assert response.status == 403
     rotated = {"Authorization": "Bearer rotated-token"}
     response = await client.delete(f"/api/v1/maintenance/{window['id']}", headers=rotated)
     assert response.status == 200
     (tmp_path / "admin-token").write_text("\n", encoding="utf-8")
-    response = await client.post("/-/reload")
+    response = await client.post("/-/reload", headers=rotated)
     assert response.status == 500
     assert "web.admin_token_file: the admin token file is empty" in await response.text()

@@ -586,3 +586,30 @@ async def test_dns_answer_code_failure_shows_the_question_and_the_answers(
     assert f"Request   api.example.test AAAA @ 127.0.0.1:{port} (udp)\n" in text
     assert "Response  0 answers" in text
     assert 'lookout_dns_answers{target="api-dns",kind="dns"} 0' in text
+
+
+async def test_probing_one_target_needs_only_its_own_environment_variables(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    server = await aiohttp_server(_service())
+    path = tmp_path / "lookout.yml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: api, kind: http, url: 'http://127.0.0.1:{server.port}/ok'}}\n"
+        "  - {name: other, kind: http, url: '${LOOKOUT_TEST_UNSET_HOST}/'}\n"
+        "  - {name: broken, kind: http, url: 'http://x/', intervall: 1s}\n"
+        "heartbeats:\n"
+        "  - {name: job, period: 1m, grace: 1m, token: '${LOOKOUT_TEST_UNSET_TOKEN}'}\n",
+        encoding="utf-8",
+    )
+    code, stdout, stderr = await exporter_command("probe", "--config", str(path), "api")
+    assert (code, stderr) == (0, "")
+    assert 'lookout_probe_success{target="api",kind="http"} 1' in stdout
+    code, _, stderr = await exporter_command("probe", "--config", str(path), "other")
+    assert code == 1
+    assert stderr.splitlines() == [
+        f"{path}:3: targets[1].url: environment variable LOOKOUT_TEST_UNSET_HOST is not set"
+    ]
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path), {})
+    assert len(caught.value.problems) == 3, "loading the whole config reports every problem"

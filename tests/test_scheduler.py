@@ -193,3 +193,25 @@ async def test_a_failure_handling_a_result_keeps_the_target_on_its_schedule(
     await scheduler.close()
     assert calls >= 3
     assert "handling a probe result failed" in caplog.text
+
+
+async def test_a_plan_changes_nothing_until_it_is_applied(clients: SharedClients) -> None:
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=4)
+    first = targets("http://127.0.0.1:1/", 3)
+    scheduler.reconcile(first)
+    kept = dict(scheduler.stats)
+    second = targets("http://127.0.0.1:2/", 450)
+    steps = scheduler.plan(second, pause_every=200)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            plan = done.value
+            break
+    assert pauses == 2
+    assert scheduler.stats == kept, "planning touched nothing"
+    scheduler.apply(plan)
+    assert sorted(scheduler.stats) == sorted(t.name for t in second)
+    await scheduler.close()

@@ -14,6 +14,10 @@ Sample of the exposition::
     lookout_http_body_bytes_in_flight 1.048577e+06
     lookout_http_body_budget_bytes 6.7108864e+07
     lookout_http_body_budget_waits_total 0
+    lookout_http_server_connections 2
+    lookout_http_server_connections_limit 512
+    lookout_http_server_connections_rejected_total 0
+    lookout_http_server_requests_timed_out_total 0
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from exporter.probes.clients import BodyBudget
 from exporter.protobuf import exposition as protobuf
 from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.scheduler import Scheduler
+from exporter.web_limits import ServerCounts
 
 __all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
 
@@ -84,6 +89,27 @@ BODY_WAITS = Family(
     "counter",
     "HTTP probes that waited for the body budget before reading their body.",
 )
+SERVER_CONNECTIONS = Family(
+    "lookout_http_server_connections", "gauge", "Client connections open to the exporter now."
+)
+SERVER_LIMIT = Family(
+    "lookout_http_server_connections_limit",
+    "gauge",
+    "Client connections allowed at once (--web.max-connections, at most a quarter of the "
+    "open-files limit).",
+)
+SERVER_REJECTED = Family(
+    "lookout_http_server_connections_rejected_total",
+    "counter",
+    "Client connections closed because the limit was reached: the oldest idle one, or the new "
+    "one when every connection was busy.",
+)
+SERVER_TIMED_OUT = Family(
+    "lookout_http_server_requests_timed_out_total",
+    "counter",
+    "Client connections closed, or requests answered 408, because a request head or body "
+    "did not arrive within --web.read-timeout.",
+)
 FAMILIES = (
     BUILD_INFO,
     RELOAD_SUCCESSFUL,
@@ -98,6 +124,10 @@ FAMILIES = (
     BODY_BYTES,
     BODY_BUDGET,
     BODY_WAITS,
+    SERVER_CONNECTIONS,
+    SERVER_LIMIT,
+    SERVER_REJECTED,
+    SERVER_TIMED_OUT,
 )
 
 
@@ -126,9 +156,11 @@ class SelfCollector:
         reload: ReloadState,
         connectivity: Connectivity,
         bodies: BodyBudget,
+        server: ServerCounts,
     ) -> None:
         self._scheduler = scheduler
         self._bodies = bodies
+        self._server = server
         self._reload = reload
         self._connectivity = connectivity
         self._build = label_pairs([("version", __version__), ("python", platform.python_version())])
@@ -148,6 +180,11 @@ class SelfCollector:
         yield BODY_BYTES, [("", bodies.held)]
         yield BODY_BUDGET, [("", bodies.limit)]
         yield BODY_WAITS, [("", bodies.waits)]
+        server = self._server
+        yield SERVER_CONNECTIONS, [("", server.open)]
+        yield SERVER_LIMIT, [("", server.limit)]
+        yield SERVER_REJECTED, [("", server.rejected)]
+        yield SERVER_TIMED_OUT, [("", server.timed_out)]
         connectivity = self._connectivity
         if connectivity.ok is not None and connectivity.checked_at is not None:
             yield CONNECTIVITY_OK, [("", int(connectivity.ok))]

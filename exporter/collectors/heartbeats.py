@@ -20,6 +20,9 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_last_run_success{heartbeat="billing",team="ops"} 1
     lookout_heartbeat_instances_alive{heartbeat="orders-consumer"} 2
     lookout_heartbeat_instances_expected{heartbeat="orders-consumer"} 3
+    lookout_heartbeat_instance_up{heartbeat="orders-consumer",instance_name="worker-2"} 0
+    lookout_heartbeat_instance_last_seen_timestamp_seconds{heartbeat="orders-consumer",\
+instance_name="worker-2"} 1763701140
     lookout_heartbeat_incidents_total{heartbeat="billing",team="ops"} 2
     lookout_heartbeat_downtime_seconds_total{heartbeat="billing",team="ops"} 5400
     lookout_heartbeat_incident_open{heartbeat="billing",team="ops"} 0
@@ -92,6 +95,16 @@ INSTANCES_ALIVE = Family(
 INSTANCES_EXPECTED = Family(
     "lookout_heartbeat_instances_expected", "gauge", "The heartbeat's configured instances."
 )
+INSTANCE_UP = Family(
+    "lookout_heartbeat_instance_up",
+    "gauge",
+    "1 while the instance's own pings are on time (up, running or late), else 0.",
+)
+INSTANCE_LAST_SEEN = Family(
+    "lookout_heartbeat_instance_last_seen_timestamp_seconds",
+    "gauge",
+    "When the instance last pinged, in seconds since the epoch.",
+)
 MIN_RUNTIME = Family(
     "lookout_heartbeat_min_runtime_seconds", "gauge", "The heartbeat's configured min_runtime."
 )
@@ -148,6 +161,8 @@ FAMILIES = (
     MIN_RUNTIME,
     INSTANCES_ALIVE,
     INSTANCES_EXPECTED,
+    INSTANCE_UP,
+    INSTANCE_LAST_SEEN,
     INCIDENTS,
     DOWNTIME,
     INCIDENT_OPEN,
@@ -184,6 +199,11 @@ def render(view: View) -> dict[Family, str]:
     add(MIN_RUNTIME, spec.min_runtime)
     add(INSTANCES_ALIVE, view.instances_alive)
     add(INSTANCES_EXPECTED, spec.instances)
+    # instance_name, not instance: Prometheus' own target label is called instance.
+    for name, last_seen, alive in view.instances:
+        extra = label_pairs([("instance_name", name)])
+        add(INSTANCE_UP, 1 if alive else 0, extra)
+        add(INSTANCE_LAST_SEEN, last_seen, extra)
     add(INCIDENTS, view.incidents)
     add(DOWNTIME, view.downtime)
     add(INCIDENT_OPEN, int(view.incident_start is not None))

@@ -6,16 +6,16 @@ job's URL is an error the job sees instead of a new, silently unwatched heartbea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, given
 from exporter.heartbeats.schedule import Period, Schedule, cron_from_config
 from exporter.targets import RESERVED_LABELS
 from exporter.units import parse_duration
 
-__all__ = ["Heartbeat", "PostgresStorage", "build_heartbeats", "build_storage"]
+__all__ = ["Heartbeat", "PostgresStorage", "build_heartbeat", "build_storage"]
 
 # Labels the heartbeat series set themselves, on top of those every Lookout series reserves.
 _RESERVED = RESERVED_LABELS | {"status", "signal"}
@@ -62,33 +62,8 @@ def build_storage(raw: Any, source: Source) -> PostgresStorage | None:
     return PostgresStorage(raw["url"], password)
 
 
-def build_heartbeats(
-    items: Iterable[Mapping[str, Any]], source: Source
-) -> tuple[tuple[Heartbeat, ...], list[ConfigProblem]]:
-    """The heartbeats of a schema-valid ``heartbeats:`` list, and every problem found in it."""
-    built: list[Heartbeat] = []
-    problems: list[ConfigProblem] = []
-    seen: dict[str, int] = {}
-    for index, raw in enumerate(items):
-        at: KeyPath = ("heartbeats", index)
-        if raw["name"] in seen:
-            problems.append(
-                ConfigProblem(
-                    (*at, "name"),
-                    f"duplicate heartbeat name {raw['name']!r} "
-                    f"(first at heartbeats[{seen[raw['name']]}])",
-                )
-            )
-            continue
-        seen[raw["name"]] = index
-        try:
-            built.append(_build(raw, at, source))
-        except ConfigProblem as problem:
-            problems.append(problem)
-    return tuple(built), problems
-
-
-def _build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Heartbeat:
+def build_heartbeat(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Heartbeat:
+    """One heartbeat from its schema-valid mapping at ``at``; raises ``ConfigProblem``."""
     for name in raw.get("labels", {}):
         if name in _RESERVED or name.startswith("__"):
             raise ConfigProblem((*at, "labels", name), f"label {name!r} is reserved")
@@ -110,10 +85,9 @@ def _build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> Heartbeat:
         grace=parse_duration(raw["grace"]),
         max_runtime=max_runtime,
         min_runtime=min_runtime,
-        pings_per_period=raw.get("pings_per_period", 1),
         token=token,
-        instances=raw.get("instances"),
         labels=tuple(sorted(raw.get("labels", {}).items())),
+        **given(raw, "pings_per_period", "instances"),
     )
 
 

@@ -455,6 +455,9 @@ class View:
     deadline: float | None
     instances_alive: int | None
     incident_start: float | None = None
+    # For heartbeats with ``instances``: every remembered instance (at most ``instance_limit``)
+    # as (name, its latest ping, alive), least recently pinged first.
+    instances: tuple[tuple[str, float | None, bool], ...] = ()
 
     @property
     def incidents(self) -> int:
@@ -477,9 +480,16 @@ class View:
 def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: float) -> View:
     status, deadline = facts.track.status(spec, now)
     alive = None
+    seen: tuple[tuple[str, float | None, bool], ...] = ()
     if spec.instances is not None:
-        alive = instances.alive(spec, now) if instances is not None else 0
-    return View(spec, facts, now, status, deadline, alive, facts.incident_at(spec, now))
+        if instances is not None:
+            seen = tuple(
+                (name, track.last_ping_at, track.status(spec, now)[0] in ALIVE)
+                for name, track in instances.items()
+            )
+        alive = sum(1 for _, _, up in seen if up)
+    incident = facts.incident_at(spec, now)
+    return View(spec, facts, now, status, deadline, alive, incident, seen)
 
 
 def next_expected(schedule: Schedule, last_success_at: float) -> float:

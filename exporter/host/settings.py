@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.config_source import ConfigProblem, KeyPath
+from exporter.config_source import ConfigProblem, KeyPath, given
 from exporter.units import format_duration, parse_duration
 
 __all__ = [
@@ -90,7 +90,6 @@ def build_host(raw: Mapping[str, Any], at: KeyPath = ("host",)) -> HostSettings:
             f"({format_duration(fs_timeout)}), so that a hung mount is reported within it",
         )
     return HostSettings(
-        enabled=raw.get("enabled", True),
         max_age=max_age,
         refresh_timeout=refresh_timeout,
         filesystem_timeout=fs_timeout,
@@ -100,6 +99,7 @@ def build_host(raw: Mapping[str, Any], at: KeyPath = ("host",)) -> HostSettings:
         network_devices=_filter(
             raw.get("network", {}), "devices", (*at, "network"), defaults.network_devices
         ),
+        **given(raw, "enabled"),
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, given
 
 __all__ = ["NO_CLIENT_TLS", "ClientTLS", "build_client_tls", "tls_options"]
 
@@ -30,19 +30,14 @@ NO_CLIENT_TLS = ClientTLS()
 def build_client_tls(raw: Mapping[str, Any], at: KeyPath, source: Source) -> ClientTLS:
     if not raw:
         return NO_CLIENT_TLS
-    files = {}
+    files: dict[str, Any] = {}
     for key in ("ca_file", "cert_file", "key_file"):
         if key in raw:
             path = source.path(raw[key])
             if not path.is_file():
                 raise ConfigProblem((*at, key), f"file {str(path)!r} does not exist")
             files[key] = str(path)
-    return ClientTLS(
-        server_name=raw.get("server_name"),
-        insecure_skip_verify=raw.get("insecure_skip_verify", False),
-        min_version=raw.get("min_version"),
-        **files,
-    )
+    return ClientTLS(**given(raw, "server_name", "insecure_skip_verify", "min_version"), **files)
 
 
 def tls_options(tls: ClientTLS) -> dict[str, str]:

@@ -10,18 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 import aiohttp
-from aiohappyeyeballs import AddrInfoType
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.client_reqrep import ClientRequest
 
 from exporter.addresses import IP_FAMILIES
+from exporter.probes.budget import BODY_BUDGET  # the default, re-exported
 from exporter.probes.http_timing import phase_trace_config
 from exporter.reasons import ProbeFailure, Reason
 
@@ -35,8 +30,6 @@ __all__ = [
 ]
 
 RESOLV_CONF = "/etc/resolv.conf"
-# Response body bytes that HTTP probes may hold at once for their checks, by default.
-BODY_BUDGET = 64 * 1024 * 1024
 
 
 class BodyBudget:
@@ -98,58 +91,6 @@ class BodyBudget:
             admitted.set_result(None)
 
 
-class _DirectConnector(aiohttp.TCPConnector):
-    """A connector that opens a connection to a single resolved address with the event loop's
-    own ``create_connection``.
-
-    aiohttp connects through a Python socket and ``loop.sock_connect`` (the happy-eyeballs
-    path) for every address list; under uvloop that costs about 0.2 ms more CPU per
-    connection than uvloop's native connect, a quarter of a fresh-connection probe. With
-    several addresses there is a race to run, so those still take aiohttp's path.
-    """
-
-    async def _wrap_create_connection(
-        self,
-        *args: Any,
-        addr_infos: list[AddrInfoType],
-        req: ClientRequest,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> tuple[asyncio.Transport, ResponseHandler]:
-        address = addr_infos[0][4]
-        # An IPv6 scope id (link-local) only survives in a sockaddr: aiohttp's path keeps it.
-        if len(addr_infos) != 1 or (len(address) > 2 and address[3]):
-            return await super()._wrap_create_connection(
-                *args,
-                addr_infos=addr_infos,
-                req=req,
-                timeout=timeout,
-                client_error=client_error,
-                **kwargs,
-            )
-        family, _type, proto, _name, _sockaddr = addr_infos[0]
-        try:
-            async with asyncio.timeout(timeout.sock_connect):
-                return await self._loop.create_connection(
-                    cast("Callable[[], ResponseHandler]", args[0]),
-                    address[0],
-                    address[1],
-                    ssl=kwargs.get("ssl"),
-                    server_hostname=kwargs.get("server_hostname"),
-                    family=family,
-                    proto=proto,
-                )
-        except ssl.CertificateError as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl.SSLError as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            if exc.errno is None and isinstance(exc, TimeoutError):
-                raise
-            raise client_error(req.connection_key, exc) from exc
-
-
 class HttpSessions:
     """aiohttp sessions shared by all HTTP probes, one per (IP family, connection reuse).
 
@@ -165,7 +106,10 @@ class HttpSessions:
         key = (ip_family, reuse)
         session = self._sessions.get(key)
         if session is None or session.closed:
-            connector = _DirectConnector(
+            # aiohttp's own connector, through its public parameters only: the resolved
+            # addresses are tried in aiohttp's order (happy eyeballs for several), and
+            # connect and TLS are told apart by the trace config and ObservedSSLContext.
+            connector = aiohttp.TCPConnector(
                 family=IP_FAMILIES[ip_family], force_close=not reuse, use_dns_cache=False, limit=0
             )
             session = aiohttp.ClientSession(

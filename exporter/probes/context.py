@@ -6,12 +6,17 @@ One ``ProbeContext`` per probe run; its ``SharedClients`` live as long as the sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
+import exporter
 from exporter.clock import Clock
-from exporter.probes.clients import SharedClients
+
+if TYPE_CHECKING:  # the clients (aiohttp) are imported by whoever makes them
+    from exporter.probes.clients import SharedClients
 from exporter.results import ProbeTrace
 
-__all__ = ["ProbeContext"]
+__all__ = ["ProbeContext", "user_agent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +27,9 @@ class ProbeContext:
     @property
     def clock(self) -> Clock:
         return self.trace.clock
+
+
+@cache
+def user_agent() -> str:
+    """The ``User-Agent`` of the HTTP-based probes (the version is read on first use)."""
+    return f"Lookout/{exporter.__version__}"

@@ -13,12 +13,10 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdata
@@ -26,12 +24,20 @@ import dns.rdataclass
 import dns.rdatatype
 
 from exporter.addresses import format_address
-from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex, given
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.context import ProbeContext
 from exporter.probes.kind import Kind
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace, Sample
+
+if TYPE_CHECKING:
+    import dns.asyncquery
+    import dns.message
+else:  # the query machinery is needed by the prober, not to build a config
+    lazy_module("dns.asyncquery")
+    lazy_module("dns.message")
 
 __all__ = ["KIND", "DnsExpect", "DnsObservation", "DnsSpec"]
 
@@ -98,9 +104,8 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> DnsSpec:
         record=record,
         nameserver=nameserver,
         port=port,
-        transport=settings.get("transport", "udp"),
-        recursion=settings.get("recursion", True),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), record),
+        **given(settings, "transport", "recursion"),
     )
 
 

@@ -22,16 +22,14 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from exporter import __version__
 from exporter.config_source import ConfigProblem, KeyPath, Source
 from exporter.exposition import label_pairs
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.context import ProbeContext
+from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
@@ -45,6 +43,11 @@ from exporter.probes.tlsinfo import (
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import redact_url
 from exporter.results import ProbeTrace, Sample
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_module("aiohttp")
 
 __all__ = [
     "BOOTSTRAP_FILE",
@@ -60,7 +63,6 @@ BOOTSTRAP_FILE = Path(__file__).with_name("rdap_dns.json")
 DEFAULT_INTERVAL = 6 * 3600.0
 # The largest RDAP answer read; domain objects are a few KiB.
 BODY_LIMIT = 1024 * 1024
-_USER_AGENT = f"Lookout/{__version__}"
 
 EXPIRY = Family(
     "lookout_domain_expiry_timestamp_seconds",
@@ -70,7 +72,8 @@ EXPIRY = Family(
 INFO = Family(
     "lookout_domain_info",
     "gauge",
-    "The domain's registrar and its RDAP status values (sorted, comma-separated), always 1.",
+    "The domain's registrar and its RDAP status values (sorted, comma-separated) from the latest "
+    "probe, always 1.",
 )
 
 
@@ -214,7 +217,7 @@ async def probe(spec: DomainSpec, ctx: ProbeContext) -> None:
         try:
             response = await session.get(
                 spec.url,
-                headers={"Accept": "application/rdap+json", "User-Agent": _USER_AGENT},
+                headers={"Accept": "application/rdap+json", "User-Agent": user_agent()},
                 ssl=client_context(spec.tls),
                 server_hostname=spec.tls.server_name,
                 max_redirects=5,

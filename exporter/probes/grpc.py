@@ -6,7 +6,9 @@ gRPC's channel hides its connection, so this is where the phases ``resolve``, ``
 ``tls``, the exact connection and certificate failure reasons and the certificate metrics come
 from, as for every other kind. The call itself then goes over a
 fresh gRPC channel (its own connection, no subchannel shared with other probes, no retries):
-phase ``rpc``. The answer's serving status must be ``expect.status`` (default ``SERVING``);
+phase ``rpc``. That channel's connection attempt is bounded by ``CONNECT_LIMIT_MS``: it outlives
+a probe cut by its timeout by at most that long (grpcio does not cancel it with the call). The
+answer's serving status must be ``expect.status`` (default ``SERVING``);
 ``NOT_SERVING``, ``UNKNOWN``, ``SERVICE_UNKNOWN`` (also the server's ``NOT_FOUND`` for a name it
 does not know) and a failed call (its gRPC status code in the message) fail as ``grpc_status``.
 
@@ -41,6 +43,8 @@ CHECK_METHOD = "/grpc.health.v1.Health/Check"
 # Whether the optional extra "grpc" is installed.
 AVAILABLE = all(importlib.util.find_spec(name) for name in ("grpc", "grpc_health"))
 SERVING_STATUSES = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
+# How long the gRPC channel's own connection attempt may take, in milliseconds.
+CONNECT_LIMIT_MS = 2000
 # Replies beyond this are not health answers.
 _MAX_REPLY = 64 * 1024
 
@@ -213,6 +217,9 @@ async def _check(spec: GrpcSpec) -> tuple[str, int, str | None, str]:
     channel_options: list[tuple[str, Any]] = [
         ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, as every probe
         ("grpc.enable_retries", 0),
+        # Bounds the channel's own connection attempt (also its HTTP/2 handshake): a probe cut
+        # by its timeout leaves that attempt behind, and it must end soon after.
+        ("grpc.min_reconnect_backoff_ms", CONNECT_LIMIT_MS),
         ("grpc.max_receive_message_length", _MAX_REPLY),
     ]
     if spec.tls is None:

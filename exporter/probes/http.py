@@ -1,11 +1,15 @@
 """The HTTP/API kind: one request (following redirects if allowed), timed by phase, then every
 ``expect`` check on the response: status, HTTP version, headers, size, body regexes, JSON Schema,
-duration.
+duration; and what the response announces (``api_signals``: Sunset, Deprecation, Retry-After,
+which version answered, the error format of a 4xx/5xx answer).
 
 Phases (``http_timing``): resolve, connect, tls, processing (request sent to response headers)
 and transfer (the body). All checks are evaluated and recorded for the debug output; the probe
-fails with the reason of the first one that failed. Its own series are
-``lookout_http_status_code`` and ``lookout_http_response_size_bytes``.
+fails with the reason of the first one that failed (an error answer that breaks
+``expect.error_format`` fails as ``error_format`` before its status is considered). Its own
+series are ``lookout_http_status_code``, ``lookout_http_response_size_bytes`` and, when the
+headers are there, ``lookout_http_sunset_timestamp_seconds``,
+``lookout_http_deprecation_timestamp_seconds`` and ``lookout_http_retry_after_seconds``.
 """
 
 from __future__ import annotations
@@ -18,24 +22,22 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-import jsonschema
-from multidict import CIMultiDictProxy
-
-from exporter import __version__
 from exporter.config_source import (
     KeyPath,
     Source,
     compile_regex,
+    given,
 )
 from exporter.exposition import label_pairs
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
+from exporter.probes import api_signals
+from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.clients import BodyBudget
-from exporter.probes.context import ProbeContext
+from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, end_connection
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
 from exporter.probes.kind import Kind
@@ -54,12 +56,23 @@ from exporter.probes.values import (
     build_exports,
     build_value_checks,
     check_values,
+    parse_document,
     read_exports,
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
+
+if TYPE_CHECKING:
+    import aiohttp
+    import jsonschema
+    from multidict import CIMultiDictProxy
+
+    from exporter.probes.clients import BodyBudget
+else:  # needed by the prober, or only for a target with a json_schema
+    aiohttp = lazy_module("aiohttp")
+    jsonschema = lazy_module("jsonschema")
 
 __all__ = [
     "BODY_LIMIT",
@@ -78,7 +91,7 @@ BODY_LIMIT = 10 * 1024 * 1024
 EXCERPT_CHARS = 40
 # Bodies are read in chunks of at most this size; one without body checks is never held.
 CHUNK_BYTES = 65536
-_USER_AGENT = f"Lookout/{__version__}"
+
 
 STATUS_CODE = Family(
     "lookout_http_status_code", "gauge", "HTTP status code of the latest scheduled probe."
@@ -108,6 +121,11 @@ class HttpExpect:
     max_size: int | None = None
     max_duration: float | None = None
     http_version: tuple[str, ...] = ()
+    # True: Sunset or Deprecation must announce a deprecation; False: neither may.
+    deprecated: bool | None = None
+    retry_after_required: bool = False
+    error_format: ErrorFormat | None = None
+    version: VersionExpectation | None = None
     values: tuple[ValueCheck, ...] = ()
 
 
@@ -143,6 +161,7 @@ class HttpObservation:
     status_code: int
     http_version: str | None
     response_size: int | None = None
+    signals: Signals = NO_SIGNALS
     # The exported numbers found, by name (export:).
     values: tuple[tuple[str, float], ...] = ()
 
@@ -150,13 +169,25 @@ class HttpObservation:
         yield STATUS_CODE, self.status_code, ""
         if self.response_size is not None:
             yield RESPONSE_SIZE, self.response_size, ""
+        signals = self.signals
+        if signals.sunset is not None:
+            yield api_signals.SUNSET, signals.sunset, ""
+        if signals.deprecation is not None:
+            yield api_signals.DEPRECATION, signals.deprecation, ""
+        if signals.retry_after is not None:
+            yield api_signals.RETRY_AFTER, signals.retry_after, ""
         for name, value in self.values:
             yield PROBE_VALUE, value, label_pairs([("name", name)])
 
     def json(self) -> dict[str, Any]:
+        signals = self.signals
         facts: dict[str, Any] = {
             "http_version": self.http_version,
             "response_size_bytes": self.response_size,
+            "sunset_timestamp_seconds": signals.sunset,
+            "deprecation_timestamp_seconds": signals.deprecation,
+            "deprecated": signals.deprecated,
+            "retry_after_seconds": signals.retry_after,
         }
         if self.values:
             facts["values"] = dict(self.values)
@@ -204,7 +235,6 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
     return HttpSpec(
         url=raw["url"],
-        method=http.get("method", "GET"),
         headers=tuple(headers.items()),
         secret_headers=frozenset(secret_headers),
         secret_values=(
@@ -213,15 +243,19 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
-        follow_redirects=http.get("follow_redirects", True),
-        max_redirects=http.get("max_redirects", 10),
-        cross_host_redirects=http.get("cross_host_redirects", False),
-        response_excerpts=http.get("response_excerpts", False),
-        ip_family=http.get("ip_family", "any"),
-        proxy_url=http.get("proxy_url"),
-        reuse_connections=http.get("reuse_connections", False),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
         exports=build_exports(raw.get("export", {}), (*at, "export")),
+        **given(
+            http,
+            "method",
+            "follow_redirects",
+            "max_redirects",
+            "cross_host_redirects",
+            "response_excerpts",
+            "ip_family",
+            "proxy_url",
+            "reuse_connections",
+        ),
     )
 
 
@@ -260,8 +294,32 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         max_size=parse_size(raw["max_size"]) if "max_size" in raw else None,
         max_duration=parse_duration(raw["max_duration"]) if "max_duration" in raw else None,
         http_version=tuple(raw.get("http_version", ())),
+        deprecated=raw.get("deprecated"),
+        retry_after_required=raw.get("retry_after") == "required",
+        error_format=_build_error_format(raw["error_format"], (*at, "error_format"), source)
+        if "error_format" in raw
+        else None,
+        version=_build_version(raw["version"], (*at, "version")) if "version" in raw else None,
         values=build_value_checks(raw.get("values", ()), (*at, "values")),
     )
+
+
+def _build_error_format(raw: Any, at: KeyPath, source: Source) -> ErrorFormat:
+    """``problem+json``, or ``{json_schema: ..., content_type: ...}`` for another format."""
+    if raw == "problem+json":
+        return api_signals.problem_json()
+    refs = RefSettings(allow_remote=False, fetch_timeout=5.0)
+    schema, validator = compile_schema(raw["json_schema"], (*at, "json_schema"), source, refs)
+    name = raw["json_schema"] if isinstance(raw["json_schema"], str) else "the error schema"
+    content_type = raw.get("content_type")
+    return ErrorFormat(
+        name, schema, None if content_type is None else content_type.lower(), validator
+    )
+
+
+def _build_version(raw: Mapping[str, Any], at: KeyPath) -> VersionExpectation:
+    pattern = compile_regex(raw["matches"], (*at, "matches")) if "matches" in raw else None
+    return api_signals.build_version(raw, pattern)
 
 
 def endpoint(spec: HttpSpec) -> str:
@@ -298,8 +356,8 @@ def request(spec: HttpSpec) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """What one request got: the response's headers, the body's text when the spec asked to
-    keep it, the body parsed as JSON when a check or an export parsed it, and the failures of
-    the checks in order (the first one is the probe's failure)."""
+    keep it, the body parsed as JSON when a value check or an export parsed it, and the
+    failures of the checks in order (the first one is the probe's failure)."""
 
     headers: CIMultiDictProxy[str]
     text: str | None
@@ -331,22 +389,52 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
         async with response:
             version = response.version
             seen = HttpObservation(
-                response.status, f"{version.major}.{version.minor}" if version else None
+                response.status,
+                f"{version.major}.{version.minor}" if version else None,
+                signals=api_signals.read_signals(response.headers, response.status, clock.time()),
             )
             trace.observation = seen
-            failures = _check_head(spec, seen, trace, response.headers)
-            budget = ctx.clients.bodies if _keeps_body(spec) else None
+            content_type = response.headers.get("Content-Type", "")
+            failures = _check_head(spec, seen, trace, response)
+            failures += api_signals.check_signals(
+                seen.signals,
+                seen.status_code,
+                spec.expect.deprecated,
+                spec.expect.retry_after_required,
+                trace,
+                spec.response_excerpts,
+            )
+            keeps = _keeps_body(spec.expect) or spec.exports or spec.keep_text
+            budget = ctx.clients.bodies if keeps else None
             with trace.phase("transfer"):
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
+    document = None
     try:
         trace.observation = seen = dataclasses.replace(seen, response_size=body.size)
-        document, body_failures = _check_body(spec, body, trace, clock.time())
-        failures += body_failures
-        if spec.exports and not body_failures:
-            values, export_failures = read_exports(spec.exports, document, trace)
-            failures += export_failures
-            trace.observation = dataclasses.replace(seen, values=tuple(values))
-        text = body.text("replace") if spec.keep_text and body.data is not None else None
+        readable = body.data is not None and body.complete and not body.cut
+        text = body.text("replace") if readable else None
+        if spec.expect.version is not None and text is not None:
+            # After the head's checks, before the body's: a v2 body answering for v1 fails
+            # its schema too, but the cause is the version.
+            failures += api_signals.check_version(
+                spec.expect.version, response.headers, text, trace, spec.response_excerpts
+            )
+        failures += _check_body(spec, body, trace)
+        if (spec.expect.values or spec.exports) and text is not None:
+            document, values_failures = _read_values(spec, text, trace, clock.time())
+            failures += values_failures
+        if spec.expect.error_format is not None and text is not None:
+            # Before the status check's failure: an error answer in the wrong format is its
+            # own reason, whatever its status.
+            failures[:0] = api_signals.check_error_format(
+                spec.expect.error_format,
+                seen.status_code,
+                content_type,
+                text,
+                trace,
+                lambda error: _violation(error, spec.response_excerpts),
+                spec.response_excerpts,
+            )
     finally:
         body.release()
     elapsed = clock.monotonic() - started
@@ -357,7 +445,24 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
         f"took {format_duration(elapsed)}, limit {format_duration(max_duration)}",
     ):
         failures.append(ProbeFailure(Reason.SLOW, trace.checks[-1].detail))
-    return Exchange(response.headers, text, document, failures)
+    return Exchange(response.headers, text if spec.keep_text else None, document, failures)
+
+
+def _read_values(
+    spec: HttpSpec, text: str, trace: ProbeTrace, now: float
+) -> tuple[Any, list[ProbeFailure]]:
+    """The value assertions and exports on the JSON body: the document, and their failures;
+    the exported numbers go into the trace's observation."""
+    document, not_json = parse_document(text, trace, "values" if spec.expect.values else "export")
+    if not_json is not None:
+        return None, [not_json]
+    failures = check_values(spec.expect.values, document, now, trace)
+    if spec.exports:
+        found, export_failures = read_exports(spec.exports, document, trace)
+        failures += export_failures
+        if isinstance(trace.observation, HttpObservation):
+            trace.observation = dataclasses.replace(trace.observation, values=tuple(found))
+    return document, failures
 
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -374,7 +479,7 @@ async def _follow(
     certificate, and without the pinned server name.
     """
     method, url, body = spec.method, spec.url, spec.body
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    headers = {"User-Agent": user_agent(), **dict(spec.headers)}
     tls = spec.tls
     origin = urlsplit(url)
     hops = 0
@@ -423,7 +528,7 @@ async def _follow(
             )
         if other_host or (origin.scheme == "https" and parts.scheme == "http"):
             # Nothing configured for the first host goes to another one, nor over plain http.
-            headers = {"User-Agent": headers.get("User-Agent", _USER_AGENT)}
+            headers = {"User-Agent": headers.get("User-Agent", user_agent())}
             tls = dataclasses.replace(tls, cert_file=None, key_file=None, server_name=None)
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
@@ -431,17 +536,15 @@ async def _follow(
         url = following
 
 
-def _keeps_body(spec: HttpSpec) -> bool:
-    """Whether a check, an export or the caller needs the body itself; without one the body
-    is only counted."""
-    expect = spec.expect
+def _keeps_body(expect: HttpExpect) -> bool:
+    """Whether a check needs the body itself; without one the body is only counted."""
     return bool(
         expect.body_matches
         or expect.body_not_matches
         or expect.json_validator
+        or expect.error_format
         or expect.values
-        or spec.exports
-        or spec.keep_text
+        or (expect.version is not None and expect.version.pointer is not None)
     )
 
 
@@ -528,7 +631,7 @@ async def _read_body(
 
 
 def _check_head(
-    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, headers: CIMultiDictProxy[str]
+    spec: HttpSpec, seen: HttpObservation, trace: ProbeTrace, response: aiohttp.ClientResponse
 ) -> list[ProbeFailure]:
     expect = spec.expect
     excerpts = spec.response_excerpts
@@ -538,7 +641,8 @@ def _check_head(
     if not trace.check(
         "status", any(p.matches(status) for p in expect.status), f"{status}, expected {wanted}"
     ):
-        failures.append(ProbeFailure(Reason.STATUS, f"status {status}, expected {wanted}"))
+        reason = Reason.RATE_LIMITED if status == 429 else Reason.STATUS
+        failures.append(ProbeFailure(reason, f"status {status}, expected {wanted}"))
     if expect.http_version and not trace.check(
         "http_version",
         seen.http_version in expect.http_version,
@@ -546,7 +650,7 @@ def _check_head(
     ):
         failures.append(ProbeFailure(Reason.HTTP_VERSION, trace.checks[-1].detail))
     for rule in expect.headers:
-        values = headers.getall(rule.name, [])
+        values = response.headers.getall(rule.name, [])
         if rule.absent:
             passed = not values
             detail = f"{rule.name} must be absent" + ("" if passed else _got(values[0], excerpts))
@@ -562,11 +666,7 @@ def _check_head(
     return failures
 
 
-def _check_body(
-    spec: HttpSpec, body: _Body, trace: ProbeTrace, now: float
-) -> tuple[Any, list[ProbeFailure]]:
-    """The body's checks, and the body parsed as JSON when a check or an export needed it
-    (else None)."""
+def _check_body(spec: HttpSpec, body: _Body, trace: ProbeTrace) -> list[ProbeFailure]:
     expect = spec.expect
     failures: list[ProbeFailure] = []
     if body.cut:
@@ -575,7 +675,7 @@ def _check_body(
             "(scheduler.body_bytes_in_flight) lets one probe keep (stopped reading)"
         )
         trace.check("body_limit", False, detail)
-        return None, [ProbeFailure(Reason.SIZE, detail)]
+        return [ProbeFailure(Reason.SIZE, detail)]
     if expect.max_size is not None:
         detail = (
             f"{body.size} bytes, limit {expect.max_size}"
@@ -583,13 +683,13 @@ def _check_body(
             else f"more than {expect.max_size} bytes (stopped reading)"
         )
         if not trace.check("max_size", body.complete, detail):
-            return None, [ProbeFailure(Reason.SIZE, f"body is {detail}")]
+            return [ProbeFailure(Reason.SIZE, f"body is {detail}")]
     elif not body.complete:
         detail = f"body exceeds {BODY_LIMIT} bytes, the limit for checks (stopped reading)"
         trace.check("body_limit", False, detail)
-        return None, [ProbeFailure(Reason.SIZE, detail)]
+        return [ProbeFailure(Reason.SIZE, detail)]
     if body.data is None:
-        return None, failures
+        return failures
     text = None
     if expect.body_matches or expect.body_not_matches:
         text = body.text("replace")
@@ -606,38 +706,31 @@ def _check_body(
         if not trace.check(f"body does not match {pattern.pattern!r}", found is None, detail):
             message = f"body matches {pattern.pattern!r}" + (f": {detail}" if detail else "")
             failures.append(ProbeFailure(Reason.BODY, message))
-    if expect.json_validator is None and not expect.values and not spec.exports:
-        return None, failures
-    check = "values" if expect.values else "export"
-    check = "json_schema" if expect.json_validator is not None else check
-    document, not_json = _parse_json(body, text, trace, check)
-    if not_json is not None:
-        return None, [*failures, not_json]
     if expect.json_validator is not None:
-        failures.extend(_check_json(expect.json_validator, document, trace, spec.response_excerpts))
-    failures.extend(check_values(expect.values, document, now, trace))
-    return document, failures
-
-
-def _parse_json(
-    body: _Body, text: str | None, trace: ProbeTrace, check: str
-) -> tuple[Any, ProbeFailure | None]:
-    """The body as JSON (``text``: the body decoded for the regexes, if it was), or the
-    ``json`` failure, recorded as check ``check``."""
-    try:
-        return json.loads(body.text("strict") if text is None else text), None
-    except json.JSONDecodeError as exc:
-        detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    except UnicodeDecodeError as exc:
-        detail = f"body is not JSON: not UTF-8 text at byte {exc.start}"
-    trace.check(check, False, detail)
-    return None, ProbeFailure(Reason.JSON, detail)
+        failures.extend(
+            _check_json(expect.json_validator, body, text, trace, spec.response_excerpts)
+        )
+    return failures
 
 
 def _check_json(
-    validator: jsonschema.protocols.Validator, document: Any, trace: ProbeTrace, excerpts: bool
+    validator: jsonschema.protocols.Validator,
+    body: _Body,
+    text: str | None,
+    trace: ProbeTrace,
+    excerpts: bool,
 ) -> list[ProbeFailure]:
-    """The parsed body against the schema."""
+    """The body against the schema; ``text`` is the body decoded for the regexes, if it was."""
+    try:
+        document = json.loads(body.text("strict") if text is None else text)
+    except json.JSONDecodeError as exc:
+        detail = f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        trace.check("json_schema", False, detail)
+        return [ProbeFailure(Reason.JSON, detail)]
+    except UnicodeDecodeError as exc:
+        detail = f"body is not JSON: not UTF-8 text at byte {exc.start}"
+        trace.check("json_schema", False, detail)
+        return [ProbeFailure(Reason.JSON, detail)]
     try:
         errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     except Unresolvable as exc:
@@ -752,6 +845,12 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    families=(STATUS_CODE, RESPONSE_SIZE),
+    families=(
+        STATUS_CODE,
+        RESPONSE_SIZE,
+        api_signals.SUNSET,
+        api_signals.DEPRECATION,
+        api_signals.RETRY_AFTER,
+    ),
     request=request,
 )

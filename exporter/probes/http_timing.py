@@ -12,13 +12,17 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from exporter.clock import Clock
+from exporter.lazy_import import lazy_module
 from exporter.probes.tlsinfo import Handshake
 from exporter.results import ProbeTrace
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_module("aiohttp")
 
 __all__ = ["RequestTiming", "current_timing", "end_connection", "phase_trace_config"]
 

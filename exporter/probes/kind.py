@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from exporter.config_source import KeyPath, Source
 from exporter.families import Family
-from exporter.probes.context import ProbeContext
+
+if TYPE_CHECKING:  # the probers' clients (aiohttp) are not needed to build a config
+    from exporter.probes.context import ProbeContext
 
 __all__ = ["Kind", "Spec"]
 

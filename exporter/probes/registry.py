@@ -7,12 +7,13 @@ are checked against this mapping by tests/test_kinds.py.
 
 from __future__ import annotations
 
+import copyreg
 from typing import Any
 
 from exporter.probes import dns, domain, flow, grpc, http, icmp, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
-__all__ = ["KINDS"]
+__all__ = ["KINDS", "kind_named"]
 
 KINDS: dict[str, Kind[Any]] = {
     kind.name: kind
@@ -29,3 +30,13 @@ KINDS: dict[str, Kind[Any]] = {
         flow.KIND,
     )
 }
+
+
+def kind_named(name: str) -> Kind[Any]:
+    """The registered kind ``name``: what a pickled target's kind becomes again."""
+    return KINDS[name]
+
+
+# A target pickled by the config loader process comes back with the registered kind itself,
+# which is compared by identity, not with a copy of it.
+copyreg.pickle(Kind, lambda kind: (kind_named, (kind.name,)))

@@ -15,12 +15,15 @@ import logging
 from typing import Any
 
 from exporter.clock import Clock
+from exporter.lazy_import import import_now
 from exporter.probes.clients import SharedClients
 from exporter.probes.context import ProbeContext
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeResult, ProbeTrace
 from exporter.targets import Target
 from exporter.units import format_duration
+
+import_now()  # the probers' libraries, before any probe's time starts
 
 __all__ = ["run_probe"]
 

@@ -14,12 +14,12 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-import aiosmtplib
+from functools import cache
+from typing import TYPE_CHECKING, Any, cast
 
 from exporter.addresses import build_address, format_address
-from exporter.config_source import ConfigProblem, KeyPath, Source
+from exporter.config_source import ConfigProblem, KeyPath, Source, given
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import connect
 from exporter.probes.context import ProbeContext
@@ -33,6 +33,11 @@ from exporter.probes.tlsinfo import (
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
+
+if TYPE_CHECKING:
+    import aiosmtplib
+else:  # needed by the prober, not to build a config
+    aiosmtplib = lazy_module("aiosmtplib")
 
 __all__ = ["KIND", "SmtpAuth", "SmtpSpec"]
 
@@ -72,16 +77,14 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> SmtpSpec:
         if "password_file" in item:
             password = source.read_text(item["password_file"], (*sat, "auth", "password_file"))
         auth = SmtpAuth(item["username"], password)
-    extra = {"ehlo_name": smtp["ehlo_name"]} if "ehlo_name" in smtp else {}
     return SmtpSpec(
         host=host,
         port=port,
-        ip_family=smtp.get("ip_family", "any"),
         implicit_tls=implicit_tls,
         starttls=starttls,
         tls=build_client_tls(smtp.get("tls", {}), (*sat, "tls"), source),
         auth=auth,
-        **extra,
+        **given(smtp, "ip_family", "ehlo_name"),
     )
 
 
@@ -98,14 +101,20 @@ def options(spec: SmtpSpec) -> dict[str, str]:
     return settings | tls_options(spec.tls)
 
 
-class _Client(aiosmtplib.SMTP):
-    """Closes by dropping the connection: the probe is over by then, and a graceful TLS close
-    waits up to 30 s for a peer that never answers it."""
+@cache
+def _client_class() -> type[aiosmtplib.SMTP]:
+    """The SMTP client, made at the first probe (aiosmtplib is not needed to build a config)."""
 
-    def close(self) -> None:
-        if self.transport is not None:
-            cast(asyncio.WriteTransport, self.transport).abort()
-        super().close()
+    class Client(aiosmtplib.SMTP):
+        """Closes by dropping the connection: the probe is over by then, and a graceful TLS
+        close waits up to 30 s for a peer that never answers it."""
+
+        def close(self) -> None:
+            if self.transport is not None:
+                cast(asyncio.WriteTransport, self.transport).abort()
+            super().close()
+
+    return Client
 
 
 def _lost(step: str, exc: Exception) -> ProbeFailure:
@@ -121,7 +130,7 @@ async def probe(spec: SmtpSpec, ctx: ProbeContext) -> None:
     server_name = spec.tls.server_name or spec.host
     with observe_handshakes(ctx.clock) as handshake:
         sock = await connect(spec.host, spec.port, spec.ip_family, trace)
-        client = _Client(
+        client = _client_class()(
             hostname=server_name,
             sock=sock,
             use_tls=spec.implicit_tls,
@@ -153,7 +162,7 @@ async def probe(spec: SmtpSpec, ctx: ProbeContext) -> None:
             sock.close()
 
 
-async def _greeting(client: _Client, handshake: Handshake, trace: ProbeTrace) -> None:
+async def _greeting(client: aiosmtplib.SMTP, handshake: Handshake, trace: ProbeTrace) -> None:
     """Connecting (with the TLS handshake on implicit TLS) and reading the 220 greeting."""
     clock = trace.clock
     started = clock.monotonic()
@@ -180,7 +189,7 @@ async def _greeting(client: _Client, handshake: Handshake, trace: ProbeTrace) ->
     trace.check("banner", True, "220")
 
 
-async def _ehlo(client: _Client, trace: ProbeTrace) -> None:
+async def _ehlo(client: aiosmtplib.SMTP, trace: ProbeTrace) -> None:
     with trace.phase("ehlo"):
         try:
             await client.ehlo()
@@ -193,7 +202,7 @@ async def _ehlo(client: _Client, trace: ProbeTrace) -> None:
 
 
 async def _starttls(
-    client: _Client,
+    client: aiosmtplib.SMTP,
     context: ssl.SSLContext,
     server_name: str,
     handshake: Handshake,
@@ -222,7 +231,7 @@ async def _starttls(
             trace.active = "tls"
 
 
-async def _login(client: _Client, auth: SmtpAuth) -> None:
+async def _login(client: aiosmtplib.SMTP, auth: SmtpAuth) -> None:
     try:
         await client.login(auth.username, auth.password)
     except aiosmtplib.SMTPResponseException as exc:
@@ -235,7 +244,7 @@ async def _login(client: _Client, auth: SmtpAuth) -> None:
         raise ProbeFailure(Reason.SMTP_AUTH, f"AUTH impossible: {exc.message}") from exc
 
 
-async def _quit(client: _Client, trace: ProbeTrace) -> None:
+async def _quit(client: aiosmtplib.SMTP, trace: ProbeTrace) -> None:
     """QUIT politely; the dependency has answered everything that matters by now."""
     trace.active = "QUIT"
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.addresses import build_address, format_address
-from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex, given
 from exporter.probes.client_tls import ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import abort, open_stream, read_line, start_tls
 from exporter.probes.context import ProbeContext
@@ -90,9 +90,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> TcpSpec:
             steps.append(
                 StartTls(build_client_tls({} if settings is True else settings, step_at, source))
             )
-    return TcpSpec(
-        host=host, port=port, ip_family=tcp.get("ip_family", "any"), tls=tls, dialog=tuple(steps)
-    )
+    return TcpSpec(host=host, port=port, tls=tls, dialog=tuple(steps), **given(tcp, "ip_family"))
 
 
 def endpoint(spec: TcpSpec) -> str:

@@ -18,14 +18,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from exporter.clock import Clock
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import ClientTLS
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import Certificate, ProbeTrace, TlsSeen
+
+if TYPE_CHECKING:
+    from cryptography import x509
+else:  # needed to read a presented certificate, not to build a config
+    x509 = lazy_module("cryptography.x509")
 
 __all__ = [
     "Handshake",

@@ -20,16 +20,18 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonpath
-from multidict import CIMultiDictProxy
 
 from exporter.config_source import ConfigProblem, KeyPath, compile_regex
 from exporter.families import Family
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 from exporter.units import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
 
 __all__ = [
     "PROBE_VALUE",

@@ -17,14 +17,12 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from exporter import __version__
 from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
-from exporter.probes.context import ProbeContext
+from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_timing import RequestTiming, current_timing, end_connection
 from exporter.probes.json_check import JsonExpectation, build_json_expectation
 from exporter.probes.kind import Kind
@@ -40,13 +38,17 @@ from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
 
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_module("aiohttp")
+
 __all__ = ["CLOSE_WAIT", "KIND", "REPLY_LIMIT", "WebsocketObservation", "WebsocketSpec"]
 
 # The largest reply accepted; a bigger message fails the probe as ws_reply.
 REPLY_LIMIT = 1024 * 1024
 # How long the close waits for the server's close frame before dropping the connection.
 CLOSE_WAIT = 1.0
-_USER_AGENT = f"Lookout/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ def request(spec: WebsocketSpec) -> dict[str, Any]:
 async def probe(spec: WebsocketSpec, ctx: ProbeContext) -> None:
     trace = ctx.trace
     session = ctx.clients.http.get(spec.ip_family, False)
-    headers = {"User-Agent": _USER_AGENT, **dict(spec.headers)}
+    headers = {"User-Agent": user_agent(), **dict(spec.headers)}
     with observe_handshakes(ctx.clock) as handshake:
         timing = RequestTiming(ctx.clock, trace, handshake)
         token = current_timing.set(timing)

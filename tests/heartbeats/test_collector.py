@@ -115,3 +115,23 @@ async def test_the_last_run_failure_stays_exported_while_the_next_run_is_open(
     await heartbeats.record(spec, Ping("cron", Signal.SUCCESS, T0 + 65, exit_code=0))
     clock.now = T0 + 66
     assert scrape(heartbeats)[key("lookout_heartbeat_last_run_success", heartbeat="cron")] == 1
+
+
+async def test_each_instance_of_a_worker_pool_has_its_last_ping_and_whether_it_is_alive(
+    make_heartbeats: MakeHeartbeats, clock: FakeClock
+) -> None:
+    """The instance that stopped is named, so the alert can say which one."""
+    spec = every(60, 30, "pool", instances=3)
+    heartbeats = await make_heartbeats([spec])
+    for name, at in (("w1", T0), ("w2", T0 + 50), ("w3", T0 + 60)):
+        await heartbeats.record(spec, Ping("pool", Signal.SUCCESS, at, instance=name))
+    clock.now = T0 + 100
+    samples = scrape(heartbeats)
+    up = "lookout_heartbeat_instance_up"
+    seen = "lookout_heartbeat_instance_last_seen_timestamp_seconds"
+    assert samples[key(up, heartbeat="pool", instance_name="w1")] == 0
+    assert samples[key(up, heartbeat="pool", instance_name="w2")] == 1
+    assert samples[key(up, heartbeat="pool", instance_name="w3")] == 1
+    assert samples[key(seen, heartbeat="pool", instance_name="w1")] == T0
+    assert samples[key(seen, heartbeat="pool", instance_name="w3")] == T0 + 60
+    assert samples[key("lookout_heartbeat_instances_alive", heartbeat="pool")] == 2

@@ -26,6 +26,7 @@ SECRETS = {
     "ORDERS_KEY": "example",
     "OAUTH_CLIENT_SECRET": "example",
     "RABBITMQ_PASSWORD": "example",
+    "ORDERS_TOKEN": "example",
 }
 
 

@@ -3,7 +3,9 @@ flipping between SERVING and NOT_SERVING, in plaintext and over TLS with trustme
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +16,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from exporter.config import ConfigError
-from exporter.probes.grpc import GrpcObservation
+from exporter.probes.grpc import CONNECT_LIMIT_MS, GrpcObservation
 from exporter.reasons import Reason
 from tests.probes.conftest import Pki, Prober
+from tests.probes.support import never_speaks
 from tests.processes import free_port
+from tests.servers import Servers
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -227,3 +231,24 @@ async def test_without_the_grpc_extra_a_grpc_target_is_a_config_error(
     monkeypatch.setattr("exporter.probes.grpc.AVAILABLE", False)
     with pytest.raises(ConfigError, match=r"targets\[0\]\.kind: kind grpc needs grpcio"):
         await probe({"kind": "grpc", "address": "127.0.0.1:1"})
+
+
+async def test_a_peer_that_never_speaks_http2_times_out_and_its_connections_end(
+    probe: Prober, servers: Servers, tasks_and_fds: Callable[[], tuple[int, int]]
+) -> None:
+    """grpcio leaves a timed-out call's connection attempt running until CONNECT_LIMIT_MS, and
+    its channel's descriptors to the garbage collector: both are gone after that."""
+    port = await servers.start(never_speaks)
+    target = {"kind": "grpc", "address": f"127.0.0.1:{port}", "timeout": "300ms"}
+    first = await probe(target)
+    assert first.reason is Reason.TIMEOUT
+    assert first.message == "no result within 300ms during rpc"
+    await asyncio.sleep(CONNECT_LIMIT_MS / 1000 + 0.3)
+    gc.collect()
+    before = tasks_and_fds()
+    results = await asyncio.gather(*(probe(target) for _ in range(10)))
+    assert {r.reason for r in results} == {Reason.TIMEOUT}
+    assert max(r.duration for r in results) < 1.0
+    await asyncio.sleep(CONNECT_LIMIT_MS / 1000 + 0.3)
+    gc.collect()
+    assert tasks_and_fds() == before

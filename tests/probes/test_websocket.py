@@ -16,6 +16,8 @@ from exporter.config import ConfigError
 from exporter.probes.websocket import WebsocketObservation
 from exporter.reasons import Reason
 from tests.probes.conftest import Pki, Prober
+from tests.probes.support import assert_fails_in_time_without_leaks, never_speaks
+from tests.servers import Servers
 
 Start = Callable[..., Awaitable[TestServer]]
 
@@ -255,3 +257,18 @@ async def test_expecting_a_subprotocol_that_is_not_offered_is_a_config_error(
 async def test_a_url_that_is_not_ws_is_a_config_error(probe: Prober) -> None:
     with pytest.raises(ConfigError, match=r"targets\[0\]\.url: .*a ws:// or wss:// URL"):
         await probe({"kind": "websocket", "url": "http://127.0.0.1:1/"})
+
+
+async def test_a_silent_server_times_out_without_leaking_tasks_or_sockets(
+    probe: Prober, ws_server: TestServer, tasks_and_fds: Callable[[], tuple[int, int]]
+) -> None:
+    target = ws_target(ws_server, "/silent", reply_matches="pong")
+    await assert_fails_in_time_without_leaks(probe, target, Reason.TIMEOUT, tasks_and_fds)
+
+
+async def test_a_peer_that_accepts_and_never_answers_the_upgrade_times_out_cleanly(
+    probe: Prober, servers: Servers, tasks_and_fds: Callable[[], tuple[int, int]]
+) -> None:
+    port = await servers.start(never_speaks)
+    target = {"kind": "websocket", "url": f"ws://127.0.0.1:{port}/"}
+    await assert_fails_in_time_without_leaks(probe, target, Reason.TIMEOUT, tasks_and_fds)
