@@ -179,6 +179,23 @@ def response_facts(result: ProbeResult) -> list[str]:
     return facts
 
 
+_STEP_STATES = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+
+
+def _step_line(step: Mapping[str, Any], width: int) -> str:
+    """One step of a flow: its verdict, name, request, status, duration, what it extracted."""
+    parts = [f"  {_STEP_STATES[step['state']]}  {step['name']:<{width}}  {step['request']}"]
+    if step["state"] != "skipped":
+        status = step["status_code"]
+        parts.append(f"{status if status is not None else 'no response'}")
+        parts.append(_ms(step["duration_seconds"]))
+    if step["extracted"]:
+        parts.append(f"extracted {', '.join(step['extracted'])}")
+    if step["message"]:
+        parts.append(f"{step['reason'] or 'note'}: {step['message']}")
+    return " · ".join(parts)
+
+
 def render_text(report: Mapping[str, Any], now: float) -> str:
     """The report for people: one section per aspect of the probe."""
     target, request, result = report["target"], report["request"], report["result"]
@@ -200,6 +217,12 @@ def render_text(report: Mapping[str, Any], now: float) -> str:
     settings.append(f"timeout {format_duration(request['timeout_seconds'])}")
     lines.append(f"          {' · '.join(settings)}")
     lines.append(f"Response  {', '.join(report['response']) or 'none received'}")
+    steps = result["facts"].get("steps")
+    if steps is not None:
+        lines += ["", "Steps"]
+        width = max(len(step["name"]) for step in steps)
+        for step in steps:
+            lines.append(_step_line(step, width))
     lines += ["", "Phases"]
     width = max((len(p["phase"]) for p in result["phases"]), default=0)
     lines.extend(f"  {p['phase']:<{width}}  {_ms(p['seconds']):>10}" for p in result["phases"])

@@ -35,6 +35,10 @@ Every failed probe maps to exactly one reason, chosen by the first thing that we
     │   ├── json           the body is not JSON although a JSON Schema is expected
     │   ├── json_schema    the JSON body does not satisfy the schema
     │   ├── size           the body is larger than ``expect.max_size``
+    │   ├── value          a value assertion on a JSONPath failed (``expect.values``: a
+    │   │                  comparison, a count or a timestamp's age)
+    │   ├── extract        a value to extract or export is missing from the response (or an
+    │   │                  exported value is not a number)
     │   └── slow           the probe took longer than ``expect.max_duration``
     ├── dependency protocols
     │   ├── dialog         a TCP dialog ``expect`` step did not match (no matching line before
@@ -91,6 +95,8 @@ class Reason(StrEnum):
     JSON = "json"
     JSON_SCHEMA = "json_schema"
     SIZE = "size"
+    VALUE = "value"
+    EXTRACT = "extract"
     SLOW = "slow"
     DIALOG = "dialog"
     STARTTLS = "starttls"

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from exporter.clock import Clock
 from exporter.families import Family
 from exporter.reasons import Reason
 
 __all__ = [
+    "Accumulating",
     "Certificate",
     "Check",
     "Observation",
@@ -84,6 +85,16 @@ class Observation(Protocol):
 
     def summary(self) -> list[str]:
         """The facts for people, as short phrases (``lookout-exporter probe``'s Response line)."""
+        ...
+
+
+@runtime_checkable
+class Accumulating(Protocol):
+    """An observation that also feeds series kept between probes (a flow's per-step
+    histogram and failure counters); the target's stats keep them."""
+
+    def accumulate(self) -> Iterable[Sample]:
+        """Samples to keep: a histogram family's value is observed, a counter's is added."""
         ...
 
 

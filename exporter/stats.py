@@ -23,11 +23,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from exporter.families import Family
 from exporter.histogram import Histogram
 from exporter.history import History, reason_code
 from exporter.reasons import Reason
 from exporter.recent import RecentProbes
-from exporter.results import ProbeResult
+from exporter.results import Accumulating, ProbeResult
 from exporter.targets import Target
 
 __all__ = ["DURATION_BUCKETS", "HISTORY_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
@@ -56,6 +57,8 @@ class ProbeStats:
         "history",
         "incident_start",
         "incidents",
+        "kept_counters",
+        "kept_histograms",
         "last",
         "probes",
         "recent",
@@ -91,6 +94,10 @@ class ProbeStats:
         self._closed_downtime = 0.0
         # Changes of the confirmed state from passing to failing or back (not the first one).
         self.state_changes = 0
+        # A kind's own series kept between probes (results.Accumulating), by family and the
+        # label-pairs text of their own labels: a flow's per-step histograms and counters.
+        self.kept_histograms: dict[tuple[Family, str], Histogram] = {}
+        self.kept_counters: dict[tuple[Family, str], float] = {}
 
     @property
     def confirming(self) -> bool:
@@ -105,6 +112,8 @@ class ProbeStats:
         slo = self.target.slo
         if slo and slo.latency_threshold is not None and result.duration > slo.latency_threshold:
             self.slow += 1
+        if isinstance(result.observation, Accumulating):
+            self._keep(result.observation)
         self.last = result
         if result.tls is not None and result.tls.chain:
             self.cert_expiry = min(c.not_after for c in result.tls.chain)
@@ -115,6 +124,17 @@ class ProbeStats:
             result.finished_at, result.duration, not result.success, reason_code(result.reason)
         )
         self.generation = next(_generations)
+
+    def _keep(self, observation: Accumulating) -> None:
+        for family, value, extra in observation.accumulate():
+            key = (family, extra)
+            if family.type == "histogram":
+                histogram = self.kept_histograms.get(key)
+                if histogram is None:
+                    histogram = self.kept_histograms[key] = Histogram(DURATION_BUCKETS, native=True)
+                histogram.observe(value)
+            else:
+                self.kept_counters[key] = self.kept_counters.get(key, 0) + value
 
     def _confirm(self, success: bool, at: float) -> None:
         if success == self.run_success:
@@ -140,7 +160,12 @@ class ProbeStats:
             self.downtime = max(self.downtime, self._closed_downtime + at - self.incident_start)
 
     def retarget(self, target: Target[Any]) -> None:
-        """Use the changed config of the same series (same ``series_identity``); counters stay."""
+        """Use the changed config of the same series (same ``series_identity``); counters stay,
+        except the kind's own kept series when its spec changed (a flow's steps may be renamed
+        or gone: their series start again from the next probe)."""
+        if target.spec != self.target.spec:
+            self.kept_histograms.clear()
+            self.kept_counters.clear()
         self.target = target
         self.generation = next(_generations)
 

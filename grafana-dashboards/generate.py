@@ -191,6 +191,7 @@ def heartbeat_state(matchers: str) -> str:
 
 
 DURATION = "lookout_probe_duration_seconds"
+STEP_DURATION = "lookout_flow_step_duration_seconds"
 LAG = "lookout_scheduler_lag_seconds"
 
 
@@ -1299,6 +1300,43 @@ def endpoint() -> dashboard.Dashboard:
             no_value="none declared",
         ),
     ]
+    flow: Panels = [
+        graph(
+            "Step duration p95",
+            "95th percentile duration of each step of a flow target (kind: flow only), from "
+            "its native buckets where Prometheus ingests them, else its classic ones.",
+            "s",
+            [Query(quantile(0.95, STEP_DURATION, TARGET, "step", "$__rate_interval"), "{{step}}")],
+        ),
+        timeline(
+            "Step results",
+            "Result of each step in the latest probe of a flow target; steps that did not run "
+            "(after a failed step) have no value.",
+            [Query(f"min by (step) (lookout_flow_step_success{{{TARGET}}})", "{{step}}")],
+            mappings=SUCCESS_MAPPINGS,
+        ),
+        graph(
+            "Step failures by reason",
+            "Failed runs of each step per minute, by step and failure reason.",
+            "cpm",
+            [
+                Query(
+                    "60 * sum by (step, reason) (rate(lookout_flow_step_failures_total"
+                    f"{{{TARGET}}}[$__rate_interval]))",
+                    "{{step}}: {{reason}}",
+                )
+            ],
+            stacked=True,
+            bars=True,
+        ),
+        graph(
+            "Exported values",
+            "The numbers the target reads from its responses, for the names under export: "
+            "(lookout_probe_value; largest over locations).",
+            "short",
+            [Query(f"max by (name) (lookout_probe_value{{{TARGET}}})", "{{name}}")],
+        ),
+    ]
     target = query_variable(
         "target",
         "Target",
@@ -1309,12 +1347,14 @@ def endpoint() -> dashboard.Dashboard:
     return frame(
         "lookout-endpoint",
         "Lookout / Endpoint",
-        "One target in depth: latency, phases, responses, failures, certificate and locations.",
+        "One target in depth: latency, phases, responses, failures, flow steps, certificate and "
+        "locations.",
         [*common_variables(), target],
         [
             ("Now", now),
             ("Latency", latency),
             ("Responses and failures", responses),
+            ("Flow steps and values", flow),
             ("Certificate", certificate),
             ("gRPC, ICMP and domain", dependency_kinds),
             ("Incidents", incidents),

@@ -212,7 +212,7 @@ CORPUS: dict[str, list[str]] = {
     "invalid-kind.yml": [
         (
             ":2: targets[0].kind: 'gopher' is not one of ['http', 'tcp', 'tls', 'dns', 'smtp', "
-            "'websocket', 'grpc', 'domain', 'icmp']"
+            "'websocket', 'grpc', 'domain', 'icmp', 'flow']"
         ),
     ],
     "invalid-label-name.yml": [

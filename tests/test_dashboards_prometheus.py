@@ -50,6 +50,7 @@ TARGETS = (
     "api-icmp",
     "api-domain",
     "api-flaky",
+    "api-flow",
 )
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
@@ -137,6 +138,10 @@ async def broken(_request: web.Request) -> web.Response:
     return web.json_response({"status": "broken"}, status=503)
 
 
+async def backlog(_request: web.Request) -> web.Response:
+    return web.json_response({"backlog": 3})
+
+
 def flaky() -> Callable[[web.Request], Awaitable[web.Response]]:
     """Fails every other request: incidents that open and close, for MTTR and MTBF."""
     requests = count()
@@ -154,6 +159,7 @@ async def upstreams(aiohttp_server: AiohttpServer, ca: trustme.CA) -> dict[str, 
     app.router.add_get("/broken", broken)
     app.router.add_get("/rdap/domain/{name}", rdap_domain)
     app.router.add_get("/flaky", flaky())
+    app.router.add_get("/backlog", backlog)
     plain = await aiohttp_server(app)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -254,6 +260,15 @@ targets:
     domain: example.test
     interval: 1s
     rdap: {{server: "{upstreams["plain"]}/rdap/"}}
+  - name: api-flow
+    kind: flow
+    flow:
+      steps:
+        - name: backlog
+          url: {upstreams["plain"]}/backlog
+          export: {{backlog: {{json: "$.backlog"}}}}
+        - name: broken
+          url: {upstreams["plain"]}/broken
 heartbeats:
   - {{name: hb-ok, period: 1h, grace: 10m, max_runtime: 30m, min_runtime: 1s}}
   - {{name: hb-failed, period: 1h, grace: 10m}}

@@ -136,6 +136,7 @@ def test_there_is_no_import_cycle() -> None:
 # What each third-party import name is installed as (its distribution in pyproject.toml).
 DISTRIBUTIONS = {
     "yaml": "pyyaml",
+    "jsonpath": "python-jsonpath",
     "dns": "dnspython",
     "jsonschema_rs": "jsonschema-rs",
     "jsonschema_specifications": "jsonschema-specifications",

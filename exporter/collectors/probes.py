@@ -32,6 +32,7 @@ from typing import Generic, TypeVar
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.probes.registry import KINDS
+from exporter.probes.values import PROBE_VALUE
 from exporter.protobuf import exposition as protobuf
 from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.results import Sample
@@ -139,6 +140,7 @@ COMMON_FAMILIES = (
     CERT_EXPIRY,
     CERT_INFO,
     TLS_VERSION,
+    PROBE_VALUE,
 )
 # The common families, then each kind's own, in the registry's order.
 FAMILIES: tuple[Family, ...] = COMMON_FAMILIES + tuple(
@@ -168,6 +170,8 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
         yield FAILURES, count, label_pairs([("reason", reason.value)])
+    for (family, extra), total in stats.kept_counters.items():
+        yield family, total, extra
     yield INCIDENTS, stats.incidents, ""
     yield DOWNTIME, stats.downtime, ""
     yield INCIDENT_OPEN, int(stats.incident_start is not None), ""
@@ -219,6 +223,8 @@ def render_target(stats: ProbeStats, location: str | None) -> Rendered:
     base = label_pairs(base_label_pairs(stats, location))
     out = [""] * len(FAMILIES)
     out[_POSITION[DURATION]] = histogram_lines(DURATION, base, stats.durations)
+    for (family, extra), histogram in stats.kept_histograms.items():
+        out[_POSITION[family]] += histogram_lines(family, f"{base},{extra}", histogram)
     for family, value, extra in target_samples(stats):
         out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
     return tuple(out)
@@ -227,10 +233,18 @@ def render_target(stats: ProbeStats, location: str | None) -> Rendered:
 def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedMessages:
     """The same samples as ``render_target``, as serialized ``metric`` entries of each
     family's ``MetricFamily``; the duration histogram with its native buckets too."""
-    base = protobuf.labelled(base_label_pairs(stats, location))
+    pairs = base_label_pairs(stats, location)
+    base = protobuf.labelled(pairs)
     messages: list[MetricFamily | None] = [None] * len(FAMILIES)
     duration = messages[_POSITION[DURATION]] = MetricFamily()
     protobuf.add_histogram(duration, base, stats.durations)
+    for (family, extra), histogram in stats.kept_histograms.items():
+        position = _POSITION[family]
+        kept = messages[position]
+        if kept is None:
+            kept = messages[position] = MetricFamily()
+        labels = protobuf.labelled([*pairs, *protobuf.parse_label_pairs(extra)])
+        protobuf.add_histogram(kept, labels, histogram)
     for family, value, extra in target_samples(stats):
         position = _POSITION[family]
         entries = messages[position]

@@ -31,6 +31,7 @@ from exporter.config_source import (
     compile_regex,
     given,
 )
+from exporter.exposition import label_pairs
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes import api_signals
@@ -48,6 +49,16 @@ from exporter.probes.tlsinfo import (
     observe_handshakes,
     record_handshake,
 )
+from exporter.probes.values import (
+    PROBE_VALUE,
+    Extraction,
+    ValueCheck,
+    build_exports,
+    build_value_checks,
+    check_values,
+    parse_document,
+    read_exports,
+)
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import REDACTED, redact_url, secret_header
 from exporter.results import ProbeTrace, Sample
@@ -56,6 +67,7 @@ from exporter.units import StatusPattern, format_duration, parse_duration, parse
 if TYPE_CHECKING:
     import aiohttp
     import jsonschema
+    from multidict import CIMultiDictProxy
 
     from exporter.probes.clients import BodyBudget
 else:  # needed by the prober, or only for a target with a json_schema
@@ -65,10 +77,12 @@ else:  # needed by the prober, or only for a target with a json_schema
 __all__ = [
     "BODY_LIMIT",
     "KIND",
+    "Exchange",
     "HeaderExpectation",
     "HttpExpect",
     "HttpObservation",
     "HttpSpec",
+    "exchange",
 ]
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
@@ -112,6 +126,7 @@ class HttpExpect:
     retry_after_required: bool = False
     error_format: ErrorFormat | None = None
     version: VersionExpectation | None = None
+    values: tuple[ValueCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +148,10 @@ class HttpSpec:
     proxy_url: str | None = None
     reuse_connections: bool = False
     expect: HttpExpect = HttpExpect()
+    # export: numbers read by JSONPath, written as lookout_probe_value{name}.
+    exports: tuple[Extraction, ...] = ()
+    # Keep the body's text for the caller of ``exchange`` (a flow step that extracts from it).
+    keep_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +162,8 @@ class HttpObservation:
     http_version: str | None
     response_size: int | None = None
     signals: Signals = NO_SIGNALS
+    # The exported numbers found, by name (export:).
+    values: tuple[tuple[str, float], ...] = ()
 
     def samples(self) -> Iterator[Sample]:
         yield STATUS_CODE, self.status_code, ""
@@ -155,10 +176,12 @@ class HttpObservation:
             yield api_signals.DEPRECATION, signals.deprecation, ""
         if signals.retry_after is not None:
             yield api_signals.RETRY_AFTER, signals.retry_after, ""
+        for name, value in self.values:
+            yield PROBE_VALUE, value, label_pairs([("name", name)])
 
     def json(self) -> dict[str, Any]:
         signals = self.signals
-        return {
+        facts: dict[str, Any] = {
             "http_version": self.http_version,
             "response_size_bytes": self.response_size,
             "sunset_timestamp_seconds": signals.sunset,
@@ -166,6 +189,9 @@ class HttpObservation:
             "deprecated": signals.deprecated,
             "retry_after_seconds": signals.retry_after,
         }
+        if self.values:
+            facts["values"] = dict(self.values)
+        return facts
 
     def summary(self) -> list[str]:
         parts = [f"status {self.status_code}"]
@@ -218,6 +244,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
         expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        exports=build_exports(raw.get("export", {}), (*at, "export")),
         **given(
             http,
             "method",
@@ -273,6 +300,7 @@ def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpEx
         if "error_format" in raw
         else None,
         version=_build_version(raw["version"], (*at, "version")) if "version" in raw else None,
+        values=build_value_checks(raw.get("values", ()), (*at, "values")),
     )
 
 
@@ -325,7 +353,27 @@ def request(spec: HttpSpec) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What one request got: the response's headers, the body's text when the spec asked to
+    keep it, the body parsed as JSON when a value check or an export parsed it, and the
+    failures of the checks in order (the first one is the probe's failure)."""
+
+    headers: CIMultiDictProxy[str]
+    text: str | None
+    document: Any
+    failures: list[ProbeFailure]
+
+
 async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
+    failures = (await exchange(spec, ctx)).failures
+    if failures:
+        raise failures[0]
+
+
+async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
+    """One request and every check of ``spec.expect`` on its response. Raises
+    ``ProbeFailure`` when no response came; a response that fails checks is returned."""
     trace = ctx.trace
     clock = ctx.clock
     started = clock.monotonic()
@@ -356,11 +404,13 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
                 trace,
                 spec.response_excerpts,
             )
-            budget = ctx.clients.bodies if _keeps_body(spec.expect) else None
+            keeps = _keeps_body(spec.expect) or spec.exports or spec.keep_text
+            budget = ctx.clients.bodies if keeps else None
             with trace.phase("transfer"):
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
+    document = None
     try:
-        trace.observation = dataclasses.replace(seen, response_size=body.size)
+        trace.observation = seen = dataclasses.replace(seen, response_size=body.size)
         readable = body.data is not None and body.complete and not body.cut
         text = body.text("replace") if readable else None
         if spec.expect.version is not None and text is not None:
@@ -370,6 +420,9 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
                 spec.expect.version, response.headers, text, trace, spec.response_excerpts
             )
         failures += _check_body(spec, body, trace)
+        if (spec.expect.values or spec.exports) and text is not None:
+            document, values_failures = _read_values(spec, text, trace, clock.time())
+            failures += values_failures
         if spec.expect.error_format is not None and text is not None:
             # Before the status check's failure: an error answer in the wrong format is its
             # own reason, whatever its status.
@@ -392,8 +445,24 @@ async def probe(spec: HttpSpec, ctx: ProbeContext) -> None:
         f"took {format_duration(elapsed)}, limit {format_duration(max_duration)}",
     ):
         failures.append(ProbeFailure(Reason.SLOW, trace.checks[-1].detail))
-    if failures:
-        raise failures[0]
+    return Exchange(response.headers, text if spec.keep_text else None, document, failures)
+
+
+def _read_values(
+    spec: HttpSpec, text: str, trace: ProbeTrace, now: float
+) -> tuple[Any, list[ProbeFailure]]:
+    """The value assertions and exports on the JSON body: the document, and their failures;
+    the exported numbers go into the trace's observation."""
+    document, not_json = parse_document(text, trace, "values" if spec.expect.values else "export")
+    if not_json is not None:
+        return None, [not_json]
+    failures = check_values(spec.expect.values, document, now, trace)
+    if spec.exports:
+        found, export_failures = read_exports(spec.exports, document, trace)
+        failures += export_failures
+        if isinstance(trace.observation, HttpObservation):
+            trace.observation = dataclasses.replace(trace.observation, values=tuple(found))
+    return document, failures
 
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -474,6 +543,7 @@ def _keeps_body(expect: HttpExpect) -> bool:
         or expect.body_not_matches
         or expect.json_validator
         or expect.error_format
+        or expect.values
         or (expect.version is not None and expect.version.pointer is not None)
     )
 

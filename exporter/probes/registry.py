@@ -10,7 +10,7 @@ from __future__ import annotations
 import copyreg
 from typing import Any
 
-from exporter.probes import dns, domain, grpc, http, icmp, smtp, tcp, tls, websocket
+from exporter.probes import dns, domain, flow, grpc, http, icmp, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS", "kind_named"]
@@ -27,6 +27,7 @@ KINDS: dict[str, Kind[Any]] = {
         grpc.KIND,
         domain.KIND,
         icmp.KIND,
+        flow.KIND,
     )
 }
 

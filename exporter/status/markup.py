@@ -153,9 +153,10 @@ def pairs(mapping: Mapping[str, object], between: str, separator: str) -> str:
     return separator.join(f"{key}{between}{value}" for key, value in mapping.items())
 
 
-def facts(mapping: Mapping[str, object]) -> str:
-    """A kind's facts (the API's ``facts``) as ``key value · key value``: missing ones left out,
-    lists joined, nested mappings as ``key=value``, ratios and seconds kept short."""
+def facts(mapping: Mapping[str, object], omit: tuple[str, ...] = ()) -> str:
+    """A kind's facts (the API's ``facts``) as ``key value · key value``: missing ones and the
+    keys ``omit`` (shown on their own, as a flow's steps) left out, lists joined, nested
+    mappings as ``key=value``, ratios and seconds kept short."""
 
     def shown(value: object) -> str:
         if isinstance(value, float):
@@ -169,7 +170,7 @@ def facts(mapping: Mapping[str, object]) -> str:
     return " · ".join(
         f"{key.replace('_', ' ')} {shown(value)}"
         for key, value in mapping.items()
-        if value is not None
+        if value is not None and key not in omit
     )
 
 

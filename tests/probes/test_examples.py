@@ -24,6 +24,8 @@ SECRETS = {
     "SMTP_PASSWORD": "example",
     "CHAT_TOKEN": "example",
     "ORDERS_KEY": "example",
+    "OAUTH_CLIENT_SECRET": "example",
+    "RABBITMQ_PASSWORD": "example",
     "ORDERS_TOKEN": "example",
 }
 
