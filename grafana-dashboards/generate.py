@@ -1232,6 +1232,38 @@ def endpoint() -> dashboard.Dashboard:
             width=16,
             height=4,
         ),
+        single(
+            "Sunset in",
+            "Time until the removal the target's Sunset header announces (RFC 8594); n/a "
+            "without the header.",
+            "dtdurations",
+            f"min(lookout_http_sunset_timestamp_seconds{{{TARGET}}}) - time()",
+            steps=thresholds("red", (7 * DAY, "orange"), (30 * DAY, "green")),
+            no_value="n/a",
+            width=8,
+        ),
+        single(
+            "Deprecated for",
+            "Time since the deprecation date of the target's Deprecation header (RFC 9745); n/a "
+            "without a dated header.",
+            "dtdurations",
+            f"time() - max(lookout_http_deprecation_timestamp_seconds{{{TARGET}}})",
+            steps=thresholds("green", (0, "orange")),
+            no_value="n/a",
+            width=8,
+        ),
+        graph(
+            "Retry-After",
+            "Seconds the target's 429 and 503 answers asked to wait (Retry-After), by location.",
+            "s",
+            [
+                Query(
+                    f"max by (location) (lookout_http_retry_after_seconds{{{TARGET}}})",
+                    "{{location}}",
+                )
+            ],
+            width=8,
+        ),
     ]
     locations: Panels = [
         timeline(
@@ -1492,6 +1524,12 @@ def heartbeats() -> dashboard.Dashboard:
             "Exit code reported with the last finish ping: green 0, red anything else.",
             [Query(by_heartbeat("lookout_heartbeat_last_exit_code"), "{{heartbeat}}")],
             steps=thresholds("green", (1, "red")),
+        ),
+        timeline(
+            "Last run",
+            "Outcome of each heartbeat's latest finished run: 1 succeeded, 0 failed.",
+            [Query(by_heartbeat("lookout_heartbeat_last_run_success"), "{{heartbeat}}")],
+            mappings=SUCCESS_MAPPINGS,
         ),
     ]
     pings: Panels = [

@@ -135,7 +135,13 @@ async def ok(_request: web.Request) -> web.Response:
 
 
 async def broken(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "broken"}, status=503)
+    """A deprecated version in maintenance: 503 with Retry-After, Sunset and Deprecation."""
+    headers = {
+        "Retry-After": "120",
+        "Sunset": "Wed, 31 Mar 2027 23:59:59 GMT",
+        "Deprecation": "@1767225600",
+    }
+    return web.json_response({"status": "broken"}, status=503, headers=headers)
 
 
 async def backlog(_request: web.Request) -> web.Response:
