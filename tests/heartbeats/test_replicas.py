@@ -32,12 +32,19 @@ def config(path: Path, url: str, names: list[str]) -> list[str]:
 
 
 def heartbeat_lines(text: str) -> list[str]:
-    """The heartbeat series, without the age (it moves with the moment of the scrape)."""
+    """The heartbeat series, without the age and the downtime (an open incident's counts up to
+    the moment of the scrape)."""
     return sorted(
         line
         for line in text.splitlines()
         if line.startswith("lookout_heartbeat")
-        and not line.startswith(("lookout_heartbeat_age_seconds", "lookout_heartbeat_store"))
+        and not line.startswith(
+            (
+                "lookout_heartbeat_age_seconds",
+                "lookout_heartbeat_downtime_seconds_total",
+                "lookout_heartbeat_store",
+            )
+        )
     )
 
 
