@@ -291,6 +291,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "kind": "http",
                     "url": f"{plain_url}/health",
                     "slo": {"availability": 99.9, "latency": {"threshold": "1s", "objective": 99}},
+                    "sla": {"availability": 99.5},
                 },
                 {
                     "name": "broken",
