@@ -318,6 +318,11 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "dns": {"nameserver": nameserver},
                 },
                 {"name": "smtp", "kind": "smtp", "address": smtp_address},
+                {
+                    "name": "flow",
+                    "kind": "flow",
+                    "flow": {"steps": [{"name": "health", "url": f"{plain_url}/health"}]},
+                },
             ],
             "connectivity": {
                 "interval": "1s",
