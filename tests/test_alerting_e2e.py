@@ -383,6 +383,11 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                     "interval": "1s",
                     "rdap": {"server": rdap_url},
                 },
+                {
+                    "name": "flow",
+                    "kind": "flow",
+                    "flow": {"steps": [{"name": "health", "url": f"{plain_url}/health"}]},
+                },
             ],
             "connectivity": {
                 "interval": "1s",
@@ -422,6 +427,7 @@ async def test_every_metric_the_rules_use_is_in_the_exporter_output(
                 "grpc",
                 "icmp",
                 "domain",
+                "flow",
             }
             async with asyncio.timeout(15):
                 while True:

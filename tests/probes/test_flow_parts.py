@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpServer
 
@@ -286,6 +286,7 @@ JSON_VALUES = st.recursive(
 )
 
 
+@settings(deadline=None, max_examples=50)  # timing is not the property
 @given(st.lists(st.tuples(TEXTS, NAMES), max_size=4), TEXTS, st.data())
 def test_a_template_renders_its_text_with_each_value_in_place(
     pieces: list[tuple[str, str]], tail: str, data: st.DataObject
@@ -304,6 +305,7 @@ def test_a_template_renders_its_text_with_each_value_in_place(
     assert shown == "".join(literal + SECRET for literal, _ in pieces) + tail
 
 
+@settings(deadline=None, max_examples=50)  # timing is not the property
 @given(JSON_VALUES)
 def test_a_whole_reference_in_a_json_body_keeps_the_value_and_its_type(value: Any) -> None:
     body = {"a": "{{ v }}", "b": ["x{{ v }}"]}
@@ -313,6 +315,7 @@ def test_a_whole_reference_in_a_json_body_keeps_the_value_and_its_type(value: An
     assert json.loads(json.dumps(rendered)) == rendered
 
 
+@settings(deadline=None, max_examples=50)  # timing is not the property
 @given(JSON_VALUES, st.lists(st.text(string.ascii_lowercase, min_size=1, max_size=4), max_size=3))
 def test_a_json_path_reads_back_the_value_put_at_it(value: Any, keys: list[str]) -> None:
     document: Any = value
