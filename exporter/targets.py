@@ -29,7 +29,18 @@ __all__ = [
 
 # Labels the exporter sets itself; a target's static labels may not reuse them.
 RESERVED_LABELS = frozenset(
-    {"target", "kind", "location", "reason", "phase", "slo", "le", "job", "instance", "heartbeat"}
+    {
+        "target",
+        "kind",
+        "location",
+        "reason",
+        "phase",
+        "slo",
+        "le",
+        "job",
+        "instance",
+        "heartbeat",
+    }
 )
 
 
@@ -109,8 +120,14 @@ def build_defaults(raw: Mapping[str, Any]) -> Defaults:
 
 
 def build_target(
-    raw: Mapping[str, Any], at: KeyPath, source: Source, defaults: Defaults
+    raw: Mapping[str, Any],
+    at: KeyPath,
+    source: Source,
+    defaults: Defaults,
+    api_version: str | None = None,
 ) -> Target[Any]:
+    """The target ``raw`` at ``at``; ``api_version``: the version key of a ``versions:`` matrix
+    this target was expanded from, exported as the label ``api_version``."""
     kind = KINDS[raw["kind"]]
     interval = defaults.interval if kind.default_interval is None else kind.default_interval
     if "interval" in raw:
@@ -146,6 +163,11 @@ def build_target(
     for name in labels:
         if name in RESERVED_LABELS or name.startswith("__"):
             raise ConfigProblem((*at, "labels", name), f"label {name!r} is reserved")
+    if api_version is not None:
+        if "api_version" in labels:
+            message = "label 'api_version' is set by `versions:` (to each version's key)"
+            raise ConfigProblem((*at, "labels", "api_version"), message)
+        labels = {**labels, "api_version": api_version}
     return Target(
         name=raw["name"],
         kind=kind,
