@@ -39,14 +39,14 @@ from exporter.config_source import (
     format_path,
     given,
 )
-from exporter.config_versions import VERSION_SEPARATOR, expand, placeholder_problem, relocate
+from exporter.config_versions import expand, placeholder_problem, relocate
 from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_window
 from exporter.probes.budget import BODY_BUDGET
 from exporter.status_settings import StatusSettings, build_status_page
-from exporter.targets import Target, build_defaults, build_target
+from exporter.targets import VERSION_SEPARATOR, Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
 
 __all__ = [

@@ -19,10 +19,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from exporter.config_source import ConfigProblem, KeyPath
+from exporter.targets import VERSION_SEPARATOR
 
 __all__ = ["VERSION_SEPARATOR", "Version", "expand", "placeholder_problem", "relocate"]
 
-VERSION_SEPARATOR = "@"
 _PLACEHOLDER = re.compile(r"\{\{\s*version\s*\}\}")
 
 

@@ -19,6 +19,7 @@ from exporter.units import format_duration, parse_duration
 __all__ = [
     "NO_CONFIRMATION",
     "RESERVED_LABELS",
+    "VERSION_SEPARATOR",
     "Confirm",
     "Defaults",
     "Slo",
@@ -26,6 +27,10 @@ __all__ = [
     "build_defaults",
     "build_target",
 ]
+
+# Between a ``versions:`` matrix's name and a version key: ``orders-api@v2``. A name as written
+# cannot contain it, so a name with it is one version of a matrix.
+VERSION_SEPARATOR = "@"
 
 # Labels the exporter sets itself; a target's static labels may not reuse them.
 RESERVED_LABELS = frozenset(
@@ -90,6 +95,12 @@ class Target(Generic[Spec]):
     sla: float | None = None
     # Probes come this often while the latest attempt disagrees with the confirmed state.
     interval_when_failing: float | None = None
+
+    @property
+    def matrix(self) -> tuple[str, str] | None:
+        """``(name of the matrix, version key)`` for a target expanded from ``versions:``."""
+        base, separator, version = self.name.partition(VERSION_SEPARATOR)
+        return (base, version) if separator else None
 
     def next_interval(self, confirming: bool) -> float:
         """The interval to the next probe; ``confirming``: the latest attempt disagrees with

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import config
@@ -28,9 +29,11 @@ from exporter.runtime import Options
 from exporter.targets import Target
 from tests.conftest import config_from_text
 from tests.metrics import sample_value
+from tests.test_api import get_json
 
 SUNSET = datetime(2027, 3, 31, 23, 59, 59, tzinfo=UTC)
 V3 = "application/vnd.example.v3+json"
+Client = TestClient[web.Request, web.Application]
 
 MATRIX = """
 targets:
@@ -214,15 +217,15 @@ async def test_a_version_that_stops_negotiating_fails_alone(api: str, tmp_path: 
     assert [r.reason for r in results] == [None, None, Reason.HEADER]
 
 
-async def test_metrics_carry_api_version_and_the_sunset_of_each_version(
-    aiohttp_client: AiohttpClient, api: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def running(aiohttp_client: AiohttpClient, api: str, tmp_path: Path) -> Client:
+    """An exporter probing the matrix against the loopback API, once every version probed."""
     path = tmp_path / "lookout.yml"
-    path.write_text(
-        matrix(api, "100ms").replace("targets:", "defaults: {timeout: 100ms}\ntargets:")
+    text = matrix(api, "100ms").replace("targets:", "defaults: {timeout: 100ms}\ntargets:")
+    path.write_text(text)
+    client: Client = await aiohttp_client(
+        create_app(Options(config_path=str(path)), config.load(str(path)))
     )
-    client = await aiohttp_client(create_app_for(path))
-    text = ""
     for _ in range(100):
         text = await (await client.get("/metrics")).text()
         done = [
@@ -230,8 +233,13 @@ async def test_metrics_carry_api_version_and_the_sunset_of_each_version(
             for v in ("v1", "v2", "v3")
         ]
         if all(d is not None for d in done):
-            break
+            return client
         await asyncio.sleep(0.05)
+    raise AssertionError("the versions were never probed")
+
+
+async def test_metrics_carry_api_version_and_the_sunset_of_each_version(running: Client) -> None:
+    text = await (await running.get("/metrics")).text()
     for version in ("v1", "v2", "v3"):
         labels = {"target": f"orders-api@{version}", "api_version": version, "team": "orders"}
         assert sample_value(text, "lookout_probe_success", **labels) == 1
@@ -241,5 +249,26 @@ async def test_metrics_carry_api_version_and_the_sunset_of_each_version(
     assert sample_value(text, "lookout_http_sunset_timestamp_seconds", api_version="v2") is None
 
 
-def create_app_for(path: Path) -> web.Application:
-    return create_app(Options(config_path=str(path)), config.load(str(path)))
+async def test_the_api_groups_the_versions_of_a_matrix(running: Client) -> None:
+    body = await get_json(running, "/api/v1/targets?sort=name", 200, "/api/v1/targets")
+    matrices = {t["name"]: t["matrix"] for t in body["targets"]}
+    assert matrices["plain"] is None
+    assert matrices["orders-api@v2"] == {
+        "name": "orders-api",
+        "version": "v2",
+        "versions": ["v1", "v2", "v3"],
+    }
+    one = await get_json(running, "/api/v1/targets/orders-api@v3", 200, "/api/v1/targets/{name}")
+    assert one["matrix"]["versions"] == ["v1", "v2", "v3"]
+    assert one["labels"]["api_version"] == "v3"
+
+
+async def test_the_status_page_links_the_versions_of_a_matrix(running: Client) -> None:
+    page = await (await running.get("/")).text()
+    assert "version v1 of orders-api" in page
+    assert 'href="targets/orders-api%40v2"' in page
+    detail = await running.get("/targets/orders-api%40v2")
+    assert detail.status == 200
+    text = await detail.text()
+    assert '<a href="orders-api%40v1">v1</a>' in text
+    assert "<strong>v2</strong>" in text
