@@ -882,8 +882,7 @@ def overview() -> dashboard.Dashboard:
             [
                 Query(f"min by (target, api_version) (lookout_probe_success{{{versioned}}})"),
                 Query(
-                    f"min by (target) (lookout_http_sunset_timestamp_seconds{{{versioned}}}) "
-                    "* 1000"
+                    f"min by (target) (lookout_http_sunset_timestamp_seconds{{{versioned}}}) * 1000"
                 ),
                 Query(
                     "max by (target) (lookout_http_deprecation_timestamp_seconds"
