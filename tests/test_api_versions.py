@@ -272,3 +272,34 @@ async def test_the_status_page_links_the_versions_of_a_matrix(running: Client) -
     text = await detail.text()
     assert '<a href="orders-api%40v1">v1</a>' in text
     assert "<strong>v2</strong>" in text
+
+
+FLOW_MATRIX = """
+targets:
+  - name: checkout
+    kind: flow
+    flow:
+      steps:
+        - name: orders
+          url: "http://127.0.0.1:1/{{ version }}/orders"
+          http: {headers: {X-Api-Version: "{{ version }}"}}
+    versions:
+      v1: {}
+      v2: {labels: {tier: current}}
+"""
+
+
+def test_a_flow_matrix_becomes_one_flow_per_version(tmp_path: Path) -> None:
+    v1, v2 = config_from_text(FLOW_MATRIX, tmp_path).targets
+    assert (v1.name, v2.name) == ("checkout@v1", "checkout@v2")
+    assert v2.labels == (("api_version", "v2"), ("tier", "current"))
+    (step,) = v2.spec.steps
+    assert step.url.render({}) == "http://127.0.0.1:1/v2/orders"
+    assert [(name, t.render({})) for name, t in step.headers] == [("X-Api-Version", "v2")]
+
+
+def test_a_flow_without_versions_cannot_use_the_version_placeholder(tmp_path: Path) -> None:
+    text = FLOW_MATRIX.split("    versions:")[0]
+    found = "\n".join(problems(text, tmp_path))
+    assert "targets[0].flow.steps[0]." in found
+    assert "no earlier step extracts 'version'" in found
