@@ -39,7 +39,7 @@ from exporter.config_source import (
     format_path,
     given,
 )
-from exporter.config_versions import expand, placeholder_problem, relocate
+from exporter.config_versions import environment, expand, placeholder_problem, relocate
 from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
@@ -387,6 +387,10 @@ class _Loading:
                 expanded = list(expand(item, item_at))
                 if expanded:
                     for version in expanded:
+                        # A secret of one version is one for all: redacting more is harmless.
+                        moved = environment(self.source.from_environment, version)
+                        for key_path, values in moved.items():
+                            self.source.from_environment.setdefault(key_path, []).extend(values)
                         found = len(self.problems)
                         value = self._guard(
                             item_at, partial(build, version.raw, item_at, api_version=version.key)

@@ -21,7 +21,14 @@ from typing import Any
 from exporter.config_source import ConfigProblem, KeyPath
 from exporter.targets import VERSION_SEPARATOR
 
-__all__ = ["VERSION_SEPARATOR", "Version", "expand", "placeholder_problem", "relocate"]
+__all__ = [
+    "VERSION_SEPARATOR",
+    "Version",
+    "environment",
+    "expand",
+    "placeholder_problem",
+    "relocate",
+]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*version\s*\}\}")
 
@@ -49,6 +56,19 @@ def expand(item: Mapping[str, Any], at: KeyPath) -> Iterator[Version]:
         merged = _substitute(_merge(base, overrides or {}), key)
         merged["name"] = f"{item['name']}{VERSION_SEPARATOR}{key}"
         yield Version(key, merged, overrides or {}, at)
+
+
+def environment(
+    from_environment: Mapping[KeyPath, list[str]], version: Version
+) -> dict[KeyPath, list[str]]:
+    """The values ``${VAR}`` put into the version's mapping, by the key path the builders read
+    them at (the target's own), so a secret written in a version is redacted as one."""
+    prefix = (*version.at, "versions", version.key)
+    return {
+        (*version.at, *at[len(prefix) :]): values
+        for at, values in from_environment.items()
+        if at[: len(prefix)] == prefix and len(at) > len(prefix)
+    }
 
 
 def placeholder_problem(item: Mapping[str, Any], at: KeyPath) -> ConfigProblem | None:

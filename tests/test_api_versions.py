@@ -26,6 +26,7 @@ from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
 from exporter.runtime import Options
+from exporter.status.views import request_json
 from exporter.targets import Target
 from tests.conftest import config_from_text
 from tests.metrics import sample_value
@@ -303,3 +304,13 @@ def test_a_flow_without_versions_cannot_use_the_version_placeholder(tmp_path: Pa
     found = "\n".join(problems(text, tmp_path))
     assert "targets[0].flow.steps[0]." in found
     assert "no earlier step extracts 'version'" in found
+
+
+def test_a_secret_written_in_a_version_is_redacted_like_the_targets(tmp_path: Path) -> None:
+    text = MATRIX.replace("v2: {}", 'v2: {http: {headers: {X-Tenant: "${ORDERS_KEY}"}}}')
+    v1, v2, *_ = config_from_text(text, tmp_path, {"ORDERS_KEY": "s3cret-key"}).targets
+    assert dict(v2.spec.headers)["X-Tenant"] == "s3cret-key"
+    shown = json.dumps(request_json(v2))
+    assert "s3cret-key" not in shown
+    assert "X-Tenant" in shown
+    assert "X-Tenant" not in json.dumps(request_json(v1))
