@@ -39,13 +39,14 @@ from exporter.config_source import (
     format_path,
     given,
 )
+from exporter.config_versions import environment, expand, placeholder_problem, relocate
 from exporter.config_yaml import read_yaml
 from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
 from exporter.maintenance import Window, build_window
 from exporter.probes.budget import BODY_BUDGET
 from exporter.status_settings import StatusSettings, build_status_page
-from exporter.targets import Target, build_defaults, build_target
+from exporter.targets import VERSION_SEPARATOR, Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
 
 __all__ = [
@@ -222,7 +223,7 @@ class _Loading:
             self.focus = ("targets", -1)  # no such target: only the top level counts
             items = raw.get("targets")
             for index, item in enumerate(items if isinstance(items, list) else []):
-                if isinstance(item, dict) and item.get("name") == self.target:
+                if isinstance(item, dict) and _named(item, self.target):
                     self.focus = ("targets", index)
                     break
         if not any(key in raw for key in _WATCHED):
@@ -296,10 +297,12 @@ class _Loading:
         canaries: list[Target[Any]] = []
         if defaults is not None:
             build = partial(build_target, source=self.source, defaults=defaults)
-            targets = self._items(raw, ("targets",), broken, "target", build)
+            targets = self._items(raw, ("targets",), broken, "target", build, versions=True)
             if ("connectivity",) not in broken:
                 at: KeyPath = ("connectivity", "canaries")
-                canaries = self._items(raw.get("connectivity", {}), at, broken, "canary", build)
+                canaries = self._items(
+                    raw.get("connectivity", {}), at, broken, "canary", build, versions=True
+                )
         connectivity = section(
             "connectivity", partial(build_connectivity, canaries=tuple(canaries))
         )
@@ -353,10 +356,13 @@ class _Loading:
         at: KeyPath,
         broken: set[KeyPath],
         noun: str,
-        build: Callable[[Mapping[str, Any], KeyPath], _Built],
+        build: Callable[..., _Built],
+        *,
+        versions: bool = False,
     ) -> list[_Built]:
         """What ``build`` makes of each item of the list at ``at`` (``parent`` holds its last
-        key), each name once; the items in ``broken`` are not built."""
+        key), each name once; the items in ``broken`` are not built. With ``versions``, an item
+        with a ``versions:`` matrix is built once per version (``config_versions``)."""
         if at[:1] in broken or at in broken:
             return []
         items = parent.get(str(at[-1]), [])
@@ -372,10 +378,32 @@ class _Loading:
                 continue
             if isinstance(name, str):
                 seen[name] = index
-            if item_at not in broken:
-                value = self._guard(item_at, partial(build, item, item_at))
-                if value is not None:
-                    built.append(value)
+            if item_at in broken:
+                continue
+            if versions and isinstance(item, dict):
+                if (problem := placeholder_problem(item, item_at)) is not None:
+                    self.problems.append(problem)
+                    continue
+                expanded = list(expand(item, item_at))
+                if expanded:
+                    for version in expanded:
+                        # A secret of one version is one for all: redacting more is harmless.
+                        moved = environment(self.source.from_environment, version)
+                        for key_path, values in moved.items():
+                            self.source.from_environment.setdefault(key_path, []).extend(values)
+                        found = len(self.problems)
+                        value = self._guard(
+                            item_at, partial(build, version.raw, item_at, api_version=version.key)
+                        )
+                        self.problems[found:] = [
+                            relocate(p, version) for p in self.problems[found:]
+                        ]
+                        if value is not None:
+                            built.append(value)
+                    continue
+            value = self._guard(item_at, partial(build, item, item_at))
+            if value is not None:
+                built.append(value)
         return built
 
     def _guard(self, at: KeyPath, build: Callable[[], _Built]) -> _Built | None:
@@ -430,6 +458,15 @@ class _Loading:
             if len(value) >= 3 and value in message:
                 message = message.replace(value, self.expanded[value])
         return message
+
+
+def _named(item: Mapping[str, Any], name: str) -> bool:
+    """Whether the target ``item`` is, or expands into, the target ``name``."""
+    if item.get("name") == name:
+        return True
+    base, _, key = name.partition(VERSION_SEPARATOR)
+    versions = item.get("versions")
+    return bool(key) and item.get("name") == base and isinstance(versions, dict) and key in versions
 
 
 def _part(at: KeyPath) -> KeyPath:

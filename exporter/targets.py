@@ -19,6 +19,7 @@ from exporter.units import format_duration, parse_duration
 __all__ = [
     "NO_CONFIRMATION",
     "RESERVED_LABELS",
+    "VERSION_SEPARATOR",
     "Confirm",
     "Defaults",
     "Slo",
@@ -27,9 +28,24 @@ __all__ = [
     "build_target",
 ]
 
+# Between a ``versions:`` matrix's name and a version key: ``orders-api@v2``. A name as written
+# cannot contain it, so a name with it is one version of a matrix.
+VERSION_SEPARATOR = "@"
+
 # Labels the exporter sets itself; a target's static labels may not reuse them.
 RESERVED_LABELS = frozenset(
-    {"target", "kind", "location", "reason", "phase", "slo", "le", "job", "instance", "heartbeat"}
+    {
+        "target",
+        "kind",
+        "location",
+        "reason",
+        "phase",
+        "slo",
+        "le",
+        "job",
+        "instance",
+        "heartbeat",
+    }
 )
 
 
@@ -80,6 +96,12 @@ class Target(Generic[Spec]):
     # Probes come this often while the latest attempt disagrees with the confirmed state.
     interval_when_failing: float | None = None
 
+    @property
+    def matrix(self) -> tuple[str, str] | None:
+        """``(name of the matrix, version key)`` for a target expanded from ``versions:``."""
+        base, separator, version = self.name.partition(VERSION_SEPARATOR)
+        return (base, version) if separator else None
+
     def next_interval(self, confirming: bool) -> float:
         """The interval to the next probe; ``confirming``: the latest attempt disagrees with
         the confirmed state, so a faster probe settles it sooner."""
@@ -109,8 +131,14 @@ def build_defaults(raw: Mapping[str, Any]) -> Defaults:
 
 
 def build_target(
-    raw: Mapping[str, Any], at: KeyPath, source: Source, defaults: Defaults
+    raw: Mapping[str, Any],
+    at: KeyPath,
+    source: Source,
+    defaults: Defaults,
+    api_version: str | None = None,
 ) -> Target[Any]:
+    """The target ``raw`` at ``at``; ``api_version``: the version key of a ``versions:`` matrix
+    this target was expanded from, exported as the label ``api_version``."""
     kind = KINDS[raw["kind"]]
     interval = defaults.interval if kind.default_interval is None else kind.default_interval
     if "interval" in raw:
@@ -146,6 +174,11 @@ def build_target(
     for name in labels:
         if name in RESERVED_LABELS or name.startswith("__"):
             raise ConfigProblem((*at, "labels", name), f"label {name!r} is reserved")
+    if api_version is not None:
+        if "api_version" in labels:
+            message = "label 'api_version' is set by `versions:` (to each version's key)"
+            raise ConfigProblem((*at, "labels", "api_version"), message)
+        labels = {**labels, "api_version": api_version}
     return Target(
         name=raw["name"],
         kind=kind,

@@ -871,6 +871,35 @@ def overview() -> dashboard.Dashboard:
             links=[to_endpoint("${__field.labels.target}")],
         ),
     ]
+    versioned = PROBES + ', api_version!=""'
+    versions: Panels = [
+        grid(
+            "API versions",
+            "Every version of a `versions:` matrix (label api_version): whether it answers as "
+            "expected from every location, the removal date its Sunset header announces (RFC "
+            "8594) and the date its Deprecation header gives (RFC 9745); empty without them.",
+            "none",
+            [
+                Query(f"min by (target, api_version) (lookout_probe_success{{{versioned}}})"),
+                Query(
+                    f"min by (target) (lookout_http_sunset_timestamp_seconds{{{versioned}}}) * 1000"
+                ),
+                Query(
+                    "max by (target) (lookout_http_deprecation_timestamp_seconds"
+                    f"{{{versioned}}}) * 1000"
+                ),
+            ],
+            join_on="target",
+            columns={
+                "api_version": ("Version", "none"),
+                "Value #A": ("Up", "none"),
+                "Value #B": ("Sunset", "dateTimeAsIso"),
+                "Value #C": ("Deprecated since", "dateTimeAsIso"),
+            },
+            mappings={"Value #A": YES_NO_MAPPINGS},
+            links=[to_endpoint("${__data.fields.target}")],
+        ),
+    ]
     machines: Panels = [
         graph(
             "Host saturation",
@@ -950,6 +979,7 @@ def overview() -> dashboard.Dashboard:
             ("Failures and latency", failures),
             ("Certificates and heartbeats", certificates_and_heartbeats),
             ("gRPC, ICMP and domains", dependencies),
+            ("API versions", versions),
             ("Hosts and exporters", machines),
         ],
     )

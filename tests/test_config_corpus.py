@@ -378,6 +378,15 @@ CORPUS: dict[str, list[str]] = {
     "invalid-unknown-top-level-key.yml": [
         ":1: defualts: unknown key, did you mean `defaults`?",
     ],
+    "invalid-versions.yml": [
+        ":6: targets[0].versions.v1.kind: unknown key, expected one of confirm, expect, export, "
+        "http, interval, interval_when_failing, labels, sla, slo, timeout, url",
+        ":11: targets[1].versions.v2.interval: '1 fortnight' is not a duration such as 500ms, "
+        "30s, 5m or 1h30m",
+        ":17: targets[2].versions.v3.expect.json_schema: cannot read file "
+        "'{testdata}/missing-v3.json': No such file or directory",
+        ":20: targets[3].url: {{ version }} is only replaced in a target with `versions:`",
+    ],
     "invalid-yaml.yml": [
         ":4: invalid YAML: did not find expected '-' indicator",
     ],

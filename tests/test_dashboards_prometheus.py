@@ -241,6 +241,12 @@ targets:
     url: {upstreams["plain"]}/broken
     slo: {{availability: 99}}
     confirm: {{failures: 2}}
+  - name: api-versions
+    kind: http
+    url: {upstreams["plain"]}/ok
+    versions:
+      v1: {{url: "{upstreams["plain"]}/broken"}}
+      v2: {{}}
   - name: api-flaky
     kind: http
     url: {upstreams["plain"]}/flaky

@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "config",
         (
-            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process)",
+            r"exporter\.(targets|config|config_yaml|config_schema|config_checks|config_process"
+            r"|config_versions)",
             r"exporter\.(maintenance|status_settings)",
             r"exporter\.heartbeats\.(spec|schedule)",
             r"exporter\.host\.settings",

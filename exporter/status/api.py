@@ -35,11 +35,17 @@ def add_routes(app: web.Application) -> None:
             return _error(400, str(exc))
         now = runtime.clock.time()
         location = runtime.location
+        all_stats = list(runtime.scheduler.all_stats())
+        versions = views.matrix_versions(all_stats)
         items = [
             views.target_summary(
-                s, now, location, runtime.maintenance.active(s.target.name, s.target.labels)
+                s,
+                now,
+                location,
+                runtime.maintenance.active(s.target.name, s.target.labels),
+                versions,
             )
-            for s in runtime.scheduler.all_stats()
+            for s in all_stats
         ]
         body: dict[str, Any] = {"targets": views.select(items, state, sort)}
         return web.json_response(body)
@@ -51,7 +57,9 @@ def add_routes(app: web.Application) -> None:
         if stats is None:
             return _error(404, f"no target named {name!r}")
         windows = runtime.maintenance.active(stats.target.name, stats.target.labels)
-        detail = views.target_detail(stats, runtime.clock.time(), runtime.location, windows)
+        versions = views.matrix_versions(runtime.scheduler.all_stats())
+        now = runtime.clock.time()
+        detail = views.target_detail(stats, now, runtime.location, windows, versions)
         return web.json_response(detail)
 
     async def heartbeats(request: web.Request) -> web.Response:

@@ -167,8 +167,10 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         for s in runtime.scheduler.all_stats()
         if chosen is None or dict(s.target.labels).get(label, "") == chosen
     ]
+    versions = views.matrix_versions(runtime.scheduler.all_stats())
     targets = [
-        views.target_summary(s, now, location, runtime.target_windows(s.target)) for s in all_stats
+        views.target_summary(s, now, location, runtime.target_windows(s.target), versions)
+        for s in all_stats
     ]
     shown = views.select(targets, state, sort)
     grouped = groups(shown, label, sort, query, expand=chosen is not None)
@@ -242,7 +244,8 @@ def add_routes(app: web.Application) -> None:
             return error_page(404, f"no target named {name!r}", "../")
         now = runtime.clock.time()
         windows = runtime.target_windows(stats.target)
-        detail = views.target_detail(stats, now, runtime.location, windows)
+        versions = views.matrix_versions(runtime.scheduler.all_stats())
+        detail = views.target_detail(stats, now, runtime.location, windows, versions)
         buckets = stats.history.buckets(now)
         refresh = refresh_seconds(runtime, request.query)
         return respond(

@@ -40,6 +40,7 @@ __all__ = [
     "heartbeat_detail",
     "heartbeat_summaries",
     "instance_rows",
+    "matrix_versions",
     "open_maintenance",
     "ping_json",
     "ping_limit",
@@ -138,12 +139,32 @@ def target_state(stats: ProbeStats) -> str:
     return "up" if stats.confirmed else "down"
 
 
+def matrix_versions(all_stats: Iterable[ProbeStats]) -> dict[str, list[str]]:
+    """The version keys of each ``versions:`` matrix among the targets of ``all_stats``, by the
+    matrix's name, in config order."""
+    versions: dict[str, list[str]] = {}
+    for stats in all_stats:
+        if (matrix := stats.target.matrix) is not None:
+            versions.setdefault(matrix[0], []).append(matrix[1])
+    return versions
+
+
 def target_summary(
-    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+    stats: ProbeStats,
+    now: float,
+    location: str | None,
+    maintenance: Sequence[str] = (),
+    versions: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """A target as one row of the status page: state, latest probe, recent window, cert;
-    ``maintenance`` names the open maintenance windows that cover it."""
+    ``maintenance`` names the open maintenance windows that cover it; ``versions``
+    (``matrix_versions``) lists the other versions of a target expanded from ``versions:``."""
     target = stats.target
+    matrix = target.matrix
+    matrix_json = None
+    if matrix is not None:
+        siblings = (versions or {}).get(matrix[0]) or [matrix[1]]
+        matrix_json = {"name": matrix[0], "version": matrix[1], "versions": list(siblings)}
     last = stats.last
     failure = stats.recent.latest_failure()
     durations = stats.recent.durations()
@@ -154,6 +175,7 @@ def target_summary(
         "location": location,
         "labels": dict(target.labels),
         "endpoint": endpoint(target),
+        "matrix": matrix_json,
         "interval_seconds": target.interval,
         "timeout_seconds": target.timeout,
         "state": target_state(stats),
@@ -183,11 +205,15 @@ def target_summary(
 
 
 def target_detail(
-    stats: ProbeStats, now: float, location: str | None, maintenance: Sequence[str] = ()
+    stats: ProbeStats,
+    now: float,
+    location: str | None,
+    maintenance: Sequence[str] = (),
+    versions: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """A target's summary plus its request, its latest probe in full and its recent probes,
     newest first."""
-    detail = target_summary(stats, now, location, maintenance)
+    detail = target_summary(stats, now, location, maintenance, versions)
     detail["request"] = request_json(stats.target)
     detail["latest"] = None if stats.last is None else result_json(stats.last)
     detail["history"] = [recent_json(probe) for probe in reversed(list(stats.recent))]
