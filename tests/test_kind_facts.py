@@ -20,8 +20,8 @@ from exporter.probes.icmp import open_icmp_socket
 from exporter.reasons import ProbeFailure
 from exporter.runtime import Options
 from tests.exporter_process import exporter_command
-from tests.probes.test_icmp import _unavailable
 from tests.status_support import wait_probed
+from tests.tools import unavailable
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def icmp() -> None:
     try:
         open_icmp_socket(socket.AF_INET).close()
     except ProbeFailure as failure:
-        _unavailable(f"no unprivileged ICMP socket: {failure.message}")
+        unavailable(f"no unprivileged ICMP socket: {failure.message}")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -21,7 +22,12 @@ def require_tool(name: str) -> str:
         path = shutil.which(candidate)
         if path:
             return path
-    message = f"{name} is not installed (tests/run installs it with apt-get)"
+    unavailable(f"{name} is not installed (tests/run installs it with apt-get)")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Fails under ``CI=true``, skips elsewhere: for a test whose environment lacks something
+    ``tests/run`` provides."""
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

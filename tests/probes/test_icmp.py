@@ -25,14 +25,9 @@ from exporter.probes.runner import run_probe
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeResult
 from tests.probes.conftest import Prober
+from tests.tools import unavailable
 
 TABLE = f"lookout_test_{os.getpid()}"
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module", params=["127.0.0.1", "::1"])
@@ -43,7 +38,7 @@ def loopback(request: pytest.FixtureRequest) -> str:
     try:
         open_icmp_socket(family).close()
     except ProbeFailure as failure:
-        _unavailable(f"no unprivileged ICMP socket for {address}: {failure.message}")
+        unavailable(f"no unprivileged ICMP socket for {address}: {failure.message}")
     return address
 
 
@@ -52,7 +47,7 @@ def ipv4(request: pytest.FixtureRequest) -> None:
     try:
         open_icmp_socket(socket.AF_INET).close()
     except ProbeFailure as failure:
-        _unavailable(f"no unprivileged ICMP socket: {failure.message}")
+        unavailable(f"no unprivileged ICMP socket: {failure.message}")
 
 
 def _nft(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +61,7 @@ def dropping(ipv4: None) -> Iterator[None]:
     other one from 127.0.0.3; removed after the module. Replies are dropped on input, as a
     lossy network would (a request dropped on output fails the send itself with EPERM)."""
     if shutil.which("nft") is None and shutil.which("nft", path="/usr/sbin:/sbin") is None:
-        _unavailable("nft is not installed (tests/run installs nftables)")
+        unavailable("nft is not installed (tests/run installs nftables)")
     chain = "{ type filter hook input priority 0; policy accept; }"
     for args in (
         ("add", "table", "ip", TABLE),
@@ -79,7 +74,7 @@ def dropping(ipv4: None) -> Iterator[None]:
         result = _nft(*args)
         if result.returncode != 0:
             _nft("delete", "table", "ip", TABLE)
-            _unavailable(f"cannot add an nftables drop rule: {result.stderr.strip()}")
+            unavailable(f"cannot add an nftables drop rule: {result.stderr.strip()}")
     yield
     _nft("delete", "table", "ip", TABLE)
 
