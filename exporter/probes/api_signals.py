@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
+from exporter.probes.http_failures import EXCERPT_CHARS, excerpt
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 
@@ -83,15 +84,11 @@ PROBLEM_JSON_SCHEMA: Mapping[str, Any] = {
     },
 }
 _STRUCTURED_DATE = re.compile(r"@(-?\d{1,15})")
-# The longest piece of a response a failure message quotes, with http.response_excerpts.
-EXCERPT_CHARS = 40
 
 
 def _quoted(value: str, excerpts: bool) -> str:
     """`` 'value'`` (cut to EXCERPT_CHARS) with ``excerpts``, else nothing."""
-    if not excerpts:
-        return ""
-    return " " + (repr(value[:EXCERPT_CHARS] + "…") if len(value) > EXCERPT_CHARS else repr(value))
+    return " " + excerpt(value) if excerpts else ""
 
 
 @dataclass(frozen=True, slots=True)

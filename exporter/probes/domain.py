@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,12 @@ from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext, user_agent
-from exporter.probes.http_timing import RequestTiming, end_connection
+from exporter.probes.http_failures import client_error_failure
+from exporter.probes.http_timing import RequestTiming
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
     describe_error,
-    failure_from_ssl_error,
-    handshake_failure,
     observe_handshakes,
     record_handshake,
 )
@@ -224,7 +222,7 @@ async def probe(spec: DomainSpec, ctx: ProbeContext) -> None:
                 trace_request_ctx=timing,
             )
         except aiohttp.ClientError as exc:
-            raise _failure(exc, timing) from exc
+            raise client_error_failure(exc, timing) from exc
         finally:
             record_handshake(trace, handshake)
         async with response:
@@ -329,35 +327,6 @@ def _registrar(document: Mapping[str, Any]) -> str | None:
         handle = entity.get("handle")
         return str(handle)[:128] if handle is not None else None
     return None
-
-
-def _failure(exc: aiohttp.ClientError, timing: RequestTiming) -> ProbeFailure:
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        error = exc.certificate_error
-        if isinstance(error, ssl.SSLError):
-            return failure_from_ssl_error(error)
-        return ProbeFailure(
-            Reason.CERT_INVALID, f"certificate verification failed: {describe_error(error)}"
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        error = exc.os_error
-        if timing.handshake.started_at is not None and timing.handshake.finished_at is None:
-            end_connection(timing)
-            return handshake_failure(error, timing.handshake)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {describe_error(error)}")
-        if isinstance(error, ConnectionRefusedError):
-            return ProbeFailure(Reason.REFUSED, f"connection to {exc.host}:{exc.port} refused")
-        return ProbeFailure(
-            Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {describe_error(error)}"
-        )
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return ProbeFailure(Reason.REDIRECT, f"too many redirects ({len(exc.history)})")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return ProbeFailure(Reason.RESET, f"server closed the connection: {describe_error(exc)}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message}")
-    return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
 
 
 KIND = Kind(

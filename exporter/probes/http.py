@@ -19,7 +19,6 @@ import dataclasses
 import json
 import mmap
 import re
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,14 +37,12 @@ from exporter.probes import api_signals
 from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext, user_agent
-from exporter.probes.http_timing import RequestTiming, end_connection
+from exporter.probes.http_failures import EXCERPT_CHARS, client_error_failure, excerpt
+from exporter.probes.http_timing import RequestTiming
 from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
-    describe_error,
-    failure_from_ssl_error,
-    handshake_failure,
     observe_handshakes,
     record_handshake,
 )
@@ -87,8 +84,6 @@ __all__ = [
 
 # Bodies are kept for the body and JSON checks up to expect.max_size, or this when none is set.
 BODY_LIMIT = 10 * 1024 * 1024
-# The longest piece of a response a failure message quotes, with http.response_excerpts.
-EXCERPT_CHARS = 40
 # Bodies are read in chunks of at most this size; one without body checks is never held.
 CHUNK_BYTES = 65536
 
@@ -383,7 +378,7 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
         try:
             response = await _follow(session, spec, timing)
         except aiohttp.ClientError as exc:
-            raise _failure_from_client_error(exc, timing, spec.response_excerpts) from exc
+            raise client_error_failure(exc, timing, spec.response_excerpts) from exc
         finally:
             record_handshake(trace, handshake)
         async with response:
@@ -513,14 +508,14 @@ async def _follow(
                 Reason.REDIRECT,
                 f"too many redirects ({spec.max_redirects})"
                 + (
-                    f", last to {_excerpt(redact_url(following, spec.secret_values))}"
+                    f", last to {excerpt(redact_url(following, spec.secret_values))}"
                     if spec.response_excerpts
                     else ""
                 ),
             )
         other_host = parts.hostname.lower() != (origin.hostname or "").lower()
         if other_host and not spec.cross_host_redirects:
-            where = f" to {_excerpt(parts.hostname)}" if spec.response_excerpts else ""
+            where = f" to {excerpt(parts.hostname)}" if spec.response_excerpts else ""
             raise ProbeFailure(
                 Reason.REDIRECT,
                 f"redirect{where} on another host than {origin.hostname}, not followed "
@@ -620,7 +615,7 @@ async def _read_body(
         raise ProbeFailure(Reason.RESET, f"response body incomplete: {exc}") from exc
     except aiohttp.ClientError as exc:
         body.release()
-        raise _failure_from_client_error(exc, excerpts=expect_excerpts) from exc
+        raise client_error_failure(exc, excerpts=expect_excerpts) from exc
     except BaseException:
         body.release()
         raise
@@ -702,7 +697,7 @@ def _check_body(spec: HttpSpec, body: _Body, trace: ProbeTrace) -> list[ProbeFai
         found = pattern.search(text)
         detail = ""
         if found and spec.response_excerpts:
-            detail = f"found {_excerpt(found.group(0))}"
+            detail = f"found {excerpt(found.group(0))}"
         if not trace.check(f"body does not match {pattern.pattern!r}", found is None, detail):
             message = f"body matches {pattern.pattern!r}" + (f": {detail}" if detail else "")
             failures.append(ProbeFailure(Reason.BODY, message))
@@ -748,13 +743,8 @@ def _check_json(
     return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]
 
 
-def _excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
-    """``value`` quoted, cut to ``limit`` characters (``…`` marks the cut)."""
-    return repr(value[:limit] + "…") if len(value) > limit else repr(value)
-
-
 def _got(value: str, excerpts: bool) -> str:
-    return f", got {_excerpt(value)}" if excerpts else ""
+    return f", got {excerpt(value)}" if excerpts else ""
 
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
@@ -767,7 +757,7 @@ def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
         message = error.message
         shown = repr(error.instance)
         if shown in message:
-            message = message.replace(shown, _excerpt(str(error.instance)), 1)
+            message = message.replace(shown, excerpt(str(error.instance)), 1)
         return message[: 4 * EXCERPT_CHARS]
     keyword, wanted, instance = error.validator, error.validator_value, error.instance
     if keyword == "type":
@@ -783,60 +773,6 @@ def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
     if len(shown) > 2 * EXCERPT_CHARS:
         shown = shown[: 2 * EXCERPT_CHARS] + "…"
     return f"fails {keyword!r} ({shown})"
-
-
-def _failure_from_client_error(
-    exc: aiohttp.ClientError, timing: RequestTiming | None = None, excerpts: bool = False
-) -> ProbeFailure:
-    """The failure for an aiohttp error; ``timing`` tells a failed TLS step from a failed
-    connect when the error came while the connection was being made."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        error = exc.certificate_error
-        if isinstance(error, ssl.SSLError):
-            return failure_from_ssl_error(error)
-        return ProbeFailure(
-            Reason.CERT_INVALID, f"certificate verification failed: {describe_error(error)}"
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _connector_failure(exc, timing)
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return ProbeFailure(
-            Reason.REDIRECT,
-            f"too many redirects ({len(exc.history)}), last to {exc.request_info.real_url}",
-        )
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
-        return ProbeFailure(Reason.RESET, f"server closed the connection: {describe_error(exc)}")
-    if isinstance(exc, aiohttp.ClientOSError):
-        return ProbeFailure(Reason.RESET, f"connection error: {describe_error(exc)}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProbeFailure(Reason.RESET, f"response body incomplete: {exc}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # The parser's message quotes what the server sent.
-        said = f": {_excerpt(str(exc.message), 80)}" if excerpts else ""
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response{said}")
-    return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
-
-
-def _connector_failure(
-    exc: aiohttp.ClientConnectorError, timing: RequestTiming | None
-) -> ProbeFailure:
-    """A connection that could not be made: in the TLS step once its handshake started (the
-    same outcome the other probers give a handshake), else resolving or connecting."""
-    error = exc.os_error
-    if timing is not None:
-        handshake = timing.handshake
-        if handshake.started_at is not None and handshake.finished_at is None:
-            end_connection(timing)
-            return handshake_failure(error, handshake)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {describe_error(error)}")
-    if isinstance(error, ssl.SSLError):
-        return failure_from_ssl_error(error)
-    if isinstance(error, ConnectionRefusedError):
-        return ProbeFailure(Reason.REFUSED, f"connection to {exc.host}:{exc.port} refused")
-    return ProbeFailure(
-        Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {describe_error(error)}"
-    )
 
 
 KIND = Kind(

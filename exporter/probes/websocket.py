@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,14 +22,13 @@ from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
 from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext, user_agent
-from exporter.probes.http_timing import RequestTiming, current_timing, end_connection
+from exporter.probes.http_failures import client_error_failure
+from exporter.probes.http_timing import RequestTiming, current_timing
 from exporter.probes.json_check import JsonExpectation, build_json_expectation
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
     describe_error,
-    failure_from_ssl_error,
-    handshake_failure,
     observe_handshakes,
     record_handshake,
 )
@@ -191,7 +189,7 @@ async def probe(spec: WebsocketSpec, ctx: ProbeContext) -> None:
             trace.check("upgrade", False, detail)
             raise ProbeFailure(Reason.STATUS, f"upgrade refused: {detail}") from exc
         except aiohttp.ClientError as exc:
-            raise _failure(exc, timing) from exc
+            raise client_error_failure(exc, timing) from exc
         finally:
             current_timing.reset(token)
             record_handshake(trace, handshake)
@@ -297,36 +295,6 @@ async def _close(ws: aiohttp.ClientWebSocketResponse, trace: ProbeTrace) -> None
     code = ws.close_code
     clean = code in (aiohttp.WSCloseCode.OK, aiohttp.WSCloseCode.GOING_AWAY)
     trace.check("close", clean, f"close code {code}" if code is not None else "no close frame")
-
-
-def _failure(exc: aiohttp.ClientError, timing: RequestTiming) -> ProbeFailure:
-    """The failure of the connection or the upgrade request."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        error = exc.certificate_error
-        if isinstance(error, ssl.SSLError):
-            return failure_from_ssl_error(error)
-        return ProbeFailure(
-            Reason.CERT_INVALID, f"certificate verification failed: {describe_error(error)}"
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        error = exc.os_error
-        if timing.handshake.started_at is not None and timing.handshake.finished_at is None:
-            end_connection(timing)
-            return handshake_failure(error, timing.handshake)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return ProbeFailure(Reason.DNS, f"cannot resolve {exc.host}: {describe_error(error)}")
-        if isinstance(error, ssl.SSLError):
-            return failure_from_ssl_error(error)
-        if isinstance(error, ConnectionRefusedError):
-            return ProbeFailure(Reason.REFUSED, f"connection to {exc.host}:{exc.port} refused")
-        return ProbeFailure(
-            Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {describe_error(error)}"
-        )
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return ProbeFailure(Reason.RESET, f"server closed the connection: {describe_error(exc)}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message}")
-    return ProbeFailure(Reason.PROTOCOL, f"{type(exc).__name__}: {describe_error(exc)}")
 
 
 KIND = Kind(
