@@ -62,6 +62,19 @@ class TlsSeen:
     version: str | None
 
 
+# Checks and tuples of checks that passing probes of many targets repeat word for word ("status
+# 200 in 2xx"): one shared object each instead of one per target's latest result. Forgotten
+# when it grows past ``_SHARED_LIMIT`` (details with changing numbers would otherwise pile up).
+_SHARED_LIMIT = 4096
+_SHARED_CHECKS: dict[Any, Any] = {}
+
+
+def _shared(value: Any) -> Any:
+    if len(_SHARED_CHECKS) >= _SHARED_LIMIT:
+        _SHARED_CHECKS.clear()
+    return _SHARED_CHECKS.setdefault(value, value)
+
+
 # A sample an observation adds to its target's series: the family, the value, and the
 # label pairs text of its own labels besides the target's ("" for none).
 Sample = tuple[Family, float, str]
@@ -128,7 +141,7 @@ class ProbeTrace:
         self.phases[name] = self.phases.get(name, 0.0) + max(seconds, 0.0)
 
     def check(self, name: str, passed: bool, detail: str) -> bool:
-        self.checks.append(Check(name, passed, detail))
+        self.checks.append(_shared(Check(name, passed, detail)))
         return passed
 
 
@@ -186,7 +199,7 @@ class ProbeResult:
             reason=reason,
             message=message,
             phases=tuple(trace.phases.items()),
-            checks=tuple(trace.checks),
+            checks=_shared(tuple(trace.checks)),
             tls=trace.tls,
             observation=trace.observation,
         )

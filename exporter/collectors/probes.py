@@ -26,8 +26,9 @@ a scrape has asked for protobuf.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
@@ -257,22 +258,57 @@ def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedM
 RenderedT = TypeVar("RenderedT", Rendered, RenderedMessages)
 ChunkT = TypeVar("ChunkT", str, bytes)
 
+# Which families of ``FAMILIES`` a target has samples in, by position: a handful of shapes
+# for all targets together, one shared tuple each.
+Shape = tuple[int, ...]
+_SHAPES: dict[Shape, Shape] = {}
+
+
+def _sparse(rendering: RenderedT) -> tuple[Shape, RenderedT]:
+    """A rendering without its empty families: their positions (a shared tuple), then the
+    non-empty texts or entries in that order. A target has samples in about half the families,
+    so this keeps half the slots, and a scrape transposes only those."""
+    shape = tuple(position for position, part in enumerate(rendering) if part)
+    parts: RenderedT = tuple(part for part in rendering if part)
+    return _SHAPES.setdefault(shape, shape), parts
+
+
+def _columns(rendered: list[tuple[Shape, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+    """Per family of ``FAMILIES``, its parts in the targets' order, as columns of the runs of
+    consecutive targets with the same shape (usually one run, or a few)."""
+    columns: list[list[tuple[Any, ...]]] = [[] for _ in FAMILIES]
+    start = 0
+    while start < len(rendered):
+        shape = rendered[start][0]
+        end = start + 1
+        while end < len(rendered) and rendered[end][0] is shape:
+            end += 1
+        transposed = zip(*(parts for _, parts in rendered[start:end]), strict=True)
+        for position, column in zip(shape, transposed, strict=True):
+            columns[position].append(column)
+        start = end
+    return columns
+
+
+def _batches(runs: list[tuple[Any, ...]], joiner: ChunkT) -> Iterator[ChunkT]:
+    """A family's parts joined ``BATCH`` targets at a time."""
+    parts = itertools.chain.from_iterable(runs)
+    while chunk := joiner.join(itertools.islice(parts, BATCH)):
+        yield chunk
+
 
 class _Renderings(Generic[RenderedT]):
     """Each target's rendering in one format, by target name, with the stats generation and
-    the location it was rendered from and for."""
+    the location it was rendered from and for; kept sparse (``_sparse``)."""
 
     def __init__(self, render: Callable[[ProbeStats, str | None], RenderedT], batch: int) -> None:
         self._render: Callable[[ProbeStats, str | None], RenderedT] = render
         self._batch = batch
-        self._entries: dict[str, tuple[int, str | None, RenderedT]] = {}
+        self._entries: dict[str, tuple[int, str | None, Shape, RenderedT]] = {}
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
-        self._entries[stats.target.name] = (
-            stats.generation,
-            location,
-            self._render(stats, location),
-        )
+        shape, parts = _sparse(self._render(stats, location))
+        self._entries[stats.target.name] = (stats.generation, location, shape, parts)
 
     def current(
         self,
@@ -280,22 +316,22 @@ class _Renderings(Generic[RenderedT]):
         location: str | None,
         pause: ChunkT,
         live: Callable[[], Iterable[ProbeStats]],
-    ) -> Generator[ChunkT, None, list[RenderedT]]:
+    ) -> Generator[ChunkT, None, list[tuple[Shape, RenderedT]]]:
         """Yields ``pause`` after every batch of targets rendered afresh (those whose cached
-        rendering is stale), and returns the renderings of ``snapshot``'s targets in order.
-        Forgets the targets that ``live()`` no longer has (removed by a reload)."""
-        rendered = []
+        rendering is stale), and returns the sparse renderings of ``snapshot``'s targets in
+        order. Forgets the targets that ``live()`` no longer has (removed by a reload)."""
+        rendered: list[tuple[Shape, RenderedT]] = []
         entries = self._entries
         fresh = 0
         for stats in snapshot:
             name = stats.target.name
             cached = entries.get(name)
             if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                rendered.append(cached[2])
+                rendered.append((cached[2], cached[3]))
                 continue
-            rendering = self._render(stats, location)
-            entries[name] = (stats.generation, location, rendering)
-            rendered.append(rendering)
+            shape, parts = _sparse(self._render(stats, location))
+            entries[name] = (stats.generation, location, shape, parts)
+            rendered.append((shape, parts))
             fresh += 1
             if fresh % self._batch == 0:
                 yield pause
@@ -336,15 +372,13 @@ class ProbeCollector:
         snapshot, so probes finishing or a reload in between change nothing in this scrape)."""
         snapshot = list(self._stats())
         rendered = yield from self._texts.current(snapshot, self._location(), "", self._stats)
-        # One column of texts per family, transposed in one pass: picking a family's texts out
-        # of 10,000 tuples once per family took most of a scrape's time.
-        columns = zip(*rendered, strict=True)
-        # Without targets there are no columns at all, hence not strict.
-        for family, column in zip(FAMILIES, columns, strict=False):
-            if any(column):
+        # The texts of each family, transposed in one pass per run of targets of one shape:
+        # picking a family's texts out of 10,000 tuples once per family took most of a
+        # scrape's time.
+        for family, runs in zip(FAMILIES, _columns(rendered), strict=True):
+            if runs:
                 yield header(family)
-                for start in range(0, len(column), BATCH):
-                    yield "".join(column[start : start + BATCH])
+                yield from _batches(runs, "")
 
     def expose_protobuf(self) -> Iterable[bytes]:
         """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
@@ -352,9 +386,7 @@ class ProbeCollector:
         self._protobuf_scraped = True
         snapshot = list(self._stats())
         rendered = yield from self._messages.current(snapshot, self._location(), b"", self._stats)
-        columns = zip(*rendered, strict=True)
-        for family, column in zip(FAMILIES, columns, strict=False):
-            if any(column):
-                yield protobuf.frame(family, sum(map(len, column)))
-                for start in range(0, len(column), BATCH):
-                    yield b"".join(column[start : start + BATCH])
+        for family, runs in zip(FAMILIES, _columns(rendered), strict=True):
+            if runs:
+                yield protobuf.frame(family, sum(len(part) for run in runs for part in run))
+                yield from _batches(runs, b"")
