@@ -9,7 +9,10 @@ dashboard beside it. ``tests/test_dashboards.py`` regenerates them and fails on 
     python grafana-dashboards/generate.py --check  # exit 1 when a file is out of date
 
 Every query is scoped by the common variables (``job``, ``instance``, ``location``) and reads the
-exporter's raw metrics, so the dashboards work without the bundled recording rules.
+exporter's raw metrics, so the dashboards work without the bundled recording rules. The one
+exception is the SLA dashboard's MTTR and MTBF trends: a rolling 7-day figure at every point of a
+month is what the rules of ``rules/recording/sla.yml`` record every minute, and computing it from
+the raw counters would read 7 days of samples per point and series (see ``recorded_trend``).
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ HEARTBEAT_STATES: tuple[tuple[str, int, str], ...] = (
     ("failed", 5, "dark-red"),
 )
 DAY = 86400
+# A target name up to its "@version" (a `versions:` matrix names its targets NAME@VERSION), as
+# the regex of a Grafana variable: the first capture group becomes the value.
+BASE_NAME = "/^([^@]+)/"
 
 
 class PanelBuilder(Protocol):
@@ -1362,6 +1368,101 @@ def endpoint() -> dashboard.Dashboard:
             no_value="none declared",
         ),
     ]
+    # Every version of the selected target's `versions:` matrix: the targets named
+    # `$base@<version>` (label api_version), where $base is the selected target's name up to
+    # its "@". Empty for a target without versions.
+    versioned = PROBES + ', target=~"$base@.+"'
+    versions: Panels = [
+        grid(
+            "Versions side by side",
+            "Every version of the selected target's `versions:` matrix (the targets named "
+            "$base@<version>): whether it answers now from every location, its share of passed "
+            "probes and p95 duration over the time range, the removal date its Sunset header "
+            "announces (RFC 8594), the date its Deprecation header gives (RFC 9745) and the "
+            "latest Retry-After; empty for a target without versions.",
+            "none",
+            [
+                Query(f"min by (api_version) (lookout_probe_success{{{versioned}}})"),
+                Query(f"1 - {failure_ratio(versioned, 'api_version', '$__range')}"),
+                Query(quantile(0.95, DURATION, versioned, "api_version", "$__range")),
+                Query(
+                    "min by (api_version) (lookout_http_sunset_timestamp_seconds"
+                    f"{{{versioned}}}) * 1000"
+                ),
+                Query(
+                    "max by (api_version) (lookout_http_deprecation_timestamp_seconds"
+                    f"{{{versioned}}}) * 1000"
+                ),
+                Query(f"max by (api_version) (lookout_http_retry_after_seconds{{{versioned}}})"),
+            ],
+            join_on="api_version",
+            columns={
+                "api_version": ("Version", "none"),
+                "Value #A": ("Up", "none"),
+                "Value #B": ("Probes passed", "percentunit"),
+                "Value #C": ("p95 duration", "s"),
+                "Value #D": ("Sunset", "dateTimeAsIso"),
+                "Value #E": ("Deprecated since", "dateTimeAsIso"),
+                "Value #F": ("Retry-After", "s"),
+            },
+            mappings={"Value #A": YES_NO_MAPPINGS},
+            height=6,
+        ),
+        timeline(
+            "Result by version",
+            "Result of the latest probe of each version (the worst location).",
+            [
+                Query(
+                    f"min by (api_version) (lookout_probe_success{{{versioned}}})",
+                    "{{api_version}}",
+                )
+            ],
+            mappings=SUCCESS_MAPPINGS,
+            width=24,
+            height=5,
+        ),
+        graph(
+            "Success ratio by version",
+            "Share of passed probes of each version.",
+            "percentunit",
+            [
+                Query(
+                    f"1 - {failure_ratio(versioned, 'api_version', '$__rate_interval')}",
+                    "{{api_version}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "p95 duration by version",
+            "95th percentile probe duration of each version.",
+            "s",
+            [
+                Query(
+                    quantile(0.95, DURATION, versioned, "api_version", "$__rate_interval"),
+                    "{{api_version}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Failures by version and reason",
+            "Failed probes per minute of each version by failure reason: json_schema, "
+            "error_format and version show a version whose answers changed shape or that a "
+            "gateway routes to another version.",
+            "cpm",
+            [
+                Query(
+                    "60 * sum by (api_version, reason) (rate(lookout_probe_failures_total"
+                    f"{{{versioned}}}[$__rate_interval]))",
+                    "{{api_version}}: {{reason}}",
+                )
+            ],
+            stacked=True,
+            bars=True,
+            width=8,
+        ),
+    ]
     flow: Panels = [
         graph(
             "Step duration p95",
@@ -1406,14 +1507,26 @@ def endpoint() -> dashboard.Dashboard:
         "The configured target name.",
         multi=False,
     )
+    # The selected target's name up to its "@": the name of its versions: matrix. Grafana keeps
+    # a regex's first capture group as the value.
+    base = query_variable(
+        "base",
+        "Base",
+        f'label_values({{__name__=~"{DURATION}|{DURATION}_count", {PROBES}, '
+        'target="$target"}, target)',
+        "The selected target's name without its @version: the API versions row shows every "
+        "version of it. Follows the target.",
+        multi=False,
+    ).regex(BASE_NAME)
     return frame(
         "lookout-endpoint",
         "Lookout / Endpoint",
-        "One target in depth: latency, phases, responses, failures, flow steps, certificate and "
-        "locations.",
-        [*common_variables(), target],
+        "One target in depth: latency, phases, responses, failures, API versions, flow steps, "
+        "certificate and locations.",
+        [*common_variables(), target, base],
         [
             ("Now", now),
+            ("API versions", versions),
             ("Latency", latency),
             ("Responses and failures", responses),
             ("Flow steps and values", flow),
@@ -1995,6 +2108,47 @@ def host() -> dashboard.Dashboard:
 # SLA report
 
 
+TREND_WINDOW = "7d"
+
+
+def recorded_trend(level: str, subject: str, matchers: str, scope: str) -> str:
+    """A rolling figure per ``level`` label (target, service, heartbeat) from the SLA recording
+    rules (``level:subject:window``, for example ``target:lookout_probe_mttr_seconds:7d``). The
+    rules aggregate over instances and locations, so their series have no instance label: they
+    are narrowed to the ``level`` values that the raw series ``scope`` (a selector scoped by the
+    variables) has on the selected instances."""
+    return (
+        f"max by ({level}) ({level}:{subject}:{TREND_WINDOW}{{{matchers}}} "
+        f"and on (job, {level}) {scope})"
+    )
+
+
+def trends(level: str, prefix: str, matchers: str, scope: str) -> Panels:
+    """MTTR and MTBF over the last 7 days at every point of the time range, per ``level``."""
+    what = level.title()
+    legend = f"{{{{{level}}}}}"
+    rules = "rules/recording/sla.yml; empty without the rules, and where the 7 days had no incident"
+    mttr, mtbf = f"{prefix}_mttr_seconds", f"{prefix}_mtbf_seconds"
+    return [
+        graph(
+            f"{what} MTTR over the last 7 days",
+            "Mean time to recovery at each moment: seconds in incidents per incident over the 7 "
+            f"days before it (recording rule {level}:{mttr}:{TREND_WINDOW} of {rules}). "
+            "Rising: incidents last longer.",
+            "dtdurations",
+            [Query(recorded_trend(level, mttr, matchers, scope), legend)],
+        ),
+        graph(
+            f"{what} MTBF over the last 7 days",
+            "Mean time between failures at each moment: time outside incidents per incident "
+            f"over the 7 days before it (recording rule {level}:{mtbf}:{TREND_WINDOW} of "
+            f"{rules}). Falling: incidents come more often.",
+            "dtdurations",
+            [Query(recorded_trend(level, mtbf, matchers, scope), legend)],
+        ),
+    ]
+
+
 def sla() -> dashboard.Dashboard:
     """The time range's figures (this month by default): availability as time outside
     incidents against the SLA, incidents, MTTR and MTBF, by target and by service."""
@@ -2081,6 +2235,12 @@ def sla() -> dashboard.Dashboard:
             },
             width=12,
         ),
+        *trends(
+            "target",
+            "lookout_probe",
+            'job=~"$job", target=~"$target"',
+            f"lookout_probe_incident_open{{{scope}}}",
+        ),
     ]
     services_scope = f'{PROBES}, service!=""'
 
@@ -2114,26 +2274,62 @@ def sla() -> dashboard.Dashboard:
                 "Value #D": ("MTTR", "dtdurations"),
             },
         ),
+        *trends(
+            "service",
+            "lookout_probe",
+            'job=~"$job"',
+            f"lookout_probe_incident_open{{{services_scope}}}",
+        ),
     ]
     heartbeat_scope = f'{SCOPE}, heartbeat=~"$heartbeat"'
+
+    def heartbeat_worst(metric: str, function: str, by: str, where: str) -> str:
+        # The worst replica counts, as in rules/recording/sla.yml.
+        return f"max by ({by}) ({function}({metric}{{{where}}}[{window}]))"
+
+    heartbeat_down_rate = heartbeat_worst(
+        "lookout_heartbeat_downtime_seconds_total", "rate", "heartbeat", heartbeat_scope
+    )
+    heartbeat_incidents = heartbeat_worst(
+        "lookout_heartbeat_incidents_total", "increase", "heartbeat", heartbeat_scope
+    )
+    heartbeat_downtime = heartbeat_worst(
+        "lookout_heartbeat_downtime_seconds_total", "increase", "heartbeat", heartbeat_scope
+    )
+    heartbeat_services_scope = f'{SCOPE}, service!=""'
+
+    def per_heartbeat_service(metric: str, function: str) -> str:
+        return heartbeat_worst(metric, function, "service, heartbeat", heartbeat_services_scope)
+
+    heartbeat_service_incidents = (
+        "sum by (service) "
+        f"({per_heartbeat_service('lookout_heartbeat_incidents_total', 'increase')})"
+    )
+    heartbeat_service_downtime = (
+        "sum by (service) "
+        f"({per_heartbeat_service('lookout_heartbeat_downtime_seconds_total', 'increase')})"
+    )
+    heartbeat_service_down_rate = per_heartbeat_service(
+        "lookout_heartbeat_downtime_seconds_total", "rate"
+    )
     heartbeat_rows: Panels = [
         grid(
             "Heartbeats",
             "Per heartbeat over the time range: availability as the share of time not late, "
-            "down or failed, incidents, downtime and MTTR.",
+            "down or failed (the worst replica counts), incidents, downtime, MTTR (downtime per "
+            "incident) and MTBF (time outside incidents per incident).",
             "none",
             [
+                Query(f"clamp(1 - {heartbeat_down_rate}, 0, 1)"),
+                Query(heartbeat_incidents),
+                Query(heartbeat_downtime),
+                Query(f"{heartbeat_downtime} / ({heartbeat_incidents} > 0)"),
                 Query(
-                    "clamp(1 - max by (heartbeat) (rate(lookout_heartbeat_downtime_seconds_total"
-                    f"{{{heartbeat_scope}}}[{window}])), 0, 1)"
-                ),
-                Query(
-                    "max by (heartbeat) (increase(lookout_heartbeat_incidents_total"
-                    f"{{{heartbeat_scope}}}[{window}]))"
-                ),
-                Query(
-                    "max by (heartbeat) (increase(lookout_heartbeat_downtime_seconds_total"
-                    f"{{{heartbeat_scope}}}[{window}]))"
+                    f"(1 - {heartbeat_down_rate}) / ("
+                    + heartbeat_worst(
+                        "lookout_heartbeat_incidents_total", "rate", "heartbeat", heartbeat_scope
+                    )
+                    + " > 0)"
                 ),
             ],
             join_on="heartbeat",
@@ -2141,8 +2337,36 @@ def sla() -> dashboard.Dashboard:
                 "Value #A": ("Availability", "percentunit"),
                 "Value #B": ("Incidents", "short"),
                 "Value #C": ("Downtime", "dtdurations"),
+                "Value #D": ("MTTR", "dtdurations"),
+                "Value #E": ("MTBF", "dtdurations"),
             },
             links=[to_heartbeat("${__data.fields.heartbeat}")],
+        ),
+        *trends(
+            "heartbeat",
+            "lookout_heartbeat",
+            'job=~"$job", heartbeat=~"$heartbeat"',
+            f"lookout_heartbeat_incident_open{{{heartbeat_scope}}}",
+        ),
+        grid(
+            "Heartbeats by service",
+            "Per `service` label of the heartbeats over the time range: the mean availability "
+            "of its heartbeats, their incidents and downtime together, and the MTTR of those "
+            "incidents.",
+            "none",
+            [
+                Query(f"avg by (service) (clamp(1 - {heartbeat_service_down_rate}, 0, 1))"),
+                Query(heartbeat_service_incidents),
+                Query(heartbeat_service_downtime),
+                Query(f"{heartbeat_service_downtime} / ({heartbeat_service_incidents} > 0)"),
+            ],
+            join_on="service",
+            columns={
+                "Value #A": ("Availability", "percentunit"),
+                "Value #B": ("Incidents", "short"),
+                "Value #C": ("Downtime", "dtdurations"),
+                "Value #D": ("MTTR", "dtdurations"),
+            },
         ),
     ]
     target = query_variable(

@@ -12,13 +12,14 @@ sent through the HTTP API with the variables substituted: it must parse, and it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from itertools import count
+from itertools import count, cycle
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ TARGETS = (
     "api-domain",
     "api-flaky",
     "api-flow",
+    "api-versions@v1",
 )
 # Windows for Grafana's interval variables: with a 1 s scrape interval, 4 s holds enough samples
 # for rate(), and 1m covers everything since the exporter started.
@@ -67,6 +69,10 @@ PINGS = (
     "/ping/hb-running/start",
     "/ping/hb-workers?instance=worker-1",
 )
+# hb-flapping fails and succeeds in turn while Prometheus scrapes: incidents that open and
+# close, for the heartbeats' MTTR and MTBF.
+FLAPPING = ("/ping/hb-flapping/fail", "/ping/hb-flapping")
+FLAP_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def substitute(expr: str, instance: str, target: str) -> str:
         "instance": instance,
         "location": LOCATION,
         "target": target,
+        "base": target.partition("@")[0],
         "heartbeat": ".*",
         "slo_window": RANGE,
         "__rate_interval": RATE_INTERVAL,
@@ -95,11 +102,12 @@ def panel_queries() -> Iterator[PanelQuery]:
     for uid, board in sorted(BY_UID.items()):
         for item in panels(board):
             for target in item["targets"]:
+                # The panel id keeps two panels of one title (a stat and a graph) apart.
                 yield PanelQuery(
-                    where=f"{uid}/{item['title']}/{target['refId']}",
+                    where=f"{uid}/{item['id']}:{item['title']}/{target['refId']}",
                     expr=target["expr"],
                     instant=target["instant"],
-                    per_target="$target" in target["expr"],
+                    per_target=bool(re.search(r"\$(target|base)\b", target["expr"])),
                 )
 
 
@@ -223,8 +231,9 @@ async def exporter(
     grpc_health: str,
     ca_file: Path,
     tmp_path: Path,
-) -> str:
-    """The exporter on a loopback port, probing every target every 200 ms; its address."""
+) -> AsyncIterator[str]:
+    """The exporter on a loopback port, probing every target every 200 ms, with hb-flapping
+    failing and succeeding in turn; its address."""
     path = tmp_path / "lookout.yml"
     path.write_text(
         f"""
@@ -286,6 +295,7 @@ heartbeats:
   - {{name: hb-failed, period: 1h, grace: 10m}}
   - {{name: hb-running, period: 1h, grace: 10m, max_runtime: 30m}}
   - {{name: hb-workers, period: 1h, grace: 10m, instances: 2}}
+  - {{name: hb-flapping, period: 1h, grace: 10m, labels: {{service: orders}}}}
 """,
         encoding="utf-8",
     )
@@ -298,7 +308,20 @@ heartbeats:
         for ping in PINGS:
             async with session.post(ping) as response:
                 assert response.status == 200, f"{ping}: {response.status}"
-    return address
+
+        async def flap() -> None:
+            for ping in cycle(FLAPPING):
+                async with session.post(ping) as response:
+                    assert response.status == 200, f"{ping}: {response.status}"
+                await asyncio.sleep(FLAP_SECONDS)
+
+        flapping = asyncio.create_task(flap())
+        try:
+            yield address
+        finally:
+            flapping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flapping
 
 
 # How Prometheus is run: scraping text and keeping classic histograms, or negotiating the
@@ -369,7 +392,9 @@ async def test_every_panel_and_variable_query_parses_and_returns_data(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         api = Api(session, prometheus)
-        pending = {query.where: query for query in panel_queries()}
+        queries = list(panel_queries())
+        pending = {query.where: query for query in queries}
+        assert len(pending) == len(queries)
         variables = {where: (selector, label) for where, selector, label in variable_queries()}
         errors: dict[str, str] = {}
         deadline = time.monotonic() + DEADLINE_SECONDS
