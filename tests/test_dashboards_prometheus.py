@@ -1,10 +1,10 @@
 """Every dashboard query, run by a real Prometheus against a real exporter.
 
 The exporter probes passing and failing loopback targets (plain HTTP, HTTPS with a test CA, DNS
-over TCP, a grpcio health service, ICMP echo to 127.0.0.1, an RDAP server) and holds heartbeats
-that are up, failed and running; Debian's ``prometheus`` scrapes it every second with the
-bundled rules loaded, once keeping classic histograms and once with native histograms (the
-protobuf exposition). Each panel query and each variable query is then
+over TCP, a grpcio health service, ICMP echo to 127.0.0.1, an RDAP server, a versions: matrix)
+and holds heartbeats that are up, failed, running and flapping; Debian's ``prometheus`` scrapes
+it every second with the bundled rules loaded, once keeping classic histograms and once with
+native histograms (the protobuf exposition). Each panel query and each variable query is then
 sent through the HTTP API with the variables substituted: it must parse, and it must return data
 (a sample that is not NaN) within a bounded wait.
 """
