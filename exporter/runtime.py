@@ -298,6 +298,7 @@ class Runtime:
             outcome = self._internal_error(name)
             self._apply(old)
             return outcome
+        await self.heartbeats.declare()
         settle_heap(full=False)
         return ReloadOutcome()
 
