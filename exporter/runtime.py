@@ -160,6 +160,7 @@ class Runtime:
                 self.connectivity,
                 self.clients.bodies,
                 self.server,
+                lambda: (self.config.web.external_url, self.config.web.grafana_url),
             ),
             probes,
             host,
