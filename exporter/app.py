@@ -181,6 +181,7 @@ def create_app(options: Options, config: Config, clock: Clock | None = None) -> 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await runtime.open_store(runtime.config)
         runtime.start()
+        await runtime.heartbeats.declare()
         settle_heap()
         yield
         await runtime.close()

@@ -112,21 +112,26 @@ def build_scheduler(raw: Mapping[str, Any]) -> SchedulerSettings:
 @dataclass(frozen=True, slots=True)
 class WebSettings:
     """The ``web:`` section: the token of the administrative endpoints (`/-/reload`, the
-    run-time maintenance API), read from ``admin_token_file`` at load and at every reload."""
+    run-time maintenance API), read from ``admin_token_file`` at load and at every reload; and
+    the absolute URLs of this exporter and of Grafana that alert notifications link to
+    (``external_url``, ``grafana_url``, without a trailing slash)."""
 
     # What ``Authorization: Bearer`` must carry for the administrative endpoints; None: nothing.
     admin_token: str | None = field(default=None, repr=False)
+    external_url: str | None = None
+    grafana_url: str | None = None
 
 
 def build_web(raw: Mapping[str, Any], source: Source) -> WebSettings:
     """The schema-valid ``web:`` mapping, its token file read."""
+    links = {key: raw[key].rstrip("/") for key in ("external_url", "grafana_url") if key in raw}
     if "admin_token_file" not in raw:
-        return WebSettings()
+        return WebSettings(**links)
     at: KeyPath = ("web", "admin_token_file")
     token = source.read_text(raw["admin_token_file"], at).strip()
     if not token:
         raise ConfigProblem(at, "the admin token file is empty")
-    return WebSettings(admin_token=token)
+    return WebSettings(admin_token=token, **links)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,7 @@ class Runtime:
                 self.connectivity,
                 self.clients.bodies,
                 self.server,
+                lambda: (self.config.web.external_url, self.config.web.grafana_url),
             ),
             probes,
             host,
@@ -298,6 +299,7 @@ class Runtime:
             outcome = self._internal_error(name)
             self._apply(old)
             return outcome
+        await self.heartbeats.declare()
         settle_heap(full=False)
         return ReloadOutcome()
 

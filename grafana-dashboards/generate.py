@@ -1167,6 +1167,26 @@ def endpoint() -> dashboard.Dashboard:
                 ),
             ],
         ),
+        grid(
+            "Endpoint and latest failure",
+            "What the target probes (URL, address or DNS question, secrets redacted) and, while "
+            "its latest probe failed, that failure's reason and message: what alert "
+            "notifications quote.",
+            "none",
+            [
+                Query(f"max by (target, endpoint) (lookout_probe_endpoint_info{{{TARGET}}})"),
+                Query(f"max by (target, reason, message) (lookout_probe_failure_info{{{TARGET}}})"),
+            ],
+            join_on="target",
+            columns={
+                "Value #A": None,
+                "Value #B": None,
+                "endpoint": ("Endpoint", "none"),
+                "reason": ("Latest failure", "none"),
+                "message": ("Message", "none"),
+            },
+            width=12,
+        ),
     ]
     certificate: Panels = [
         graph(
@@ -1562,6 +1582,10 @@ def heartbeats() -> dashboard.Dashboard:
                 Query(by_heartbeat("lookout_heartbeat_instances_alive")),
                 Query(by_heartbeat("lookout_heartbeat_instances_expected")),
                 Query(f"min by (heartbeat) (lookout_heartbeat_last_run_success{{{HEARTBEATS}}})"),
+                Query(
+                    "time() - min by (heartbeat) "
+                    f"(lookout_heartbeat_declared_timestamp_seconds{{{HEARTBEATS}}})"
+                ),
             ],
             join_on="heartbeat",
             columns={
@@ -1573,6 +1597,7 @@ def heartbeats() -> dashboard.Dashboard:
                 "Value #F": ("Instances alive", "short"),
                 "Value #G": ("Instances expected", "short"),
                 "Value #H": ("Last finished run", "none"),
+                "Value #I": ("Declared for", "dtdurations"),
             },
             mappings={
                 "Value #A": HEARTBEAT_MAPPINGS,

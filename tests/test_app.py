@@ -167,3 +167,36 @@ async def test_promtool_finds_no_problem_in_the_exposition(
     client = await aiohttp_client(create_app(Options(location="lab"), loaded))
     exposition = await wait_for(client, "lookout_probe_duration_seconds_count", 1, target="slo-api")
     assert_promtool_accepts(exposition)
+
+
+async def test_the_configured_links_are_exported_for_the_notifications(
+    aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path
+) -> None:
+    web_links = (
+        "web: {external_url: 'https://lookout.example.com/', grafana_url: 'https://g.example.com'}"
+    )
+    loaded = config.load_text(
+        targets_yaml(upstream, "api", extra=web_links), config.Source("t", tmp_path), {}
+    )
+    client = await aiohttp_client(create_app(Options(), loaded))
+    text = await wait_for(client, "lookout_probe_success", 1, target="api")
+    links = {"external_url": "https://lookout.example.com", "grafana_url": "https://g.example.com"}
+    assert sample_value(text, "lookout_links_info", **links) == 1
+    assert sample_value(text, "lookout_probe_endpoint_info", endpoint=f"{upstream}/healthz") == 1
+
+
+async def test_without_links_in_the_config_no_links_are_exported(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    loaded = config.load_text("targets: []", config.Source("t", tmp_path), {})
+    client = await aiohttp_client(create_app(Options(), loaded))
+    assert "lookout_links_info{" not in await scrape(client)
+
+
+def test_a_link_that_is_not_an_absolute_url_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"web\.grafana_url"):
+        config.load_text(
+            "web: {grafana_url: grafana.example.com}\ntargets: []\n",
+            config.Source("t", tmp_path),
+            {},
+        )

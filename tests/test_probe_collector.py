@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors import probes as probes_module
-from exporter.collectors.probes import FAMILIES, ProbeCollector
+from exporter.collectors.probes import FAILURE_MESSAGE_CHARS, FAMILIES, ProbeCollector
 from exporter.config import Source, load_text
 from exporter.reasons import Reason
 from exporter.results import Certificate, ProbeResult, TlsSeen
@@ -104,6 +104,7 @@ def test_help_says_result_gauges_hold_the_latest_probe() -> None:
         "lookout_probe_slo_objective_ratio",
         "lookout_probe_sla_objective_ratio",
         "lookout_probe_latency_threshold_seconds",
+        "lookout_probe_endpoint_info",
     }
     for family in FAMILIES:
         if family.type == "gauge" and family.name not in configured:
@@ -152,3 +153,37 @@ def test_a_new_location_or_a_changed_target_rerenders_the_cached_text() -> None:
     stats.retarget(make_target(slo=", slo: {availability: 99.5}"))
     text = "".join(collector.expose())
     assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.995
+
+
+def test_the_endpoint_and_the_latest_failure_are_info_labels() -> None:
+    """What notifications quote: the URL, and the reason and message while the probe fails."""
+    stats = ProbeStats(make_target())
+    stats.record(_result(False, Reason.STATUS, "status 503 not in expect.status [200]"))
+    families = {f.name: f for f in text_string_to_metric_families(render(stats))}
+    (endpoint,) = families["lookout_probe_endpoint_info"].samples
+    assert endpoint.labels["endpoint"].startswith("http")
+    (failure,) = families["lookout_probe_failure_info"].samples
+    assert failure.labels["reason"] == "status"
+    assert failure.labels["message"] == "status 503 not in expect.status [200]"
+    stats.record(_result(True))
+    families = {f.name: f for f in text_string_to_metric_families(render(stats))}
+    assert "lookout_probe_failure_info" not in families
+
+
+def test_a_long_failure_message_is_cut_in_its_info_label() -> None:
+    stats = ProbeStats(make_target())
+    stats.record(_result(False, Reason.BODY, "x" * 1000))
+    families = {f.name: f for f in text_string_to_metric_families(render(stats))}
+    (failure,) = families["lookout_probe_failure_info"].samples
+    assert len(failure.labels["message"]) == FAILURE_MESSAGE_CHARS
+
+
+def _result(success: bool, reason: Reason | None = None, message: str = "") -> ProbeResult:
+    return ProbeResult(
+        target="api",
+        success=success,
+        duration=0.02,
+        finished_at=1_800_000_000.0,
+        reason=reason,
+        message=message,
+    )

@@ -29,6 +29,20 @@ DASHBOARD_UIDS = {
     "lookout-sla",
 }
 SEVERITIES = {"critical", "warning", "info"}
+# What every dashboard link starts with, and the page and endpoint annotations of target and
+# heartbeat alerts: read from lookout_links_info and lookout_probe_endpoint_info.
+GRAFANA_ROOT = (
+    '{{ with query `lookout_links_info{grafana_url!=""}` }}'
+    "{{ (index . 0).Labels.grafana_url }}{{ end }}"
+)
+PAGE_URL = (
+    '{{{{ with printf `lookout_links_info{{job=%q,external_url!=""}}` $labels.job | query }}}}'
+    "{{{{ (index . 0).Labels.external_url }}}}/{page}/{{{{ $labels.{label} }}}}{{{{ end }}}}"
+)
+ENDPOINT = (
+    "{{ with printf `max by (endpoint) (lookout_probe_endpoint_info{job=%q,target=%q})` "
+    "$labels.job $labels.target | query }}{{ (index . 0).Labels.endpoint }}{{ end }}"
+)
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 # Always firing by design: it has no case in which it must not fire.
 ALWAYS_FIRING = {"LookoutWatchdog"}
@@ -79,7 +93,7 @@ def test_promtool_unit_tests_pass(unit_test: Path) -> None:
 def test_alert_has_severity_and_every_annotation(rule: dict[str, Any]) -> None:
     assert re.fullmatch(r"Lookout[A-Z][A-Za-z]+", rule["alert"])
     assert rule["labels"]["severity"] in SEVERITIES
-    assert set(rule["annotations"]) == ANNOTATIONS
+    assert set(rule["annotations"]) - {"page_url", "endpoint"} == ANNOTATIONS
     assert all(value.strip() for value in rule["annotations"].values())
 
 
@@ -115,9 +129,27 @@ def test_runbook_url_points_to_an_existing_runbook(rule: dict[str, Any]) -> None
 
 @pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
 def test_dashboard_url_opens_a_lookout_dashboard(rule: dict[str, Any]) -> None:
-    match = re.fullmatch(r"/d/([a-z-]+)/\1(\?.*)?", rule["annotations"]["dashboard_url"])
-    assert match, rule["annotations"]["dashboard_url"]
+    """Below the Grafana root exported in lookout_links_info (empty when not configured)."""
+    url = rule["annotations"]["dashboard_url"]
+    assert url.startswith(GRAFANA_ROOT), url
+    match = re.fullmatch(r"/d/([a-z-]+)/\1(\?.*)?", url.removeprefix(GRAFANA_ROOT))
+    assert match, url
     assert match.group(1) in DASHBOARD_UIDS
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
+def test_an_alert_about_a_target_or_heartbeat_links_its_page_on_the_exporter(
+    rule: dict[str, Any],
+) -> None:
+    labels = re.findall(r"\$labels\.(target|heartbeat)\b", rule["annotations"]["description"])
+    annotations = rule["annotations"]
+    if "target" in labels:
+        assert annotations["page_url"] == PAGE_URL.format(page="targets", label="target")
+        assert annotations["endpoint"] == ENDPOINT
+    elif "heartbeat" in labels:
+        assert annotations["page_url"] == PAGE_URL.format(page="heartbeats", label="heartbeat")
+    else:
+        assert "page_url" not in annotations
 
 
 def test_runbook_index_lists_every_runbook_and_no_other() -> None:

@@ -3,6 +3,8 @@
 Sample of the exposition::
 
     lookout_build_info{version="0.1.0",python="3.11.7"} 1
+    lookout_links_info{external_url="https://lookout.example.com",\
+grafana_url="https://grafana.example.com"} 1
     lookout_config_last_reload_successful 1
     lookout_config_last_reload_success_timestamp_seconds 1.7637e+09
     lookout_targets{kind="http"} 12
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from exporter import __version__
@@ -41,6 +43,12 @@ from exporter.web_limits import ServerCounts
 __all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
 
 BUILD_INFO = Family("lookout_build_info", "gauge", "Lookout's version and Python version.")
+LINKS_INFO = Family(
+    "lookout_links_info",
+    "gauge",
+    "The exporter's and Grafana's absolute URLs from the config (web.external_url, "
+    "web.grafana_url), which alert notifications link to.",
+)
 RELOAD_SUCCESSFUL = Family(
     "lookout_config_last_reload_successful",
     "gauge",
@@ -112,6 +120,7 @@ SERVER_TIMED_OUT = Family(
 )
 FAMILIES = (
     BUILD_INFO,
+    LINKS_INFO,
     RELOAD_SUCCESSFUL,
     RELOAD_SUCCESS_TIME,
     TARGETS,
@@ -157,7 +166,9 @@ class SelfCollector:
         connectivity: Connectivity,
         bodies: BodyBudget,
         server: ServerCounts,
+        links: Callable[[], tuple[str | None, str | None]] = lambda: (None, None),
     ) -> None:
+        self._links = links
         self._scheduler = scheduler
         self._bodies = bodies
         self._server = server
@@ -170,6 +181,10 @@ class SelfCollector:
         reload = self._reload
         kinds = Counter(stats.target.kind.name for stats in scheduler.all_stats())
         yield BUILD_INFO, [(self._build, 1)]
+        external, grafana = self._links()
+        if external is not None or grafana is not None:
+            pairs = [("external_url", external or ""), ("grafana_url", grafana or "")]
+            yield LINKS_INFO, [(label_pairs(pairs), 1)]
         yield RELOAD_SUCCESSFUL, [("", int(reload.successful))]
         yield RELOAD_SUCCESS_TIME, [("", reload.last_success)]
         yield TARGETS, _by_kind(kinds.items())

@@ -12,6 +12,7 @@ schedule. Sample of the exposition (``team`` is a static label from the config):
     lookout_heartbeat_last_success_timestamp_seconds{heartbeat="billing",team="ops"} 1763701200
     lookout_heartbeat_age_seconds{heartbeat="billing",team="ops"} 3600.5
     lookout_heartbeat_deadline_timestamp_seconds{heartbeat="billing",team="ops"} 1763789400
+    lookout_heartbeat_declared_timestamp_seconds{heartbeat="billing",team="ops"} 1760000000
     lookout_heartbeat_status{heartbeat="billing",team="ops",status="up"} 1
     lookout_heartbeat_status{heartbeat="billing",team="ops",status="down"} 0
     lookout_heartbeat_pings_total{heartbeat="billing",team="ops",signal="start"} 31
@@ -33,8 +34,9 @@ instance_name="worker-2"} 1763701140
     lookout_heartbeat_store_errors_total{engine="postgresql"} 0
 
 With several replicas sharing a PostgreSQL store, every replica renders the same facts.
-A heartbeat that never pinged has only its status (``new``), its zero counters and the gauges
-from its config; a heartbeat removed from the config has no series at all.
+A heartbeat that never pinged has only its status (``new``, or ``down`` once its first deadline
+passed), its zero counters, the gauges from its config, when its store first saw it declared
+and the deadline counted from then; a heartbeat removed from the config has no series at all.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ DEADLINE = Family(
     "gauge",
     "When the heartbeat is down unless it pings: next expected ping plus grace, or the end "
     "of max_runtime while a run is open.",
+)
+DECLARED_AT = Family(
+    "lookout_heartbeat_declared_timestamp_seconds",
+    "gauge",
+    "When the heartbeat store first saw the heartbeat declared; a heartbeat that never pinged "
+    "has its first deadline one period after it.",
 )
 STATUS = Family(
     "lookout_heartbeat_status", "gauge", "1 for the heartbeat's current status, 0 for others."
@@ -151,6 +159,7 @@ FAMILIES = (
     LAST_SUCCESS,
     AGE,
     DEADLINE,
+    DECLARED_AT,
     STATUS,
     PINGS,
     LAST_START,
@@ -186,6 +195,7 @@ def render(view: View) -> dict[Family, str]:
     add(LAST_SUCCESS, facts.track.last_success_at)
     add(AGE, view.age)
     add(DEADLINE, view.deadline)
+    add(DECLARED_AT, facts.declared_at)
     for status in Status:
         add(STATUS, 1 if status is view.status else 0, f'status="{status}"')
     for signal in Signal:

@@ -12,6 +12,10 @@ Sample of the exposition (one target, labels shortened)::
     lookout_probe_phase_seconds{target="orders-api",kind="http",phase="connect"} 0.0004
     lookout_tls_cert_expiry_timestamp_seconds{target="orders-api",kind="http"} 1.7e+09
     lookout_http_status_code{target="orders-api",kind="http",service="orders"} 200
+    lookout_probe_endpoint_info{target="orders-api",kind="http",\
+endpoint="https://api.example.com/v2/orders"} 1
+    lookout_probe_failure_info{target="orders-api",kind="http",reason="status",\
+message="status 503 not in expect.status [200]"} 1
 
 The families every kind shares are declared here; each kind adds its own (``Kind.families``,
 written by its ``Observation``). ``target_samples`` says which samples a target has; the text
@@ -121,6 +125,18 @@ CERT_INFO = Family(
 TLS_VERSION = Family(
     "lookout_tls_version_info", "gauge", "TLS version negotiated by the latest scheduled probe."
 )
+ENDPOINT_INFO = Family(
+    "lookout_probe_endpoint_info",
+    "gauge",
+    "What the target probes (URL, address or DNS question, secrets redacted), as a label.",
+)
+FAILURE_INFO = Family(
+    "lookout_probe_failure_info",
+    "gauge",
+    "The latest probe's failure reason and message, while the latest probe failed.",
+)
+# Characters of a failure message kept in lookout_probe_failure_info (the page has it all).
+FAILURE_MESSAGE_CHARS = 300
 
 COMMON_FAMILIES = (
     SUCCESS,
@@ -142,6 +158,8 @@ COMMON_FAMILIES = (
     CERT_INFO,
     TLS_VERSION,
     PROBE_VALUE,
+    ENDPOINT_INFO,
+    FAILURE_INFO,
 )
 # The common families, then each kind's own, in the registry's order.
 FAMILIES: tuple[Family, ...] = COMMON_FAMILIES + tuple(
@@ -188,9 +206,17 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
             yield SLO_OBJECTIVE, slo.latency_objective, 'slo="latency"'
             yield LATENCY_THRESHOLD, slo.latency_threshold, ""
             yield SLOW, stats.slow, ""
+    target = stats.target
+    yield ENDPOINT_INFO, 1, label_pairs([("endpoint", target.kind.endpoint(target.spec))])
     last = stats.last
     if last is None:
         return
+    if not last.success and last.reason is not None:
+        message = last.message
+        if len(message) > FAILURE_MESSAGE_CHARS:
+            message = message[: FAILURE_MESSAGE_CHARS - 1] + "…"
+        failure = [("reason", last.reason.value), ("message", message)]
+        yield FAILURE_INFO, 1, label_pairs(failure)
     if stats.confirmed is not None:
         yield SUCCESS, 1 if stats.confirmed else 0, ""
     if stats.target.confirm != NO_CONFIRMATION:

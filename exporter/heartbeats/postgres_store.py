@@ -17,6 +17,11 @@ Run-time maintenance windows live in ``lookout_maintenance``; a replica that wri
 ``NOTIFY`` on ``MAINTENANCE_CHANNEL`` and every replica re-reads the table at once (and with
 every full comparison), so all of them silence the same targets.
 
+A declared heartbeat that never pinged has a ``lookout_heartbeat`` row with ``seq`` 0 and facts
+holding only when it was declared (``Facts.declared_at``, inserted only where no facts exist, so
+the first replica to declare a heartbeat sets it); facts written before that field existed
+lack it, which readers accept, so it needs no migration.
+
 Schema changes are versioned migrations applied at start under an advisory lock, so replicas
 starting together apply each one once. When the database is unreachable pings fail with
 ``StoreError`` (answered 503) after at most ``POOL_TIMEOUT`` seconds, the store is down (the
@@ -29,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -223,6 +228,42 @@ class PostgresStore:
     @property
     def maintenance(self) -> Mapping[str, Scheduled]:
         return self._maintenance
+
+    async def declare(self, names: Collection[str], at: float) -> None:
+        declared = sorted(names)
+        fresh = json.dumps(Facts(declared_at=at).to_json())
+        async with self._connection() as db, db.transaction():
+            cursor = await db.execute(
+                "INSERT INTO lookout_heartbeat (name, seq, facts) "
+                "SELECT n, 0, %s FROM unnest(%s::text[]) AS n ORDER BY n "
+                "ON CONFLICT (name) DO UPDATE SET facts = excluded.facts "
+                "WHERE lookout_heartbeat.facts IS NULL RETURNING name, facts",
+                (fresh, declared),
+            )
+            added = await cursor.fetchall()
+            cursor = await db.execute(
+                "DELETE FROM lookout_heartbeat WHERE seq = 0 AND NOT (name = ANY(%s)) "
+                "RETURNING name",
+                (declared,),
+            )
+            gone = [name for (name,) in await cursor.fetchall()]
+            changed = sorted({*(name for name, _ in added), *gone})
+            if changed:
+                payload = json.dumps(changed)
+                await db.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
+                )
+        for name, text in added:
+            self._adopt(name, Facts.from_json(json.loads(text)))
+        for name in gone:
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop a heartbeat that never pinged and is no longer declared."""
+        published = self._facts.get(name)
+        if published is not None and published.seq == 0:
+            del self._facts[name]
 
     async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
         async with self._connection() as db, db.transaction():
@@ -619,6 +660,8 @@ class PostgresStore:
                     (list(seen), list(seen.values())),
                 )
                 tracks = await cursor.fetchall()
+        for name in set(names) - {name for name, _ in rows}:
+            self._forget(name)  # forgotten by another replica's declaration
         for name, text in rows:
             if text is None:
                 continue

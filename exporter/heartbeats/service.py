@@ -8,6 +8,13 @@ SQLite under the storage path, or the PostgreSQL database of the config's ``stor
 Facts of a heartbeat removed from the config stay in the store, so adding it back restores its
 history, but it has no series and accepts no pings while it is not declared.
 
+After every config is applied, ``declare`` tells the store which heartbeats are declared, so it
+keeps when each was first declared: the first deadline of a heartbeat that never pinged. An
+exporter started without its store (a pod without a persistent volume) therefore declares every
+heartbeat afresh: each gets a deadline one period after the restart, and
+``lookout_heartbeat_declared_timestamp_seconds`` newer than the last success Prometheus saw is
+what LookoutHeartbeatStoreLost reads.
+
 ``ready`` is false while the store cannot take pings (its writer stopped, or its latest write
 failed); a store that is down is checked again every ``CHECK_SECONDS`` and is ready again as
 soon as it can be written.
@@ -145,6 +152,16 @@ class Heartbeats:
             name: kept[name].resized(*history) if name in kept else History(*history)
             for name in self.specs
         }
+
+    async def declare(self) -> None:
+        """Tell the store which heartbeats the running config declares (now, if it has not seen
+        them); a store that cannot be written is logged and asked again with the next config."""
+        if self.store is None:
+            return
+        try:
+            await self.store.declare(self.specs.keys(), self.clock.time())
+        except StoreError as exc:
+            log.error("heartbeat declarations not stored", extra={"error": str(exc)})
 
     async def record(self, spec: Heartbeat, ping: Ping) -> Facts:
         """Apply ``ping`` durably; returns once it is committed (raises ``StoreError`` if not)."""

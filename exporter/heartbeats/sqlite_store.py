@@ -9,7 +9,10 @@ Tables: ``heartbeat`` holds each heartbeat's folded ``Facts`` (JSON, rewritten i
 transaction as its pings), ``instance`` the track of each instance name, ``ping`` the latest
 ``KEEP_PINGS`` pings of each heartbeat with their kept bodies, as a ring (slot = sequence number
 modulo ``KEEP_PINGS``), so the file stays bounded. ``quarantine`` keeps rows found damaged.
-``maintenance`` holds the run-time maintenance windows (JSON), written by the same thread.
+``maintenance`` holds the run-time maintenance windows (JSON), written by the same thread. A
+declared heartbeat that never pinged has a ``heartbeat`` row too (``Facts.declared_at``); facts
+written before it was kept simply lack the field, so no migration is needed for it, and an
+older Lookout reading the file ignores it.
 
 At start the file is checked (``PRAGMA quick_check``: a corrupted page stops the start with a
 clear error instead of failing pings and pages later), migrated, and its facts are loaded;
@@ -28,7 +31,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from exporter.heartbeats.store import (
     StoredPing,
     StoreError,
     StoreHealth,
+    declarations,
     fold,
 )
 from exporter.maintenance import Scheduled
@@ -128,7 +132,17 @@ class _Save:
     future: asyncio.Future[None]
 
 
-_Item = Pending | _Check | _Save | None
+@dataclass(slots=True)
+class _Declare:
+    """The heartbeats a config declares, and when."""
+
+    names: frozenset[str]
+    at: float
+    future: asyncio.Future[None]
+
+
+_Work = Pending | _Check | _Save | _Declare
+_Item = _Work | None
 
 
 class SqliteStore:
@@ -209,6 +223,13 @@ class SqliteStore:
             raise StoreError("the heartbeat store is not running")
         future: asyncio.Future[None] = self._loop.create_future()
         self._enqueue(_Save(window, forget_before, future))
+        await future
+
+    async def declare(self, names: Collection[str], at: float) -> None:
+        if self._loop is None:
+            raise StoreError("the heartbeat store is not running")
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._enqueue(_Declare(frozenset(names), at, future))
         await future
 
     def start(self) -> None:
@@ -318,7 +339,7 @@ class SqliteStore:
 
     def _fail_queued(self) -> None:
         error = StoreError(f"the writer of heartbeat store {str(self.path)!r} has stopped")
-        pending: list[Pending | _Check | _Save] = []
+        pending: list[_Work] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -329,28 +350,45 @@ class SqliteStore:
         if pending:
             self._settle_failed(pending, error)
 
-    def _commit(self, batch: list[Pending | _Check | _Save]) -> None:
+    def _commit(self, batch: list[_Work]) -> None:
         pings = [item for item in batch if isinstance(item, Pending)]
         checks = [item for item in batch if isinstance(item, _Check)]
         saves = [item for item in batch if isinstance(item, _Save)]
+        declares = [item for item in batch if isinstance(item, _Declare)]
         folded = fold(
             pings,
             lambda name: self._working.get(name) or Facts(),
             lambda name: self._working_books.get(name) or Instances(),
         )
+        added: dict[str, Facts] = {}
+        gone: list[str] = []
+        if declares:  # each names every declared heartbeat: the latest one decides
+            latest = declares[-1]
+            added, gone = declarations(latest.names, latest.at, {**self._working, **folded.facts})
         try:
-            self._transaction(folded, bool(checks), saves)
+            self._transaction(folded, bool(checks), saves, added, gone)
         except sqlite3.Error as exc:
             self._settle_failed(
                 batch, StoreError(f"cannot write heartbeat store {str(self.path)!r}: {exc}")
             )
             return
         self._working.update(folded.facts)
+        self._working.update(added)
+        for name in gone:
+            self._working.pop(name, None)
         folded.apply_instances(self._working_books)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._publish, pings, checks, folded, saves)
+        settled: list[_Check | _Save | _Declare] = [*checks, *saves, *declares]
+        self._loop.call_soon_threadsafe(self._publish, pings, settled, folded, saves, (added, gone))
 
-    def _transaction(self, folded: Folded, check: bool, saves: list[_Save]) -> None:
+    def _transaction(
+        self,
+        folded: Folded,
+        check: bool,
+        saves: list[_Save],
+        added: Mapping[str, Facts],
+        gone: list[str],
+    ) -> None:
         db = self._connection
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -370,6 +408,11 @@ class SqliteStore:
                 "DELETE FROM instance WHERE heartbeat = ? AND name = ?",
                 [key for key, t in folded.instances.items() if t is None],
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO heartbeat VALUES (?, ?)",
+                [(name, json.dumps(f.to_json())) for name, f in added.items()],
+            )
+            db.executemany("DELETE FROM heartbeat WHERE name = ?", [(name,) for name in gone])
             if check:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_at', ?)", (time.time(),))
             for save in saves:
@@ -388,11 +431,11 @@ class SqliteStore:
                     db.execute("ROLLBACK")
             raise
 
-    def _settle_failed(self, batch: list[Pending | _Check | _Save], error: StoreError) -> None:
+    def _settle_failed(self, batch: list[_Work], error: StoreError) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._fail, batch, error)
 
-    def _fail(self, batch: list[Pending | _Check | _Save], error: StoreError) -> None:
+    def _fail(self, batch: list[_Work], error: StoreError) -> None:
         """On the loop: a failed commit, each of its pings answered with ``error``."""
         self.health.errors += 1
         if self.health.up:
@@ -403,10 +446,19 @@ class SqliteStore:
                 item.future.set_exception(error)
 
     def _publish(
-        self, pings: list[Pending], checks: list[_Check], folded: Folded, saves: list[_Save]
+        self,
+        pings: list[Pending],
+        settled: list[_Check | _Save | _Declare],
+        folded: Folded,
+        saves: list[_Save],
+        declared: tuple[dict[str, Facts], list[str]],
     ) -> None:
         """On the loop: a committed batch becomes visible and its pings are answered."""
         self._facts.update(folded.facts)
+        added, gone = declared
+        self._facts.update(added)
+        for name in gone:
+            self._facts.pop(name, None)
         if saves:
             windows = dict(self._maintenance)
             for save in saves:
@@ -425,7 +477,6 @@ class SqliteStore:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        settled: list[_Check | _Save] = [*checks, *saves]
         for waiting in settled:
             if not waiting.future.done():
                 waiting.future.set_result(None)

@@ -4,9 +4,11 @@ Only facts are recorded (when the latest successes came, which run is open, whet
 finish failed); the status is never stored, because it changes by itself as time passes. At a
 moment ``now`` a heartbeat is:
 
-- ``new``: it never pinged;
+- ``new``: it never pinged, and its first expected ping (one period or the next cron match
+  after it was declared) is not overdue;
 - ``running``: its latest start has not finished and is within ``max_runtime`` (or ``grace``);
-- ``down``: that run overran, or the next expected ping plus ``grace`` has passed;
+- ``down``: that run overran, or the next expected ping plus ``grace`` has passed (also for a
+  heartbeat that never pinged, counted from when it was declared);
 - ``failed``: the latest finish was a failure (``/fail``, a non-zero exit code, or a run shorter
   than ``min_runtime``);
 - ``late``: the next expected ping is overdue but the grace period has not ended;
@@ -15,7 +17,9 @@ moment ``now`` a heartbeat is:
 The next ping is expected one period (or the next cron match) after the latest success; a
 heartbeat expecting ``pings_per_period: N`` counts from the oldest of its latest N successes,
 so it turns late as soon as fewer than N successes fall within the last period. A heartbeat
-that pinged but never succeeded expects its success one period after its first ping.
+that pinged but never succeeded expects its success one period after its first ping; one that
+never pinged expects it one period after it was declared (``Facts.declared_at``, which the store
+writes when a config first declares the heartbeat), so a job that never runs is noticed too.
 
 A start only extends the deadline while the heartbeat is still within it: a run that starts
 after the deadline passed leaves the heartbeat ``down`` (its deadline where it was) until a run
@@ -180,10 +184,19 @@ class Track:
             first_ping_at=first,
         )
 
-    def status(self, spec: Heartbeat, now: float) -> tuple[Status, float | None]:
-        """The status at ``now`` and the deadline: when it turns down unless a ping comes."""
+    def status(
+        self, spec: Heartbeat, now: float, declared_at: float | None = None
+    ) -> tuple[Status, float | None]:
+        """The status at ``now`` and the deadline: when it turns down unless a ping comes.
+        Before any ping the deadline counts from ``declared_at`` (none when it is unknown)."""
         if self.last_ping_at is None:
-            return Status.NEW, None
+            if declared_at is None:
+                return Status.NEW, None
+            expected = next_expected(spec.schedule, declared_at)
+            deadline = expected + spec.grace
+            if now <= expected:
+                return Status.NEW, deadline
+            return (Status.LATE if now <= deadline else Status.DOWN), deadline
         # Counted from the oldest of the latest successes, or from the first ping when none.
         since = self.successes[0] if self.successes else self.first_ping_at or self.last_ping_at
         expected = next_expected(spec.schedule, since)
@@ -199,12 +212,17 @@ class Track:
             return Status.UP, deadline
         return (Status.LATE if now <= deadline else Status.DOWN), deadline
 
-    def failing_since(self, spec: Heartbeat, now: float) -> float | None:
+    def failing_since(
+        self, spec: Heartbeat, now: float, declared_at: float | None = None
+    ) -> float | None:
         """When the failing status at ``now`` began as time alone tells it (None while not
         failing); never before the latest ping, which settled what came before it."""
-        status, _ = self.status(spec, now)
-        if status not in FAILING or self.last_ping_at is None:
+        status, _ = self.status(spec, now, declared_at)
+        if status not in FAILING:
             return None
+        if self.last_ping_at is None:  # never pinged: late since its first expected ping
+            assert declared_at is not None  # without it, a heartbeat that never pinged is new
+            return next_expected(spec.schedule, declared_at)
         if self.open_start_at is not None:  # the run overran its window
             began = self.open_start_at + spec.run_window
         elif self.successes and not self.failed:  # the next expected ping is overdue
@@ -261,6 +279,10 @@ class Facts:
     ``incidents`` and ``downtime`` count the closed incidents and their seconds;
     ``incident_start`` is the start of the open incident a ping has settled (a late heartbeat's
     incident is derived by ``incident_at`` until a ping comes).
+
+    ``declared_at`` is when a config first declared the heartbeat to its store (None in facts
+    written before it was kept): the first deadline of a heartbeat that never pinged counts
+    from it.
     """
 
     track: Track = Track()
@@ -275,12 +297,17 @@ class Facts:
     incidents: int = 0
     downtime: float = 0.0
     incident_start: float | None = None
+    declared_at: float | None = None
+
+    def status(self, spec: Heartbeat, now: float) -> tuple[Status, float | None]:
+        """The heartbeat's status at ``now`` and its deadline (see ``Track.status``)."""
+        return self.track.status(spec, now, self.declared_at)
 
     def incident_at(self, spec: Heartbeat, now: float) -> float | None:
         """The start of the incident open at ``now``, or None."""
         if self.incident_start is not None:
             return self.incident_start
-        return self.track.failing_since(spec, now)
+        return self.track.failing_since(spec, now, self.declared_at)
 
     def apply(self, ping: Ping, spec: Heartbeat) -> Facts:
         """The facts after ``ping``, which ``judge`` has settled."""
@@ -337,6 +364,7 @@ class Facts:
             "incidents": self.incidents,
             "downtime": self.downtime,
             "incident_start": self.incident_start,
+            "declared_at": self.declared_at,
         }
 
     @classmethod
@@ -381,6 +409,7 @@ class Facts:
             incidents=incidents,
             downtime=_number(data.get("downtime", 0.0), "facts.downtime"),
             incident_start=_optional_number(data, "incident_start", "facts"),
+            declared_at=_optional_number(data, "declared_at", "facts"),
         )
 
 
@@ -478,7 +507,7 @@ class View:
 
 
 def derive(spec: Heartbeat, facts: Facts, instances: Instances | None, now: float) -> View:
-    status, deadline = facts.track.status(spec, now)
+    status, deadline = facts.status(spec, now)
     alive = None
     seen: tuple[tuple[str, float | None, bool], ...] = ()
     if spec.instances is not None:

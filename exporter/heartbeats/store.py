@@ -10,6 +10,11 @@ commit, so a scrape never shows a ping that could still be lost.
 facts and instance tracks they apply to, and lists the rows to write. A ping that cannot be
 applied fails alone (logged and counted); the rest of its batch is committed.
 
+The store also records when each heartbeat was first declared (``declare``): a facts row
+without pings, ``Facts.declared_at``, from which the first deadline of a heartbeat that never
+pinged counts. A heartbeat that a config no longer declares loses that row if it never pinged
+(declaring it again later starts its first period then); one that pinged keeps its facts.
+
 The store also keeps the maintenance windows created at run time (``maintenance``,
 ``save_maintenance``): the same durable place, so a restart, or another replica on the same
 PostgreSQL database, sees them too. A window is forgotten ``KEEP_ENDED`` after it closed.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +42,7 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "StoredPing",
+    "declarations",
     "fold",
 ]
 
@@ -132,6 +138,11 @@ class Store(Protocol):
         """The committed run-time maintenance windows by id (memory only); a new mapping object
         after every change, so a reader can tell by identity whether anything changed."""
 
+    async def declare(self, names: Collection[str], at: float) -> None:
+        """Record ``at`` as the declaration time of each of ``names`` that has no facts yet, and
+        forget the heartbeats not in ``names`` that never pinged; returns once committed
+        (raises ``StoreError`` if not)."""
+
     async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
         """Write ``window`` (new, or ended early) and forget the windows closed before
         ``forget_before``; returns once that is committed (raises ``StoreError`` if not)."""
@@ -151,6 +162,16 @@ class Store(Protocol):
 
     async def check(self) -> None:
         """Raise ``StoreError`` unless the store can be written now; mark it up if it can."""
+
+
+def declarations(
+    names: Collection[str], at: float, facts: Mapping[str, Facts]
+) -> tuple[dict[str, Facts], list[str]]:
+    """What ``declare`` writes: facts for the newly declared heartbeats, and the names to forget
+    (heartbeats without pings that are no longer declared)."""
+    added = {name: Facts(declared_at=at) for name in names if name not in facts}
+    gone = [name for name, f in facts.items() if f.seq == 0 and name not in names]
+    return added, sorted(gone)
 
 
 def fold(

@@ -60,6 +60,57 @@ def test_it_is_new_until_the_first_ping(clock: FakeClock) -> None:
     assert job.view.age is None
 
 
+def test_a_declared_heartbeat_that_never_pings_goes_late_and_then_down_from_its_declaration(
+    clock: FakeClock,
+) -> None:
+    job = Job(every(60, 30), clock)
+    job.facts = Facts(declared_at=clock.now)
+    declared = clock.now
+    assert (job.status, job.view.deadline) == (Status.NEW, declared + 90)
+    assert job.view.incident_start is None
+    clock.advance(61)
+    assert job.status is Status.LATE
+    clock.advance(30)
+    assert job.status is Status.DOWN
+    assert job.view.deadline == declared + 90
+    assert job.view.incident_start == declared + 60
+
+
+def test_the_first_success_of_a_heartbeat_that_never_pinged_closes_its_incident(
+    clock: FakeClock,
+) -> None:
+    job = Job(every(60, 30), clock)
+    job.facts = Facts(declared_at=clock.now)
+    clock.advance(100)
+    job.ping()
+    assert job.status is Status.UP
+    assert (job.facts.incidents, job.facts.downtime) == (1, 40)
+    assert job.facts.declared_at == T0
+    assert job.view.deadline == clock.now + 90
+
+
+def test_a_cron_heartbeat_that_never_pings_expects_the_first_match_after_its_declaration(
+    clock: FakeClock,
+) -> None:
+    job = Job(cron("0 4 * * *", "Europe/Berlin", 1800), clock)
+    job.facts = Facts(declared_at=clock.now)  # 13:00 in Berlin
+    expected = datetime(2026, 3, 29, 2, 0, tzinfo=UTC).timestamp()  # 04:00 CEST
+    assert job.view.deadline == expected + 1800
+    clock.now = expected + 1801
+    assert job.status is Status.DOWN
+
+
+def test_facts_keep_their_declaration_time_through_json() -> None:
+    facts = Facts(declared_at=T0)
+    assert Facts.from_json(facts.to_json()) == facts
+    assert Facts.from_json({**facts.to_json(), "declared_at": None}).declared_at is None
+    without = facts.to_json()
+    del without["declared_at"]  # written before it was kept
+    assert Facts.from_json(without).declared_at is None
+    with pytest.raises(ValueError, match=r"facts\.declared_at"):
+        Facts.from_json({**facts.to_json(), "declared_at": "yesterday"})
+
+
 def test_it_is_up_after_a_success(clock: FakeClock) -> None:
     job = Job(every(60, 30), clock)
     job.ping()

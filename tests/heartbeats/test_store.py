@@ -142,3 +142,45 @@ async def test_a_ping_that_cannot_be_applied_fails_alone(store: Store) -> None:
     assert store.health.errors == 1
     assert store.running
     assert (await store.record(ping("a"), JOB)).seq == 1
+
+
+async def test_a_declaration_is_kept_for_heartbeats_without_facts(place: Place) -> None:
+    store = await place.open()
+    await store.declare({"a", "new-job"}, T0)
+    await record(store, ping("a", at=T0 + 5))
+    await store.declare({"a", "new-job"}, T0 + 60)  # a reload: nothing moves
+    assert store.facts["new-job"].declared_at == T0
+    assert store.facts["new-job"].seq == 0
+    assert store.facts["a"].declared_at == T0
+    assert store.facts["a"].seq == 1
+    await store.close()
+
+    reopened = await place.open()
+    try:
+        assert reopened.facts["new-job"].declared_at == T0
+        assert reopened.facts["a"].declared_at == T0
+        status, deadline = reopened.facts["new-job"].status(JOB, T0 + 100)
+        assert (status, deadline) == (Status.DOWN, T0 + 90)
+    finally:
+        await reopened.close()
+
+
+async def test_a_heartbeat_no_longer_declared_is_forgotten_only_if_it_never_pinged(
+    place: Place,
+) -> None:
+    store = await place.open()
+    await store.declare({"a", "never"}, T0)
+    await record(store, ping("a", at=T0 + 5))
+    await store.declare(set(), T0 + 60)
+    assert "never" not in store.facts
+    assert store.facts["a"].seq == 1
+    await store.declare({"never"}, T0 + 120)  # declared again: its first period starts now
+    assert store.facts["never"].declared_at == T0 + 120
+    await store.close()
+
+    reopened = await place.open()
+    try:
+        assert reopened.facts["never"].declared_at == T0 + 120
+        assert reopened.facts["a"].seq == 1
+    finally:
+        await reopened.close()
