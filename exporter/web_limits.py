@@ -22,9 +22,15 @@ import contextlib
 import resource
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# aiohttp is imported by the functions that serve, so that ``check-config`` (whose command line
+# reads ``ServerLimits``' defaults) does not import it.
 
 __all__ = [
     "Guard",
@@ -174,14 +180,12 @@ class Guard:
         return _Connection(self, self.factory())
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def read_body_within(read_timeout: float, counts: ServerCounts) -> Any:
     """The middleware: the connection's deadline is off while a request is handled, and a
     request whose body has not fully arrived within ``read_timeout`` of its head is answered
     ``408`` (its handler cancelled), so an incomplete body is not held open. The handler still
     reads the body itself, as a stream."""
+    from aiohttp import web
 
     @web.middleware
     async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -228,6 +232,7 @@ def serve(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, as ``web.run_app`` does, through a ``Guard``."""
+    from aiohttp import web
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=True)

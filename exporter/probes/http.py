@@ -33,13 +33,13 @@ from exporter.config_source import (
 from exporter.exposition import label_pairs
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
-from exporter.probes import api_signals
+from exporter.probes import api_signals, json_schema
 from exporter.probes.api_signals import NO_SIGNALS, ErrorFormat, Signals, VersionExpectation
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_failures import EXCERPT_CHARS, client_error_failure, excerpt
 from exporter.probes.http_timing import RequestTiming
-from exporter.probes.json_schema import RefSettings, Unresolvable, compile_schema, reference_error
+from exporter.probes.json_schema import RefSettings, compile_schema, reference_error
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
@@ -728,7 +728,7 @@ def _check_json(
         return [ProbeFailure(Reason.JSON, detail)]
     try:
         errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-    except Unresolvable as exc:
+    except json_schema.Unresolvable as exc:
         detail = reference_error(exc)
         trace.check("json_schema", False, detail)
         return [ProbeFailure(Reason.JSON_SCHEMA, f"JSON Schema: {detail}")]

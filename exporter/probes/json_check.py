@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from exporter.config_source import ConfigProblem, KeyPath, Source
 from exporter.config_source import describe_error as describe_schema_error
+from exporter.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import jsonschema
+else:  # only for a target with a JSON Schema expectation
+    jsonschema = lazy_module("jsonschema")
 
 __all__ = ["JsonExpectation", "build_json_expectation"]
 

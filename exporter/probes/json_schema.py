@@ -21,24 +21,42 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
-
-import jsonschema
-import referencing
-import referencing.exceptions
-import referencing.jsonschema
-from jsonschema_specifications import REGISTRY as _METASCHEMAS
 
 from exporter.config_source import ConfigProblem, KeyPath, Source
 from exporter.config_source import describe_error as describe_schema_error
+from exporter.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import jsonschema
+    import referencing
+    import referencing.exceptions
+    import referencing.jsonschema
+    from jsonschema_specifications import REGISTRY as _METASCHEMAS
+
+    Unresolvable = referencing.exceptions.Unresolvable
+    METASCHEMAS: referencing.Registry[Any] = _METASCHEMAS
+else:  # only for a target with a json_schema (referencing is imported by compile_schema)
+    jsonschema = lazy_module("jsonschema")
+
+    def __getattr__(name: str) -> Any:
+        """``Unresolvable`` and ``METASCHEMAS``, imported when first read."""
+        if name == "Unresolvable":
+            import referencing.exceptions
+
+            return referencing.exceptions.Unresolvable
+        if name == "METASCHEMAS":
+            from jsonschema_specifications import REGISTRY
+
+            return REGISTRY
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["FETCH_LIMIT", "RefSettings", "Unresolvable", "compile_schema", "reference_error"]
 
 # A referenced document larger than this is refused (it would be held for the config's life).
 FETCH_LIMIT = 4 * 1024 * 1024
-Unresolvable = referencing.exceptions.Unresolvable
-METASCHEMAS: referencing.Registry[Any] = _METASCHEMAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +76,8 @@ def compile_schema(
 ) -> tuple[Any, jsonschema.protocols.Validator]:
     """The schema (a file path, or the schema itself) and its validator, every reference
     loaded; ``ConfigProblem`` at ``at`` when the schema or a reference is unusable."""
+    import referencing.jsonschema
+
     if isinstance(value, str):
         path = source.path(value).resolve()
         schema = _parse(source.read_text(value, at), value, at)
@@ -99,7 +119,10 @@ def _load_references(
 ) -> referencing.Registry[Any]:
     """A registry of the root (under ``base``), the metaschemas and every document reachable by
     ``$ref`` from it, each loaded once; it fetches nothing later."""
-    registry: referencing.Registry[Any] = METASCHEMAS.with_resource(base, root)
+    import referencing.jsonschema
+    from jsonschema_specifications import REGISTRY as metaschemas
+
+    registry: referencing.Registry[Any] = metaschemas.with_resource(base, root)
     if root.id() is not None:
         registry = registry.with_resource(str(root.id()), root)
     pending = [(str(root.id() or base), root.contents)]

@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import jsonpath
-
 from exporter.config_source import ConfigProblem, KeyPath, compile_regex
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 from exporter.units import format_duration, parse_duration
 
 if TYPE_CHECKING:
+    import jsonpath
     from multidict import CIMultiDictProxy
+else:  # only for a target that extracts or checks a value
+    jsonpath = lazy_module("jsonpath")
 
 __all__ = [
     "PROBE_VALUE",
