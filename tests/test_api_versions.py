@@ -26,7 +26,7 @@ from exporter.probes.runner import run_probe
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
 from exporter.runtime import Options
-from exporter.status.views import request_json
+from exporter.status.views import request_json, select
 from exporter.targets import Target
 from tests.conftest import config_from_text
 from tests.metrics import sample_value
@@ -273,6 +273,34 @@ async def test_the_status_page_links_the_versions_of_a_matrix(running: Client) -
     text = await detail.text()
     assert '<a href="orders-api%40v1">v1</a>' in text
     assert "<strong>v2</strong>" in text
+
+
+def row(name: str, state: str, versions: tuple[str, ...] = ()) -> dict[str, Any]:
+    base, _, version = name.partition("@")
+    matrix = {"name": base, "version": version, "versions": list(versions)} if version else None
+    return {"name": name, "state": state, "matrix": matrix}
+
+
+@pytest.mark.parametrize("sort", ["state", "name"])
+def test_the_versions_of_a_matrix_are_listed_together_in_version_order(sort: str) -> None:
+    """Where the matrix's first row stands (its worst version when sorted by state)."""
+    order = ("v3", "v1", "v2")
+    rows = [
+        row("orders@v1", "up", order),
+        row("billing", "down"),
+        row("orders@v2", "down", order),
+        row("orders@v3", "up", order),
+        row("zeta", "up"),
+        row("alpha", "up"),
+    ]
+    names = [item["name"] for item in select(rows, "all", sort)]
+    versions = ["orders@v3", "orders@v1", "orders@v2"]
+    if sort == "state":
+        assert names == ["billing", *versions, "alpha", "zeta"]
+    else:
+        assert names == ["alpha", "billing", *versions, "zeta"]
+    failing = [item["name"] for item in select(rows, "failing", sort)]
+    assert failing == ["billing", "orders@v2"]
 
 
 FLOW_MATRIX = """

@@ -266,8 +266,31 @@ def select(
     else:
         chosen = [item for item in items if item[field] == state]
     if sort == "name":
-        return sorted(chosen, key=lambda item: item["name"])
-    return sorted(chosen, key=lambda item: (SEVERITY.get(item[field], 3), item["name"]))
+        ordered = sorted(chosen, key=lambda item: item["name"])
+    else:
+        ordered = sorted(chosen, key=lambda item: (SEVERITY.get(item[field], 3), item["name"]))
+    return _versions_together(ordered)
+
+
+def _versions_together(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` in their order, except that the targets of one ``versions:`` matrix form one
+    block, in the matrix's version order, where its first member (the worst, or the first by
+    name) stands: the versions of an API are read side by side."""
+    blocks: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if (matrix := item.get("matrix")) is not None:
+            blocks.setdefault(matrix["name"], []).append(item)
+    if not blocks:
+        return items
+    result: list[dict[str, Any]] = []
+    for item in items:
+        matrix = item.get("matrix")
+        if matrix is None:
+            result.append(item)
+        elif (block := blocks.pop(matrix["name"], None)) is not None:
+            order = {version: i for i, version in enumerate(matrix["versions"])}
+            result.extend(sorted(block, key=lambda m: order.get(m["matrix"]["version"], 0)))
+    return result
 
 
 def ping_json(ping: StoredPing, body_visible: bool) -> dict[str, Any]:
