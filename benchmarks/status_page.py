@@ -91,6 +91,7 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
             refresh_link=page.refresh_link({}, 60),
             shard=None,
             exporter=views.exporter_json(runtime, now),
+            maintenance=[],
             filters=page.filter_links([t["state"] for t in items], {}),
             sorts=page.sort_links({}),
             groups=grouped,
