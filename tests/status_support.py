@@ -85,7 +85,7 @@ async def wait_probed(app: web.Application, probes: int = 1, within: float = 5.0
 HEARTBEATS_CONFIG = """
 heartbeats:
   - {name: a-fine, period: 1h, grace: 1h}
-  - {name: b-new, period: 1m, grace: 1m}
+  - {name: b-new, period: 1h, grace: 1h}
   - {name: c-broken, period: 1h, grace: 1h}
   - {name: d-late, period: 1m, grace: 10m}
   - {name: e-down, period: 1m, grace: 1m}

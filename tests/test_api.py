@@ -344,7 +344,9 @@ async def test_heartbeat_list_matches_the_schema_with_failing_heartbeats_first(
     detail = await get_json(beating, "/api/v1/heartbeats/a-fine", 200, "/api/v1/heartbeats/{name}")
     assert detail["last_failure"]["exit_code"] == 1
     assert detail["last_failure"]["body"] == "an old failure"
-    assert by_name["b-new"]["deadline"] is None
+    # Never pinged: its first deadline is one period and grace after the store first saw it
+    # declared, at the fixture clock's start.
+    assert by_name["b-new"]["deadline"] == FakeClock().now + 3600 + 3600
 
 
 async def test_heartbeat_filters_sorts_and_rejects_bad_values(
