@@ -33,23 +33,17 @@ if TYPE_CHECKING:
     import referencing
     import referencing.exceptions
     import referencing.jsonschema
-    from jsonschema_specifications import REGISTRY as _METASCHEMAS
 
     Unresolvable = referencing.exceptions.Unresolvable
-    METASCHEMAS: referencing.Registry[Any] = _METASCHEMAS
 else:  # only for a target with a json_schema (referencing is imported by compile_schema)
     jsonschema = lazy_module("jsonschema")
 
     def __getattr__(name: str) -> Any:
-        """``Unresolvable`` and ``METASCHEMAS``, imported when first read."""
+        """``Unresolvable``, imported when first read."""
         if name == "Unresolvable":
             import referencing.exceptions
 
             return referencing.exceptions.Unresolvable
-        if name == "METASCHEMAS":
-            from jsonschema_specifications import REGISTRY
-
-            return REGISTRY
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
