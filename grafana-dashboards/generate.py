@@ -2174,6 +2174,31 @@ def trends(level: str, prefix: str, matchers: str, scope: str) -> Panels:
     ]
 
 
+def by_service_grid(
+    title: str, description: str, down_rate: str, incidents: str, downtime: str
+) -> table.Panel:
+    """Per ``service``: mean availability (one minus ``down_rate``), incidents, downtime and
+    their MTTR, from the three per-service expressions."""
+    return grid(
+        title,
+        description,
+        "none",
+        [
+            Query(f"avg by (service) (clamp(1 - {down_rate}, 0, 1))"),
+            Query(incidents),
+            Query(downtime),
+            Query(f"{downtime} / ({incidents} > 0)"),
+        ],
+        join_on="service",
+        columns={
+            "Value #A": ("Availability", "percentunit"),
+            "Value #B": ("Incidents", "short"),
+            "Value #C": ("Downtime", "dtdurations"),
+            "Value #D": ("MTTR", "dtdurations"),
+        },
+    )
+
+
 def sla() -> dashboard.Dashboard:
     """The time range's figures (this month by default): availability as time outside
     incidents against the SLA, incidents, MTTR and MTBF, by target and by service."""
@@ -2280,24 +2305,13 @@ def sla() -> dashboard.Dashboard:
         f"sum by (service) ({per_service('lookout_probe_downtime_seconds_total', 'increase')})"
     )
     services: Panels = [
-        grid(
+        by_service_grid(
             "By service",
             "Per `service` label over the time range: the mean availability of its targets, "
             "their incidents and downtime together, and the MTTR of those incidents.",
-            "none",
-            [
-                Query(f"avg by (service) (clamp(1 - {by_service}, 0, 1))"),
-                Query(service_incidents),
-                Query(service_downtime),
-                Query(f"{service_downtime} / ({service_incidents} > 0)"),
-            ],
-            join_on="service",
-            columns={
-                "Value #A": ("Availability", "percentunit"),
-                "Value #B": ("Incidents", "short"),
-                "Value #C": ("Downtime", "dtdurations"),
-                "Value #D": ("MTTR", "dtdurations"),
-            },
+            by_service,
+            service_incidents,
+            service_downtime,
         ),
         *trends(
             "service",
@@ -2373,25 +2387,14 @@ def sla() -> dashboard.Dashboard:
             'job=~"$job", heartbeat=~"$heartbeat"',
             f"lookout_heartbeat_incident_open{{{heartbeat_scope}}}",
         ),
-        grid(
+        by_service_grid(
             "Heartbeats by service",
             "Per `service` label of the heartbeats over the time range: the mean availability "
             "of its heartbeats, their incidents and downtime together, and the MTTR of those "
             "incidents.",
-            "none",
-            [
-                Query(f"avg by (service) (clamp(1 - {heartbeat_service_down_rate}, 0, 1))"),
-                Query(heartbeat_service_incidents),
-                Query(heartbeat_service_downtime),
-                Query(f"{heartbeat_service_downtime} / ({heartbeat_service_incidents} > 0)"),
-            ],
-            join_on="service",
-            columns={
-                "Value #A": ("Availability", "percentunit"),
-                "Value #B": ("Incidents", "short"),
-                "Value #C": ("Downtime", "dtdurations"),
-                "Value #D": ("MTTR", "dtdurations"),
-            },
+            heartbeat_service_down_rate,
+            heartbeat_service_incidents,
+            heartbeat_service_downtime,
         ),
     ]
     target = query_variable(
