@@ -175,6 +175,9 @@ class PostgresStore:
         self._stopped = False
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        # Bumped by every declaration once applied: a refresh that read the database before
+        # a declaration applied its rows may hold rows the declaration replaced or deleted.
+        self._declarations = 0
 
     @classmethod
     async def open(cls, settings: PostgresStorage) -> PostgresStore:
@@ -255,9 +258,14 @@ class PostgresStore:
                     (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
                 )
         for name, text in added:
-            self._adopt(name, Facts.from_json(json.loads(text)))
+            # Just written, so newer than anything a refresh published meanwhile (same seq).
+            facts = Facts.from_json(json.loads(text))
+            published = self._facts.get(name)
+            if published is None or facts.seq >= published.seq:
+                self._facts[name] = facts
         for name in gone:
             self._forget(name)
+        self._declarations += 1
 
     def _forget(self, name: str) -> None:
         """Drop a heartbeat that never pinged and is no longer declared."""
@@ -647,6 +655,7 @@ class PostgresStore:
             if not names:
                 return
             seen = {name: self._facts[name].seq if name in self._facts else -1 for name in names}
+            declarations = self._declarations
             async with db.transaction():
                 await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor = await db.execute(
@@ -660,6 +669,9 @@ class PostgresStore:
                     (list(seen), list(seen.values())),
                 )
                 tracks = await cursor.fetchall()
+        if declarations != self._declarations:
+            self._request(json.dumps(names))  # read again: these rows may predate it
+            return
         for name in set(names) - {name for name, _ in rows}:
             self._forget(name)  # forgotten by another replica's declaration
         for name, text in rows:
