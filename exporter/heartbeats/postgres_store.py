@@ -431,28 +431,32 @@ class PostgresStore:
         self, db: psycopg.AsyncConnection[TupleRow], batch: list[Pending]
     ) -> Folded:
         names = sorted({item.ping.heartbeat for item in batch})
-        async with db.transaction():
+        keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
+        # Pipeline mode: the reads travel in one round trip, the writes and the commit in
+        # another, instead of one per statement.
+        async with db.pipeline(), db.transaction():
             await db.execute(
                 "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%s::text[]) AS n "
                 "ORDER BY n ON CONFLICT DO NOTHING",
                 (names,),
             )
-            cursor = await db.execute(
+            locked = await db.execute(
                 "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%s) "
                 "ORDER BY name FOR UPDATE",
                 (names,),
             )
-            current = await self._read_facts(db, await cursor.fetchall())
-            keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
-            known: dict[tuple[str, str], Track] = {}
+            tracked = None
             if keys:
-                cursor = await db.execute(
+                tracked = await db.execute(
                     "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
                     "JOIN unnest(%s::text[], %s::text[]) AS k(heartbeat, name) "
                     "ON i.heartbeat = k.heartbeat AND i.name = k.name",
                     ([h for h, _ in keys], [n for _, n in keys]),
                 )
-                for heartbeat, name, text in await cursor.fetchall():
+            current = await self._read_facts(db, await locked.fetchall())
+            known: dict[tuple[str, str], Track] = {}
+            if tracked is not None:
+                for heartbeat, name, text in await tracked.fetchall():
                     with contextlib.suppress(ValueError, TypeError):
                         known[(heartbeat, name)] = Track.from_json(json.loads(text))
             folded = fold(
