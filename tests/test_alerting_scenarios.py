@@ -2,11 +2,13 @@
 and Alertmanager with the example's routes, inhibitions and grouping deliver exactly the
 notifications the on-call engineer should get, and the test prints how long each took.
 
-Time runs 30 times faster than in production, with the same expressions: every ``for:`` and
-``keep_firing_for`` of the pack is divided by 30 (30s -> 1s, 1m -> 2s, 5m -> 10s), the
-exporter uses the recommended defaults divided by 30 as well (``interval: 30s`` -> 1s,
-``interval_when_failing: 10s`` -> 300ms, ``confirm: {failures: 2}``), Prometheus scrapes and
-evaluates every second (30s in production) and Alertmanager flushes groups after a second.
+Time runs 30 times faster than in production, with the same expressions: every ``for:``,
+``keep_firing_for`` and group ``interval`` of the pack is divided by 30 (15s -> 500ms,
+1m -> 2s, 5m -> 10s), the exporter uses the recommended defaults divided by 30 as well
+(``interval: 30s`` -> 1s, ``interval_when_failing: 10s`` -> 300ms, ``confirm: {failures: 2}``),
+Prometheus scrapes every 500ms (the recommended 15s) and evaluates the other groups every second
+(30s), and Alertmanager waits the example's ``group_wait`` divided by 30 before a page (10s ->
+334ms) and a second before other groups.
 A measured time multiplied by 30 is what the production settings give; docs/alerting.md has
 the table.
 
@@ -41,7 +43,7 @@ from aiohttp import web
 
 from tests.exporter_process import run_exporter
 from tests.processes import free_port, prometheus, running
-from tests.rules.pack import ROOT, RULE_FILES, loopback_alertmanager_config
+from tests.rules.pack import ALERTMANAGER_CONFIG, ROOT, RULE_FILES, loopback_alertmanager_config
 from tests.rules.stack import Webhook, webhook_server
 from tests.test_alerting_e2e import Upstream, upstream_server
 from tests.tools import require_tool
@@ -53,19 +55,22 @@ NOTIFY_TIMEOUT = 30
 
 
 def scaled(duration: str) -> str:
-    """A Prometheus duration (``30s``, ``5m``, ``1h``) divided by SCALE, at least 1s."""
+    """A Prometheus duration (``15s``, ``5m``, ``1h``) divided by SCALE, in whole milliseconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     match = re.fullmatch(r"(\d+)([smh])", duration)
     assert match, duration
     seconds = int(match[1]) * units[match[2]]
-    return f"{max(1, math.ceil(seconds / SCALE))}s"
+    return f"{math.ceil(seconds * 1000 / SCALE)}ms"
 
 
 def scaled_rule_files(dest: Path) -> None:
-    """Copies of the rule files under ``dest`` with ``for:`` and ``keep_firing_for`` scaled."""
+    """Copies of the rule files under ``dest`` with ``for:``, ``keep_firing_for`` and group
+    ``interval`` scaled."""
     for path in RULE_FILES:
         document = yaml.safe_load(path.read_text())
         for group in document["groups"]:
+            if "interval" in group:
+                group["interval"] = scaled(group["interval"])
             for rule in group["rules"]:
                 for key in ("for", "keep_firing_for"):
                     if key in rule:
@@ -134,6 +139,17 @@ def alerts_of(hook: Webhook, receiver: str, name: str) -> list[tuple[str, str]]:
         for a in hook.delivered(receiver)
         if a["labels"]["alertname"] == name
     ]
+
+
+def scaled_pager_wait(config: dict[str, Any]) -> dict[str, Any]:
+    """The loopback Alertmanager config with the pager route's ``group_wait`` of the example
+    divided by SCALE, since it is part of the time from an outage to its page."""
+    example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    (wait,) = [r["group_wait"] for r in example["route"]["routes"] if r["receiver"] == "pager"]
+    for route in config["route"]["routes"]:
+        if route["receiver"] == "pager":
+            route["group_wait"] = scaled(wait)
+    return config
 
 
 def report(name: str, seconds: float) -> None:
@@ -212,7 +228,9 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
         blind_file = tmp_path / "blind" / "lookout.yml"
         blind_file.write_text(yaml.safe_dump(blind_config, sort_keys=False))
         am_config = tmp_path / "alertmanager.yml"
-        am_config.write_text(yaml.safe_dump(loopback_alertmanager_config(hook_url)))
+        am_config.write_text(
+            yaml.safe_dump(scaled_pager_wait(loopback_alertmanager_config(hook_url)))
+        )
         async with (
             run_exporter(["--config", str(main_file)], tmp_path / "main", ready="/-/ready") as main,
             run_exporter(["--config", str(blind_file)], tmp_path / "blind") as blind,
@@ -230,8 +248,8 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
         ):
             settings = {
                 "global": {
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
+                    "scrape_interval": scaled("15s"),
+                    "scrape_timeout": scaled("15s"),
                     "evaluation_interval": "1s",
                 },
                 "rule_files": [
@@ -295,7 +313,9 @@ async def scenarios(hook: Webhook, backend: Upstream, blip: Blip, main: Any, bli
     outage = time.monotonic()
     async with asyncio.timeout(NOTIFY_TIMEOUT):
         page = await hook.wait_for("pager", "firing", "LookoutProbeFailing")
-    report("backend outage pages", time.monotonic() - outage)
+    to_page = time.monotonic() - outage
+    report("backend outage pages", to_page)
+    assert to_page * SCALE <= 120, "an outage must page within 2 minutes at scale"
     await asyncio.sleep(2)  # any later page of the group would come within a second
     failing = [
         p for name, p in hook.notifications

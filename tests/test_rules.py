@@ -47,7 +47,7 @@ ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 # Always firing by design: it has no case in which it must not fire.
 ALWAYS_FIRING = {"LookoutWatchdog"}
 # Alerts on the confirmed probe state (confirm: failures in a row already stand between a blip
-# and the alert), which may wait only 30 seconds so an outage pages within 2 minutes.
+# and the alert), which may wait only 15 seconds so an outage pages within 2 minutes.
 CONFIRMED_STATE = {"LookoutProbeFailing"}
 ALERT_NAMES = sorted({rule["alert"] for rule in ALERTS})
 
@@ -99,13 +99,13 @@ def test_alert_has_severity_and_every_annotation(rule: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
 def test_alert_waits_before_firing(rule: dict[str, Any]) -> None:
-    """A `for:` of at least a minute (30s on the confirmed state) keeps a single bad evaluation
+    """A `for:` of at least a minute (15s on the confirmed state) keeps a single bad evaluation
     from notifying anyone."""
     if rule["alert"] in ALWAYS_FIRING:
         assert "for" not in rule
         return
     if rule["alert"] in CONFIRMED_STATE:
-        assert rule["for"] == "30s"
+        assert rule["for"] == "15s"
         return
     assert re.fullmatch(r"\d+[mh]", rule["for"]), rule.get("for")
 
