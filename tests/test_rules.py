@@ -203,6 +203,46 @@ def test_every_recorded_series_a_rule_uses_is_recorded() -> None:
     assert unused == {"target_slo:lookout_probe_error_budget_remaining:ratio30d"}
 
 
+# Each optional rule file and the default file it is loaded instead of.
+REPLACEMENTS = {
+    "slo-excluding-maintenance.yml": "recording/slo.yml",
+    "sla-excluding-maintenance.yml": "recording/sla.yml",
+}
+
+
+def recorded_series(path: Path) -> set[str]:
+    document = yaml.safe_load(path.read_text())
+    return {
+        rule["record"]
+        for group in document["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
+@pytest.mark.parametrize("optional", sorted(REPLACEMENTS))
+def test_an_optional_rule_file_records_everything_the_file_it_replaces_does(optional: str) -> None:
+    """Loaded instead of the default, it leaves no alert, dashboard or query without its series
+    (the series labelled with their month, levels ending in ``_month``, are each method's own
+    steps); and promtool accepts it beside what it requires."""
+    replaced = {
+        name
+        for name in recorded_series(ROOT / "rules" / REPLACEMENTS[optional])
+        if not name.split(":")[0].endswith("_month")
+    }
+    path = ROOT / "rules" / "optional" / optional
+    assert replaced <= recorded_series(path), replaced - recorded_series(path)
+    promtool = require_tool("promtool")
+    maintenance = ROOT / "rules" / "recording" / "maintenance.yml"
+    result = run([promtool, "check", "rules", str(maintenance), str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_optional_rule_file_names_the_file_it_replaces() -> None:
+    optional = {path.name for path in (ROOT / "rules" / "optional").glob("*.yml")}
+    assert optional == set(REPLACEMENTS)
+
+
 def test_unit_tests_fail_when_an_annotation_changes(tmp_path: Path) -> None:
     """The unit tests compare annotations exactly: a changed description is caught."""
     promtool = require_tool("promtool")
