@@ -153,8 +153,11 @@ def scaled_pager_wait(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(name: str, seconds: float) -> None:
-    production = seconds * SCALE / 60
-    print(f"scenario {name}: {seconds:.1f}s in the test, about {production:.1f} min at scale")
+    production = seconds * SCALE
+    print(
+        f"scenario {name}: {seconds:.2f}s in the test, about {production:.0f}s"
+        f" ({production / 60:.1f} min) at scale"
+    )
 
 
 async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
