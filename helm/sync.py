@@ -13,8 +13,8 @@ copies whose source is gone.
 Only Prometheus rule files (a YAML mapping with ``groups``) are taken from ``rules/``; promtool test
 files and Alertmanager examples stay out. ``rules/optional/`` (replacements loaded instead of a
 default file) is copied too; the chart renders one only when ``prometheusRule.optionalRules``
-names it. Only dashboards (a JSON object with ``panels``) are taken from ``grafana-dashboards/``. A source that does not parse
-stops it with exit status 2 and the file's name.
+names it. Only dashboards (a JSON object with ``panels``) are taken from ``grafana-dashboards/``.
+A source that does not parse stops it with exit status 2 and the file's name.
 """
 
 from __future__ import annotations
