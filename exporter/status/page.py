@@ -108,7 +108,9 @@ def with_pictures(item: dict[str, Any], stats: ProbeStats, now: float) -> dict[s
 
 
 # Above this many targets on a page, a collapsed group's rows are not sent: it links to a page of
-# its own (``?group=VALUE``), so the page of 10,000 healthy targets is its groups' headings.
+# its own (``?group=VALUE``), so the page of 10,000 healthy targets is its groups' headings. The
+# open groups' rows are sent up to this many in all, so a page where most groups fail (or the
+# only group holds 10,000 targets) stays within it too.
 INLINE_ROWS = 1000
 
 
@@ -124,8 +126,9 @@ def groups(
     group with its rolled-up state (its worst member's), its members by state, whether it opens
     (it has failing members, or it is the only group), failing groups first (or by name with
     ``sort=name``); targets without the label form the last group, ``value`` None. With more
-    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself.
-    With ``expand`` (the page of one group) every group is open with its rows."""
+    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself, and
+    so has an open group whose rows do not fit in what the open groups before it left of
+    ``INLINE_ROWS`` rows. With ``expand`` (the page of one group) every group is open with its rows."""
     query = query or {}
     members: dict[str | None, list[dict[str, Any]]] = {}
     for item in targets:
@@ -148,16 +151,20 @@ def groups(
                 "link": link(query, group=value or ""),
             }
         )
-    if len(targets) > INLINE_ROWS:
-        for group in found:
-            if not group["open"]:
-                group["items"] = []
 
     def order(group: dict[str, Any]) -> tuple[Any, ...]:
         named = (group["value"] is None, group["value"] or "")
         return named if sort == "name" else (views.SEVERITY.get(group["state"], 3), *named)
 
-    return sorted(found, key=order)
+    ordered = sorted(found, key=order)
+    if len(targets) > INLINE_ROWS and not expand:
+        budget = INLINE_ROWS
+        for group in ordered:
+            if group["open"] and group["size"] <= budget:
+                budget -= group["size"]
+            else:
+                group["items"] = []
+    return ordered
 
 
 def entries(all_stats: Iterable[ProbeStats], versions: Mapping[str, Sequence[str]]) -> list[Entry]:
