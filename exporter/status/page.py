@@ -128,12 +128,13 @@ def groups(
     ``sort=name``); targets without the label form the last group, ``value`` None. With more
     than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself, and
     so has an open group whose rows do not fit in what the open groups before it left of
-    ``INLINE_ROWS`` rows. With ``expand`` (the page of one group) every group is open with its rows."""
+    ``INLINE_ROWS`` rows. With ``expand`` (the page of one group) every group is open with its
+    rows."""
     query = query or {}
     members: dict[str | None, list[dict[str, Any]]] = {}
     for item in targets:
         members.setdefault(item["labels"].get(label), []).append(item)
-    found = []
+    found: list[dict[str, Any]] = []
     for value, items in members.items():
         counts: dict[str, int] = {}
         for item in items:
