@@ -122,9 +122,9 @@ def groups(
     expand: bool = False,
 ) -> list[dict[str, Any]]:
     """``targets`` (already filtered and sorted; ``entries`` or rows: dicts with ``name``,
-    ``state`` and ``labels``) grouped by the value of their ``label``: each
-    group with its rolled-up state (its worst member's), its members by state, whether it opens
-    (it has failing members, or it is the only group), failing groups first (or by name with
+    ``state`` and ``labels``) grouped by the value of their ``label``: each group with its
+    rolled-up state (its worst member's), its members by state, whether it opens (it has
+    failing members, or it is the only group), failing groups first (or by name with
     ``sort=name``); targets without the label form the last group, ``value`` None. With more
     than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself, and
     so has an open group whose rows do not fit in what the open groups before it left of
