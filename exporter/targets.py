@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from exporter.config_source import ConfigProblem, KeyPath, Source
@@ -95,6 +95,13 @@ class Target(Generic[Spec]):
     sla: float | None = None
     # Probes come this often while the latest attempt disagrees with the confirmed state.
     interval_when_failing: float | None = None
+    # What the target points at as the status page and the API show it (secrets redacted):
+    # made once here rather than on every page. A URL without secrets is the configured string
+    # itself, so this costs one reference per target.
+    endpoint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", self.kind.endpoint(self.spec))
 
     @property
     def matrix(self) -> tuple[str, str] | None:
