@@ -240,6 +240,7 @@ class _Reader:
                 top = stack[-1]
                 if len(stack) > MAX_DEPTH or event.tag not in _COLLECTION_TAGS:
                     self._check_collection(event, top)
+                part: str | int | None
                 if top.is_map:
                     part = top.key if top.key.__class__ is str else None
                 else:
