@@ -46,8 +46,6 @@ class _Kinds(Mapping[str, Kind[Any]]):
         if kind is None:
             module = importlib.import_module(f"exporter.probes.{_MODULES[name]}")
             kind = self._imported[name] = module.KIND
-            if kind.name != name:
-                raise RuntimeError(f"exporter.probes.{_MODULES[name]} defines kind {kind.name!r}")
         return kind
 
     def __iter__(self) -> Iterator[str]:
