@@ -5,7 +5,7 @@ keys per target plus labels and an ``expect`` where the kind has one: the shape 
 issue 24. Per size and round, in a fresh process each:
 
 - ``config.load``: wall and CPU time, and peak resident memory (the process's maximum RSS minus
-  its RSS once the modules are imported);
+  its RSS once the modules, every probe kind's included, are imported);
 - ``lookout-exporter check-config FILE``: wall and CPU time of the whole command, interpreter
   start and imports included, with the package's modules compiled to bytecode first (as an
   installed package has them: where ``PYTHONDONTWRITEBYTECODE`` is set, every start would
@@ -61,6 +61,8 @@ import psutil
 from exporter import config
 from exporter.config_schema import schema_check
 from exporter.config_yaml import read_yaml
+from exporter.probes.registry import KINDS
+kinds = list(KINDS.values())  # every kind's module imported, where the tree imports them lazily
 base = psutil.Process().memory_info().rss
 wall, cpu = time.perf_counter(), time.process_time()
 loaded = config.load(sys.argv[1], {})
