@@ -334,8 +334,9 @@ def main() -> None:
                     f"| {jsonschema_alone} |"
                 )
                 print(rows[-1], flush=True)
+    if args.loads:
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
-    print("\n".join(rows))
+        print("\n".join(rows))
     if not args.reloads:
         return
     rows = [
