@@ -119,6 +119,11 @@ def test_scope_by_names_globs_labels_or_everything() -> None:
             f"t.yml:2: maintenance[0].timezone: unknown time zone '{'9' * 400}s'",
             id="zone-name-longer-than-a-file-name",
         ),
+        pytest.param(
+            "{name: w, cron: '0 2 * * *', duration: 1h, timezone: Europe}",
+            "t.yml:2: maintenance[0].timezone: unknown time zone 'Europe'",
+            id="zone-name-of-a-directory",
+        ),
     ],
 )
 def test_a_wrong_window_is_a_config_problem_naming_its_key(raw: str, message: str) -> None:
