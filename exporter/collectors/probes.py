@@ -408,11 +408,21 @@ class ProbeCollector:
 
     def expose_protobuf(self) -> Iterable[bytes]:
         """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
-        slices the text: one message per family, its entries in chunks of ``BATCH`` targets."""
+        slices the text: one message per family, its entries in chunks of ``BATCH`` targets.
+
+        A family's length goes in front of its entries, so its chunks are joined (an empty
+        chunk after each, as ``expose`` yields one chunk each) before its frame is written:
+        the length is then the sum of some fifty chunks' lengths rather than of every
+        target's, which took as long as the joins themselves. The chunks of one family are
+        held meanwhile, a few MiB at most with 10,000 targets."""
         self._protobuf_scraped = True
         snapshot = list(self._stats())
         rendered = yield from self._messages.current(snapshot, self._location(), b"", self._stats)
         for family, runs in zip(FAMILIES, _columns(rendered), strict=True):
             if runs:
-                yield protobuf.frame(family, sum(len(part) for run in runs for part in run))
-                yield from _batches(runs, b"")
+                chunks = []
+                for chunk in _batches(runs, b""):
+                    chunks.append(chunk)
+                    yield b""
+                yield protobuf.frame(family, sum(map(len, chunks)))
+                yield from chunks
