@@ -58,7 +58,7 @@ BATCH = 200
 # Targets rendered afresh in protobuf between two chances to pause: a target's messages take
 # about four times as long to build as its text.
 PROTOBUF_BATCH = BATCH // 4
-# Targets whose cached rendering a scrape takes, or transposes into columns, between two
+# Targets a scrape looks up in its cache, or transposes into columns, between two
 # chances to pause: a few microseconds each, so 10,000 of them held the loop for tens of ms.
 CACHED_BATCH = 2000
 
@@ -360,26 +360,27 @@ class _Renderings(Generic[RenderedT]):
         live: Callable[[], Iterable[ProbeStats]],
     ) -> Generator[ChunkT, None, list[tuple[Shape, RenderedT]]]:
         """Yields ``pause`` after every batch of targets rendered afresh (those whose cached
-        rendering is stale) and after every ``CACHED_BATCH`` targets whose cached rendering
-        is current, and returns the sparse renderings of ``snapshot``'s targets in order.
+        rendering is stale) and after every ``CACHED_BATCH`` targets of ``snapshot``, and
+        returns the sparse renderings of ``snapshot``'s targets in order.
         Forgets the targets that ``live()`` no longer has (removed by a reload)."""
         rendered: list[tuple[Shape, RenderedT]] = []
         entries = self._entries
-        fresh = reused = 0
-        for stats in snapshot:
-            name = stats.target.name
-            cached = entries.get(name)
-            if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                rendered.append((cached[2], cached[3]))
-                reused += 1
-                if reused % CACHED_BATCH == 0:
+        fresh = 0
+        for start in range(0, len(snapshot), CACHED_BATCH):
+            some = snapshot[start : start + CACHED_BATCH]
+            for stats in some:
+                name = stats.target.name
+                cached = entries.get(name)
+                if cached is not None and cached[0] == stats.generation and cached[1] == location:
+                    rendered.append((cached[2], cached[3]))
+                    continue
+                shape, parts = _sparse(self._render(stats, location))
+                entries[name] = (stats.generation, location, shape, parts)
+                rendered.append((shape, parts))
+                fresh += 1
+                if fresh % self._batch == 0:
                     yield pause
-                continue
-            shape, parts = _sparse(self._render(stats, location))
-            entries[name] = (stats.generation, location, shape, parts)
-            rendered.append((shape, parts))
-            fresh += 1
-            if fresh % self._batch == 0:
+            if len(some) == CACHED_BATCH:
                 yield pause
         if len(entries) > len(rendered):
             current = {stats.target.name for stats in live()}
@@ -415,7 +416,7 @@ class ProbeCollector:
     def expose(self) -> Iterable[str]:
         """The probe families, following the slice protocol of ``exposition.TextCollector``:
         an empty chunk after every ``BATCH`` targets rendered afresh and every
-        ``CACHED_BATCH`` taken from the cache or transposed (the targets are a snapshot, so
+        ``CACHED_BATCH`` looked up in the cache or transposed (the targets are a snapshot, so
         probes finishing or a reload in between change nothing in this scrape)."""
         snapshot = list(self._stats())
         rendered = yield from self._texts.current(snapshot, self._location(), "", self._stats)
