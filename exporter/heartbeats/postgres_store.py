@@ -8,8 +8,9 @@ commits every ping that queued up meanwhile in one transaction (group commit).
 
 A commit locks the rows of the batch's heartbeats (``SELECT ... FOR UPDATE``, in name order, so
 replicas never deadlock), folds the pings into the facts it read, and writes facts, pings and
-instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed. Each replica listens
-and re-reads those heartbeats at once, and compares all sequence numbers every
+instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed: two round trips
+in libpq's pipeline mode (the reads, then the writes with the commit), binary parameters.
+Each replica listens and re-reads those heartbeats at once, and compares all sequence numbers every
 ``REFRESH_SECONDS`` in case a notification was missed: what a replica exports is normally
 milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query).
 
@@ -135,7 +136,7 @@ _LATEST_FAILURES = """
 SELECT DISTINCT ON (p.heartbeat)
     p.heartbeat, p.seq, p.at, p.signal, p.rid, p.instance, p.exit_code, p.duration, p.body
 FROM lookout_ping p
-JOIN unnest(%s::text[], %s::bigint[]) AS w(heartbeat, after)
+JOIN unnest(%b::text[], %b::bigint[]) AS w(heartbeat, after)
     ON p.heartbeat = w.heartbeat AND p.seq > w.after
 WHERE p.signal = %s
 ORDER BY p.heartbeat, p.seq DESC
@@ -143,8 +144,8 @@ ORDER BY p.heartbeat, p.seq DESC
 
 _WRITE_PINGS = """
 INSERT INTO lookout_ping
-SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::float8[], %s::text[],
-                     %s::text[], %s::text[], %s::int[], %s::float8[], %s::bytea[])
+SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::float8[], %b::text[],
+                     %b::text[], %b::text[], %b::int[], %b::float8[], %b::bytea[])
 ON CONFLICT (heartbeat, slot) DO UPDATE SET
     seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
     instance = excluded.instance, exit_code = excluded.exit_code,
@@ -153,7 +154,7 @@ ON CONFLICT (heartbeat, slot) DO UPDATE SET
 
 _WRITE_INSTANCES = """
 INSERT INTO lookout_instance
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[], %b::text[])
 ON CONFLICT (heartbeat, name) DO UPDATE SET
     seq = excluded.seq, last_ping_at = excluded.last_ping_at, track = excluded.track
 """
@@ -178,6 +179,9 @@ class PostgresStore:
         # Bumped by every declaration once applied: a refresh that read the database before
         # a declaration applied its rows may hold rows the declaration replaced or deleted.
         self._declarations = 0
+        # hash() of the facts text behind each published Facts: rows read back unchanged (a
+        # replica's own writes, announced to itself) are neither parsed nor published again.
+        self._texts: dict[str, int] = {}
 
     @classmethod
     async def open(cls, settings: PostgresStorage) -> PostgresStore:
@@ -238,14 +242,14 @@ class PostgresStore:
         async with self._connection() as db, db.transaction():
             cursor = await db.execute(
                 "INSERT INTO lookout_heartbeat (name, seq, facts) "
-                "SELECT n, 0, %s FROM unnest(%s::text[]) AS n ORDER BY n "
+                "SELECT n, 0, %s FROM unnest(%b::text[]) AS n ORDER BY n "
                 "ON CONFLICT (name) DO UPDATE SET facts = excluded.facts "
                 "WHERE lookout_heartbeat.facts IS NULL RETURNING name, facts",
                 (fresh, declared),
             )
             added = await cursor.fetchall()
             cursor = await db.execute(
-                "DELETE FROM lookout_heartbeat WHERE seq = 0 AND NOT (name = ANY(%s)) "
+                "DELETE FROM lookout_heartbeat WHERE seq = 0 AND NOT (name = ANY(%b)) "
                 "RETURNING name",
                 (declared,),
             )
@@ -262,7 +266,7 @@ class PostgresStore:
             facts = Facts.from_json(json.loads(text))
             published = self._facts.get(name)
             if published is None or facts.seq >= published.seq:
-                self._facts[name] = facts
+                self._put(name, facts, text)
         for name in gone:
             self._forget(name)
         self._declarations += 1
@@ -272,6 +276,7 @@ class PostgresStore:
         published = self._facts.get(name)
         if published is not None and published.seq == 0:
             del self._facts[name]
+            self._texts.pop(name, None)
 
     async def save_maintenance(self, window: Scheduled, forget_before: float) -> None:
         async with self._connection() as db, db.transaction():
@@ -420,39 +425,44 @@ class PostgresStore:
         for attempt in range(3):
             try:
                 async with asyncio.timeout(COMMIT_TIMEOUT), self._connection() as db:
-                    folded = await self._transaction(db, batch)
+                    folded, texts = await self._transaction(db, batch)
                 break
             except StoreError as exc:
                 if attempt == 2 or "deadlock" not in str(exc):
                     raise
-        self._publish(batch, folded)
+        self._publish(batch, folded, texts)
 
     async def _transaction(
         self, db: psycopg.AsyncConnection[TupleRow], batch: list[Pending]
-    ) -> Folded:
+    ) -> tuple[Folded, dict[str, str]]:
+        """The batch folded into the locked rows, and the facts texts written."""
         names = sorted({item.ping.heartbeat for item in batch})
-        async with db.transaction():
+        keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
+        # Pipeline mode: the reads travel in one round trip, the writes and the commit in
+        # another, instead of one per statement.
+        async with db.pipeline(), db.transaction():
             await db.execute(
-                "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%s::text[]) AS n "
+                "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
                 "ORDER BY n ON CONFLICT DO NOTHING",
                 (names,),
             )
-            cursor = await db.execute(
-                "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%s) "
+            locked = await db.execute(
+                "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%b) "
                 "ORDER BY name FOR UPDATE",
                 (names,),
             )
-            current = await self._read_facts(db, await cursor.fetchall())
-            keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
-            known: dict[tuple[str, str], Track] = {}
+            tracked = None
             if keys:
-                cursor = await db.execute(
+                tracked = await db.execute(
                     "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
-                    "JOIN unnest(%s::text[], %s::text[]) AS k(heartbeat, name) "
+                    "JOIN unnest(%b::text[], %b::text[]) AS k(heartbeat, name) "
                     "ON i.heartbeat = k.heartbeat AND i.name = k.name",
                     ([h for h, _ in keys], [n for _, n in keys]),
                 )
-                for heartbeat, name, text in await cursor.fetchall():
+            current = await self._read_facts(db, await locked.fetchall())
+            known: dict[tuple[str, str], Track] = {}
+            if tracked is not None:
+                for heartbeat, name, text in await tracked.fetchall():
                     with contextlib.suppress(ValueError, TypeError):
                         known[(heartbeat, name)] = Track.from_json(json.loads(text))
             folded = fold(
@@ -461,8 +471,9 @@ class PostgresStore:
                 lambda name: self._books.get(name) or Instances(),
                 lambda heartbeat, name: known.get((heartbeat, name)),
             )
-            await self._write_rows(db, folded)
-        return folded
+            texts = {name: json.dumps(f.to_json()) for name, f in folded.facts.items()}
+            await self._write_rows(db, folded, texts)
+        return folded, texts
 
     async def _read_facts(
         self, db: psycopg.AsyncConnection[TupleRow], rows: Sequence[TupleRow]
@@ -471,6 +482,9 @@ class PostgresStore:
         facts: dict[str, Facts] = {}
         for name, text in rows:
             if text is None:
+                continue
+            if self._texts.get(name) == hash(text):
+                facts[name] = self._facts[name]
                 continue
             try:
                 facts[name] = Facts.from_json(json.loads(text))
@@ -502,7 +516,9 @@ class PostgresStore:
         )
         return fresh
 
-    async def _write_rows(self, db: psycopg.AsyncConnection[TupleRow], folded: Folded) -> None:
+    async def _write_rows(
+        self, db: psycopg.AsyncConnection[TupleRow], folded: Folded, texts: Mapping[str, str]
+    ) -> None:
         # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
         # keeps the newest (one statement may not update a row twice).
         pings = list({(row[0], row[1]): row for row in folded.pings}.values())
@@ -511,12 +527,12 @@ class PostgresStore:
         if folded.facts:
             await db.execute(
                 "UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts "
-                "FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS u(name, seq, facts) "
+                "FROM unnest(%b::text[], %b::bigint[], %b::text[]) AS u(name, seq, facts) "
                 "WHERE h.name = u.name",
                 (
                     list(folded.facts),
                     [f.seq for f in folded.facts.values()],
-                    [json.dumps(f.to_json()) for f in folded.facts.values()],
+                    [texts[name] for name in folded.facts],
                 ),
             )
         changed = [(k, t) for k, t in folded.instances.items() if t is not None]
@@ -534,7 +550,7 @@ class PostgresStore:
         forgotten = [key for key, t in folded.instances.items() if t is None]
         if forgotten:
             await db.execute(
-                "DELETE FROM lookout_instance i USING unnest(%s::text[], %s::text[]) "
+                "DELETE FROM lookout_instance i USING unnest(%b::text[], %b::text[]) "
                 "AS k(heartbeat, name) WHERE i.heartbeat = k.heartbeat AND i.name = k.name",
                 ([h for h, _ in forgotten], [n for _, n in forgotten]),
             )
@@ -545,9 +561,9 @@ class PostgresStore:
                 (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
             )
 
-    def _publish(self, batch: list[Pending], folded: Folded) -> None:
+    def _publish(self, batch: list[Pending], folded: Folded, texts: Mapping[str, str]) -> None:
         for name, facts in folded.facts.items():
-            self._adopt(name, facts)
+            self._adopt(name, facts, texts[name])
         folded.apply_instances(self._books)
         self.health.errors += folded.failures
         if not self.health.up:
@@ -569,11 +585,15 @@ class PostgresStore:
             if not item.future.done():
                 item.future.set_exception(error)
 
-    def _adopt(self, name: str, facts: Facts) -> None:
-        """Publish ``facts`` unless newer ones are published already."""
+    def _adopt(self, name: str, facts: Facts, text: str) -> None:
+        """Publish ``facts`` (read from ``text``) unless newer ones are published already."""
         published = self._facts.get(name)
         if published is None or facts.seq > published.seq:
-            self._facts[name] = facts
+            self._put(name, facts, text)
+
+    def _put(self, name: str, facts: Facts, text: str) -> None:
+        self._facts[name] = facts
+        self._texts[name] = hash(text)
 
     # -- reading what other replicas wrote --------------------------------------------------
 
@@ -659,12 +679,12 @@ class PostgresStore:
             async with db.transaction():
                 await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor = await db.execute(
-                    "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%s)", (names,)
+                    "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%b)", (names,)
                 )
                 rows = await cursor.fetchall()
                 cursor = await db.execute(
                     "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
-                    "JOIN unnest(%s::text[], %s::bigint[]) AS w(heartbeat, seq) "
+                    "JOIN unnest(%b::text[], %b::bigint[]) AS w(heartbeat, seq) "
                     "ON i.heartbeat = w.heartbeat AND i.seq > w.seq ORDER BY i.last_ping_at",
                     (list(seen), list(seen.values())),
                 )
@@ -675,10 +695,10 @@ class PostgresStore:
         for name in set(names) - {name for name, _ in rows}:
             self._forget(name)  # forgotten by another replica's declaration
         for name, text in rows:
-            if text is None:
+            if text is None or self._texts.get(name) == hash(text):
                 continue
             try:
-                self._adopt(name, Facts.from_json(json.loads(text)))
+                self._adopt(name, Facts.from_json(json.loads(text)), text)
             except (ValueError, TypeError):
                 continue  # quarantined by the next commit that touches it
         for heartbeat, name, text in tracks:
