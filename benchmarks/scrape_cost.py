@@ -21,16 +21,28 @@ as well as its text. The protobuf body is read back with the protobuf library, a
 Prometheus ingests per target are counted for each way of scraping.
 
     python benchmarks/scrape_cost.py [--targets 10000] [--rounds 4] [--scrape-interval 15]
+        [--time-limit SECONDS]
+
+``--in-process`` measures only the rendering, without HTTP, probes or other processes: the
+exporter's runtime in this process, each target given five synthetic HTTP results, then the
+whole exposition rendered (``Runtime.render_pieces``) as text and as protobuf by turns, with
+500 targets probed anew before each pair. Each render's CPU is this process's, and the longest
+stretch between two turns of the event loop during it is how long it held the loop. Both
+formats share every disturbance of a loaded machine, so their ratio holds up where the full
+run's figures do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
+import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +54,14 @@ from google.protobuf import proto
 from harness import LOOPBACK, Processes
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.clock import SystemClock
+from exporter.collectors.probes import ProbeCollector
+from exporter.config import Source, load_text
+from exporter.probes.http import HttpObservation
 from exporter.protobuf.metrics_pb2 import HISTOGRAM, MetricFamily
+from exporter.results import ProbeResult
+from exporter.runtime import Options, Runtime
+from exporter.stats import ProbeStats
 
 INTERVAL = 30.0
 KINDS = (
@@ -411,16 +430,125 @@ def report_protobuf(
     )
 
 
+PHASES = (("resolve", 1e-05), ("connect", 0.0002), ("request", 0.0003), ("first_byte", 0.001))
+
+
+async def render_once(runtime: Runtime, protobuf: bool) -> tuple[float, float, int]:
+    """CPU seconds of one whole exposition, the longest stretch the event loop waited for a
+    turn meanwhile, and the exposition's bytes."""
+    stretches: list[float] = []
+    done = False
+
+    async def turns() -> None:
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            stretches.append(now - last)
+            last = now
+
+    watcher = asyncio.ensure_future(turns())
+    await asyncio.sleep(0)
+    cpu = time.process_time()
+    size = 0
+    async for piece in runtime.render_pieces(protobuf):
+        size += len(piece)
+    cpu = time.process_time() - cpu
+    done = True
+    await watcher
+    return cpu, max(stretches), size
+
+
+async def render_in_process(args: argparse.Namespace) -> None:
+    text = lookout_config([harness.free_port() for _ in range(4)], args.targets)
+    config = load_text(text, Source("scrape_cost", Path(".")), {})
+    with tempfile.TemporaryDirectory() as storage:
+        runtime = Runtime(Options(storage_path=Path(storage)), config, SystemClock())
+        runtime.scheduler.stats = {target.name: ProbeStats(target) for target in config.targets}
+        stats = list(runtime.scheduler.stats.values())
+        (collector,) = [c for c in runtime.collectors if isinstance(c, ProbeCollector)]
+        rng = random.Random(1)
+
+        def probe(target: ProbeStats) -> None:
+            duration = rng.uniform(0.0005, 0.004)
+            observation = HttpObservation(200, "1.1", 2)
+            finished = time.time()
+            target.record(
+                ProbeResult(
+                    target.target.name,
+                    True,
+                    duration,
+                    finished,
+                    phases=PHASES,
+                    observation=observation,
+                )
+            )
+            collector.refresh(target)
+
+        for _ in range(5):
+            for target in stats:
+                probe(target)
+        first = await render_once(runtime, True)  # renders every target's messages
+        gc.collect()
+        gc.freeze()
+        results: dict[bool, list[tuple[float, float, int]]] = {False: [], True: []}
+        for n in range(args.rounds):
+            start = n * 500 % len(stats)
+            for target in stats[start : start + 500]:
+                probe(target)
+            for protobuf in (False, True):
+                results[protobuf].append(await render_once(runtime, protobuf))
+    rows = [[f"render (median of {args.rounds})", "protobuf", "text", "ratio", "goal"]]
+    for index, label, goal in ((0, "ms CPU", "<= 1.5"), (1, "ms loop held", "<= text")):
+        ours = statistics.median(r[index] for r in results[True])
+        theirs = statistics.median(r[index] for r in results[False])
+        rows.append(
+            [label, f"{ours * 1000:.1f}", f"{theirs * 1000:.1f}", ratio(ours, theirs), goal]
+        )
+    worst = [max(r[1] for r in results[key]) for key in (True, False)]
+    rows.append(
+        [
+            "ms loop held, worst",
+            f"{worst[0] * 1000:.1f}",
+            f"{worst[1] * 1000:.1f}",
+            ratio(*worst),
+            "",
+        ]
+    )
+    sizes = [results[key][0][2] / 2**20 for key in (True, False)]
+    rows.append(["MiB", f"{sizes[0]:.2f}", f"{sizes[1]:.2f}", ratio(*sizes), ""])
+    print(harness.table(rows))
+    print(
+        f"first protobuf render (every target's messages): {first[0] * 1000:.0f} ms CPU, "
+        f"loop held at most {first[1] * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--scrape-interval", type=float, default=15)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds before the run gives up (default: enough for an idle machine; a loaded "
+        "one, where the peer's scrapes take several times longer, needs more)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure only the rendering of both formats, in this process (module docstring)",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        print(harness.machine())
+        asyncio.run(render_in_process(args))
+        return
     binaries = harness.ensure_debian({"nginx": "nginx", "promtool": "prometheus"})
     print(harness.machine())
     print(harness.version_of([binaries["nginx"], "-v"]))
-    limit = 120 + INTERVAL + 60 + args.rounds * (args.scrape_interval + 20) + 60
+    limit = args.time_limit or 120 + INTERVAL + 60 + args.rounds * (args.scrape_interval + 20) + 60
     with harness.time_limit(limit), Processes() as procs:
         asyncio.run(measure(args, procs, binaries))
 

@@ -142,6 +142,30 @@ def test_a_result_rendered_as_its_probe_completes_is_not_rendered_again_by_the_s
     assert sample_value("".join(collector.expose()), "lookout_probe_success") == 1
 
 
+def test_a_scrape_of_cached_renderings_pauses_after_every_cached_batch_in_both_formats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Taking 10,000 renderings from the cache and transposing them held the event loop for
+    tens of milliseconds: each ``CACHED_BATCH`` targets of either step are followed by a
+    pause, and the exposition is the same however it is sliced."""
+    targets = [ProbeStats(make_target(name=f"api-{n}")) for n in range(6)]
+    collector = ProbeCollector(lambda: targets, lambda: None)
+    list(collector.expose_protobuf())  # from now on a probe renders protobuf too
+    for stats in targets:
+        stats.record(ProbeResult(stats.target.name, True, 0.01, 1_800_000_000.0))
+        collector.refresh(stats)
+    text, messages = list(collector.expose()), list(collector.expose_protobuf())
+    monkeypatch.setattr(probes_module, "CACHED_BATCH", 2)
+    sliced_text, sliced_messages = list(collector.expose()), list(collector.expose_protobuf())
+    assert text.count("") == 0
+    # three pauses while taking the six from the cache, three while transposing them
+    assert sliced_text[:6] == [""] * 6
+    assert sliced_text.count("") == 6
+    assert sliced_messages.count(b"") - messages.count(b"") == 6
+    assert "".join(sliced_text) == "".join(text)
+    assert b"".join(sliced_messages) == b"".join(messages)
+
+
 def test_a_new_location_or_a_changed_target_rerenders_the_cached_text() -> None:
     stats = ProbeStats(make_target())
     location: list[str | None] = [None]
