@@ -40,7 +40,7 @@ from exporter.clock import Clock
 from exporter.connectivity import Connectivity, offline
 from exporter.histogram import Histogram
 from exporter.probes.clients import SharedClients
-from exporter.probes.runner import run_probe
+from exporter.probes.runner import prepare, run_probe
 from exporter.results import ProbeResult
 from exporter.stats import HISTORY_BUCKETS, ProbeStats, identity
 from exporter.targets import Target
@@ -186,6 +186,7 @@ class Scheduler:
             del self.stats[name]
         now = self._clock.monotonic()
         for target, fresh in plan.changed:
+            prepare(target)  # its kind's libraries, imported now rather than within a probe
             name = target.name
             if fresh is None:
                 stats = self.stats[name]

@@ -275,6 +275,7 @@ def _check(
 
 KIND = Kind(
     name="dns",
+    imports=("dns.asyncquery", "dns.message"),
     build=build,
     probe=probe,
     endpoint=endpoint,
