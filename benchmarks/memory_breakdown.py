@@ -3,8 +3,9 @@ the garbage collector's full-collection time, and (with ``--trace``) the live he
 
 The exporter runs inside this script (its app on a loopback port, probing a local nginx with
 the same targets as ``scrape_cost.py``), so that each stage can be measured on its own: modules
-imported, config loaded (in a worker process, as ``lookout-exporter run`` loads it), app started, every target probed, a full day of history (every bucket
-of every target's history written, as after 24 hours of probes), then four scrapes. The scrapes are
+imported, config loaded (in a worker process, as ``lookout-exporter run`` loads it), app
+started, every target probed, a full day of history (every bucket of every target's history
+written, as after 24 hours of probes), then four scrapes. The scrapes are
 made by ``curl`` in a child process, so no response body is held by the measured process.
 ``--trace`` runs the same stages under tracemalloc and lists the live heap by source file at the
 end; tracing roughly triples resident memory, so the two are separate runs.

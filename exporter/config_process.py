@@ -125,9 +125,11 @@ def load_at_start(path: str | None, environ: Mapping[str, str]) -> Config:
     worker process of its own that ends before this returns."""
     context = multiprocessing.get_context("spawn")
     payload = None
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        with contextlib.suppress(BrokenProcessPool):
-            payload = pool.submit(load_pickled, path, dict(environ), os.getcwd()).result()
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=context) as pool,
+        contextlib.suppress(BrokenProcessPool),
+    ):
+        payload = pool.submit(load_pickled, path, dict(environ), os.getcwd()).result()
     header, batches = _unpack(payload, path)
     targets = tuple(target for batch in batches for target in pickle.loads(batch))
     config: Config = dataclasses.replace(header, targets=targets)

@@ -34,6 +34,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from exporter.clock import Clock
@@ -256,8 +257,11 @@ class Scheduler:
             name = run.stats.target.name
             task = asyncio.create_task(self._probe(run, due), name=f"probe {name}")
             # A task cancelled before it first runs never reaches its probe's ``finally``.
-            task.add_done_callback(lambda _task, run=run: self._release(run))
+            task.add_done_callback(partial(self._release_after, run))
             run.task = task
+
+    def _release_after(self, run: _Run, _task: asyncio.Task[None]) -> None:
+        self._release(run)
 
     def _release(self, run: _Run) -> None:
         """The run's probe ended (or never started): its slot goes to the next due run."""
