@@ -11,10 +11,10 @@ copies whose source is gone.
     python helm/sync.py --check    # list every difference, exit 1 if there is any
 
 Only Prometheus rule files (a YAML mapping with ``groups``) are taken from ``rules/``; promtool test
-files, Alertmanager examples and ``rules/optional/`` (replacements loaded instead of a default
-file, which would record the same series twice beside it) stay out. Only dashboards (a JSON
-object with ``panels``) are taken from ``grafana-dashboards/``. A source that does not parse
-stops it with exit status 2 and the file's name.
+files and Alertmanager examples stay out. ``rules/optional/`` (replacements loaded instead of a
+default file) is copied too; the chart renders one only when ``prometheusRule.optionalRules``
+names it. Only dashboards (a JSON object with ``panels``) are taken from ``grafana-dashboards/``.
+A source that does not parse stops it with exit status 2 and the file's name.
 """
 
 from __future__ import annotations
@@ -36,10 +36,7 @@ class SourceError(Exception):
 
 
 def is_rule_file(path: Path, text: str) -> bool:
-    """True for a Prometheus rule file: a YAML mapping with a ``groups`` key, outside
-    ``rules/optional/``."""
-    if "optional" in path.parent.parts:
-        return False
+    """True for a Prometheus rule file: a YAML mapping with a ``groups`` key."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

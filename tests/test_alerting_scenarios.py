@@ -3,11 +3,13 @@ and Alertmanager with the example's routes, inhibitions and grouping deliver exa
 notifications the on-call engineer should get, and the test prints how long each took.
 
 Time runs 30 times faster than in production, with the same expressions: every ``for:`` and
-``keep_firing_for`` of the pack is divided by 30 (30s -> 1s, 1m -> 2s, 5m -> 10s), and so is
-the evaluation interval of a group that sets its own (1m -> 2s), the
+``keep_firing_for`` of the pack is divided by 30 (15s -> 500ms, 1m -> 2s, 5m -> 10s), and so is
+the evaluation interval of a group that sets its own (5s -> 167ms, 1m -> 2s), the
 exporter uses the recommended defaults divided by 30 as well (``interval: 30s`` -> 1s,
-``interval_when_failing: 10s`` -> 300ms, ``confirm: {failures: 2}``), Prometheus scrapes and
-evaluates every second (30s in production) and Alertmanager flushes groups after a second.
+``interval_when_failing: 10s`` -> 300ms, ``confirm: {failures: 2}``), Prometheus scrapes every
+500ms (the recommended 15s) and evaluates the other groups every second (30s), and Alertmanager
+waits the example's ``group_wait`` divided by 30 before a page (10s -> 334ms) and a second
+before other groups.
 A measured time multiplied by 30 is what the production settings give; docs/alerting.md has
 the table.
 
@@ -59,7 +61,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.exporter_process import run_exporter
 from tests.processes import free_port, prometheus, running
-from tests.rules.pack import ROOT, RULE_FILES, loopback_alertmanager_config
+from tests.rules.pack import ALERTMANAGER_CONFIG, ROOT, RULE_FILES, loopback_alertmanager_config
 from tests.rules.stack import Webhook, webhook_server
 from tests.test_alerting_e2e import Upstream, upstream_server
 from tests.tools import require_tool
@@ -73,12 +75,12 @@ SLOW_ALERT_TIMEOUT = 60
 
 
 def scaled(duration: str) -> str:
-    """A Prometheus duration (``30s``, ``5m``, ``1h``) divided by SCALE, at least 1s."""
+    """A Prometheus duration (``15s``, ``5m``, ``1h``) divided by SCALE, in whole milliseconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     match = re.fullmatch(r"(\d+)([smh])", duration)
     assert match, duration
     seconds = int(match[1]) * units[match[2]]
-    return f"{max(1, math.ceil(seconds / SCALE))}s"
+    return f"{math.ceil(seconds * 1000 / SCALE)}ms"
 
 
 def scaled_rule_files(dest: Path) -> None:
@@ -252,9 +254,23 @@ async def until_scraping(session: aiohttp.ClientSession, base: str, addresses: l
         await asyncio.sleep(0.2)
 
 
+def scaled_pager_wait(config: dict[str, Any]) -> dict[str, Any]:
+    """The loopback Alertmanager config with the pager route's ``group_wait`` of the example
+    divided by SCALE, since it is part of the time from an outage to its page."""
+    example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    (wait,) = [r["group_wait"] for r in example["route"]["routes"] if r["receiver"] == "pager"]
+    for route in config["route"]["routes"]:
+        if route["receiver"] == "pager":
+            route["group_wait"] = scaled(wait)
+    return config
+
+
 def report(name: str, seconds: float) -> None:
-    production = seconds * SCALE / 60
-    print(f"scenario {name}: {seconds:.1f}s in the test, about {production:.1f} min at scale")
+    production = seconds * SCALE
+    print(
+        f"scenario {name}: {seconds:.2f}s in the test, about {production:.0f}s"
+        f" ({production / 60:.1f} min) at scale"
+    )
 
 
 async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
@@ -372,7 +388,9 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
             (tmp_path / name).mkdir()
             (tmp_path / name / "lookout.yml").write_text(yaml.safe_dump(document, sort_keys=False))
         am_config = tmp_path / "alertmanager.yml"
-        am_config.write_text(yaml.safe_dump(loopback_alertmanager_config(hook_url)))
+        am_config.write_text(
+            yaml.safe_dump(scaled_pager_wait(loopback_alertmanager_config(hook_url)))
+        )
         targets = ScrapeTargets(tmp_path / "targets.json")
         async with (
             run_exporter(
@@ -398,8 +416,8 @@ async def test_alerting_scenarios_page_once_and_never_give_false_all_clears(
             targets.set([main.url.removeprefix("http://"), blind.url.removeprefix("http://")])
             settings = {
                 "global": {
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
+                    "scrape_interval": scaled("15s"),
+                    "scrape_timeout": scaled("15s"),
                     "evaluation_interval": "1s",
                 },
                 "rule_files": [
@@ -648,7 +666,9 @@ async def scenarios(hook: Webhook, backend: Upstream, blip: Blip, blind: Any) ->
     outage = time.monotonic()
     async with asyncio.timeout(NOTIFY_TIMEOUT):
         page = await hook.wait_for("pager", "firing", "LookoutProbeFailing", service="orders")
-    report("backend outage pages", time.monotonic() - outage)
+    to_page = time.monotonic() - outage
+    report("backend outage pages", to_page)
+    assert to_page * SCALE <= 120, "an outage must page within 2 minutes at scale"
     await asyncio.sleep(2)  # any later page of the group would come within a second
     failing = [
         p for name, p in hook.notifications

@@ -827,8 +827,13 @@ def expected_groups(path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def rule_files(chart: Path) -> list[Path]:
+    """The rule files the chart renders by default (``optional/`` only when selected)."""
     files = chart / "files" / "rules"
-    return sorted(p for p in files.rglob("*") if p.suffix in (".yml", ".yaml"))
+    return sorted(
+        p
+        for p in files.rglob("*")
+        if p.suffix in (".yml", ".yaml") and p.relative_to(files).parts[0] != "optional"
+    )
 
 
 def test_prometheus_rules_are_the_rule_files_with_the_documented_rewrites(
@@ -870,6 +875,31 @@ def test_prometheus_rules_are_the_rule_files_with_the_documented_rewrites(
         rendered.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
         check = run([promtool, "check", "rules", str(rendered)])
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_an_optional_rule_file_is_rendered_instead_of_the_default_it_replaces() -> None:
+    values = {"prometheusRule": {"enabled": True, "optionalRules": ["sla-excluding-maintenance"]}}
+    objects = {
+        m["metadata"]["annotations"]["lookout-exporter.github.io/source"]: m
+        for m in render(values)
+        if m["kind"] == "PrometheusRule"
+    }
+    assert "rules/recording/sla.yml" not in objects
+    assert "rules/optional/slo-excluding-maintenance.yml" not in objects
+    assert "rules/recording/slo.yml" in objects
+    rule = objects["rules/optional/sla-excluding-maintenance.yml"]
+    assert rule["metadata"]["name"] == f"{FULLNAME}-optional-sla-excluding-maintenance"
+    path = CHART / "files" / "rules" / "optional" / "sla-excluding-maintenance.yml"
+    defaults = {"prometheusRule": {"runbookUrlBase": DEFAULT_RUNBOOK_BASE}}
+    assert rule["spec"]["groups"] == expected_groups(path, defaults)
+
+
+def test_the_values_schema_offers_every_optional_rule_file() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    offered = schema["properties"]["prometheusRule"]["properties"]["optionalRules"]["items"]
+    assert sorted(offered["enum"]) == sorted(
+        p.stem for p in (ROOT / "rules" / "optional").glob("*.yml")
+    )
 
 
 def test_rules_follow_the_service_monitor_job_label(chart_copy: Path) -> None:
@@ -920,6 +950,10 @@ def repository(tmp_path: Path) -> Path:
     (tmp_path / "rules" / "alerts").mkdir(parents=True)
     (tmp_path / "rules" / "alerts" / "probes.yml").write_text(SAMPLE_RULES, encoding="utf-8")
     (tmp_path / "rules" / "recording.yaml").write_text("groups: []\n", encoding="utf-8")
+    (tmp_path / "rules" / "optional").mkdir()
+    (tmp_path / "rules" / "optional" / "recording-variant.yml").write_text(
+        "groups: []\n", encoding="utf-8"
+    )
     (tmp_path / "rules" / "alertmanager").mkdir()
     (tmp_path / "rules" / "alertmanager" / "routing.yml").write_text(
         "route:\n  receiver: default\n", encoding="utf-8"
@@ -946,6 +980,7 @@ def test_sync_copies_rule_files_and_dashboards_and_nothing_else(repository: Path
     assert copied == [
         "dashboards/overview.json",
         "rules/alerts/probes.yml",
+        "rules/optional/recording-variant.yml",
         "rules/recording.yaml",
     ]
     assert (files / "rules/alerts/probes.yml").read_bytes() == (

@@ -8,8 +8,9 @@ commits every ping that queued up meanwhile in one transaction (group commit).
 
 A commit locks the rows of the batch's heartbeats (``SELECT ... FOR UPDATE``, in name order, so
 replicas never deadlock), folds the pings into the facts it read, and writes facts, pings and
-instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed. Each replica listens
-and re-reads those heartbeats at once, and compares all sequence numbers every
+instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed: two round trips
+in libpq's pipeline mode (the reads, then the writes with the commit), binary parameters.
+Each replica listens and re-reads those heartbeats at once, and compares all sequence numbers every
 ``REFRESH_SECONDS`` in case a notification was missed: what a replica exports is normally
 milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query).
 
