@@ -122,14 +122,19 @@ class ConfigLoader:
 
 def load_at_start(path: str | None, environ: Mapping[str, str]) -> Config:
     """The config at ``path`` (the embedded one when None), or ``ConfigError``, loaded in a
-    worker process of its own that ends before this returns."""
+    worker process of its own that ends before this returns. Where no process can be started
+    (no shared memory for its locks, say), it is loaded in this process, with a warning."""
     context = multiprocessing.get_context("spawn")
     payload = None
-    with (
-        ProcessPoolExecutor(max_workers=1, mp_context=context) as pool,
-        contextlib.suppress(BrokenProcessPool),
-    ):
-        payload = pool.submit(load_pickled, path, dict(environ), os.getcwd()).result()
+    try:
+        with (
+            ProcessPoolExecutor(max_workers=1, mp_context=context) as pool,
+            contextlib.suppress(BrokenProcessPool),
+        ):
+            payload = pool.submit(load_pickled, path, dict(environ), os.getcwd()).result()
+    except (OSError, ImportError) as exc:
+        log.warning("cannot start the config loader process, loading here", extra={"error": exc})
+        return load(path, environ)
     header, batches = _unpack(payload, path)
     targets = tuple(target for batch in batches for target in pickle.loads(batch))
     config: Config = dataclasses.replace(header, targets=targets)
