@@ -5,13 +5,18 @@ keys per target plus labels and an ``expect`` where the kind has one: the shape 
 issue 24. Per size and round, in a fresh process each:
 
 - ``config.load``: wall and CPU time, and peak resident memory (the process's maximum RSS minus
-  its RSS once the modules are imported);
-- ``lookout-exporter check-config FILE``: wall time of the whole command, interpreter start and
-  imports included;
+  its RSS once the modules, every probe kind's included, are imported);
+- ``lookout-exporter check-config FILE``: wall and CPU time of the whole command, interpreter
+  start and imports included, with the package's modules compiled to bytecode first (as an
+  installed package has them: where ``PYTHONDONTWRITEBYTECODE`` is set, every start would
+  otherwise compile them again);
 - with ``--jsonschema-alone``, the schema check by jsonschema alone (what every load cost before
   the compiled validator), for sizes up to 10,000.
 
-The table shows the median of the rounds. Config files live in a temporary directory.
+The table shows the median of the rounds. Config files live in a temporary directory. With
+``--before DIR`` (another checkout of the repository, such as the main branch), each round
+measures that tree's package first and then this one's, in the same minute, and the table has a
+row for each.
 
 Then, with ``--reloads`` (the default), the stall a reload causes: per size, an exporter runs the
 config (every target at a 1 h interval, so probing adds little work, plus one heartbeat), two
@@ -28,7 +33,7 @@ the longest the event loop was held between two wake-ups, both in wall time and 
 the loop's thread (which other processes on the machine do not inflate).
 
     python benchmarks/config_load.py [--sizes 1000 10000 100000] [--rounds 3] [--jsonschema-alone]
-        [--no-reloads]
+        [--no-reloads] [--no-loads] [--before DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,6 +61,8 @@ import psutil
 from exporter import config
 from exporter.config_schema import schema_check
 from exporter.config_yaml import read_yaml
+from exporter.probes.registry import KINDS
+kinds = list(KINDS.values())  # every kind's module imported, where the tree imports them lazily
 base = psutil.Process().memory_info().rss
 wall, cpu = time.perf_counter(), time.process_time()
 loaded = config.load(sys.argv[1], {})
@@ -121,25 +129,40 @@ def generate(targets: int, prefix: str = "", interval: str | None = None) -> str
     return text
 
 
-def measure(path: Path, alone: bool) -> dict[str, float]:
+def compile_package(tree: Path) -> None:
+    """The bytecode of ``tree``'s package, written as installing it would."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(tree / "exporter")], check=True, timeout=600
+    )
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(path: Path, alone: bool, tree: Path = REPO) -> dict[str, float]:
+    """One round for the package of ``tree`` (the current directory comes first on the path of
+    ``python -c`` and ``python -m``)."""
     done = subprocess.run(
         [sys.executable, "-c", LOAD, str(path), "1" if alone else "0"],
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO,
+        cwd=tree,
         timeout=600,
     )
     figures: dict[str, float] = json.loads(done.stdout)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     subprocess.run(
         [sys.executable, "-m", "exporter", "check-config", str(path)],
         capture_output=True,
         check=True,
-        cwd=REPO,
+        cwd=tree,
         timeout=600,
     )
     figures["check_config"] = time.perf_counter() - started
+    figures["check_config_cpu"] = children_cpu() - cpu
     return figures
 
 
@@ -274,33 +297,46 @@ def main() -> None:
     parser.add_argument("--jsonschema-alone", action="store_true")
     parser.add_argument("--no-reloads", dest="reloads", action="store_false")
     parser.add_argument("--no-loads", dest="loads", action="store_false")
+    parser.add_argument("--before", type=Path, help="another checkout, measured alternately")
     args = parser.parse_args()
     print(harness.machine())
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+    trees = {"this tree": REPO}
+    if args.before is not None:
+        trees = {"before": args.before.resolve(), "after": REPO}
     rows = [
-        "| targets | file KiB | load wall s | load CPU s | peak MiB | check-config wall s "
-        "| jsonschema alone s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| tree | targets | file KiB | load wall s | load CPU s | peak MiB | check-config wall s "
+        "| check-config CPU s | jsonschema alone s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
+        for tree in trees.values() if args.loads else ():
+            compile_package(tree)
         for size in args.sizes if args.loads else ():
             path = Path(tmp) / f"lookout-{size}.yml"
             path.write_text(generate(size))
             alone = args.jsonschema_alone and size <= 10000
-            runs = [measure(path, alone) for _ in range(args.rounds)]
-            assert all(run["targets"] == size for run in runs)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    runs[name].append(measure(path, alone, tree))
+            for name, tree_runs in runs.items():
+                assert all(run["targets"] == size for run in tree_runs)
 
-            def median(key: str, runs: list[dict[str, float]] = runs) -> float:
-                return statistics.median(run[key] for run in runs)
+                def median(key: str, tree_runs: list[dict[str, float]] = tree_runs) -> float:
+                    return statistics.median(run[key] for run in tree_runs)
 
-            jsonschema_alone = f"{median('alone'):.2f}" if alone else "-"
-            rows.append(
-                f"| {size:,} | {path.stat().st_size / 1024:,.0f} | {median('wall'):.2f} "
-                f"| {median('cpu'):.2f} | {median('peak') / 2**20:.0f} "
-                f"| {median('check_config'):.2f} | {jsonschema_alone} |"
-            )
-            print(rows[-1], flush=True)
-    print("\n".join(rows))
+                jsonschema_alone = f"{median('alone'):.2f}" if alone else "-"
+                rows.append(
+                    f"| {name} | {size:,} | {path.stat().st_size / 1024:,.0f} "
+                    f"| {median('wall'):.2f} | {median('cpu'):.2f} | {median('peak') / 2**20:.0f} "
+                    f"| {median('check_config'):.2f} | {median('check_config_cpu'):.2f} "
+                    f"| {jsonschema_alone} |"
+                )
+                print(rows[-1], flush=True)
+    if args.loads:
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+        print("\n".join(rows))
     if not args.reloads:
         return
     rows = [

@@ -8,7 +8,6 @@ without ``--config`` it runs the embedded default config.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -20,13 +19,20 @@ from typing import TYPE_CHECKING
 import exporter
 from exporter import config
 from exporter.config import ConfigError
-from exporter.heartbeats import wrap
+from exporter.lazy_import import lazy_module
 from exporter.logs import setup_logging
 from exporter.units import parse_duration
-from exporter.web_limits import ServerLimits, raise_open_files_limit, serve
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from exporter import web_limits
+    from exporter.heartbeats import wrap
     from exporter.scheduler import Shard
+else:  # the server's and ``ping``'s modules: ``check-config`` needs none of them
+    asyncio = lazy_module("asyncio")
+    web_limits = lazy_module("exporter.web_limits")
+    wrap = lazy_module("exporter.heartbeats.wrap")
 
 # The server's modules (aiohttp, the probes, the app) are imported by the commands that use
 # them, so that ``check-config`` of a large file starts at once.
@@ -77,15 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.max-connections",
         dest="max_connections",
         type=_positive,
-        default=ServerLimits().max_connections,
+        default=web_limits.ServerLimits().max_connections,
         help="client connections served at once, at most a quarter of the open-files limit "
-        f"(default {ServerLimits().max_connections})",
+        f"(default {web_limits.ServerLimits().max_connections})",
     )
     run.add_argument(
         "--web.read-timeout",
         dest="read_timeout",
         type=_duration,
-        default=ServerLimits().read_timeout,
+        default=web_limits.ServerLimits().read_timeout,
         help="a request head must arrive within this of connecting or of the previous "
         "response, its body within this of the head (default 30s)",
     )
@@ -191,8 +197,10 @@ def run(args: argparse.Namespace) -> int:
     from exporter.heartbeats.store import StoreError
     from exporter.runtime import RUNTIME, Options, ReloadOutcome
 
-    soft, _hard = raise_open_files_limit()
-    limits = ServerLimits(max_connections=args.max_connections, read_timeout=args.read_timeout)
+    soft, _hard = web_limits.raise_open_files_limit()
+    limits = web_limits.ServerLimits(
+        max_connections=args.max_connections, read_timeout=args.read_timeout
+    )
     options = Options(
         config_path=args.config,
         location=args.location,
@@ -226,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     app.on_startup.append(on_startup)
     try:
-        serve(app, host, port, limits, app[RUNTIME].server, _new_loop())
+        web_limits.serve(app, host, port, limits, app[RUNTIME].server, _new_loop())
     except StoreError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 1

@@ -389,7 +389,7 @@ class _Loading:
                 if (problem := placeholder_problem(item, item_at)) is not None:
                     self.problems.append(problem)
                     continue
-                expanded = list(expand(item, item_at))
+                expanded = list(expand(item, item_at)) if "versions" in item else []
                 if expanded:
                     for version in expanded:
                         # A secret of one version is one for all: redacting more is harmless.

@@ -6,8 +6,13 @@ walks it at about 0.8 ms per target (its ``unevaluatedProperties`` re-evaluates 
 0.6 ms. So two validators share the work:
 
 - jsonschema-rs, compiled once, says whether the whole document is valid: about 0.1 s for 10,000
-  targets. Every ``pattern`` calls back into Python's ``re``, because Rust's regular expressions
-  and Python's disagree at the edges (``\\s``, ``$``): both validators accept the same strings.
+  targets. Rust's regular expressions and Python's disagree at the edges (``\\s``, ``.``, ``$``),
+  so both validators accept the same strings only where a pattern means the same to both: a
+  pattern written with nothing but literal characters, ASCII classes, groups, alternatives and
+  quantifiers, anchored by ``^`` and a final ``$`` (which Python also matches before a final
+  newline, so Rust gets ``\\n?$``), is checked by jsonschema-rs itself; every other ``pattern``
+  calls back into Python's ``re`` (``tests/test_config_schema_patterns.py`` holds the two to the
+  same answers).
 - jsonschema words the errors, and runs only where jsonschema-rs found some: on the top level with
   its lists emptied, and on each list item (a target, a heartbeat) that is invalid on its own.
 
@@ -182,15 +187,38 @@ def _fast_valid(validator: Any, instance: Any) -> bool:
 _NAMED = {"properties", "patternProperties", "$defs", "dependentSchemas", "dependentRequired"}
 
 
+# What a pattern may be written with to mean the same to Python's ``re`` and to jsonschema-rs:
+# literal letters, digits and ``_@:/,=-``, escaped metacharacters, classes of
+# printable ASCII without escapes, nested brackets or the set operators of Rust's classes
+# (``&&``, ``--``, ``~~``), groups, alternatives and quantifiers; no ``.``, ``\\s``, ``\\d``, flags.
+_PORTABLE = re.compile(
+    r"\^?(?:[A-Za-z0-9_@:/,=-]|\\[.$\[\]{}()*+?|^]|\[\^?(?:[ -Z^-~]|\])?(?:[ -Z^-~])*\]"
+    r"|\((?:\?:)?|[)|?*+]|\{[0-9]+(?:,[0-9]*)?\})*\$?"
+)
+
+
+def portable_pattern(pattern: str) -> str | None:
+    """``pattern`` as jsonschema-rs must be given it to accept exactly the strings that
+    Python's ``re.search`` finds it in; None when that is not known to be so."""
+    if not _PORTABLE.fullmatch(pattern) or any(op in pattern for op in ("&&", "--", "~~")):
+        return None
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\n?$"
+    return pattern
+
+
 def _with_python_patterns(node: Any, formats: dict[str, Any]) -> Any:
-    """A copy of the schema with every ``pattern`` turned into a ``format`` that Python checks."""
+    """A copy of the schema with every ``pattern`` that does not mean the same to Rust
+    (``portable_pattern``) turned into a ``format`` that Python checks."""
     if isinstance(node, list):
         return [_with_python_patterns(item, formats) for item in node]
     if not isinstance(node, dict):
         return copy.deepcopy(node)
     result: dict[str, Any] = {}
     for key, value in node.items():
-        if key == "pattern" and isinstance(value, str):
+        if key == "pattern" and isinstance(value, str) and portable_pattern(value) is not None:
+            result[key] = portable_pattern(value)
+        elif key == "pattern" and isinstance(value, str):
             if "format" in node:
                 raise ValueError("a schema node with both a pattern and a format")
             name = f"python-pattern-{len(formats)}"

@@ -8,9 +8,9 @@ worded as ``FILE:LINE: key.path: message`` in one place, ``ConfigProblem.__str__
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import jsonschema
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 KeyPath = tuple[str | int, ...]
+_Part = TypeVar("_Part")
 
 
 class ConfigProblem(Exception):
@@ -103,6 +104,20 @@ class Source:
         self.fetched: dict[str, Any] = {}
         # The values ``${VAR}`` put into the config, by key path: secrets wherever they land.
         self.from_environment: dict[KeyPath, list[str]] = {}
+        # Parts built during this load from values written alike in many places (the same
+        # ``expect`` block, the same labels), by what they were built from: see ``shared``.
+        self._built: dict[Hashable, Any] = {}
+
+    def shared(self, key: Hashable, build: Callable[[], _Part]) -> _Part:
+        """What ``build`` returns, built once per load for each ``key``, then the same (frozen)
+        value for every part with an equal ``key``: thousands of targets repeat a few ``expect``
+        blocks. ``key`` must stand for everything ``build`` reads but the key path its problems
+        name; a problem is raised, not kept, so every place with the mistake reports it."""
+        if key in self._built:
+            built: _Part = self._built[key]
+            return built
+        built = self._built[key] = build()
+        return built
 
     def environment_values(self, at: KeyPath) -> list[str]:
         """The values of environment variables written into the text value at ``at``."""

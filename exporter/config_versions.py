@@ -74,7 +74,7 @@ def environment(
 def placeholder_problem(item: Mapping[str, Any], at: KeyPath) -> ConfigProblem | None:
     """A problem when a target without ``versions`` writes ``{{ version }}`` in its URL."""
     url = item.get("url")
-    if "versions" not in item and isinstance(url, str) and _PLACEHOLDER.search(url):
+    if "versions" not in item and isinstance(url, str) and "{{" in url and _PLACEHOLDER.search(url):
         return ConfigProblem(
             (*at, "url"), "{{ version }} is only replaced in a target with `versions:`"
         )

@@ -87,20 +87,24 @@ class _Frame:
         "merge",
         "merge_line",
         "part",
-        "size",
+        "start",
     )
 
-    def __init__(self, container: Any, part: str | int | None, line: int, anchor: str | None):
+    def __init__(
+        self, container: Any, is_map: bool, part: str | int | None, line: int, anchor: str | None
+    ) -> None:
         self.container = container
-        self.is_map = isinstance(container, dict)
+        self.is_map = is_map
         self.part = part  # this collection's key or index in its parent
         self.line = line
         self.anchor = anchor
         self.key: Any = _NO_KEY
-        self.key_line = line
+        self.key_line = line  # kept only when lines are wanted
         self.merge: Any = None
         self.merge_line = line
-        self.size = 1  # values it stands for, itself included
+        # The reader's count of values when this collection began: the values it stands for,
+        # itself included, are the count at its end minus this.
+        self.start = 0
         self.depth = 1  # levels of nesting, itself included
 
 
@@ -168,25 +172,35 @@ class _Reader:
         self.problems: list[ConfigProblem] = []
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Any, int, int] | None] = {}  # None: not finished yet
-        self.written = 0
+        self.written = 0  # the counts of ``read`` while it handles an alias
+        self.total = 0
         self.expanded = 0
         self.plain: dict[str, Any] = {}  # plain scalar text -> its value
 
     def read(self, get_event: Callable[[], Any]) -> Any:
-        root = _Frame([], None, 1, None)
+        """The document of the events from ``get_event``: the common events (a new text key, a
+        plain or quoted value, a collection without tag or anchor problems) are handled inline,
+        everything else by the methods below."""
+        root = _Frame([], False, None, 1, None)
         stack = self.stack
         stack.append(root)
         plain = self.plain
+        anchors = self.anchors
+        lines = self.lines
+        on_string = self.on_string
+        written = 0  # values the file writes out: scalars (keys too), collections, aliases
+        total = 0  # values read, each alias counted as what it stands for (keys left out)
         documents = 0
         while True:
             event = get_event()
             kind = event.__class__
             if kind is ScalarEvent:
-                self.written += 1
+                written += 1
                 top = stack[-1]
                 is_key = top.is_map and top.key is _NO_KEY
                 value = event.value
-                if event.tag is None or event.tag == "!":
+                tag = event.tag
+                if tag is None or tag == "!":
                     if event.implicit[0]:
                         if is_key and value == "<<":
                             value = _MERGE
@@ -197,33 +211,73 @@ class _Reader:
                 else:
                     value = self._tagged(event)
                 if event.anchor is not None:
-                    self.anchors[event.anchor] = (value, 1, 0)
+                    anchors[event.anchor] = (value, 1, 0)
                 if is_key:
                     if value.__class__ is str and value not in top.container:
-                        top.key = value  # the common case of _key, inline: a new text key
-                        top.key_line = event.start_mark.line + 1
+                        top.key = value
+                        if lines is not None:
+                            top.key_line = event.start_mark.line + 1
                     else:
                         self._key(top, value, event)
                     continue
-                if value.__class__ is str and "$" in value and self.on_string is not None:
-                    value = self.on_string(value, self._path(top))
-                key = top.key
-                if top.is_map and key.__class__ is str and self.lines is None:
-                    top.size += 1  # the common case of _add, inline: a scalar value of a key
-                    top.container[key] = value
-                    top.key = _NO_KEY
+                total += 1
+                if value.__class__ is str and on_string is not None and "$" in value:
+                    value = on_string(value, self._path(top))
+                if top.is_map:
+                    key = top.key
+                    if key.__class__ is str and lines is None:
+                        top.container[key] = value
+                        top.key = _NO_KEY
+                    else:
+                        self._add(top, value, event.start_mark.line + 1)
+                elif lines is None:
+                    top.container.append(value)
                 else:
-                    self._add(top, value, 1, 0, event.start_mark.line + 1)
+                    self._add(top, value, event.start_mark.line + 1)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
-                self._push(event, {} if kind is MappingStartEvent else [])
+                written += 1
+                total += 1
+                top = stack[-1]
+                if len(stack) > MAX_DEPTH or event.tag not in _COLLECTION_TAGS:
+                    self._check_collection(event, top)
+                part: str | int | None
+                if top.is_map:
+                    part = top.key if top.key.__class__ is str else None
+                else:
+                    part = len(top.container)
+                anchor = event.anchor
+                if anchor is not None:
+                    anchors[anchor] = None
+                is_map = kind is MappingStartEvent
+                frame = _Frame(
+                    {} if is_map else [], is_map, part, event.start_mark.line + 1, anchor
+                )
+                frame.start = total - 1
+                stack.append(frame)
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
                 frame = stack.pop()
-                value = self._finish(frame)
+                value = frame.container if frame.merge is None else self._finish(frame)
+                depth = frame.depth
                 if frame.anchor is not None:
-                    self.anchors[frame.anchor] = (value, frame.size, frame.depth)
-                self._add(stack[-1], value, frame.size, frame.depth, frame.line)
+                    anchors[frame.anchor] = (value, total - frame.start, depth)
+                top = stack[-1]
+                if depth >= top.depth:
+                    top.depth = depth + 1
+                if top.is_map:
+                    key = top.key
+                    if key.__class__ is str and lines is None:
+                        top.container[key] = value
+                        top.key = _NO_KEY
+                    else:
+                        self._add(top, value, frame.line)
+                elif lines is None:
+                    top.container.append(value)
+                else:
+                    self._add(top, value, frame.line)
             elif kind is AliasEvent:
+                self.written, self.total = written, total
                 self._alias(event)
+                written, total = self.written, self.total
             elif kind is DocumentStartEvent:
                 documents += 1
                 if documents > 1:
@@ -305,26 +359,19 @@ class _Reader:
         top.key = key
         top.key_line = line
 
-    def _push(self, event: Any, container: Any) -> None:
-        self.written += 1
-        top = self.stack[-1]
+    def _check_collection(self, event: Any, top: _Frame) -> None:
+        """Stops at a collection nested too deep; reports one with a tag that is not a
+        mapping's or a list's (and reads it as if it had none)."""
         line = event.start_mark.line + 1
         if len(self.stack) > MAX_DEPTH:
             raise _Fatal(line, f"the config nests deeper than {MAX_DEPTH} levels")
-        if event.tag not in _COLLECTION_TAGS:
-            short = event.tag.replace(_CORE, "!!")
-            self._problem(
-                self._path(top),
-                f"unsupported YAML tag {short}: a config holds only text, numbers, true/false, "
-                "null, lists and mappings",
-                line,
-            )
-        part: str | int | None = len(top.container)
-        if top.is_map:
-            part = top.key if isinstance(top.key, str) else None
-        if event.anchor is not None:
-            self.anchors[event.anchor] = None
-        self.stack.append(_Frame(container, part, line, event.anchor))
+        short = event.tag.replace(_CORE, "!!")
+        self._problem(
+            self._path(top),
+            f"unsupported YAML tag {short}: a config holds only text, numbers, true/false, "
+            "null, lists and mappings",
+            line,
+        )
 
     def _finish(self, frame: _Frame) -> Any:
         """The finished collection, with the mappings of ``<<`` merged under its own keys."""
@@ -365,12 +412,14 @@ class _Reader:
                 self._problem(self._here(), "an alias as a key must stand for text", line)
                 top.key = _DISCARD
             return
-        self._add(top, value, size, depth, line)
-
-    def _add(self, top: _Frame, value: Any, size: int, depth: int, line: int) -> None:
-        top.size += size
+        self.total += size
         if depth >= top.depth:
             top.depth = depth + 1
+        self._add(top, value, line)
+
+    def _add(self, top: _Frame, value: Any, line: int) -> None:
+        """Adds a value at ``line`` to ``top``: as a list item, or under the key just read
+        (unless that key was rejected, or is ``<<``); a collection as a key is reported."""
         if not top.is_map:
             if self.lines is not None:
                 self.lines[self._path(top)] = line

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic
 
 from exporter.config_source import ConfigProblem, KeyPath, Source
@@ -95,6 +96,13 @@ class Target(Generic[Spec]):
     sla: float | None = None
     # Probes come this often while the latest attempt disagrees with the confirmed state.
     interval_when_failing: float | None = None
+    # What the target points at as the status page and the API show it (secrets redacted):
+    # made once here rather than on every page. A URL without secrets is the configured string
+    # itself, so this costs one reference per target.
+    endpoint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoint", self.kind.endpoint(self.spec))
 
     @property
     def matrix(self) -> tuple[str, str] | None:
@@ -111,6 +119,8 @@ class Target(Generic[Spec]):
 
 
 def _build_confirm(raw: Mapping[str, Any], fallback: Confirm) -> Confirm:
+    if not raw:
+        return fallback
     return Confirm(
         failures=raw.get("failures", fallback.failures),
         successes=raw.get("successes", fallback.successes),
@@ -184,14 +194,19 @@ def build_target(
         kind=kind,
         interval=interval,
         timeout=timeout,
-        # Label names and values repeat across targets: one string each instead of one per target.
-        labels=tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in labels.items())),
+        labels=source.shared(("labels", *labels.items()), partial(_label_pairs, labels)),
         slo=_build_slo(raw["slo"]) if "slo" in raw else None,
         spec=kind.build(raw, at, source),
         confirm=_build_confirm(raw.get("confirm", {}), defaults.confirm),
         sla=round(raw["sla"]["availability"] / 100, 10) if "sla" in raw else None,
         interval_when_failing=None if when_failing == interval else when_failing,
     )
+
+
+def _label_pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The labels sorted by name. Label names and values repeat across targets: one string
+    each (and one tuple for each set of labels, ``Source.shared``) instead of one per target."""
+    return tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in labels.items()))
 
 
 def _build_slo(raw: Mapping[str, Any]) -> Slo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -181,3 +182,35 @@ def test_every_third_party_import_is_declared() -> None:
 def test_only_public_aiohttp_modules_are_imported() -> None:
     aiohttp_modules = {m for m in third_party_imports() if m.partition(".")[0] == "aiohttp"}
     assert aiohttp_modules <= {"aiohttp", "aiohttp.web"}, aiohttp_modules
+
+
+# Modules that checking a config of HTTP targets has no use for: other kinds and their libraries,
+# the event loop, the server's limits and the ping command.
+NOT_FOR_HTTP_CHECK = (
+    "asyncio",
+    "dns.name",
+    "exporter.probes.dns",
+    "exporter.probes.grpc",
+    "exporter.probes.flow",
+    "exporter.probes.websocket",
+    "exporter.web_limits",
+    "exporter.heartbeats.wrap",
+    "aiohttp",
+)
+
+
+def test_check_config_of_http_targets_imports_only_what_builds_them(tmp_path: Path) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text("targets:\n  - {name: api, kind: http, url: 'http://127.0.0.1:8080/'}\n")
+    code = (
+        "import sys\n"
+        "from exporter import cli\n"
+        "assert cli.main(['check-config', sys.argv[1]]) == 0\n"
+        "print(' '.join(n for n, m in sys.modules.items() if type(m).__name__ != '_LazyModule'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    imported = set(done.stdout.split())
+    assert "exporter.probes.http" in imported
+    assert [name for name in NOT_FOR_HTTP_CHECK if name in imported] == []

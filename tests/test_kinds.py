@@ -29,6 +29,10 @@ def test_the_schema_enum_lists_exactly_the_registered_kinds() -> None:
     assert sorted(enum) == sorted(KINDS)
 
 
+def test_each_kind_is_registered_under_its_own_name() -> None:
+    assert [kind.name for kind in KINDS.values()] == list(KINDS)
+
+
 def test_every_registered_kind_has_its_own_schema_section() -> None:
     definitions = schema()["$defs"]
     branches = kind_branches()

@@ -114,6 +114,11 @@ def test_scope_by_names_globs_labels_or_everything() -> None:
             "t.yml:2: maintenance[0].timezone: unknown time zone 'Mars/Olympus'",
             id="bad-zone",
         ),
+        pytest.param(
+            f"{{name: w, cron: '0 2 * * *', duration: 1h, timezone: '{'9' * 400}s'}}",
+            f"t.yml:2: maintenance[0].timezone: unknown time zone '{'9' * 400}s'",
+            id="zone-name-longer-than-a-file-name",
+        ),
     ],
 )
 def test_a_wrong_window_is_a_config_problem_naming_its_key(raw: str, message: str) -> None:

@@ -551,3 +551,28 @@ def test_a_page_of_many_targets_sends_no_rows_of_collapsed_groups() -> None:
     healthy = [{**row, "state": "up", "labels": {"service": "s1"}} for row in rows]
     (alone,) = status_page.groups(healthy, "service", "state", {"group": "s1"}, expand=True)
     assert (alone["open"], len(alone["items"])) == (True, len(rows))
+
+
+def test_open_groups_send_no_more_rows_than_the_page_holds() -> None:
+    """Rows of open groups, in page order, while they fit in ``INLINE_ROWS``; a group that does
+    not fit links to its own page, and a smaller one after it still shows its rows."""
+    limit = status_page.INLINE_ROWS
+    sizes = {"a": limit // 2, "b": limit // 2 + 1, "c": limit // 2 - 1, "d": 5}
+    rows = [
+        {"name": f"{service}{i:04d}", "state": "down", "labels": {"service": service}}
+        for service, size in sizes.items()
+        for i in range(size)
+    ]
+    grouped = status_page.groups(rows, "service", "state")
+    assert [(g["value"], g["open"], len(g["items"])) for g in grouped] == [
+        ("a", True, limit // 2),
+        ("b", True, 0),
+        ("c", True, limit // 2 - 1),
+        ("d", True, 0),
+    ]
+    assert grouped[1]["link"] == "?group=b"
+    one = [{**row, "state": "up", "labels": {}} for row in rows[: limit + 1]]
+    (alone,) = status_page.groups(one, "service", "state")
+    assert (alone["open"], alone["items"], alone["link"]) == (True, [], "?group=")
+    (chosen,) = status_page.groups(one, "service", "state", {"group": ""}, expand=True)
+    assert len(chosen["items"]) == limit + 1

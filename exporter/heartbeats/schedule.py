@@ -67,7 +67,7 @@ def cron_from_config(raw: Mapping[str, Any], at: KeyPath) -> Cron:
     zone_name = raw.get("timezone", "UTC")
     try:
         zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ConfigProblem((*at, "timezone"), f"unknown time zone {zone_name!r}") from None
     try:
         return parse_cron(raw["cron"], zone)

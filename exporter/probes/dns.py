@@ -104,7 +104,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> DnsSpec:
         record=record,
         nameserver=nameserver,
         port=port,
-        expect=_build_expect(raw.get("expect", {}), (*at, "expect"), record),
+        expect=_shared_expect(raw.get("expect", {}), (*at, "expect"), record, source),
         **given(settings, "transport", "recursion"),
     )
 
@@ -125,6 +125,14 @@ def _nameserver(text: str, at: KeyPath) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ConfigProblem(at, f"{text!r} has no valid port (1-65535)")
     return host, port
+
+
+def _shared_expect(
+    raw: Mapping[str, Any], at: KeyPath, record: dns.rdatatype.RdataType, source: Source
+) -> DnsExpect:
+    """The ``expect`` block for ``record``, built once per load for each way it is written."""
+    key = ("dns expect", record, repr(raw))
+    return source.shared(key, lambda: _build_expect(raw, at, record))
 
 
 def _build_expect(

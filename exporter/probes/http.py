@@ -238,7 +238,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
         ),
         body=body,
         tls=build_client_tls(http.get("tls", {}), (*hat, "tls"), source),
-        expect=_build_expect(raw.get("expect", {}), (*at, "expect"), source),
+        expect=_shared_expect(raw.get("expect", {}), (*at, "expect"), source),
         exports=build_exports(raw.get("export", {}), (*at, "export")),
         **given(
             http,
@@ -252,6 +252,12 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
             "reuse_connections",
         ),
     )
+
+
+def _shared_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpExpect:
+    """The ``expect`` block, built once per load for each way it is written (its ``repr``
+    tells text, numbers and booleans apart, and keys in their order)."""
+    return source.shared(("http expect", repr(raw)), lambda: _build_expect(raw, at, source))
 
 
 def _build_expect(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpExpect:

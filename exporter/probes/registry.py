@@ -1,6 +1,10 @@
 """Every probe kind by name: the one list of kinds. Adding a kind is one module that exports
 ``KIND`` (see ``kind.Kind`` and docs/architecture.md) plus its line here.
 
+A kind's module is imported when the kind is first looked up (``KINDS["http"]``), so that
+``check-config`` of a file of HTTP targets imports neither the DNS nor the gRPC kind and their
+libraries; iterating over ``KINDS`` imports them all (the collectors do, when the server starts).
+
 The config schema's ``kind`` enum, its per-kind sections, docs/probes.md and docs/metrics.md
 are checked against this mapping by tests/test_kinds.py.
 """
@@ -8,28 +12,50 @@ are checked against this mapping by tests/test_kinds.py.
 from __future__ import annotations
 
 import copyreg
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from exporter.probes import dns, domain, flow, grpc, http, icmp, smtp, tcp, tls, websocket
 from exporter.probes.kind import Kind
 
 __all__ = ["KINDS", "kind_named"]
 
-KINDS: dict[str, Kind[Any]] = {
-    kind.name: kind
-    for kind in (
-        http.KIND,
-        tcp.KIND,
-        tls.KIND,
-        dns.KIND,
-        smtp.KIND,
-        websocket.KIND,
-        grpc.KIND,
-        domain.KIND,
-        icmp.KIND,
-        flow.KIND,
-    )
+# Kind name -> the module under exporter.probes that defines it, in the order kinds are listed.
+_MODULES = {
+    "http": "http",
+    "tcp": "tcp",
+    "tls": "tls",
+    "dns": "dns",
+    "smtp": "smtp",
+    "websocket": "websocket",
+    "grpc": "grpc",
+    "domain": "domain",
+    "icmp": "icmp",
+    "flow": "flow",
 }
+
+
+class _Kinds(Mapping[str, Kind[Any]]):
+    """The kinds by name, each module imported at the first lookup of its kind."""
+
+    def __init__(self) -> None:
+        self._imported: dict[str, Kind[Any]] = {}
+
+    def __getitem__(self, name: str) -> Kind[Any]:
+        kind = self._imported.get(name)
+        if kind is None:
+            module = importlib.import_module(f"exporter.probes.{_MODULES[name]}")
+            kind = self._imported[name] = module.KIND
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+KINDS: Mapping[str, Kind[Any]] = _Kinds()
 
 
 def kind_named(name: str) -> Kind[Any]:

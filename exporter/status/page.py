@@ -13,7 +13,7 @@ failing items come first by default.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +27,9 @@ from exporter.status.markup import ENVIRONMENT, error_page, respond
 from exporter.status.views import DEFAULT_LIMIT
 
 __all__ = ["add_routes"]
+
+# A target before its row is built: what ``views.select`` and ``groups`` read, and its stats.
+Entry = dict[str, Any]
 
 INDEX = ENVIRONMENT.get_template("index.html")
 TARGET = ENVIRONMENT.get_template("target.html")
@@ -105,7 +108,9 @@ def with_pictures(item: dict[str, Any], stats: ProbeStats, now: float) -> dict[s
 
 
 # Above this many targets on a page, a collapsed group's rows are not sent: it links to a page of
-# its own (``?group=VALUE``), so the page of 10,000 healthy targets is its groups' headings.
+# its own (``?group=VALUE``), so the page of 10,000 healthy targets is its groups' headings. The
+# open groups' rows are sent up to this many in all, so a page where most groups fail (or the
+# only group holds 10,000 targets) stays within it too.
 INLINE_ROWS = 1000
 
 
@@ -116,17 +121,20 @@ def groups(
     query: Mapping[str, str] | None = None,
     expand: bool = False,
 ) -> list[dict[str, Any]]:
-    """``targets`` (already filtered and sorted) grouped by the value of their ``label``: each
-    group with its rolled-up state (its worst member's), its members by state, whether it opens
-    (it has failing members, or it is the only group), failing groups first (or by name with
+    """``targets`` (already filtered and sorted; ``entries`` or rows: dicts with ``name``,
+    ``state`` and ``labels``) grouped by the value of their ``label``: each group with its
+    rolled-up state (its worst member's), its members by state, whether it opens (it has
+    failing members, or it is the only group), failing groups first (or by name with
     ``sort=name``); targets without the label form the last group, ``value`` None. With more
-    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself.
-    With ``expand`` (the page of one group) every group is open with its rows."""
+    than ``INLINE_ROWS`` targets a collapsed group has no ``items`` but a ``link`` to itself, and
+    so has an open group whose rows do not fit in what the open groups before it left of
+    ``INLINE_ROWS`` rows. With ``expand`` (the page of one group) every group is open with its
+    rows."""
     query = query or {}
     members: dict[str | None, list[dict[str, Any]]] = {}
     for item in targets:
         members.setdefault(item["labels"].get(label), []).append(item)
-    found = []
+    found: list[dict[str, Any]] = []
     for value, items in members.items():
         counts: dict[str, int] = {}
         for item in items:
@@ -144,22 +152,58 @@ def groups(
                 "link": link(query, group=value or ""),
             }
         )
-    if len(targets) > INLINE_ROWS:
-        for group in found:
-            if not group["open"]:
-                group["items"] = []
 
     def order(group: dict[str, Any]) -> tuple[Any, ...]:
         named = (group["value"] is None, group["value"] or "")
         return named if sort == "name" else (views.SEVERITY.get(group["state"], 3), *named)
 
-    return sorted(found, key=order)
+    ordered = sorted(found, key=order)
+    if len(targets) > INLINE_ROWS and not expand:
+        budget = INLINE_ROWS
+        for group in ordered:
+            if group["open"] and group["size"] <= budget:
+                budget -= group["size"]
+            else:
+                group["items"] = []
+    return ordered
+
+
+def entries(all_stats: Iterable[ProbeStats], versions: Mapping[str, Sequence[str]]) -> list[Entry]:
+    """Each target as the page filters, sorts and groups it: name, state, labels and matrix,
+    with its stats for the row it may get. Every target is counted and grouped; only the rows a
+    page shows are built (``rows``), so a page of collapsed groups costs no row at all."""
+    return [
+        {
+            "name": s.target.name,
+            "state": views.target_state(s),
+            "labels": dict(s.target.labels),
+            "matrix": views.matrix_json(s.target, versions),
+            "stats": s,
+        }
+        for s in all_stats
+    ]
+
+
+def rows(
+    runtime: Runtime,
+    chosen: Iterable[Entry],
+    now: float,
+    versions: Mapping[str, Sequence[str]],
+) -> list[dict[str, Any]]:
+    """The rows of the ``chosen`` entries, in their order, each with its pictures."""
+    location = runtime.location
+    shown = []
+    for entry in chosen:
+        stats = entry["stats"]
+        windows = runtime.target_windows(stats.target)
+        item = views.target_summary(stats, now, location, windows, versions)
+        shown.append(with_pictures(item, stats, now))
+    return shown
 
 
 async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     state, sort = views.state_and_sort(query)
     now = runtime.clock.time()
-    location = runtime.location
     label = runtime.config.status_page.group_by
     chosen = query.get("group")  # one group only: its label value, "" for those without
     all_stats = [
@@ -168,17 +212,10 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
         if chosen is None or dict(s.target.labels).get(label, "") == chosen
     ]
     versions = views.matrix_versions(runtime.scheduler.all_stats())
-    targets = [
-        views.target_summary(s, now, location, runtime.target_windows(s.target), versions)
-        for s in all_stats
-    ]
-    shown = views.select(targets, state, sort)
-    grouped = groups(shown, label, sort, query, expand=chosen is not None)
-    # Pictures only for the rows the page shows.
-    by_name = {s.target.name: s for s in all_stats}
+    targets = entries(all_stats, versions)
+    grouped = groups(views.select(targets, state, sort), label, sort, query, chosen is not None)
     for group in grouped:
-        for item in group["items"]:
-            with_pictures(item, by_name[item["name"]], now)
+        group["items"] = rows(runtime, group["items"], now, versions)
     heartbeats = await views.heartbeat_summaries(runtime.heartbeats, runtime.heartbeat_windows)
     for item in heartbeats:
         history = runtime.heartbeats.history.get(item["name"])

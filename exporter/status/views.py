@@ -40,6 +40,7 @@ __all__ = [
     "heartbeat_detail",
     "heartbeat_summaries",
     "instance_rows",
+    "matrix_json",
     "matrix_versions",
     "open_maintenance",
     "ping_json",
@@ -51,6 +52,7 @@ __all__ = [
     "select",
     "state_and_sort",
     "target_detail",
+    "target_state",
     "target_summary",
 ]
 
@@ -79,7 +81,7 @@ def quantile(values: Sequence[float], q: float) -> float | None:
 
 def endpoint(target: Target[Any]) -> str:
     """What the target points at: its URL, its address, or its DNS question and nameserver."""
-    return target.kind.endpoint(target.spec)
+    return target.endpoint
 
 
 def request_json(target: Target[Any]) -> dict[str, Any]:
@@ -149,6 +151,18 @@ def matrix_versions(all_stats: Iterable[ProbeStats]) -> dict[str, list[str]]:
     return versions
 
 
+def matrix_json(
+    target: Target[Any], versions: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any] | None:
+    """The ``versions:`` matrix ``target`` was expanded from: its name, this target's version
+    and every version (``matrix_versions``); None for a target without one."""
+    matrix = target.matrix
+    if matrix is None:
+        return None
+    siblings = (versions or {}).get(matrix[0]) or [matrix[1]]
+    return {"name": matrix[0], "version": matrix[1], "versions": list(siblings)}
+
+
 def target_summary(
     stats: ProbeStats,
     now: float,
@@ -160,11 +174,6 @@ def target_summary(
     ``maintenance`` names the open maintenance windows that cover it; ``versions``
     (``matrix_versions``) lists the other versions of a target expanded from ``versions:``."""
     target = stats.target
-    matrix = target.matrix
-    matrix_json = None
-    if matrix is not None:
-        siblings = (versions or {}).get(matrix[0]) or [matrix[1]]
-        matrix_json = {"name": matrix[0], "version": matrix[1], "versions": list(siblings)}
     last = stats.last
     failure = stats.recent.latest_failure()
     durations = stats.recent.durations()
@@ -175,7 +184,7 @@ def target_summary(
         "location": location,
         "labels": dict(target.labels),
         "endpoint": endpoint(target),
-        "matrix": matrix_json,
+        "matrix": matrix_json(target, versions),
         "interval_seconds": target.interval,
         "timeout_seconds": target.timeout,
         "state": target_state(stats),
