@@ -3,8 +3,9 @@ the garbage collector's full-collection time, and (with ``--trace``) the live he
 
 The exporter runs inside this script (its app on a loopback port, probing a local nginx with
 the same targets as ``scrape_cost.py``), so that each stage can be measured on its own: modules
-imported, config loaded, app started, every target probed, a full day of history (every bucket
-of every target's history written, as after 24 hours of probes), then four scrapes. The scrapes are
+imported, config loaded (in a worker process, as ``lookout-exporter run`` loads it), app
+started, every target probed, a full day of history (every bucket of every target's history
+written, as after 24 hours of probes), then four scrapes. The scrapes are
 made by ``curl`` in a child process, so no response body is held by the measured process.
 ``--trace`` runs the same stages under tracemalloc and lists the live heap by source file at the
 end; tracing roughly triples resident memory, so the two are separate runs.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
 import time
 import tracemalloc
@@ -28,8 +30,8 @@ from aiohttp import web
 from harness import LOOPBACK, Processes
 from scrape_cost import INTERVAL, lookout_config
 
-from exporter import config as config_module
 from exporter.app import create_app
+from exporter.config_process import load_at_start
 from exporter.history import reason_code
 from exporter.reasons import Reason
 from exporter.runtime import RUNTIME, Options
@@ -55,7 +57,7 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
     procs.nginx(nginx, ports)
     path = procs.tmp / "lookout.yml"
     path.write_text(lookout_config(ports, args.targets))
-    config = config_module.load(str(path))
+    config = load_at_start(str(path), os.environ)
     stage(rows, f"config of {args.targets} targets loaded")
     app = create_app(Options(config_path=str(path), storage_path=procs.tmp / "data"), config)
     runner = web.AppRunner(app)

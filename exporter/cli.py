@@ -183,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         # Only the embedded config refers to the exporter's own address.
         environ.setdefault("LOOKOUT_SELF_ADDRESS", _self_address(host, port))
+    from exporter.config_process import load_at_start
+
     try:
-        loaded = config.load(args.config, environ)
+        loaded = load_at_start(args.config, environ)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid config", extra={"problem": problem})

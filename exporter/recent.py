@@ -5,8 +5,9 @@ it object headers around a few numbers. Only a target's latest result keeps ever
 certificate chain, versions); its recent probes keep what the history table shows: when, pass
 or fail with reason and message, duration, status code and the phases. The numbers of all of
 them sit in three flat arrays per target, phases as 32-bit floats (reported to the
-microsecond); the rest is one shared tuple per probe, the same object as long as nothing but the
-numbers changed.
+microsecond), as many per probe as the target's probes have recorded at most so far (a TCP
+probe one, an HTTP probe four or five, up to ``MAX_PHASES``); the rest is one shared tuple per
+probe, the same object as long as nothing but the numbers changed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ __all__ = ["MAX_PHASES", "RecentProbe", "RecentProbes"]
 # Phases kept per probe; no prober records more (SMTP to a host name, with STARTTLS and AUTH:
 # resolve, connect, banner, ehlo, starttls, tls, auth).
 MAX_PHASES = 7
-# Per probe in ``_numbers``: the status code (NaN without one), then the phases.
-_STRIDE = 1 + MAX_PHASES
+# Per probe in ``_numbers``: the status code (NaN without one), then ``_width`` phases.
 
 # What a probe's numbers do not say: reason, message and the names of its phases in order.
 _Shape = tuple[Reason | None, str, tuple[str, ...]]
@@ -51,12 +51,22 @@ class RecentProbe:
 class RecentProbes:
     """The latest ``capacity`` probes of one target in a ring, iterated oldest first."""
 
-    __slots__ = ("_count", "_durations", "_failures", "_finished", "_next", "_numbers", "_shapes")
+    __slots__ = (
+        "_count",
+        "_durations",
+        "_failures",
+        "_finished",
+        "_next",
+        "_numbers",
+        "_shapes",
+        "_width",
+    )
 
     def __init__(self, capacity: int) -> None:
         self._finished = array("d", [0.0]) * capacity
         self._durations = array("d", [0.0]) * capacity
-        self._numbers = array("f", [math.nan]) * (capacity * _STRIDE)
+        self._width = 0  # phases kept per probe: the most any probe had so far
+        self._numbers = array("f", [math.nan]) * capacity
         self._shapes: list[_Shape] = [_UNUSED] * capacity
         self._next = 0  # the slot the next probe takes
         self._count = 0
@@ -73,7 +83,10 @@ class RecentProbes:
             shape = _PASSED.setdefault(names, shape)
         elif self._shapes[self._slot(self._count - 1)] == shape:
             shape = self._shapes[self._slot(self._count - 1)]
-        numbers = [math.nan] * _STRIDE
+        if len(kept) > self._width:
+            self._widen(len(kept))
+        stride = 1 + self._width
+        numbers = [math.nan] * stride
         if result.status_code is not None:
             numbers[0] = result.status_code
         for index, (_name, seconds) in enumerate(kept):
@@ -81,11 +94,19 @@ class RecentProbes:
         slot = self._next
         self._finished[slot] = result.finished_at
         self._durations[slot] = result.duration
-        self._numbers[slot * _STRIDE : (slot + 1) * _STRIDE] = array("f", numbers)
+        self._numbers[slot * stride : (slot + 1) * stride] = array("f", numbers)
         self._failures += (shape[0] is not None) - (self._shapes[slot][0] is not None)
         self._shapes[slot] = shape
         self._next = (slot + 1) % len(self._shapes)
         self._count = min(self._count + 1, len(self._shapes))
+
+    def _widen(self, width: int) -> None:
+        """Room for ``width`` phases per probe, the kept probes' numbers copied over."""
+        old, new = 1 + self._width, 1 + width
+        numbers = array("f", [math.nan]) * (len(self._shapes) * new)
+        for slot in range(len(self._shapes)):
+            numbers[slot * new : slot * new + old] = self._numbers[slot * old : (slot + 1) * old]
+        self._numbers, self._width = numbers, width
 
     def _slot(self, age: int) -> int:
         """The slot of the ``age``-th kept probe, 0 being the oldest."""
@@ -96,7 +117,8 @@ class RecentProbes:
             yield self._probe(self._slot(age))
 
     def _probe(self, slot: int) -> RecentProbe:
-        numbers = self._numbers[slot * _STRIDE : (slot + 1) * _STRIDE]
+        stride = 1 + self._width
+        numbers = self._numbers[slot * stride : (slot + 1) * stride]
         reason, message, names = self._shapes[slot]
         status = numbers[0]
         return RecentProbe(

@@ -8,8 +8,11 @@
   task for each probe when it is due (a sleeping task per target took about 1.6 KiB, 16 MiB for
   10,000 targets). A target's next run is scheduled when its probe finishes, so one target
   never has two probes in flight.
-- A global semaphore bounds the probes in flight; ``lookout_scheduler_lag_seconds`` records how
-  late each probe started against its tick, waiting for a slot included.
+- ``max_in_flight`` bounds the probes in flight. A due run gets a task only when a slot is free;
+  until then it waits in a queue of due runs, oldest first (a task and a semaphore waiter per
+  waiting probe cost about 1 KiB each, which adds up when thousands are due at once).
+  ``lookout_scheduler_lag_seconds`` records how late each probe started against its tick,
+  waiting for a slot included.
 - ``reconcile`` applies a new target list: unchanged targets keep running untouched, changed
   ones restart, removed ones stop and lose their series. Counters survive while a target's
   identity (name, kind, labels) is unchanged.
@@ -28,15 +31,17 @@ import logging
 import math
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from exporter.clock import Clock
 from exporter.connectivity import Connectivity, offline
 from exporter.histogram import Histogram
 from exporter.probes.clients import SharedClients
-from exporter.probes.runner import run_probe
+from exporter.probes.runner import prepare, run_probe
 from exporter.results import ProbeResult
 from exporter.stats import HISTORY_BUCKETS, ProbeStats, identity
 from exporter.targets import Target
@@ -84,13 +89,14 @@ class _Run:
     """A target's place in the schedule: when its next probe is due, the probe in flight, and
     whether the target has since changed or gone (then its queued run is dropped)."""
 
-    __slots__ = ("scheduled", "stats", "stopped", "task")
+    __slots__ = ("holds_slot", "scheduled", "stats", "stopped", "task")
 
     def __init__(self, stats: ProbeStats, scheduled: float) -> None:
         self.stats = stats
         self.scheduled = scheduled
         self.stopped = False
         self.task: asyncio.Task[None] | None = None
+        self.holds_slot = False  # from its task's start until its probe ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,10 @@ class Scheduler:
         self._connectivity = connectivity
         self._on_result = on_result
         self._clock = clock
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._slots_taken = 0
+        # Runs whose tick has come, waiting for a free slot, as (tick, run), oldest first.
+        self._due: deque[tuple[float, _Run]] = deque()
         self._runs: dict[str, _Run] = {}
         # Queued runs as (tick, sequence, run); the sequence orders runs due on the same tick.
         self._queue: list[tuple[float, int, _Run]] = []
@@ -178,6 +187,7 @@ class Scheduler:
             del self.stats[name]
         now = self._clock.monotonic()
         for target, fresh in plan.changed:
+            prepare(target)  # its kind's libraries, imported now rather than within a probe
             name = target.name
             if fresh is None:
                 stats = self.stats[name]
@@ -204,6 +214,7 @@ class Scheduler:
         for name in list(self._runs):
             self._stop(name)
         self._queue.clear()
+        self._due.clear()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -225,20 +236,45 @@ class Scheduler:
             self._timer = asyncio.get_running_loop().call_later(delay, self._start_due)
 
     def _start_due(self) -> None:
-        """Start a probe for every run whose tick has come."""
+        """Start a probe for every run whose tick has come, as far as slots are free; the
+        others wait in ``_due`` for a slot."""
         now = self._clock.monotonic()
         while self._queue and self._queue[0][0] <= now:
             due, _sequence, run = heapq.heappop(self._queue)
             if not run.stopped:
-                name = run.stats.target.name
-                run.task = asyncio.create_task(self._probe(run, due), name=f"probe {name}")
+                self._due.append((due, run))
+        self._start_waiting()
         self._arm()
+
+    def _start_waiting(self) -> None:
+        """Give each free slot to the oldest due run that is still wanted."""
+        while self._due and self._slots_taken < self._max_in_flight:
+            due, run = self._due.popleft()
+            if run.stopped:
+                continue
+            self._slots_taken += 1
+            run.holds_slot = True
+            name = run.stats.target.name
+            task = asyncio.create_task(self._probe(run, due), name=f"probe {name}")
+            # A task cancelled before it first runs never reaches its probe's ``finally``.
+            task.add_done_callback(partial(self._release_after, run))
+            run.task = task
+
+    def _release_after(self, run: _Run, _task: asyncio.Task[None]) -> None:
+        self._release(run)
+
+    def _release(self, run: _Run) -> None:
+        """The run's probe ended (or never started): its slot goes to the next due run."""
+        if run.holds_slot:
+            run.holds_slot = False
+            self._slots_taken -= 1
+            self._start_waiting()
 
     async def _probe(self, run: _Run, due: float) -> None:
         stats = run.stats
         target = stats.target
         clock = self._clock
-        async with self._slots:
+        try:
             self.lag.observe(max(0.0, clock.monotonic() - due))
             self.in_flight += 1
             started = clock.monotonic()
@@ -246,6 +282,8 @@ class Scheduler:
                 result = await run_probe(target, self._clients, clock)
             finally:
                 self.in_flight -= 1
+        finally:
+            self._release(run)
         connectivity = self._connectivity
         if (
             not result.success

@@ -108,3 +108,38 @@ def test_a_full_ring_takes_little_memory() -> None:
     finally:
         tracemalloc.stop()
     assert per_target <= 1536, f"{per_target:.0f} bytes per target"
+
+
+def test_probes_with_more_phases_than_before_keep_the_earlier_probes_numbers() -> None:
+    rng = random.Random(11)
+    recent = RecentProbes(6)
+    reference: deque[ProbeResult] = deque(maxlen=6)
+    for i in range(30):
+        count = rng.choice([0, 1, 1, 2, 4, 5, MAX_PHASES + 1])
+        phases = tuple((f"p{n}", round(rng.uniform(0.0001, 0.5), 4)) for n in range(count))
+        result = _result(float(i), status=rng.choice([None, 200]), phases=phases)
+        recent.add(result)
+        reference.append(result)
+        assert list(recent) == [_expected(r) for r in reference]
+
+
+def _ring_bytes(phases: int) -> float:
+    """Traced bytes per full ring of 20 probes with ``phases`` phases each."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rings = [RecentProbes(20) for _ in range(200)]
+        for i in range(20):
+            for ring in rings:
+                ring.add(_result(1000.0 + i, phases=SOME_PHASES[:phases]))
+        return (tracemalloc.get_traced_memory()[0] - before) / len(rings)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_ring_of_one_phase_probes_keeps_room_for_one_phase_only() -> None:
+    """A TCP target's ring (one phase per probe) is smaller than an HTTP target's (five)."""
+    _ring_bytes(1), _ring_bytes(5)  # the shared shapes of passing probes, made once
+    one, five = _ring_bytes(1), _ring_bytes(5)
+    # 20 probes x 4 phases x 4 bytes fewer, less the allocator's rounding.
+    assert five - one >= 300, (one, five)

@@ -144,6 +144,40 @@ async def test_waiting_targets_hold_no_task(clients: SharedClients) -> None:
     await scheduler.close()
 
 
+async def test_due_probes_beyond_the_limit_wait_without_a_task(clients: SharedClients) -> None:
+    """A due probe gets its task when a slot frees; a target removed meanwhile is never probed."""
+    release = asyncio.Event()
+    probed: list[str] = []
+
+    async def held(spec: Any, _ctx: ProbeContext) -> None:
+        probed.append(spec.url)
+        await release.wait()
+
+    def probe_tasks() -> int:
+        return sum(task.get_name().startswith("probe ") for task in asyncio.all_tasks())
+
+    scheduler = Scheduler(clients, SystemClock(), max_in_flight=2)
+    many = probed_by(held, targets("http://127.0.0.1:1/", 6, interval="300ms"))
+    many = [
+        replace(t, spec=replace(t.spec, url=f"http://127.0.0.1:1/{t.name}"), timeout=10.0)
+        for t in many
+    ]
+    scheduler.reconcile(many)
+    await asyncio.sleep(0.5)  # every first run is due by now
+    assert probe_tasks() == 2
+    assert len(probed) == 2
+    waiting = [t for t in many if not any(url.endswith(f"/{t.name}") for url in probed)]
+    scheduler.reconcile([t for t in many if t not in waiting[:2]])
+    release.set()
+    await asyncio.sleep(0.25)
+    await scheduler.close()
+    assert not any(url.endswith(f"/{t.name}") for t in waiting[:2] for url in probed)
+    assert {url.rsplit("/", 1)[1] for url in probed} == {t.name for t in many} - {
+        t.name for t in waiting[:2]
+    }
+    assert scheduler.in_flight == 0
+
+
 async def test_a_removed_target_stops_its_probe_in_flight_and_is_not_probed_again(
     aiohttp_server: AiohttpServer, clients: SharedClients
 ) -> None:

@@ -283,6 +283,7 @@ def _check(
 
 KIND = Kind(
     name="dns",
+    imports=("dns.asyncquery", "dns.message"),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -331,6 +331,7 @@ def _registrar(document: Mapping[str, Any]) -> str | None:
 
 KIND = Kind(
     name="domain",
+    imports=("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -473,6 +473,7 @@ def _replaces(kept: TlsSeen | None, seen: TlsSeen) -> bool:
 
 KIND = Kind(
     name="flow",
+    imports=("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

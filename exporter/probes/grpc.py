@@ -261,6 +261,7 @@ async def _check(spec: GrpcSpec) -> tuple[str, int, str | None, str]:
 
 KIND = Kind(
     name="grpc",
+    imports=("cryptography.x509",),
     build=build,
     probe=probe,
     endpoint=endpoint,

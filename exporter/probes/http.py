@@ -787,6 +787,7 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
+    imports=("aiohttp", "cryptography.x509"),
     families=(
         STATUS_CODE,
         RESPONSE_SIZE,

@@ -51,3 +51,6 @@ class Kind(Generic[Spec]):
     # The interval of a target without its own, instead of defaults.interval (domain: RDAP
     # servers rate-limit, so hours rather than seconds); None: defaults.interval.
     default_interval: float | None = None
+    # The modules its probes use that are bound lazily (``lazy_import``): imported before the
+    # first probe of a target of this kind, and not at all without one.
+    imports: tuple[str, ...] = ()

@@ -23,14 +23,19 @@ from exporter.results import ProbeResult, ProbeTrace
 from exporter.targets import Target
 from exporter.units import format_duration
 
-import_now()  # the probers' libraries, before any probe's time starts
-
-__all__ = ["run_probe"]
+__all__ = ["prepare", "run_probe"]
 
 log = logging.getLogger(__name__)
 
 
+def prepare(target: Target[Any]) -> None:
+    """Import the libraries the target's probes use (its kind's ``imports``) if not yet done;
+    the scheduler does when it takes a target on, ``run_probe`` before its clock starts."""
+    import_now(target.kind.imports)
+
+
 async def run_probe(target: Target[Any], clients: SharedClients, clock: Clock) -> ProbeResult:
+    prepare(target)
     trace = ProbeTrace(clock)
     reason: Reason | None = None
     message = ""

@@ -255,4 +255,11 @@ async def _quit(client: aiosmtplib.SMTP, trace: ProbeTrace) -> None:
     trace.check("quit", True, f"{response.code}")
 
 
-KIND = Kind(name="smtp", build=build, probe=probe, endpoint=endpoint, options=options)
+KIND = Kind(
+    name="smtp",
+    build=build,
+    probe=probe,
+    endpoint=endpoint,
+    options=options,
+    imports=("aiosmtplib", "cryptography.x509"),
+)

@@ -175,4 +175,11 @@ async def _expect(
     raise ProbeFailure(Reason.DIALOG, f"dialog step {number}: no line matched: {detail}")
 
 
-KIND = Kind(name="tcp", build=build, probe=probe, endpoint=endpoint, options=options)
+KIND = Kind(
+    name="tcp",
+    build=build,
+    probe=probe,
+    endpoint=endpoint,
+    options=options,
+    imports=("cryptography.x509",),
+)

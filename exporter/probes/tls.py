@@ -114,4 +114,11 @@ def _check_validity(valid_for: float, trace: ProbeTrace) -> None:
         raise ProbeFailure(reason, f"certificate {detail}")
 
 
-KIND = Kind(name="tls", build=build, probe=probe, endpoint=endpoint, options=options)
+KIND = Kind(
+    name="tls",
+    build=build,
+    probe=probe,
+    endpoint=endpoint,
+    options=options,
+    imports=("cryptography.x509",),
+)

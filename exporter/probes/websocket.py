@@ -299,6 +299,7 @@ async def _close(ws: aiohttp.ClientWebSocketResponse, trace: ProbeTrace) -> None
 
 KIND = Kind(
     name="websocket",
+    imports=("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,
