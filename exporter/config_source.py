@@ -196,3 +196,15 @@ def compile_regex(pattern: str, at: KeyPath) -> re.Pattern[str]:
         return re.compile(pattern, re.MULTILINE)
     except re.error as exc:
         raise ConfigProblem(at, f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+def check_url(url: str, at: KeyPath) -> str:
+    """``url`` when it can be split into its parts (a bracketed IPv6 host closed, a numeric
+    port in range); ``ConfigProblem`` at ``at`` otherwise."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port  # noqa: B018 - reading the port checks it
+    except ValueError as exc:
+        raise ConfigProblem(at, f"not a valid URL: {exc}") from None
+    return url

@@ -167,6 +167,35 @@ def test_yaml_mistakes_name_their_line(tmp_path: Path, text: str, problem: str) 
     assert [str(p) for p in caught.value.problems] == [problem]
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param(
+            "targets:\n  - {name: a, kind: http, url: 'http://['}\n",
+            "inline.yml:2: targets[0].url: not a valid URL: Invalid IPv6 URL",
+            id="http",
+        ),
+        pytest.param(
+            "targets:\n  - {name: a, kind: websocket, url: 'ws://127.0.0.1:99999/'}\n",
+            "inline.yml:2: targets[0].url: not a valid URL: Port out of range 0-65535",
+            id="websocket-port",
+        ),
+        pytest.param(
+            "targets: []\nconnectivity:\n  canaries:\n"
+            "    - {name: edge, kind: http, url: 'http://['}\n",
+            "inline.yml:4: connectivity.canaries[0].url: not a valid URL: Invalid IPv6 URL",
+            id="canary",
+        ),
+    ],
+)
+def test_a_url_that_cannot_be_split_is_a_problem_at_its_key(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load_text(text, config.Source("inline.yml", tmp_path), {})
+    assert [str(p) for p in caught.value.problems] == [problem]
+
+
 @pytest.mark.parametrize("text", ["", "# nothing yet\n", "location: eu-west-1\n"])
 def test_a_config_without_targets_or_heartbeats_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError) as caught:

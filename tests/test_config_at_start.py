@@ -52,3 +52,38 @@ def test_without_a_worker_the_config_is_loaded_here(
     path.write_text(TEXT)
     assert load_at_start(str(path), {}) == load(str(path), {})
     assert "cannot start the config loader process" in caplog.text
+
+
+SCHEMAS = """\
+targets:
+  - name: orders
+    kind: http
+    url: 'http://127.0.0.1:1/orders'
+    expect:
+      json_schema: {type: object, properties: {items: {$ref: item.json}}, required: [items]}
+      error_format: problem+json
+  - name: feed
+    kind: websocket
+    url: 'ws://127.0.0.1:1/feed'
+    expect: {reply_json_schema: {type: object, required: [ok]}}
+"""
+
+
+def test_targets_with_json_schemas_come_from_the_worker_with_working_validators(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "item.json").write_text('{"type": "array", "items": {"type": "integer"}}')
+    path = tmp_path / "lookout.yml"
+    path.write_text(SCHEMAS)
+    orders, feed = load_at_start(str(path), {}).targets
+    validator = orders.spec.expect.json_validator
+    assert validator is not None
+    assert [e.message for e in validator.iter_errors({"items": [1, 2]})] == []
+    assert [e.message for e in validator.iter_errors({"items": ["x"]})] == [
+        "'x' is not of type 'integer'"
+    ]
+    error_format = orders.spec.expect.error_format
+    assert error_format is not None
+    assert list(error_format.validator.iter_errors({"status": "bad"}))
+    assert feed.spec.expect.reply_json_schema.check('{"ok": 1}') == (True, "satisfies the schema")
+    assert feed.spec.expect.reply_json_schema.check("{}")[0] is False

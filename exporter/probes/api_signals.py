@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.http_failures import EXCERPT_CHARS, excerpt
+from exporter.probes.json_schema import SchemaValidator
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 
@@ -111,7 +112,7 @@ class ErrorFormat:
     name: str  # "problem+json", or the user's schema file (for messages)
     schema: Any
     content_type: str | None  # the media type the answer must have, None: any
-    validator: jsonschema.protocols.Validator = field(compare=False, repr=False)
+    validator: SchemaValidator = field(compare=False, repr=False)
 
 
 NO_SIGNALS = Signals()
@@ -206,12 +207,11 @@ def check_version(
 
 
 def problem_json() -> ErrorFormat:
-    validator_class = jsonschema.Draft202012Validator
     return ErrorFormat(
         "problem+json",
         PROBLEM_JSON_SCHEMA,
         PROBLEM_JSON_TYPE,
-        validator_class(PROBLEM_JSON_SCHEMA, format_checker=validator_class.FORMAT_CHECKER),
+        SchemaValidator(jsonschema.Draft202012Validator, PROBLEM_JSON_SCHEMA),
     )
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from exporter.config_source import (
     KeyPath,
     Source,
+    check_url,
     compile_regex,
     given,
 )
@@ -39,7 +40,12 @@ from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tl
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_failures import EXCERPT_CHARS, client_error_failure, excerpt
 from exporter.probes.http_timing import RequestTiming
-from exporter.probes.json_schema import RefSettings, compile_schema, reference_error
+from exporter.probes.json_schema import (
+    RefSettings,
+    SchemaValidator,
+    compile_schema,
+    reference_error,
+)
 from exporter.probes.kind import Kind
 from exporter.probes.tlsinfo import (
     client_context,
@@ -112,7 +118,7 @@ class HttpExpect:
     body_matches: tuple[re.Pattern[str], ...] = ()
     body_not_matches: tuple[re.Pattern[str], ...] = ()
     json_schema: Any = None
-    json_validator: jsonschema.protocols.Validator | None = field(default=None, compare=False)
+    json_validator: SchemaValidator | None = field(default=None, compare=False)
     max_size: int | None = None
     max_duration: float | None = None
     http_version: tuple[str, ...] = ()
@@ -229,7 +235,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
     elif "body_file" in http:
         body = source.read_text(http["body_file"], (*hat, "body_file")).encode()
     return HttpSpec(
-        url=raw["url"],
+        url=check_url(raw["url"], (*at, "url")),
         headers=tuple(headers.items()),
         secret_headers=frozenset(secret_headers),
         secret_values=(
@@ -715,7 +721,7 @@ def _check_body(spec: HttpSpec, body: _Body, trace: ProbeTrace) -> list[ProbeFai
 
 
 def _check_json(
-    validator: jsonschema.protocols.Validator,
+    validator: SchemaValidator,
     body: _Body,
     text: str | None,
     trace: ProbeTrace,

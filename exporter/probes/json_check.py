@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.config_source import ConfigProblem, KeyPath, Source
 from exporter.config_source import describe_error as describe_schema_error
 from exporter.lazy_import import lazy_module
+from exporter.probes.json_schema import SchemaValidator
 
 if TYPE_CHECKING:
     import jsonschema
@@ -25,7 +26,7 @@ class JsonExpectation:
     """A validated schema and its validator; ``check`` says why a text fails it, or None."""
 
     schema: Any
-    validator: jsonschema.protocols.Validator
+    validator: SchemaValidator
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JsonExpectation) and other.schema == self.schema
@@ -66,5 +67,4 @@ def build_json_expectation(value: Any, at: KeyPath, source: Source) -> JsonExpec
         validator_class.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ConfigProblem(at, f"not a valid JSON Schema: {describe_schema_error(exc)}") from None
-    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
-    return JsonExpectation(schema, validator)
+    return JsonExpectation(schema, SchemaValidator(validator_class, schema))

@@ -47,7 +47,14 @@ else:  # only for a target with a json_schema (referencing is imported by compil
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FETCH_LIMIT", "RefSettings", "Unresolvable", "compile_schema", "reference_error"]
+__all__ = [
+    "FETCH_LIMIT",
+    "RefSettings",
+    "SchemaValidator",
+    "Unresolvable",
+    "compile_schema",
+    "reference_error",
+]
 
 # A referenced document larger than this is refused (it would be held for the config's life).
 FETCH_LIMIT = 4 * 1024 * 1024
@@ -65,13 +72,48 @@ class _Refused(Exception):
     """A reference that cannot be loaded, with the reason in words."""
 
 
+class SchemaValidator:
+    """A compiled validator that pickles as the documents it was built from, and is built again
+    from them when unpickled: configs are loaded in a worker process and sent to the exporter,
+    and a validator's registry holds functions that cannot be pickled. ``base`` None: a schema
+    without references of its own (the built-in ones)."""
+
+    __slots__ = ("_built_from", "_validator")
+
+    def __init__(
+        self,
+        validator_class: type[jsonschema.protocols.Validator],
+        schema: Any,
+        base: str | None = None,
+        documents: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        self._built_from = (validator_class, schema, base, documents)
+        checker = validator_class.FORMAT_CHECKER
+        if base is None:
+            self._validator = validator_class(schema, format_checker=checker)
+            return
+        specification = _specification(schema, validator_class.META_SCHEMA.get("$schema", ""))
+        root = specification.create_resource(schema)
+        registry = _registry(root, base, documents)
+        rooted = schema
+        if isinstance(schema, dict) and root.id() is None:
+            # Relative references resolve against the schema's own place.
+            draft = specification.name in ("draft-03", "draft-04")
+            rooted = {"id" if draft else "$id": base, **schema}
+        self._validator = validator_class(rooted, registry=registry, format_checker=checker)
+
+    def __reduce__(self) -> tuple[type[SchemaValidator], tuple[Any, ...]]:
+        return (SchemaValidator, self._built_from)
+
+    def iter_errors(self, instance: Any) -> Iterator[jsonschema.ValidationError]:
+        return self._validator.iter_errors(instance)
+
+
 def compile_schema(
     value: Any, at: KeyPath, source: Source, refs: RefSettings
-) -> tuple[Any, jsonschema.protocols.Validator]:
+) -> tuple[Any, SchemaValidator]:
     """The schema (a file path, or the schema itself) and its validator, every reference
     loaded; ``ConfigProblem`` at ``at`` when the schema or a reference is unusable."""
-    import referencing.jsonschema
-
     if isinstance(value, str):
         path = source.path(value).resolve()
         schema = _parse(source.read_text(value, at), value, at)
@@ -84,21 +126,10 @@ def compile_schema(
         validator_class.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ConfigProblem(at, f"not a valid JSON Schema: {describe_schema_error(exc)}") from None
-    specification = referencing.jsonschema.specification_with(
-        validator_class.META_SCHEMA.get("$schema", ""),
-        default=referencing.jsonschema.DRAFT202012,
-    )
-    root = specification.create_resource(schema)
-    registry = _load_references(root, base, at, refs, source)
-    rooted = schema
-    if isinstance(schema, dict) and root.id() is None:
-        # Relative references resolve against the schema's own place.
-        id_key = "id" if specification.name in ("draft-03", "draft-04") else "$id"
-        rooted = {id_key: base, **schema}
-    validator = validator_class(
-        rooted, registry=registry, format_checker=validator_class.FORMAT_CHECKER
-    )
-    return schema, validator
+    dialect = validator_class.META_SCHEMA.get("$schema", "")
+    root = _specification(schema, dialect).create_resource(schema)
+    documents = _load_references(root, base, at, refs, source)
+    return schema, SchemaValidator(validator_class, schema, base, documents)
 
 
 def _parse(text: str, name: str, at: KeyPath) -> Any:
@@ -108,35 +139,57 @@ def _parse(text: str, name: str, at: KeyPath) -> Any:
         raise ConfigProblem(at, f"{name}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def _load_references(
-    root: referencing.Resource[Any], base: str, at: KeyPath, refs: RefSettings, source: Source
-) -> referencing.Registry[Any]:
-    """A registry of the root (under ``base``), the metaschemas and every document reachable by
-    ``$ref`` from it, each loaded once; it fetches nothing later."""
+def _specification(document: Any, dialect: str) -> referencing.Specification[Any]:
+    """The draft ``document`` names with ``$schema`` (else ``dialect``, else 2020-12)."""
     import referencing.jsonschema
+
+    if isinstance(document, dict) and isinstance(document.get("$schema"), str):
+        dialect = document["$schema"]
+    return referencing.jsonschema.specification_with(
+        dialect, default=referencing.jsonschema.DRAFT202012
+    )
+
+
+def _registry(
+    root: referencing.Resource[Any], base: str, documents: tuple[tuple[str, Any], ...]
+) -> referencing.Registry[Any]:
+    """The metaschemas, the root (under ``base``) and the referenced ``documents``."""
     from jsonschema_specifications import REGISTRY as metaschemas
 
     registry: referencing.Registry[Any] = metaschemas.with_resource(base, root)
     if root.id() is not None:
         registry = registry.with_resource(str(root.id()), root)
+    for uri, document in documents:
+        registry = registry.with_resource(
+            uri, _specification(document, "").create_resource(document)
+        )
+    return registry.crawl()
+
+
+def _load_references(
+    root: referencing.Resource[Any], base: str, at: KeyPath, refs: RefSettings, source: Source
+) -> tuple[tuple[str, Any], ...]:
+    """Every document reachable by ``$ref`` from the root (under ``base``), each loaded once,
+    as (URI, document); the metaschemas are known already."""
+    from jsonschema_specifications import REGISTRY as metaschemas
+
+    known = {base, str(root.id() or base)}
+    documents: list[tuple[str, Any]] = []
     pending = [(str(root.id() or base), root.contents)]
     while pending:
         uri, contents = pending.pop()
         for ref in _references(contents):
             target, _fragment = urldefrag(urljoin(uri, ref))
-            if not target or target in registry:
+            if not target or target in known or target in metaschemas:
                 continue
             try:
                 document = _fetch(target, refs, source)
             except _Refused as exc:
                 raise ConfigProblem(at, f"$ref {ref!r} (in {_short(uri)}): {exc}") from None
-            resource = referencing.jsonschema.specification_with(
-                document.get("$schema", "") if isinstance(document, dict) else "",
-                default=referencing.jsonschema.DRAFT202012,
-            ).create_resource(document)
-            registry = registry.with_resource(target, resource)
+            known.add(target)
+            documents.append((target, document))
             pending.append((target, document))
-    return registry.crawl()
+    return tuple(documents)
 
 
 def _references(contents: Any) -> Iterator[str]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
+from exporter.config_source import ConfigProblem, KeyPath, Source, check_url, compile_regex
 from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.context import ProbeContext, user_agent
@@ -121,7 +121,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> WebsocketSpec:
             "choose it",
         )
     return WebsocketSpec(
-        url=raw["url"],
+        url=check_url(raw["url"], (*at, "url")),
         headers=tuple(headers.items()),
         subprotocols=subprotocols,
         send=settings.get("send"),
