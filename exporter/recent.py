@@ -25,7 +25,6 @@ __all__ = ["MAX_PHASES", "RecentProbe", "RecentProbes"]
 # Phases kept per probe; no prober records more (SMTP to a host name, with STARTTLS and AUTH:
 # resolve, connect, banner, ehlo, starttls, tls, auth).
 MAX_PHASES = 7
-# Per probe in ``_numbers``: the status code (NaN without one), then ``_width`` phases.
 
 # What a probe's numbers do not say: reason, message and the names of its phases in order.
 _Shape = tuple[Reason | None, str, tuple[str, ...]]
@@ -66,6 +65,7 @@ class RecentProbes:
         self._finished = array("d", [0.0]) * capacity
         self._durations = array("d", [0.0]) * capacity
         self._width = 0  # phases kept per probe: the most any probe had so far
+        # Per probe: the status code (NaN without one), then ``_width`` phases.
         self._numbers = array("f", [math.nan]) * capacity
         self._shapes: list[_Shape] = [_UNUSED] * capacity
         self._next = 0  # the slot the next probe takes

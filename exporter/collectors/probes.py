@@ -217,7 +217,7 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
             yield LATENCY_THRESHOLD, slo.latency_threshold, ""
             yield SLOW, stats.slow, ""
     target = stats.target
-    yield ENDPOINT_INFO, 1, label_pairs([("endpoint", target.kind.endpoint(target.spec))])
+    yield ENDPOINT_INFO, 1, label_pairs([("endpoint", target.endpoint)])
     last = stats.last
     if last is None:
         return

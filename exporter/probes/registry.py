@@ -20,19 +20,8 @@ from exporter.probes.kind import Kind
 
 __all__ = ["KINDS", "kind_named"]
 
-# Kind name -> the module under exporter.probes that defines it, in the order kinds are listed.
-_MODULES = {
-    "http": "http",
-    "tcp": "tcp",
-    "tls": "tls",
-    "dns": "dns",
-    "smtp": "smtp",
-    "websocket": "websocket",
-    "grpc": "grpc",
-    "domain": "domain",
-    "icmp": "icmp",
-    "flow": "flow",
-}
+# Every kind's name, in the order kinds are listed: each is defined by exporter.probes.<name>.
+_NAMES = ("http", "tcp", "tls", "dns", "smtp", "websocket", "grpc", "domain", "icmp", "flow")
 
 
 class _Kinds(Mapping[str, Kind[Any]]):
@@ -44,15 +33,17 @@ class _Kinds(Mapping[str, Kind[Any]]):
     def __getitem__(self, name: str) -> Kind[Any]:
         kind = self._imported.get(name)
         if kind is None:
-            module = importlib.import_module(f"exporter.probes.{_MODULES[name]}")
+            if name not in _NAMES:
+                raise KeyError(name)
+            module = importlib.import_module(f"exporter.probes.{name}")
             kind = self._imported[name] = module.KIND
         return kind
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_MODULES)
+        return iter(_NAMES)
 
     def __len__(self) -> int:
-        return len(_MODULES)
+        return len(_NAMES)
 
 
 KINDS: Mapping[str, Kind[Any]] = _Kinds()

@@ -35,7 +35,6 @@ __all__ = [
     "certificate_json",
     "choice",
     "describe",
-    "endpoint",
     "exporter_json",
     "heartbeat_detail",
     "heartbeat_summaries",
@@ -79,16 +78,11 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def endpoint(target: Target[Any]) -> str:
-    """What the target points at: its URL, its address, or its DNS question and nameserver."""
-    return target.endpoint
-
-
 def request_json(target: Target[Any]) -> dict[str, Any]:
     """The request a probe of ``target`` makes, secrets redacted."""
     return {
         "kind": target.kind.name,
-        "endpoint": endpoint(target),
+        "endpoint": target.endpoint,
         **target.kind.request(target.spec),
         "options": target.kind.options(target.spec),
         "timeout_seconds": target.timeout,
@@ -183,7 +177,7 @@ def target_summary(
         "kind": target.kind.name,
         "location": location,
         "labels": dict(target.labels),
-        "endpoint": endpoint(target),
+        "endpoint": target.endpoint,
         "matrix": matrix_json(target, versions),
         "interval_seconds": target.interval,
         "timeout_seconds": target.timeout,
