@@ -305,9 +305,11 @@ class Scheduler:
         run.scheduled += interval
         now = clock.monotonic()
         if now - run.scheduled > interval:
-            # More than a whole interval behind (a stalled loop): start afresh from now
-            # instead of firing the missed runs back to back; the lag histogram shows it.
-            run.scheduled = now
+            # More than a whole interval behind (a stalled loop, a probe slower than its
+            # interval): the missed runs are dropped, as a ticker drops ticks, and the next one
+            # comes at the target's first slot after now, not at once; the lag histogram
+            # shows it.
+            run.scheduled += (math.floor((now - run.scheduled) / interval) + 1) * interval
         if not run.stopped:
             self._queue_run(run)
 

@@ -20,6 +20,7 @@ from exporter.reasons import Reason
 from exporter.scheduler import Scheduler, Shard, _offset
 from exporter.stats import ProbeStats
 from exporter.targets import Target
+from tests.clock import FakeClock
 
 
 class Gate:
@@ -248,4 +249,29 @@ async def test_a_plan_changes_nothing_until_it_is_applied(clients: SharedClients
     assert scheduler.stats == kept, "planning touched nothing"
     scheduler.apply(plan)
     assert sorted(scheduler.stats) == sorted(t.name for t in second)
+    await scheduler.close()
+
+
+async def test_a_target_far_behind_skips_its_missed_runs_and_keeps_its_slots(
+    clients: SharedClients,
+) -> None:
+    probes: asyncio.Queue[None] = asyncio.Queue()
+
+    async def passes(_spec: object, _ctx: ProbeContext) -> None:
+        probes.put_nowait(None)
+
+    clock = FakeClock()
+    scheduler = Scheduler(clients, clock, max_in_flight=4)
+    scheduler.reconcile(probed_by(passes, targets("http://127.0.0.1:1/", 1, interval="100ms")))
+    first = scheduler._runs["t0"].scheduled
+    clock.advance(0.1)
+    await asyncio.wait_for(probes.get(), 5)
+    clock.advance(60.03)  # 600 runs missed
+    await asyncio.wait_for(probes.get(), 5)
+    await asyncio.sleep(0.3)  # a run due at once would have started by now
+    assert probes.empty()
+    scheduled = scheduler._runs["t0"].scheduled
+    assert clock.monotonic() < scheduled <= clock.monotonic() + 0.1
+    assert round((scheduled - first) / 0.1, 6) == round((scheduled - first) / 0.1)
+    assert scheduler.lag.total == 2
     await scheduler.close()
