@@ -787,13 +787,22 @@ def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
     return f"fails {keyword!r} ({shown})"
 
 
+def imports(spec: HttpSpec) -> tuple[str, ...]:
+    """aiohttp, and for an https URL cryptography's certificate parser (about 8 MiB resident):
+    a target of plain http imports the parser only if a redirect takes it to https."""
+    return _TLS_IMPORTS if spec.url.startswith("https:") else _IMPORTS
+
+
+_IMPORTS = ("aiohttp",)
+_TLS_IMPORTS = ("aiohttp", "cryptography.x509")
+
 KIND = Kind(
     name="http",
     build=build,
     probe=probe,
     endpoint=endpoint,
     options=options,
-    imports=("aiohttp", "cryptography.x509"),
+    imports=imports,
     families=(
         STATUS_CODE,
         RESPONSE_SIZE,
