@@ -20,7 +20,9 @@ def executed():
     # A lazily bound module sits in sys.modules as a _LazyModule until it runs.
     return sorted(
         name
-        for name in ("cryptography.x509", "aiosmtplib", "dns.asyncquery", "dns.name", "jsonschema_rs")
+        for name in (
+            "cryptography.x509", "aiosmtplib", "dns.asyncquery", "dns.name", "jsonschema_rs"
+        )
         if name in sys.modules and type(sys.modules[name]).__name__ != "_LazyModule"
     )
 
