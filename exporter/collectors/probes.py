@@ -199,8 +199,9 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
         yield FAILURES, count, label_pairs([("reason", reason.value)])
-    for (family, extra), total in stats.kept_counters.items():
-        yield family, total, extra
+    if stats.kept is not None:
+        for (family, extra), total in stats.kept.counters.items():
+            yield family, total, extra
     yield INCIDENTS, stats.incidents, ""
     yield DOWNTIME, stats.downtime, ""
     yield INCIDENT_OPEN, int(stats.incident_start is not None), ""
@@ -260,7 +261,8 @@ def render_target(stats: ProbeStats, location: str | None) -> Rendered:
     base = label_pairs(base_label_pairs(stats, location))
     out = [""] * len(FAMILIES)
     out[_POSITION[DURATION]] = histogram_lines(DURATION, base, stats.durations)
-    for (family, extra), histogram in stats.kept_histograms.items():
+    kept = stats.kept.histograms.items() if stats.kept is not None else ()
+    for (family, extra), histogram in kept:
         out[_POSITION[family]] += histogram_lines(family, f"{base},{extra}", histogram)
     for family, value, extra in target_samples(stats):
         out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
@@ -275,7 +277,8 @@ def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedM
     messages: list[MetricFamily | None] = [None] * len(FAMILIES)
     duration = messages[_POSITION[DURATION]] = MetricFamily()
     protobuf.add_histogram(duration, base, stats.durations)
-    for (family, extra), histogram in stats.kept_histograms.items():
+    kept_histograms = stats.kept.histograms.items() if stats.kept is not None else ()
+    for (family, extra), histogram in kept_histograms:
         position = _POSITION[family]
         kept = messages[position]
         if kept is None:
