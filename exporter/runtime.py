@@ -21,7 +21,7 @@ import traceback
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -45,14 +45,20 @@ from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.store import StoreError
 from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
+from exporter.lazy_import import lazy_module
 from exporter.maintenance import Scheduled, Window
 from exporter.probes.clients import BodyBudget, SharedClients
-from exporter.protobuf.exposition import ProtobufCollector
-from exporter.protobuf.registry import families as registry_families
-from exporter.protobuf.text import families as text_families
+from exporter.protobuf import ProtobufCollector
 from exporter.scheduler import Plan, Scheduler, Shard
 from exporter.targets import Target
 from exporter.web_limits import ServerCounts, ServerLimits, connection_cap
+
+if TYPE_CHECKING:
+    from exporter.protobuf import registry as protobuf_registry
+    from exporter.protobuf import text as protobuf_text
+else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
+    protobuf_registry = lazy_module("exporter.protobuf.registry")
+    protobuf_text = lazy_module("exporter.protobuf.text")
 
 __all__ = [
     "PIECE_BYTES",
@@ -327,12 +333,12 @@ class Runtime:
     def _messages(self) -> Iterator[bytes]:
         """The same families as ``_texts``; a collector without a protobuf writer of its own
         has its text converted."""
-        yield from registry_families(self.registry)
+        yield from protobuf_registry.families(self.registry)
         for collector in self.collectors:
             if isinstance(collector, ProtobufCollector):
                 yield from collector.expose_protobuf()
             else:
-                yield from text_families(collector.expose())
+                yield from protobuf_text.families(collector.expose())
 
 
 def _watches_nothing(config: Config) -> bool:

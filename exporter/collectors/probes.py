@@ -32,17 +32,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.registry import KINDS
 from exporter.probes.values import PROBE_VALUE
-from exporter.protobuf import exposition as protobuf
-from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.results import Sample
 from exporter.stats import ProbeStats
 from exporter.targets import NO_CONFIRMATION
+
+if TYPE_CHECKING:
+    from exporter.protobuf import exposition as protobuf
+    from exporter.protobuf import metrics_pb2
+    from exporter.protobuf.metrics_pb2 import MetricFamily
+else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
+    protobuf = lazy_module("exporter.protobuf.exposition")
+    metrics_pb2 = lazy_module("exporter.protobuf.metrics_pb2")
 
 __all__ = [
     "BATCH",
@@ -275,21 +282,21 @@ def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedM
     pairs = base_label_pairs(stats, location)
     base = protobuf.labelled(pairs)
     messages: list[MetricFamily | None] = [None] * len(FAMILIES)
-    duration = messages[_POSITION[DURATION]] = MetricFamily()
+    duration = messages[_POSITION[DURATION]] = metrics_pb2.MetricFamily()
     protobuf.add_histogram(duration, base, stats.durations)
     kept_histograms = stats.kept.histograms.items() if stats.kept is not None else ()
     for (family, extra), histogram in kept_histograms:
         position = _POSITION[family]
         kept = messages[position]
         if kept is None:
-            kept = messages[position] = MetricFamily()
+            kept = messages[position] = metrics_pb2.MetricFamily()
         labels = protobuf.labelled([*pairs, *protobuf.parse_label_pairs(extra)])
         protobuf.add_histogram(kept, labels, histogram)
     for family, value, extra in target_samples(stats):
         position = _POSITION[family]
         entries = messages[position]
         if entries is None:
-            entries = messages[position] = MetricFamily()
+            entries = messages[position] = metrics_pb2.MetricFamily()
         protobuf.add_sample(entries, family, base, extra, value)
     return tuple(b"" if m is None else m.SerializeToString() for m in messages)
 
@@ -313,7 +320,7 @@ def _sparse(rendering: RenderedT) -> tuple[Shape, RenderedT]:
 
 
 def _columns(
-    rendered: list[tuple[Shape, tuple[Any, ...]]], pause: ChunkT
+    rendered: list[_Entry[Any]], pause: ChunkT
 ) -> Generator[ChunkT, None, list[list[tuple[Any, ...]]]]:
     """Per family of ``FAMILIES``, its parts in the targets' order, as columns of the runs of
     consecutive targets with the same shape (usually one run, or a few per ``CACHED_BATCH``
@@ -321,12 +328,12 @@ def _columns(
     columns: list[list[tuple[Any, ...]]] = [[] for _ in FAMILIES]
     start = 0
     while start < len(rendered):
-        shape = rendered[start][0]
+        shape = rendered[start][2]
         end = start + 1
         stop = min(len(rendered), (start // CACHED_BATCH + 1) * CACHED_BATCH)
-        while end < stop and rendered[end][0] is shape:
+        while end < stop and rendered[end][2] is shape:
             end += 1
-        transposed = zip(*(parts for _, parts in rendered[start:end]), strict=True)
+        transposed = zip(*(entry[3] for entry in rendered[start:end]), strict=True)
         for position, column in zip(shape, transposed, strict=True):
             columns[position].append(column)
         if end % CACHED_BATCH == 0:
@@ -342,14 +349,18 @@ def _batches(runs: list[tuple[Any, ...]], joiner: ChunkT) -> Iterator[ChunkT]:
         yield chunk
 
 
+# A target's cached rendering: the stats generation and the location it was rendered from and
+# for, then its shape and parts (``_sparse``).
+_Entry = tuple[int, str | None, Shape, RenderedT]
+
+
 class _Renderings(Generic[RenderedT]):
-    """Each target's rendering in one format, by target name, with the stats generation and
-    the location it was rendered from and for; kept sparse (``_sparse``)."""
+    """Each target's rendering in one format, by target name (``_Entry``)."""
 
     def __init__(self, render: Callable[[ProbeStats, str | None], RenderedT], batch: int) -> None:
         self._render: Callable[[ProbeStats, str | None], RenderedT] = render
         self._batch = batch
-        self._entries: dict[str, tuple[int, str | None, Shape, RenderedT]] = {}
+        self._entries: dict[str, _Entry[RenderedT]] = {}
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
         shape, parts = _sparse(self._render(stats, location))
@@ -361,12 +372,12 @@ class _Renderings(Generic[RenderedT]):
         location: str | None,
         pause: ChunkT,
         live: Callable[[], Iterable[ProbeStats]],
-    ) -> Generator[ChunkT, None, list[tuple[Shape, RenderedT]]]:
+    ) -> Generator[ChunkT, None, list[_Entry[RenderedT]]]:
         """Yields ``pause`` after every batch of targets rendered afresh (those whose cached
         rendering is stale) and after every ``CACHED_BATCH`` targets of ``snapshot``, and
-        returns the sparse renderings of ``snapshot``'s targets in order.
+        returns the entries of ``snapshot``'s targets in order (no new tuple for a cached one).
         Forgets the targets that ``live()`` no longer has (removed by a reload)."""
-        rendered: list[tuple[Shape, RenderedT]] = []
+        rendered: list[_Entry[RenderedT]] = []
         entries = self._entries
         fresh = 0
         for start in range(0, len(snapshot), CACHED_BATCH):
@@ -375,11 +386,11 @@ class _Renderings(Generic[RenderedT]):
                 name = stats.target.name
                 cached = entries.get(name)
                 if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                    rendered.append((cached[2], cached[3]))
+                    rendered.append(cached)
                     continue
                 shape, parts = _sparse(self._render(stats, location))
-                entries[name] = (stats.generation, location, shape, parts)
-                rendered.append((shape, parts))
+                cached = entries[name] = (stats.generation, location, shape, parts)
+                rendered.append(cached)
                 fresh += 1
                 if fresh % self._batch == 0:
                     yield pause
