@@ -27,9 +27,8 @@ from typing import Any
 
 import harness
 from aiohttp import web
-from harness import LOOPBACK, Processes
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 from memory_breakdown import fill_history
-from scrape_cost import INTERVAL, lookout_config
 
 from exporter import config as config_module
 from exporter.app import create_app
