@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from exporter import malloc_trim
 from exporter import protobuf as protobuf_format
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
@@ -95,6 +96,19 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     protobuf = prefers_protobuf(request.headers.get("Accept", ""))
     headers = {"Content-Type": protobuf_format.CONTENT_TYPE if protobuf else CONTENT_TYPE}
     headers["Vary"] = "Accept, Accept-Encoding"
+    try:
+        return await _respond(request, runtime, headers, protobuf, wants_gzip)
+    finally:
+        malloc_trim.trim()  # the scrape's buffers, freed, back to the system
+
+
+async def _respond(
+    request: web.Request,
+    runtime: Runtime,
+    headers: dict[str, str],
+    protobuf: bool,
+    wants_gzip: bool,
+) -> web.StreamResponse:
     async with contextlib.aclosing(runtime.render_pieces(protobuf)) as pieces:
         first = await anext(pieces)
         if len(first) < PIECE_BYTES:  # the whole exposition

@@ -29,6 +29,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from exporter import malloc_trim
 from exporter.clock import Clock
 from exporter.collectors.exporter_self import ReloadState, SelfCollector
 from exporter.collectors.heartbeats import HeartbeatCollector
@@ -388,6 +389,7 @@ def settle_heap(full: bool = True) -> None:
     else:
         gc.collect(1)
     gc.freeze()
+    malloc_trim.trim()  # what loading (or the previous config) left free in the C heap
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
