@@ -108,6 +108,22 @@ def build_status_page(
     )
 
 
+def _by_base_name(names: Sequence[str] | None) -> dict[str, tuple[str, ...]] | None:
+    """Each name a public group may give, with the names it stands for: a target's own name
+    stands for itself, and the base name of a ``versions:`` matrix (``orders-api``) for the
+    matrix's targets (``orders-api@v1``, ``orders-api@v2``), in their config order."""
+    if names is None:
+        return None
+    written = set(names)
+    found: dict[str, list[str]] = {}
+    for name in names:
+        found.setdefault(name, []).append(name)
+        base, at, _version = name.partition("@")
+        if at and base not in written:
+            found.setdefault(base, []).append(name)
+    return {name: tuple(members) for name, members in found.items()}
+
+
 def _public(
     raw: Mapping[str, Any],
     targets: Sequence[str] | None,
@@ -116,7 +132,7 @@ def _public(
 ) -> PublicSettings:
     groups = []
     seen: set[str] = set()
-    known = {"targets": targets, "heartbeats": heartbeats}
+    known = {"targets": _by_base_name(targets), "heartbeats": _by_base_name(heartbeats)}
     for index, group in enumerate(raw.get("groups", [])):
         where = (*at, "groups", index)
         name = group["name"]
@@ -128,13 +144,21 @@ def _public(
             chosen = []
             for position, item in enumerate(group.get(key, [])):
                 entry = {"name": item} if isinstance(item, str) else item
+                named, title = entry["name"], entry.get("title", entry["name"])
                 names = known[key]
-                if names is not None and entry["name"] not in names:
+                if names is None:
+                    chosen.append(PublicItem(named, title))
+                    continue
+                if named not in names:
                     singular = key[:-1]
-                    raise ConfigProblem(
-                        (*where, key, position), f"no {singular} named {entry['name']!r}"
-                    )
-                chosen.append(PublicItem(entry["name"], entry.get("title", entry["name"])))
+                    raise ConfigProblem((*where, key, position), f"no {singular} named {named!r}")
+                members = names[named]
+                if members == (named,):
+                    chosen.append(PublicItem(named, title))
+                else:  # a versions: matrix by its base name: each version, titled with its key
+                    for member in members:
+                        version = member.partition("@")[2]
+                        chosen.append(PublicItem(member, f"{title} {version}"))
             items[key] = tuple(chosen)
         groups.append(
             PublicGroup(

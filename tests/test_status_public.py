@@ -189,3 +189,43 @@ async def test_a_targets_probes_land_in_its_history(
     bucket = stats.history.buckets(clock.time())[-1]
     assert (bucket.probes, bucket.failures) == (stats.probes, stats.probes)
     assert bucket.state == DOWN
+
+
+MATRIX = """
+targets:
+  - name: orders-api
+    kind: http
+    url: "http://127.0.0.1:9/{{ version }}/orders"
+    versions: {v1: {}, v2: {}}
+  - {name: checkout, kind: http, url: "http://127.0.0.1:9/checkout"}
+status_page:
+  public:
+    enabled: true
+    groups:
+      - name: shop
+        targets: [{name: orders-api, title: Orders API}, checkout, orders-api@v2]
+"""
+
+
+async def test_a_group_names_a_versions_matrix_by_its_base_name(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text(MATRIX, encoding="utf-8")
+    loaded = config.load(str(path))
+    (group,) = loaded.status_page.public.groups
+    assert [(m.name, m.title) for m in group.targets] == [
+        ("orders-api@v1", "Orders API v1"),
+        ("orders-api@v2", "Orders API v2"),
+        ("checkout", "checkout"),
+        ("orders-api@v2", "orders-api@v2"),
+    ]
+    app = create_app(Options(config_path=str(path), storage_path=tmp_path / "data"), loaded)
+    client = await aiohttp_client(app)
+    feed = await (await client.get("/status.json")).json()
+    shown = [item["title"] for item in feed["groups"][0]["items"]]
+    assert shown[:2] == ["Orders API v1", "Orders API v2"]
+    typo = MATRIX.replace("{name: orders-api, title", "{name: orders-ap, title")
+    path.write_text(typo, encoding="utf-8")
+    with pytest.raises(config.ConfigError, match=r"targets\[0\]: no target named 'orders-ap'"):
+        config.load(str(path))
