@@ -361,3 +361,25 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+# The probe interval of the 10,000-target benchmarks (scrape_cost, memory_breakdown, status_page).
+INTERVAL = 30.0
+
+
+def lookout_config(nginx_ports: list[int], targets: int) -> str:
+    """The 10,000-target benchmarks' config: http targets spread over the nginx ports, each with
+    two labels and an SLO."""
+    lines = [
+        f"defaults: {{interval: {INTERVAL:g}s, timeout: 5s}}",
+        "scheduler: {max_in_flight: 256}",
+        "targets:",
+    ]
+    for i in range(targets):
+        port = nginx_ports[i % len(nginx_ports)]
+        lines.append(
+            f"  - {{name: api-{i:05d}, kind: http, url: 'http://{LOOPBACK}:{port}/health/{i}', "
+            f"labels: {{service: svc-{i % 200}, team: team-{i % 17}}}, "
+            "slo: {availability: 99.9, latency: {threshold: 250ms, objective: 99}}}"
+        )
+    return "\n".join(lines) + "\n"

@@ -27,8 +27,7 @@ from collections.abc import Iterable
 import harness
 import psutil
 from aiohttp import web
-from harness import LOOPBACK, Processes
-from scrape_cost import INTERVAL, lookout_config
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 
 from exporter.app import create_app
 from exporter.config_process import load_at_start

@@ -51,7 +51,7 @@ import aiohttp
 import harness
 import psutil
 from google.protobuf import proto
-from harness import LOOPBACK, Processes
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.clock import SystemClock
@@ -63,7 +63,6 @@ from exporter.results import ProbeResult
 from exporter.runtime import Options, Runtime
 from exporter.stats import ProbeStats
 
-INTERVAL = 30.0
 KINDS = (
     "lookout plain",
     "peer plain",
@@ -77,22 +76,6 @@ PROTOBUF_ACCEPT = (
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
     "application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
-
-
-def lookout_config(nginx_ports: list[int], targets: int) -> str:
-    lines = [
-        f"defaults: {{interval: {INTERVAL:g}s, timeout: 5s}}",
-        "scheduler: {max_in_flight: 256}",
-        "targets:",
-    ]
-    for i in range(targets):
-        port = nginx_ports[i % len(nginx_ports)]
-        lines.append(
-            f"  - {{name: api-{i:05d}, kind: http, url: 'http://{LOOPBACK}:{port}/health/{i}', "
-            f"labels: {{service: svc-{i % 200}, team: team-{i % 17}}}, "
-            "slo: {availability: 99.9, latency: {threshold: 250ms, objective: 99}}}"
-        )
-    return "\n".join(lines) + "\n"
 
 
 # Run in a process of its own, so that nothing this script does delays its answers.

@@ -27,14 +27,14 @@ from typing import Any
 
 import harness
 from aiohttp import web
-from harness import LOOPBACK, Processes
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 from memory_breakdown import fill_history
-from scrape_cost import INTERVAL, lookout_config
 
 from exporter import config as config_module
 from exporter.app import create_app
 from exporter.runtime import RUNTIME, Options
 from exporter.status import page, views
+from exporter.status.markup import ENVIRONMENT
 
 
 class Timings:
@@ -107,7 +107,7 @@ async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: 
     grouped = page.groups(views.select(items, "all", "state"), "service", "state")
 
     def html() -> str:
-        return page.INDEX.render(
+        return ENVIRONMENT.get_template("index.html").render(
             now=now,
             refresh=60,
             refresh_link=page.refresh_link({}, 60),

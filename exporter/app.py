@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from exporter import protobuf as protobuf_format
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.heartbeats.routes import HEARTBEATS, add_routes
-from exporter.protobuf import exposition as protobuf_exposition
 from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
 from exporter.web_limits import read_body_within
@@ -93,7 +93,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
     wants_gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     protobuf = prefers_protobuf(request.headers.get("Accept", ""))
-    headers = {"Content-Type": protobuf_exposition.CONTENT_TYPE if protobuf else CONTENT_TYPE}
+    headers = {"Content-Type": protobuf_format.CONTENT_TYPE if protobuf else CONTENT_TYPE}
     headers["Vary"] = "Accept, Accept-Encoding"
     async with contextlib.aclosing(runtime.render_pieces(protobuf)) as pieces:
         first = await anext(pieces)

@@ -32,15 +32,18 @@ from functools import cache, cached_property
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import jsonschema_rs
-
 from exporter.config_source import ConfigProblem, KeyPath, describe_error
 from exporter.lazy_import import lazy_module
 
 if TYPE_CHECKING:
     import jsonschema
-else:  # only to word the errors of an invalid config
+    import jsonschema_rs
+else:
+    # Only to word the errors of an invalid config.
     jsonschema = lazy_module("jsonschema")
+    # Only where a config is checked: the exporter's own process loads its config in a
+    # worker process (config_process), and the compiled validator is about 7 MiB resident.
+    jsonschema_rs = lazy_module("jsonschema_rs")
 
 __all__ = ["SchemaCheck", "schema", "schema_check"]
 

@@ -18,10 +18,10 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -45,14 +45,20 @@ from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.store import StoreError
 from exporter.host.reading import HostReader
 from exporter.host.refresher import HostRefresher
+from exporter.lazy_import import lazy_module
 from exporter.maintenance import Scheduled, Window
 from exporter.probes.clients import BodyBudget, SharedClients
-from exporter.protobuf.exposition import ProtobufCollector
-from exporter.protobuf.registry import families as registry_families
-from exporter.protobuf.text import families as text_families
+from exporter.protobuf import ProtobufCollector
 from exporter.scheduler import Plan, Scheduler, Shard
 from exporter.targets import Target
 from exporter.web_limits import ServerCounts, ServerLimits, connection_cap
+
+if TYPE_CHECKING:
+    from exporter.protobuf import registry as protobuf_registry
+    from exporter.protobuf import text as protobuf_text
+else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
+    protobuf_registry = lazy_module("exporter.protobuf.registry")
+    protobuf_text = lazy_module("exporter.protobuf.text")
 
 __all__ = [
     "PIECE_BYTES",
@@ -316,53 +322,52 @@ class Runtime:
         rendered without holding the event loop for more than ``SCRAPE_SLICE`` at a time:
         the text format, or with ``protobuf`` delimited ``MetricFamily`` messages."""
         if protobuf:
-            return _pieces(self._messages(), b"".join)
-        return _pieces(self._texts(), _utf8)
+            return _pieces(self._messages())
+        return _pieces(self._texts())
 
-    def _texts(self) -> Iterator[str]:
-        yield generate_latest(self.registry).decode("utf-8")
+    def _texts(self) -> Iterator[bytes]:
+        """The text exposition as UTF-8: the probe collector keeps its text so."""
+        yield generate_latest(self.registry)
         for collector in self.collectors:
-            yield from collector.expose()
+            if isinstance(collector, ProbeCollector):
+                yield from collector.expose_utf8()
+            else:
+                for chunk in collector.expose():
+                    yield chunk.encode()
 
     def _messages(self) -> Iterator[bytes]:
         """The same families as ``_texts``; a collector without a protobuf writer of its own
         has its text converted."""
-        yield from registry_families(self.registry)
+        yield from protobuf_registry.families(self.registry)
         for collector in self.collectors:
             if isinstance(collector, ProtobufCollector):
                 yield from collector.expose_protobuf()
             else:
-                yield from text_families(collector.expose())
+                yield from protobuf_text.families(collector.expose())
 
 
 def _watches_nothing(config: Config) -> bool:
     return not config.targets and not config.heartbeats
 
 
-def _utf8(texts: list[str]) -> bytes:
-    return "".join(texts).encode("utf-8")
-
-
-async def _pieces(
-    chunks: Iterable[AnyStr], join: Callable[[list[AnyStr]], bytes]
-) -> AsyncGenerator[bytes, None]:
+async def _pieces(chunks: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
     """``chunks`` joined into pieces of about ``PIECE_BYTES``, letting other tasks run after
     every ``SCRAPE_SLICE`` of work (an empty chunk is where a collector may pause, and
     asking for the next chunk is where its work happens)."""
-    pending: list[AnyStr] = []
+    pending: list[bytes] = []
     size = 0
     resume_by = time.perf_counter() + SCRAPE_SLICE
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
         if size >= PIECE_BYTES:
-            yield join(pending)
+            yield b"".join(pending)
             pending.clear()
             size = 0
         if time.perf_counter() >= resume_by:
             await asyncio.sleep(0)
             resume_by = time.perf_counter() + SCRAPE_SLICE
-    yield join(pending)
+    yield b"".join(pending)
 
 
 def settle_heap(full: bool = True) -> None:

@@ -31,7 +31,7 @@ from exporter.recent import RecentProbes
 from exporter.results import Accumulating, ProbeResult
 from exporter.targets import Target
 
-__all__ = ["DURATION_BUCKETS", "HISTORY_BUCKETS", "HISTORY_LENGTH", "ProbeStats"]
+__all__ = ["DURATION_BUCKETS", "HISTORY_BUCKETS", "HISTORY_LENGTH", "KeptSeries", "ProbeStats"]
 
 # Seconds; covers a loopback health check (ms) up to a slow third-party API (tens of seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -43,6 +43,18 @@ HISTORY_BUCKETS = (900.0, 96)
 # Generations are unique across all stats, so a reader's cache entry of a removed target never
 # matches the stats of a new one with the same name.
 _generations = itertools.count(1)
+
+
+class KeptSeries:
+    """A kind's own series kept between probes (``results.Accumulating``), by family and the
+    label-pairs text of their own labels: a flow's per-step histograms and counters. Only
+    targets whose kind has such series hold one (two empty dicts are 128 bytes a target)."""
+
+    __slots__ = ("counters", "histograms")
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[Family, str], Histogram] = {}
+        self.counters: dict[tuple[Family, str], float] = {}
 
 
 class ProbeStats:
@@ -57,8 +69,7 @@ class ProbeStats:
         "history",
         "incident_start",
         "incidents",
-        "kept_counters",
-        "kept_histograms",
+        "kept",
         "last",
         "probes",
         "recent",
@@ -94,10 +105,8 @@ class ProbeStats:
         self._closed_downtime = 0.0
         # Changes of the confirmed state from passing to failing or back (not the first one).
         self.state_changes = 0
-        # A kind's own series kept between probes (results.Accumulating), by family and the
-        # label-pairs text of their own labels: a flow's per-step histograms and counters.
-        self.kept_histograms: dict[tuple[Family, str], Histogram] = {}
-        self.kept_counters: dict[tuple[Family, str], float] = {}
+        # A kind's own series kept between probes, from its first probe that has any.
+        self.kept: KeptSeries | None = None
 
     @property
     def confirming(self) -> bool:
@@ -126,15 +135,18 @@ class ProbeStats:
         self.generation = next(_generations)
 
     def _keep(self, observation: Accumulating) -> None:
+        kept = self.kept
+        if kept is None:
+            kept = self.kept = KeptSeries()
         for family, value, extra in observation.accumulate():
             key = (family, extra)
             if family.type == "histogram":
-                histogram = self.kept_histograms.get(key)
+                histogram = kept.histograms.get(key)
                 if histogram is None:
-                    histogram = self.kept_histograms[key] = Histogram(DURATION_BUCKETS, native=True)
+                    histogram = kept.histograms[key] = Histogram(DURATION_BUCKETS, native=True)
                 histogram.observe(value)
             else:
-                self.kept_counters[key] = self.kept_counters.get(key, 0) + value
+                kept.counters[key] = kept.counters.get(key, 0) + value
 
     def _confirm(self, success: bool, at: float) -> None:
         if success == self.run_success:
@@ -164,8 +176,7 @@ class ProbeStats:
         except the kind's own kept series when its spec changed (a flow's steps may be renamed
         or gone: their series start again from the next probe)."""
         if target.spec != self.target.spec:
-            self.kept_histograms.clear()
-            self.kept_counters.clear()
+            self.kept = None
         self.target = target
         self.generation = next(_generations)
 

@@ -195,7 +195,7 @@ def build_target(
         interval=interval,
         timeout=timeout,
         labels=source.shared(("labels", *labels.items()), partial(_label_pairs, labels)),
-        slo=_build_slo(raw["slo"]) if "slo" in raw else None,
+        slo=_shared_slo(raw["slo"], source) if "slo" in raw else None,
         spec=kind.build(raw, at, source),
         confirm=_build_confirm(raw.get("confirm", {}), defaults.confirm),
         sla=round(raw["sla"]["availability"] / 100, 10) if "sla" in raw else None,
@@ -207,6 +207,11 @@ def _label_pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The labels sorted by name. Label names and values repeat across targets: one string
     each (and one tuple for each set of labels, ``Source.shared``) instead of one per target."""
     return tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in labels.items()))
+
+
+def _shared_slo(raw: Mapping[str, Any], source: Source) -> Slo:
+    """The objectives ``raw``, one value for every target that writes them the same way."""
+    return source.shared(("slo", repr(raw)), partial(_build_slo, raw))
 
 
 def _build_slo(raw: Mapping[str, Any]) -> Slo:

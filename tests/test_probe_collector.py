@@ -115,7 +115,7 @@ def test_a_new_result_rerenders_only_that_target(monkeypatch: pytest.MonkeyPatch
     rendered: list[str] = []
     real = probes_module.render_target
 
-    def counting(stats: ProbeStats, location: str | None) -> tuple[str, ...]:
+    def counting(stats: ProbeStats, location: str | None) -> tuple[bytes, ...]:
         rendered.append(stats.target.name)
         return real(stats, location)
 

@@ -28,17 +28,24 @@ import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.connectivity import Connectivity
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
 from exporter.histogram import Histogram
+from exporter.lazy_import import lazy_module
 from exporter.probes.clients import BodyBudget
-from exporter.protobuf import exposition as protobuf
-from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.scheduler import Scheduler
 from exporter.web_limits import ServerCounts
+
+if TYPE_CHECKING:
+    from exporter.protobuf import exposition as protobuf
+    from exporter.protobuf import metrics_pb2
+else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
+    protobuf = lazy_module("exporter.protobuf.exposition")
+    metrics_pb2 = lazy_module("exporter.protobuf.metrics_pb2")
 
 __all__ = ["FAMILIES", "ReloadState", "SelfCollector"]
 
@@ -223,7 +230,7 @@ class SelfCollector:
         """The same families as delimited ``MetricFamily`` messages (none without samples)."""
         unlabelled = protobuf.labelled(())
         for family, samples in self._families():
-            entries = MetricFamily()
+            entries = metrics_pb2.MetricFamily()
             if isinstance(samples, Histogram):
                 protobuf.add_histogram(entries, unlabelled, samples)
             else:

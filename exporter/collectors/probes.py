@@ -32,17 +32,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
 from exporter.families import Family
+from exporter.lazy_import import lazy_module
 from exporter.probes.registry import KINDS
 from exporter.probes.values import PROBE_VALUE
-from exporter.protobuf import exposition as protobuf
-from exporter.protobuf.metrics_pb2 import MetricFamily
 from exporter.results import Sample
 from exporter.stats import ProbeStats
 from exporter.targets import NO_CONFIRMATION
+
+if TYPE_CHECKING:
+    from exporter.protobuf import exposition as protobuf
+    from exporter.protobuf import metrics_pb2
+    from exporter.protobuf.metrics_pb2 import MetricFamily
+else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
+    protobuf = lazy_module("exporter.protobuf.exposition")
+    metrics_pb2 = lazy_module("exporter.protobuf.metrics_pb2")
 
 __all__ = [
     "BATCH",
@@ -178,10 +185,10 @@ FAMILIES: tuple[Family, ...] = COMMON_FAMILIES + tuple(
 # Where each family's text sits in a target's rendered tuple.
 _POSITION = {family: index for index, family in enumerate(FAMILIES)}
 
-# A target's rendered text: one text per family of ``FAMILIES``, "" where it has no sample.
-Rendered = tuple[str, ...]
-# A target's serialized ``metric`` entries, one per family of ``FAMILIES``, b"" where none.
-RenderedMessages = tuple[bytes, ...]
+# A target's rendering, one part per family of ``FAMILIES``, b"" where it has no sample: its
+# sample lines as UTF-8 (kept as bytes: 16 bytes less per part than text, and a scrape sends
+# them without encoding them first), or its serialized protobuf ``metric`` entries.
+Rendered = tuple[bytes, ...]
 
 
 def base_label_pairs(stats: ProbeStats, location: str | None) -> list[tuple[str, str]]:
@@ -199,8 +206,9 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
         yield FAILURES, count, label_pairs([("reason", reason.value)])
-    for (family, extra), total in stats.kept_counters.items():
-        yield family, total, extra
+    if stats.kept is not None:
+        for (family, extra), total in stats.kept.counters.items():
+            yield family, total, extra
     yield INCIDENTS, stats.incidents, ""
     yield DOWNTIME, stats.downtime, ""
     yield INCIDENT_OPEN, int(stats.incident_start is not None), ""
@@ -255,44 +263,43 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
 
 
 def render_target(stats: ProbeStats, location: str | None) -> Rendered:
-    """One target's sample lines, one text per family of ``FAMILIES`` in its order. A tuple
+    """One target's sample lines, one part per family of ``FAMILIES`` in its order. A tuple
     rather than a dict: about 200 bytes less per target."""
     base = label_pairs(base_label_pairs(stats, location))
     out = [""] * len(FAMILIES)
     out[_POSITION[DURATION]] = histogram_lines(DURATION, base, stats.durations)
-    for (family, extra), histogram in stats.kept_histograms.items():
+    kept = stats.kept.histograms.items() if stats.kept is not None else ()
+    for (family, extra), histogram in kept:
         out[_POSITION[family]] += histogram_lines(family, f"{base},{extra}", histogram)
     for family, value, extra in target_samples(stats):
         out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
-    return tuple(out)
+    return tuple(part.encode() for part in out)
 
 
-def render_target_protobuf(stats: ProbeStats, location: str | None) -> RenderedMessages:
+def render_target_protobuf(stats: ProbeStats, location: str | None) -> Rendered:
     """The same samples as ``render_target``, as serialized ``metric`` entries of each
     family's ``MetricFamily``; the duration histogram with its native buckets too."""
     pairs = base_label_pairs(stats, location)
     base = protobuf.labelled(pairs)
     messages: list[MetricFamily | None] = [None] * len(FAMILIES)
-    duration = messages[_POSITION[DURATION]] = MetricFamily()
+    duration = messages[_POSITION[DURATION]] = metrics_pb2.MetricFamily()
     protobuf.add_histogram(duration, base, stats.durations)
-    for (family, extra), histogram in stats.kept_histograms.items():
+    kept_histograms = stats.kept.histograms.items() if stats.kept is not None else ()
+    for (family, extra), histogram in kept_histograms:
         position = _POSITION[family]
         kept = messages[position]
         if kept is None:
-            kept = messages[position] = MetricFamily()
+            kept = messages[position] = metrics_pb2.MetricFamily()
         labels = protobuf.labelled([*pairs, *protobuf.parse_label_pairs(extra)])
         protobuf.add_histogram(kept, labels, histogram)
     for family, value, extra in target_samples(stats):
         position = _POSITION[family]
         entries = messages[position]
         if entries is None:
-            entries = messages[position] = MetricFamily()
+            entries = messages[position] = metrics_pb2.MetricFamily()
         protobuf.add_sample(entries, family, base, extra, value)
     return tuple(b"" if m is None else m.SerializeToString() for m in messages)
 
-
-RenderedT = TypeVar("RenderedT", Rendered, RenderedMessages)
-ChunkT = TypeVar("ChunkT", str, bytes)
 
 # Which families of ``FAMILIES`` a target has samples in, by position: a handful of shapes
 # for all targets together, one shared tuple each.
@@ -300,53 +307,55 @@ Shape = tuple[int, ...]
 _SHAPES: dict[Shape, Shape] = {}
 
 
-def _sparse(rendering: RenderedT) -> tuple[Shape, RenderedT]:
+def _sparse(rendering: Rendered) -> tuple[Shape, Rendered]:
     """A rendering without its empty families: their positions (a shared tuple), then the
     non-empty texts or entries in that order. A target has samples in about half the families,
     so this keeps half the slots, and a scrape transposes only those."""
     shape = tuple(position for position, part in enumerate(rendering) if part)
-    parts: RenderedT = tuple(part for part in rendering if part)
+    parts = tuple(part for part in rendering if part)
     return _SHAPES.setdefault(shape, shape), parts
 
 
-def _columns(
-    rendered: list[tuple[Shape, tuple[Any, ...]]], pause: ChunkT
-) -> Generator[ChunkT, None, list[list[tuple[Any, ...]]]]:
+def _columns(rendered: list[_Entry]) -> Generator[bytes, None, list[list[tuple[bytes, ...]]]]:
     """Per family of ``FAMILIES``, its parts in the targets' order, as columns of the runs of
     consecutive targets with the same shape (usually one run, or a few per ``CACHED_BATCH``
-    targets); yields ``pause`` after every ``CACHED_BATCH`` targets transposed."""
-    columns: list[list[tuple[Any, ...]]] = [[] for _ in FAMILIES]
+    targets); yields an empty chunk after every ``CACHED_BATCH`` targets transposed."""
+    columns: list[list[tuple[bytes, ...]]] = [[] for _ in FAMILIES]
     start = 0
     while start < len(rendered):
-        shape = rendered[start][0]
+        shape = rendered[start][2]
         end = start + 1
         stop = min(len(rendered), (start // CACHED_BATCH + 1) * CACHED_BATCH)
-        while end < stop and rendered[end][0] is shape:
+        while end < stop and rendered[end][2] is shape:
             end += 1
-        transposed = zip(*(parts for _, parts in rendered[start:end]), strict=True)
+        transposed = zip(*(entry[3] for entry in rendered[start:end]), strict=True)
         for position, column in zip(shape, transposed, strict=True):
             columns[position].append(column)
         if end % CACHED_BATCH == 0:
-            yield pause
+            yield b""
         start = end
     return columns
 
 
-def _batches(runs: list[tuple[Any, ...]], joiner: ChunkT) -> Iterator[ChunkT]:
+def _batches(runs: list[tuple[bytes, ...]]) -> Iterator[bytes]:
     """A family's parts joined ``BATCH`` targets at a time."""
     parts = itertools.chain.from_iterable(runs)
-    while chunk := joiner.join(itertools.islice(parts, BATCH)):
+    while chunk := b"".join(itertools.islice(parts, BATCH)):
         yield chunk
 
 
-class _Renderings(Generic[RenderedT]):
-    """Each target's rendering in one format, by target name, with the stats generation and
-    the location it was rendered from and for; kept sparse (``_sparse``)."""
+# A target's cached rendering: the stats generation and the location it was rendered from and
+# for, then its shape and parts (``_sparse``).
+_Entry = tuple[int, str | None, Shape, Rendered]
 
-    def __init__(self, render: Callable[[ProbeStats, str | None], RenderedT], batch: int) -> None:
-        self._render: Callable[[ProbeStats, str | None], RenderedT] = render
+
+class _Renderings:
+    """Each target's rendering in one format, by target name (``_Entry``)."""
+
+    def __init__(self, render: Callable[[ProbeStats, str | None], Rendered], batch: int) -> None:
+        self._render = render
         self._batch = batch
-        self._entries: dict[str, tuple[int, str | None, Shape, RenderedT]] = {}
+        self._entries: dict[str, _Entry] = {}
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
         shape, parts = _sparse(self._render(stats, location))
@@ -356,14 +365,13 @@ class _Renderings(Generic[RenderedT]):
         self,
         snapshot: list[ProbeStats],
         location: str | None,
-        pause: ChunkT,
         live: Callable[[], Iterable[ProbeStats]],
-    ) -> Generator[ChunkT, None, list[tuple[Shape, RenderedT]]]:
-        """Yields ``pause`` after every batch of targets rendered afresh (those whose cached
+    ) -> Generator[bytes, None, list[_Entry]]:
+        """Yields an empty chunk after every batch of targets rendered afresh (those whose cached
         rendering is stale) and after every ``CACHED_BATCH`` targets of ``snapshot``, and
-        returns the sparse renderings of ``snapshot``'s targets in order.
+        returns the entries of ``snapshot``'s targets in order (no new tuple for a cached one).
         Forgets the targets that ``live()`` no longer has (removed by a reload)."""
-        rendered: list[tuple[Shape, RenderedT]] = []
+        rendered: list[_Entry] = []
         entries = self._entries
         fresh = 0
         for start in range(0, len(snapshot), CACHED_BATCH):
@@ -372,16 +380,16 @@ class _Renderings(Generic[RenderedT]):
                 name = stats.target.name
                 cached = entries.get(name)
                 if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                    rendered.append((cached[2], cached[3]))
+                    rendered.append(cached)
                     continue
                 shape, parts = _sparse(self._render(stats, location))
-                entries[name] = (stats.generation, location, shape, parts)
-                rendered.append((shape, parts))
+                cached = entries[name] = (stats.generation, location, shape, parts)
+                rendered.append(cached)
                 fresh += 1
                 if fresh % self._batch == 0:
-                    yield pause
+                    yield b""
             if len(some) == CACHED_BATCH:
-                yield pause
+                yield b""
         if len(entries) > len(rendered):
             current = {stats.target.name for stats in live()}
             for name in [name for name in entries if name not in current]:
@@ -414,20 +422,26 @@ class ProbeCollector:
             self._messages.refresh(stats, location)
 
     def expose(self) -> Iterable[str]:
-        """The probe families, following the slice protocol of ``exposition.TextCollector``:
-        an empty chunk after every ``BATCH`` targets rendered afresh and every
-        ``CACHED_BATCH`` looked up in the cache or transposed (the targets are a snapshot, so
-        probes finishing or a reload in between change nothing in this scrape)."""
+        """The text of ``expose_utf8`` as str (for the probe command)."""
+        for chunk in self.expose_utf8():
+            yield chunk.decode()
+
+    def expose_utf8(self) -> Iterable[bytes]:
+        """The probe families as UTF-8 text, following the slice protocol of
+        ``exposition.TextCollector``: an empty chunk after every ``BATCH`` targets rendered
+        afresh and every ``CACHED_BATCH`` looked up in the cache or transposed (the targets are
+        a snapshot, so probes finishing or a reload in between change nothing in this
+        scrape)."""
         snapshot = list(self._stats())
-        rendered = yield from self._texts.current(snapshot, self._location(), "", self._stats)
+        rendered = yield from self._texts.current(snapshot, self._location(), self._stats)
         # The texts of each family, transposed in one pass per run of targets of one shape:
         # picking a family's texts out of 10,000 tuples once per family took most of a
         # scrape's time.
-        columns = yield from _columns(rendered, "")
+        columns = yield from _columns(rendered)
         for family, runs in zip(FAMILIES, columns, strict=True):
             if runs:
-                yield header(family)
-                yield from _batches(runs, "")
+                yield header(family).encode()
+                yield from _batches(runs)
 
     def expose_protobuf(self) -> Iterable[bytes]:
         """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
@@ -440,12 +454,12 @@ class ProbeCollector:
         held meanwhile, a few MiB at most with 10,000 targets."""
         self._protobuf_scraped = True
         snapshot = list(self._stats())
-        rendered = yield from self._messages.current(snapshot, self._location(), b"", self._stats)
-        columns = yield from _columns(rendered, b"")
+        rendered = yield from self._messages.current(snapshot, self._location(), self._stats)
+        columns = yield from _columns(rendered)
         for family, runs in zip(FAMILIES, columns, strict=True):
             if runs:
                 chunks = []
-                for chunk in _batches(runs, b""):
+                for chunk in _batches(runs):
                     chunks.append(chunk)
                     yield b""
                 yield protobuf.frame(family, sum(map(len, chunks)))

@@ -15,29 +15,44 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dns.exception
-import dns.flags
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
+import dns
 
 from exporter.addresses import format_address
 from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex, given
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace, Sample
 
+_MODULES = (
+    "dns.asyncquery",
+    "dns.exception",
+    "dns.flags",
+    "dns.message",
+    "dns.name",
+    "dns.rcode",
+    "dns.rdata",
+    "dns.rdataclass",
+    "dns.rdatatype",
+)
+
 if TYPE_CHECKING:
     import dns.asyncquery
+    import dns.exception
+    import dns.flags
     import dns.message
-else:  # the query machinery is needed by the prober, not to build a config
-    lazy_module("dns.asyncquery")
-    lazy_module("dns.message")
+    import dns.name
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+else:
+    # dnspython (about 3 MiB resident) is imported where a DNS target is built, unpickled or
+    # probed, not by an exporter without DNS targets; the query machinery only by the prober.
+    for _module in _MODULES:
+        lazy_module(_module)
 
 __all__ = ["KIND", "DnsExpect", "DnsObservation", "DnsSpec"]
 
@@ -48,7 +63,7 @@ ANSWERS = Family(
 
 @dataclass(frozen=True, slots=True)
 class DnsExpect:
-    rcodes: tuple[dns.rcode.Rcode, ...] = (dns.rcode.Rcode.NOERROR,)
+    rcodes: tuple[dns.rcode.Rcode, ...]
     min_answers: int = 1
     max_answers: int | None = None
     any_answer_matches: tuple[re.Pattern[str], ...] = ()
@@ -60,12 +75,12 @@ class DnsExpect:
 @dataclass(frozen=True, slots=True)
 class DnsSpec:
     query: dns.name.Name
-    record: dns.rdatatype.RdataType = dns.rdatatype.RdataType.A
+    record: dns.rdatatype.RdataType
+    expect: DnsExpect
     nameserver: str | None = None  # an IP address; None: the system's first nameserver
     port: int = 53
     transport: str = "udp"
     recursion: bool = True
-    expect: DnsExpect = DnsExpect()
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +298,7 @@ def _check(
 
 KIND = Kind(
     name="dns",
-    imports=("dns.asyncquery", "dns.message"),
+    imports=always(*_MODULES),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -31,7 +31,7 @@ from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tl
 from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_failures import client_error_failure
 from exporter.probes.http_timing import RequestTiming
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import (
     client_context,
     describe_error,
@@ -331,7 +331,7 @@ def _registrar(document: Mapping[str, Any]) -> str | None:
 
 KIND = Kind(
     name="domain",
-    imports=("aiohttp", "cryptography.x509"),
+    imports=always("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

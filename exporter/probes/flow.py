@@ -31,7 +31,7 @@ from exporter.exposition import label_pairs
 from exporter.families import Family
 from exporter.probes import http
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.templating import (
     SECRET,
     Template,
@@ -473,7 +473,7 @@ def _replaces(kept: TlsSeen | None, seen: TlsSeen) -> bool:
 
 KIND = Kind(
     name="flow",
-    imports=("aiohttp", "cryptography.x509"),
+    imports=always("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -31,7 +31,7 @@ from exporter.families import Family
 from exporter.probes.client_tls import ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import abort, open_stream, start_tls
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import secret_header
@@ -261,7 +261,7 @@ async def _check(spec: GrpcSpec) -> tuple[str, int, str | None, str]:
 
 KIND = Kind(
     name="grpc",
-    imports=("cryptography.x509",),
+    imports=always("cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -130,13 +130,18 @@ class HttpExpect:
     values: tuple[ValueCheck, ...] = ()
 
 
+# The secret headers of a target without any: one set for them all (an empty frozenset is
+# 216 bytes, and each target's own would survive pickling from the config loader process).
+NO_SECRET_HEADERS: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSpec:
     url: str
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Headers whose values came from a file or the environment: never shown.
-    secret_headers: frozenset[str] = frozenset()
+    secret_headers: frozenset[str] = NO_SECRET_HEADERS
     # Values the environment put into the URL or the proxy URL: never shown.
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     body: bytes | None = field(default=None, repr=False)
@@ -244,7 +249,7 @@ def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
     return HttpSpec(
         url=check_url(raw["url"], (*at, "url")),
         headers=tuple(headers.items()),
-        secret_headers=frozenset(secret_headers),
+        secret_headers=frozenset(secret_headers) if secret_headers else NO_SECRET_HEADERS,
         secret_values=(
             *source.environment_values((*at, "url")),
             *source.environment_values((*hat, "proxy_url")),
@@ -794,13 +799,22 @@ def _violation(error: jsonschema.ValidationError, excerpts: bool) -> str:
     return f"fails {keyword!r} ({shown})"
 
 
+def imports(spec: HttpSpec) -> tuple[str, ...]:
+    """aiohttp, and for an https URL cryptography's certificate parser (about 8 MiB resident):
+    a target of plain http imports the parser only if a redirect takes it to https."""
+    return _TLS_IMPORTS if spec.url.startswith("https:") else _IMPORTS
+
+
+_IMPORTS = ("aiohttp",)
+_TLS_IMPORTS = ("aiohttp", "cryptography.x509")
+
 KIND = Kind(
     name="http",
     build=build,
     probe=probe,
     endpoint=endpoint,
     options=options,
-    imports=("aiohttp", "cryptography.x509"),
+    imports=imports,
     families=(
         STATUS_CODE,
         RESPONSE_SIZE,

@@ -22,13 +22,22 @@ from exporter.families import Family
 if TYPE_CHECKING:  # the probers' clients (aiohttp) are not needed to build a config
     from exporter.probes.context import ProbeContext
 
-__all__ = ["Kind", "Spec"]
+__all__ = ["Kind", "Spec", "always"]
 
 Spec = TypeVar("Spec")
 
 
 def _no_request(_spec: Any) -> dict[str, Any]:
     return {}
+
+
+def _no_imports(_spec: Any) -> tuple[str, ...]:
+    return ()
+
+
+def always(*modules: str) -> Callable[[Any], tuple[str, ...]]:
+    """``Kind.imports`` of a kind whose every target uses the same lazily bound ``modules``."""
+    return lambda _spec: modules
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -51,6 +60,6 @@ class Kind(Generic[Spec]):
     # The interval of a target without its own, instead of defaults.interval (domain: RDAP
     # servers rate-limit, so hours rather than seconds); None: defaults.interval.
     default_interval: float | None = None
-    # The modules its probes use that are bound lazily (``lazy_import``): imported before the
-    # first probe of a target of this kind, and not at all without one.
-    imports: tuple[str, ...] = ()
+    # The modules a target's probes use that are bound lazily (``lazy_import``), by its spec:
+    # imported before the first probe of such a target, and not at all without one.
+    imports: Callable[[Spec], tuple[str, ...]] = _no_imports

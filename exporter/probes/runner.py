@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def prepare(target: Target[Any]) -> None:
     """Import the libraries the target's probes use (its kind's ``imports``) if not yet done;
     the scheduler does when it takes a target on, ``run_probe`` before its clock starts."""
-    import_now(target.kind.imports)
+    import_now(target.kind.imports(target.spec))
 
 
 async def run_probe(target: Target[Any], clients: SharedClients, clock: Clock) -> ProbeResult:

@@ -23,7 +23,7 @@ from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import connect
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import (
     Handshake,
     client_context,
@@ -261,5 +261,5 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    imports=("aiosmtplib", "cryptography.x509"),
+    imports=always("aiosmtplib", "cryptography.x509"),
 )

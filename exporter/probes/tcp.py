@@ -19,7 +19,7 @@ from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex
 from exporter.probes.client_tls import ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import abort, open_stream, read_line, start_tls
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
@@ -181,5 +181,5 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    imports=("cryptography.x509",),
+    imports=always("cryptography.x509"),
 )

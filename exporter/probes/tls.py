@@ -18,7 +18,7 @@ from exporter.config_source import KeyPath, Source
 from exporter.probes.client_tls import NO_CLIENT_TLS, ClientTLS, build_client_tls, tls_options
 from exporter.probes.connection import abort, open_stream, start_tls
 from exporter.probes.context import ProbeContext
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.starttls import NEGOTIATIONS
 from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
@@ -120,5 +120,5 @@ KIND = Kind(
     probe=probe,
     endpoint=endpoint,
     options=options,
-    imports=("cryptography.x509",),
+    imports=always("cryptography.x509"),
 )

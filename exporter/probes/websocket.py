@@ -25,7 +25,7 @@ from exporter.probes.context import ProbeContext, user_agent
 from exporter.probes.http_failures import client_error_failure
 from exporter.probes.http_timing import RequestTiming, current_timing
 from exporter.probes.json_check import JsonExpectation, build_json_expectation
-from exporter.probes.kind import Kind
+from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import (
     client_context,
     describe_error,
@@ -299,7 +299,7 @@ async def _close(ws: aiohttp.ClientWebSocketResponse, trace: ProbeTrace) -> None
 
 KIND = Kind(
     name="websocket",
-    imports=("aiohttp", "cryptography.x509"),
+    imports=always("aiohttp", "cryptography.x509"),
     build=build,
     probe=probe,
     endpoint=endpoint,

@@ -20,7 +20,6 @@ import itertools
 import operator
 import re
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
@@ -40,10 +39,8 @@ from exporter.protobuf.metrics_pb2 import (
 from exporter.protobuf.metrics_pb2 import Histogram as HistogramMessage
 
 __all__ = [
-    "CONTENT_TYPE",
     "MAX_GAP",
     "TYPES",
-    "ProtobufCollector",
     "add_histogram",
     "add_sample",
     "delimited",
@@ -55,9 +52,6 @@ __all__ = [
     "varint",
 ]
 
-CONTENT_TYPE = (
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
-)
 # Empty native buckets written as zero deltas inside a span rather than starting a new span:
 # up to two cost fewer bytes than another span (Prometheus' Go client does the same).
 MAX_GAP = 2
@@ -66,15 +60,6 @@ TYPES: dict[FamilyType, MetricType] = {"gauge": GAUGE, "counter": COUNTER, "hist
 
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 _ESCAPE = re.compile(r"\\(.)")
-
-
-@runtime_checkable
-class ProtobufCollector(Protocol):
-    def expose_protobuf(self) -> Iterable[bytes]:
-        """Delimited ``MetricFamily`` messages in chunks, with the text collectors' slice
-        protocol (``exposition.TextCollector.expose``): an empty chunk is a point where the
-        caller may let other tasks run. A message may span several chunks."""
-        ...
 
 
 def varint(value: int) -> bytes:

@@ -31,10 +31,6 @@ __all__ = ["add_routes"]
 # A target before its row is built: what ``views.select`` and ``groups`` read, and its stats.
 Entry = dict[str, Any]
 
-INDEX = ENVIRONMENT.get_template("index.html")
-TARGET = ENVIRONMENT.get_template("target.html")
-HEARTBEAT = ENVIRONMENT.get_template("heartbeat.html")
-
 
 def link(query: Mapping[str, str], **changes: str) -> str:
     """A query string for this page with ``changes``, leaving out the defaults."""
@@ -223,7 +219,7 @@ async def index_page(runtime: Runtime, query: Mapping[str, str]) -> str:
     states = [t["state"] for t in targets] + [h["status"] for h in heartbeats]
     refresh = refresh_seconds(runtime, query)
     shard = runtime.options.shard
-    return INDEX.render(
+    return ENVIRONMENT.get_template("index.html").render(
         now=now,
         refresh=refresh,
         refresh_link=refresh_link(query, refresh),
@@ -263,7 +259,7 @@ def add_routes(app: web.Application) -> None:
         history = runtime.heartbeats.history[name]
         refresh = refresh_seconds(runtime, request.query)
         return respond(
-            HEARTBEAT.render(
+            ENVIRONMENT.get_template("heartbeat.html").render(
                 detail=detail,
                 now=now,
                 refresh=refresh,
@@ -286,7 +282,7 @@ def add_routes(app: web.Application) -> None:
         buckets = stats.history.buckets(now)
         refresh = refresh_seconds(runtime, request.query)
         return respond(
-            TARGET.render(
+            ENVIRONMENT.get_template("target.html").render(
                 detail=detail,
                 now=now,
                 refresh=refresh,

@@ -32,8 +32,6 @@ from exporter.status_settings import PublicGroup
 
 __all__ = ["add_routes", "feed"]
 
-PAGE = ENVIRONMENT.get_template("public.html")
-BADGE = ENVIRONMENT.get_template("badge.svg")
 STATES = ("unknown", "up", "degraded", "down")
 _RANK = {name: rank for rank, name in enumerate(STATES)}
 _HEARTBEAT_STATES = {
@@ -163,7 +161,11 @@ def add_routes(app: web.Application) -> None:
         data = feed(runtime)
         refresh = round(runtime.config.status_page.refresh)
         updated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data["generated_at"]))
-        return respond(PAGE.render(data=data, refresh=refresh, updated=updated))
+        return respond(
+            ENVIRONMENT.get_template("public.html").render(
+                data=data, refresh=refresh, updated=updated
+            )
+        )
 
     async def json_feed(request: web.Request) -> web.Response:
         runtime = enabled(request)
@@ -185,7 +187,7 @@ def add_routes(app: web.Application) -> None:
         label, value = group.title, state
         left = round(len(label) * BADGE_CHAR_WIDTH + 12)
         right = round(len(value) * BADGE_CHAR_WIDTH + 12)
-        text = BADGE.render(
+        text = ENVIRONMENT.get_template("badge.svg").render(
             label=label, value=value, left=left, right=right, colour=BADGE_COLOURS[state]
         )
         return web.Response(

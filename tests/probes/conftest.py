@@ -323,7 +323,7 @@ class Prober:
         assert self.target is not None
         stats = ProbeStats(self.target)
         stats.record(result)
-        return "".join(render_target(stats, None))
+        return b"".join(render_target(stats, None)).decode()
 
 
 @pytest.fixture

@@ -450,8 +450,9 @@ async def test_a_changed_flow_restarts_its_step_series_and_the_command_prints_ev
     renamed = flow_config(api.port).replace('"name": "orders"', '"name": "order-list"')
     changed, _ = await probe(api, tmp_path, text=renamed)
     stats.retarget(changed)
-    assert stats.kept_histograms == {}
+    assert stats.kept is None
     stats.record(result)
     reloaded, _ = await probe(api, tmp_path, text=renamed)  # the same config loaded again
     stats.retarget(reloaded)
-    assert len(stats.kept_histograms) == 4
+    assert stats.kept is not None
+    assert len(stats.kept.histograms) == 4
