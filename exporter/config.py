@@ -18,6 +18,7 @@ to report, by reading the file again. An exception a builder was not meant to ra
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from exporter.config_checks import value_check
 from exporter.config_schema import schema, schema_check
@@ -41,13 +42,21 @@ from exporter.config_source import (
 )
 from exporter.config_versions import environment, expand, placeholder_problem, relocate
 from exporter.config_yaml import read_yaml
-from exporter.heartbeats.spec import Heartbeat, PostgresStorage, build_heartbeat, build_storage
 from exporter.host.settings import HostSettings, build_host
-from exporter.maintenance import Window, build_window
+from exporter.lazy_import import lazy_module
 from exporter.probes.budget import BODY_BUDGET
 from exporter.status_settings import StatusSettings, build_status_page
 from exporter.targets import VERSION_SEPARATOR, Target, build_defaults, build_target
 from exporter.units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from exporter import maintenance
+    from exporter.heartbeats import spec as heartbeat_spec
+    from exporter.heartbeats.spec import Heartbeat, PostgresStorage
+    from exporter.maintenance import Window
+else:  # imported by a config that has heartbeats, a heartbeat store or maintenance windows
+    maintenance = lazy_module("exporter.maintenance")
+    heartbeat_spec = lazy_module("exporter.heartbeats.spec")
 
 __all__ = [
     "Config",
@@ -186,7 +195,14 @@ def load_text(
     text: str, source: Source, environ: Mapping[str, str], target: str | None = None
 ) -> Config:
     """The config in ``text``; raises ``ConfigError`` with every problem found in it (with
-    ``target``, as ``load`` says)."""
+    ``target``, as ``load`` says).
+
+    The cyclic garbage collector is paused meanwhile: a load makes millions of objects and
+    hardly any garbage, and each of the collections they would set off scans every object
+    made so far (at 10,000 targets, 0.2 s of a 1.1 s load; at 100,000, 2 of 11 s). The few
+    cycles a load leaves (a problem's traceback) are collected after it."""
+    paused = gc.isenabled()
+    gc.disable()
     try:
         return _Loading(text, source, environ, target).run()
     except ConfigError:
@@ -198,6 +214,9 @@ def load_text(
         )
         message = "internal error while reading the config (the log has its traceback)"
         raise ConfigError([ConfigProblem(None, message, file=source.name)]) from None
+    finally:
+        if paused:
+            gc.enable()
 
 
 class _Loading:
@@ -311,13 +330,17 @@ class _Loading:
         connectivity = section(
             "connectivity", partial(build_connectivity, canaries=tuple(canaries))
         )
-        heartbeats = self._items(
-            raw, ("heartbeats",), broken, "heartbeat", partial(build_heartbeat, source=self.source)
-        )
-        windows = self._items(raw, ("maintenance",), broken, "window", build_window)
+        heartbeats: list[Heartbeat] = []
+        if "heartbeats" in raw:
+            build_heartbeat = partial(heartbeat_spec.build_heartbeat, source=self.source)
+            heartbeats = self._items(raw, ("heartbeats",), broken, "heartbeat", build_heartbeat)
+        windows: list[Window] = []
+        if "maintenance" in raw:
+            windows = self._items(raw, ("maintenance",), broken, "window", maintenance.build_window)
         storage = None
         if ("storage",) not in broken and raw.get("storage") is not None:
-            storage = self._guard(("storage",), partial(build_storage, raw["storage"], self.source))
+            build_storage = partial(heartbeat_spec.build_storage, raw["storage"], self.source)
+            storage = self._guard(("storage",), build_storage)
         web = section("web", partial(build_web, source=self.source))
         host = section("host", build_host)
         scheduler = section("scheduler", build_scheduler)

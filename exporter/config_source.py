@@ -198,9 +198,21 @@ def compile_regex(pattern: str, at: KeyPath) -> re.Pattern[str]:
         raise ConfigProblem(at, f"invalid regular expression {pattern!r}: {exc}") from None
 
 
+# A URL that ``urlsplit`` splits without a question: a scheme, ``//``, a host name or IPv4
+# address of ASCII letters, digits, dots and dashes (no brackets, no user info, nothing for IDNA
+# checks), at most five digits of port, then printable ASCII. Most configured URLs are of this
+# shape, and matching it takes a tenth of splitting the URL and reading its port.
+_PLAIN_URL = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][!-~]*)?"
+)
+
+
 def check_url(url: str, at: KeyPath) -> str:
     """``url`` when it can be split into its parts (a bracketed IPv6 host closed, a numeric
     port in range); ``ConfigProblem`` at ``at`` otherwise."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None and int(plain.group(1) or 0) <= 65535:
+        return url
     from urllib.parse import urlsplit
 
     try:

@@ -45,6 +45,17 @@ def secret_header(name: str) -> bool:
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
     """The URL without a password in its user info, secret query values and the ``secrets``
     (values from the environment) in its path or query: the page and API show URLs to anyone."""
+    hidden = [s for s in secrets if len(s) >= _MIN_SECRET]
+    # No user info, no query and nothing from the environment: nothing to hide. ASCII without
+    # brackets: nothing that splitting it could refuse. Most targets' endpoints, made at load.
+    plain = url.isascii() and "[" not in url and "]" not in url
+    if plain and not hidden and "@" not in url and "?" not in url:
+        return url
+    return _redacted(url, hidden)
+
+
+def _redacted(url: str, hidden: list[str]) -> str:
+    """``redact_url`` by the URL's parts."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
@@ -53,7 +64,6 @@ def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port is not None else ""
         netloc = f"{parts.username}:{REDACTED}@{host}{port}"
-    hidden = [s for s in secrets if len(s) >= _MIN_SECRET]
     path = "/".join(_without(segment, hidden) for segment in parts.path.split("/"))
     query = "&".join(_parameter(item, hidden) for item in parts.query.split("&"))
     if (netloc, path, query) == (parts.netloc, parts.path, parts.query):

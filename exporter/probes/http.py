@@ -209,7 +209,14 @@ class HttpObservation:
 
 
 def build(raw: Mapping[str, Any], at: KeyPath, source: Source) -> HttpSpec:
-    http = raw.get("http", {})
+    http = raw.get("http")
+    if http is None:  # most targets: no headers, body, TLS or proxy, so nothing of them to build
+        return HttpSpec(
+            url=check_url(raw["url"], (*at, "url")),
+            secret_values=tuple(source.environment_values((*at, "url"))),
+            expect=_shared_expect(raw.get("expect", {}), (*at, "expect"), source),
+            exports=build_exports(raw["export"], (*at, "export")) if "export" in raw else (),
+        )
     hat: KeyPath = (*at, "http")
     headers = dict(http.get("headers", {}))
     secret_headers = {
