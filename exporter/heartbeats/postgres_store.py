@@ -145,14 +145,23 @@ WHERE p.signal = %s
 ORDER BY p.heartbeat, p.seq DESC
 """
 
-_WRITE_PINGS = """
-INSERT INTO lookout_ping
-SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::float8[], %b::text[],
-                     %b::text[], %b::text[], %b::int[], %b::float8[], %b::bytea[])
-ON CONFLICT (heartbeat, slot) DO UPDATE SET
-    seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
-    instance = excluded.instance, exit_code = excluded.exit_code,
-    duration = excluded.duration, body = excluded.body
+# A batch's pings and facts, and the notification naming its heartbeats, in one statement (each
+# statement is a round of the pipeline: sent, awaited, its result read).
+_WRITE_BATCH = """
+WITH pings AS (
+    INSERT INTO lookout_ping
+    SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::float8[], %b::text[],
+                         %b::text[], %b::text[], %b::int[], %b::float8[], %b::bytea[])
+    ON CONFLICT (heartbeat, slot) DO UPDATE SET
+        seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
+        instance = excluded.instance, exit_code = excluded.exit_code,
+        duration = excluded.duration, body = excluded.body
+), facts AS (
+    UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts
+    FROM unnest(%b::text[], %b::bigint[], %b::text[]) AS u(name, seq, facts)
+    WHERE h.name = u.name
+)
+SELECT pg_notify(%s, %s)
 """
 
 _WRITE_INSTANCES = """
@@ -551,20 +560,20 @@ class PostgresStore:
     async def _write_rows(
         self, db: psycopg.AsyncConnection[TupleRow], folded: Folded, texts: Mapping[str, str]
     ) -> None:
-        # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
-        # keeps the newest (one statement may not update a row twice).
-        pings = list({(row[0], row[1]): row for row in folded.pings}.values())
-        if pings:
-            await db.execute(_WRITE_PINGS, [list(column) for column in zip(*pings, strict=True)])
-        if folded.facts:
+        if folded.facts:  # every ping applied gave its heartbeat facts
+            # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
+            # keeps the newest (one statement may not update a row twice).
+            pings = list({(row[0], row[1]): row for row in folded.pings}.values())
+            payload = json.dumps(sorted(folded.facts))
             await db.execute(
-                "UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts "
-                "FROM unnest(%b::text[], %b::bigint[], %b::text[]) AS u(name, seq, facts) "
-                "WHERE h.name = u.name",
+                _WRITE_BATCH,
                 (
+                    *(list(column) for column in zip(*pings, strict=True)),
                     list(folded.facts),
                     [f.seq for f in folded.facts.values()],
                     [texts[name] for name in folded.facts],
+                    CHANNEL,
+                    payload if len(payload) < NOTIFY_LIMIT else "*",
                 ),
             )
         changed = [(k, t) for k, t in folded.instances.items() if t is not None]
@@ -585,12 +594,6 @@ class PostgresStore:
                 "DELETE FROM lookout_instance i USING unnest(%b::text[], %b::text[]) "
                 "AS k(heartbeat, name) WHERE i.heartbeat = k.heartbeat AND i.name = k.name",
                 ([h for h, _ in forgotten], [n for _, n in forgotten]),
-            )
-        if folded.facts:
-            payload = json.dumps(sorted(folded.facts))
-            await db.execute(
-                "SELECT pg_notify(%s, %s)",
-                (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
             )
 
     def _publish(self, batch: list[Pending], folded: Folded, texts: Mapping[str, str]) -> None:
