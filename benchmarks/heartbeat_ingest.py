@@ -18,7 +18,9 @@ Lookout runs with each heartbeat store: SQLite, and PostgreSQL (Debian's ``postg
 made with ``initdb`` in a temporary directory, as the tests do) with one exporter process and with
 two processes sharing the database, the connections split between them (the per-process figure
 is the rate divided by the processes). After Lookout's run the script stops it and counts the
-pings in its store: every acknowledged ping must be there. Results are printed and written to
+pings in its store: every acknowledged ping must be there. Lookout's CPU time per acknowledged
+ping (user and system, its processes and their children, warm-up included) is printed too: unlike
+the rate, it hardly depends on what else the machine runs. Results are printed and written to
 ``benchmarks/results/heartbeat_ingest.json``.
 """
 
@@ -33,10 +35,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import harness
+import psutil
 from harness import LOOPBACK, REPO, Processes
 
 sys.path.insert(0, str(REPO))
@@ -56,6 +60,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     durable_on_ack: bool
+    # CPU seconds of the server's processes (children included) per acknowledged ping, from
+    # the first request to the last answer: what the throughput costs, whatever else runs.
+    cpu_us_per_ping: float = 0.0
 
 
 async def _connection(
@@ -114,13 +121,30 @@ async def _load(ports: list[int], requests: list[bytes], connections: int, secon
     )
 
 
-def load(port: int | list[int], requests: list[bytes], connections: int, seconds: float) -> Run:
+def load(
+    port: int | list[int],
+    requests: list[bytes],
+    connections: int,
+    seconds: float,
+    servers: Sequence[psutil.Process] = (),
+) -> Run:
+    """The run's figures; with ``servers``, also their CPU time per acknowledged ping."""
     ports = port if isinstance(port, list) else [port]
+    before = _cpu_seconds(servers)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_load(ports, requests, connections, seconds))
-    return uvloop.run(_load(ports, requests, connections, seconds))
+        run = asyncio.run(_load(ports, requests, connections, seconds))
+    else:
+        run = uvloop.run(_load(ports, requests, connections, seconds))
+    if servers and run.acknowledged:
+        run.cpu_us_per_ping = 1e6 * (_cpu_seconds(servers) - before) / run.acknowledged
+    return run
+
+
+def _cpu_seconds(servers: Sequence[psutil.Process]) -> float:
+    processes = [p for server in servers for p in (server, *server.children(recursive=True))]
+    return sum(harness.cpu_seconds(p) for p in processes)
 
 
 def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float) -> Run:
@@ -131,10 +155,10 @@ def bench_lookout(work: Path, heartbeats: int, connections: int, seconds: float)
     storage = work / "lookout-data"
     port = harness.free_port()
     with Processes() as procs:  # stops Lookout before its store is read
-        procs.lookout(config_text, port, ["--storage.path", str(storage)])
+        server = procs.lookout(config_text, port, ["--storage.path", str(storage)])
         harness.wait_until_up_blocking(f"http://{LOOPBACK}:{port}/-/ready", procs, "lookout")
         requests = [f"GET /ping/{n} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for n in names]
-        run = load(port, requests, connections, seconds)
+        run = load(port, requests, connections, seconds, [server])
     with sqlite3.connect(storage / "heartbeats.sqlite") as db:
         stored = db.execute("SELECT sum(json_extract(facts, '$.seq')) FROM heartbeat").fetchone()[0]
     run.name = "lookout"
@@ -159,16 +183,17 @@ def bench_lookout_postgresql(
         with Processes() as procs:
             config = procs.tmp / "lookout.yml"
             config.write_text(config_text)
+            servers = []
             for index, port in enumerate(ports):
                 argv = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
                 argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]
-                procs.start(f"lookout-{index}", argv, cwd=REPO)
+                servers.append(procs.start(f"lookout-{index}", argv, cwd=REPO))
             for index, port in enumerate(ports):
                 harness.wait_until_up_blocking(
                     f"http://{LOOPBACK}:{port}/-/ready", procs, f"lookout-{index}"
                 )
             requests = [f"GET /ping/{n} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for n in names]
-            run = load(ports, requests, connections, seconds)
+            run = load(ports, requests, connections, seconds, servers)
         with psycopg.connect(url) as db:
             row = db.execute("SELECT coalesce(sum(seq), 0) FROM lookout_heartbeat").fetchone()
         stored = int(row[0]) if row else 0
@@ -252,12 +277,16 @@ def main() -> int:
                 for name, flags in pushgateway_setups(work).items()
             ]
     lookout = runs[0].acknowledged_per_second
-    print(f"\n{'server':<44} {'ack/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ratio")
+    print(
+        f"\n{'server':<44} {'ack/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ratio"
+        "  CPU us/ping"
+    )
     for run in runs:
         ratio = lookout / run.acknowledged_per_second if run.acknowledged_per_second else 0.0
+        cpu = f"{run.cpu_us_per_ping:>11.0f}" if run.cpu_us_per_ping else ""
         print(
             f"{run.name:<44} {run.acknowledged_per_second:>9.0f} {run.p50_ms:>8.2f} "
-            f"{run.p99_ms:>8.2f} {run.errors:>7}  {ratio:.2f}"
+            f"{run.p99_ms:>8.2f} {run.errors:>7}  {ratio:.2f}  {cpu}"
         )
     print(
         f"\nheartbeats={args.heartbeats} connections={args.connections} seconds={args.seconds} "

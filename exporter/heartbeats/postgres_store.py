@@ -12,7 +12,10 @@ instance tracks back, with a ``NOTIFY`` naming the heartbeats it changed: two ro
 in libpq's pipeline mode (the reads, then the writes with the commit), binary parameters.
 Each replica listens and re-reads those heartbeats at once, and compares all sequence numbers every
 ``REFRESH_SECONDS`` in case a notification was missed: what a replica exports is normally
-milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query).
+milliseconds behind the database, and at most ``REFRESH_SECONDS`` (plus a query). A replica
+skips the notifications sent by its own connections (PostgreSQL names the sending backend):
+it published what it committed already; a commit whose outcome it did not see (a failed or
+timed-out batch or declaration) has its heartbeats re-read instead.
 
 Run-time maintenance windows live in ``lookout_maintenance``; a replica that writes one sends a
 ``NOTIFY`` on ``MAINTENANCE_CHANNEL`` and every replica re-reads the table at once (and with
@@ -142,14 +145,23 @@ WHERE p.signal = %s
 ORDER BY p.heartbeat, p.seq DESC
 """
 
-_WRITE_PINGS = """
-INSERT INTO lookout_ping
-SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::float8[], %b::text[],
-                     %b::text[], %b::text[], %b::int[], %b::float8[], %b::bytea[])
-ON CONFLICT (heartbeat, slot) DO UPDATE SET
-    seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
-    instance = excluded.instance, exit_code = excluded.exit_code,
-    duration = excluded.duration, body = excluded.body
+# A batch's pings and facts, and the notification naming its heartbeats, in one statement (each
+# statement is a round of the pipeline: sent, awaited, its result read).
+_WRITE_BATCH = """
+WITH pings AS (
+    INSERT INTO lookout_ping
+    SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::float8[], %b::text[],
+                         %b::text[], %b::text[], %b::int[], %b::float8[], %b::bytea[])
+    ON CONFLICT (heartbeat, slot) DO UPDATE SET
+        seq = excluded.seq, at = excluded.at, signal = excluded.signal, rid = excluded.rid,
+        instance = excluded.instance, exit_code = excluded.exit_code,
+        duration = excluded.duration, body = excluded.body
+), facts AS (
+    UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts
+    FROM unnest(%b::text[], %b::bigint[], %b::text[]) AS u(name, seq, facts)
+    WHERE h.name = u.name
+)
+SELECT pg_notify(%s, %s)
 """
 
 _WRITE_INSTANCES = """
@@ -180,8 +192,11 @@ class PostgresStore:
         # a declaration applied its rows may hold rows the declaration replaced or deleted.
         self._declarations = 0
         # hash() of the facts text behind each published Facts: rows read back unchanged (a
-        # replica's own writes, announced to itself) are neither parsed nor published again.
+        # replica's own writes, read again by a refresh) are neither parsed nor published again.
         self._texts: dict[str, int] = {}
+        # Backend pid -> the pooled connection that has it, for the connections this store
+        # wrote heartbeats with: what their notifications announce is published already.
+        self._writers: dict[int, psycopg.AsyncConnection[TupleRow]] = {}
 
     @classmethod
     async def open(cls, settings: PostgresStorage) -> PostgresStore:
@@ -239,7 +254,26 @@ class PostgresStore:
     async def declare(self, names: Collection[str], at: float) -> None:
         declared = sorted(names)
         fresh = json.dumps(Facts(declared_at=at).to_json())
+        try:
+            added, gone = await self._declare(declared, fresh)
+        except BaseException:
+            # It may have committed all the same: read what the database holds.
+            self._request(json.dumps(sorted({*declared, *self._facts})))
+            raise
+        for name, text in added:
+            # Just written, so newer than anything a refresh published meanwhile (same seq).
+            facts = Facts.from_json(json.loads(text))
+            published = self._facts.get(name)
+            if published is None or facts.seq >= published.seq:
+                self._put(name, facts, text)
+        for name in gone:
+            self._forget(name)
+        self._declarations += 1
+
+    async def _declare(self, declared: list[str], fresh: str) -> tuple[list[Any], list[str]]:
+        """The declaration's transaction: the (name, facts) rows added, the names forgotten."""
         async with self._connection() as db, db.transaction():
+            self._wrote_with(db)
             cursor = await db.execute(
                 "INSERT INTO lookout_heartbeat (name, seq, facts) "
                 "SELECT n, 0, %s FROM unnest(%b::text[]) AS n ORDER BY n "
@@ -261,15 +295,19 @@ class PostgresStore:
                     "SELECT pg_notify(%s, %s)",
                     (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
                 )
-        for name, text in added:
-            # Just written, so newer than anything a refresh published meanwhile (same seq).
-            facts = Facts.from_json(json.loads(text))
-            published = self._facts.get(name)
-            if published is None or facts.seq >= published.seq:
-                self._put(name, facts, text)
-        for name in gone:
-            self._forget(name)
-        self._declarations += 1
+        return added, gone
+
+    def _wrote_with(self, db: psycopg.AsyncConnection[TupleRow]) -> None:
+        """Note ``db`` as one of this store's writing connections (forgetting closed ones)."""
+        writers = {pid: c for pid, c in self._writers.items() if not c.closed}
+        writers[db.info.backend_pid] = db
+        self._writers = writers
+
+    def _sent_by_self(self, pid: int) -> bool:
+        """Whether a notification from backend ``pid`` came from one of this store's open
+        writing connections."""
+        db = self._writers.get(pid)
+        return db is not None and not db.closed
 
     def _forget(self, name: str) -> None:
         """Drop a heartbeat that never pinged and is no longer declared."""
@@ -420,6 +458,8 @@ class PostgresStore:
                     log.exception("heartbeat store batch failed")
                     exc = StoreError(f"heartbeat store batch failed: {exc}")
                 self._fail(batch, exc)
+                # It may have committed all the same: read what the database holds.
+                self._request(json.dumps(sorted({item.ping.heartbeat for item in batch})))
 
     async def _commit(self, batch: list[Pending]) -> None:
         for attempt in range(3):
@@ -440,6 +480,7 @@ class PostgresStore:
         keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
         # Pipeline mode: the reads travel in one round trip, the writes and the commit in
         # another, instead of one per statement.
+        self._wrote_with(db)
         async with db.pipeline(), db.transaction():
             await db.execute(
                 "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
@@ -519,20 +560,20 @@ class PostgresStore:
     async def _write_rows(
         self, db: psycopg.AsyncConnection[TupleRow], folded: Folded, texts: Mapping[str, str]
     ) -> None:
-        # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
-        # keeps the newest (one statement may not update a row twice).
-        pings = list({(row[0], row[1]): row for row in folded.pings}.values())
-        if pings:
-            await db.execute(_WRITE_PINGS, [list(column) for column in zip(*pings, strict=True)])
-        if folded.facts:
+        if folded.facts:  # every ping applied gave its heartbeat facts
+            # One row per ring slot: a batch with more pings of a heartbeat than the ring holds
+            # keeps the newest (one statement may not update a row twice).
+            pings = list({(row[0], row[1]): row for row in folded.pings}.values())
+            payload = json.dumps(sorted(folded.facts))
             await db.execute(
-                "UPDATE lookout_heartbeat h SET seq = u.seq, facts = u.facts "
-                "FROM unnest(%b::text[], %b::bigint[], %b::text[]) AS u(name, seq, facts) "
-                "WHERE h.name = u.name",
+                _WRITE_BATCH,
                 (
+                    *(list(column) for column in zip(*pings, strict=True)),
                     list(folded.facts),
                     [f.seq for f in folded.facts.values()],
                     [texts[name] for name in folded.facts],
+                    CHANNEL,
+                    payload if len(payload) < NOTIFY_LIMIT else "*",
                 ),
             )
         changed = [(k, t) for k, t in folded.instances.items() if t is not None]
@@ -553,12 +594,6 @@ class PostgresStore:
                 "DELETE FROM lookout_instance i USING unnest(%b::text[], %b::text[]) "
                 "AS k(heartbeat, name) WHERE i.heartbeat = k.heartbeat AND i.name = k.name",
                 ([h for h, _ in forgotten], [n for _, n in forgotten]),
-            )
-        if folded.facts:
-            payload = json.dumps(sorted(folded.facts))
-            await db.execute(
-                "SELECT pg_notify(%s, %s)",
-                (CHANNEL, payload if len(payload) < NOTIFY_LIMIT else "*"),
             )
 
     def _publish(self, batch: list[Pending], folded: Folded, texts: Mapping[str, str]) -> None:
@@ -623,7 +658,7 @@ class PostgresStore:
                             if notice.channel == MAINTENANCE_CHANNEL:
                                 self._maintenance_dirty = True
                                 self._wake.set()
-                            else:
+                            elif not self._sent_by_self(notice.pid):
                                 self._request(notice.payload)
             except Exception as exc:  # the listener must outlive any failure
                 if not failing:

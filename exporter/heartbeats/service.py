@@ -172,7 +172,10 @@ class Heartbeats:
         if history is not None and ping.signal is not Signal.START:
             # ``facts`` end with this ping, judged: a too-short success counts as a failure.
             history.add(ping.at, facts.last_duration, facts.track.failed, keep_worst=True)
-        self._derive(spec, self.clock.time())
+        # The status the ping leaves, noted as a view of it would note it (only the status: the
+        # rest of a view is not needed here).
+        now = self.clock.time()
+        self._observe(spec.name, self._facts(spec.name).status(spec, now)[0], now)
         return facts
 
     def view(self, spec: Heartbeat) -> View:
@@ -187,16 +190,21 @@ class Heartbeats:
         """The heartbeat at ``now``; its history notes the status seen (on every scrape, page
         view and ping), so the bucket shows the worst status of its time."""
         store = self.store
-        if store is None:
-            view = derive(spec, _NO_FACTS, None, now)
-        else:
-            facts = store.facts.get(spec.name, _NO_FACTS)
-            view = derive(spec, facts, store.instances(spec.name), now)
-        history = self.history.get(spec.name)
-        state = BUCKET_STATE[view.status]
+        instances = None if store is None else store.instances(spec.name)
+        view = derive(spec, self._facts(spec.name), instances, now)
+        self._observe(spec.name, view.status, now)
+        return view
+
+    def _facts(self, name: str) -> Facts:
+        """The committed facts of heartbeat ``name`` (none before the store is open)."""
+        return _NO_FACTS if self.store is None else self.store.facts.get(name, _NO_FACTS)
+
+    def _observe(self, name: str, status: Status, now: float) -> None:
+        """Note ``status`` at ``now`` in the history of heartbeat ``name``."""
+        history = self.history.get(name)
+        state = BUCKET_STATE[status]
         if history is not None and state != EMPTY:
             history.observe(now, state)
-        return view
 
 
 async def _open_postgres(storage: PostgresStorage) -> Store:

@@ -132,6 +132,8 @@ def judge(ping: Ping, facts: Facts, spec: Heartbeat) -> Ping:
     too_short = spec.min_runtime is not None and duration is not None
     if signal is Signal.SUCCESS and too_short and duration < spec.min_runtime:  # type: ignore[operator]
         signal = Signal.FAIL
+    if signal is ping.signal and duration is ping.duration:
+        return ping  # most pings: nothing to settle
     return replace(ping, signal=signal, duration=duration)
 
 
@@ -160,12 +162,14 @@ class Track:
         return False if self.successes else None
 
     def apply(self, ping: Ping, spec: Heartbeat) -> Track:
+        # Built field by field rather than with dataclasses.replace: this runs for every ping.
         key = (ping.instance or "", ping.rid or "")
         first = self.first_ping_at if self.first_ping_at is not None else ping.at
         if ping.signal is Signal.START:
-            return replace(
-                self,
+            return Track(
                 last_ping_at=ping.at,
+                successes=self.successes,
+                failed=self.failed,
                 open_start_at=ping.at,
                 open_start_key=key,
                 first_ping_at=first,
@@ -174,8 +178,7 @@ class Track:
         successes = self.successes
         if ping.signal is Signal.SUCCESS:
             successes = (*successes, ping.at)[-spec.pings_per_period :]
-        return replace(
-            self,
+        return Track(
             last_ping_at=ping.at,
             successes=successes,
             failed=ping.signal is Signal.FAIL,
@@ -311,43 +314,57 @@ class Facts:
 
     def apply(self, ping: Ping, spec: Heartbeat) -> Facts:
         """The facts after ``ping``, which ``judge`` has settled."""
-        changes: dict[str, Any] = {}
+        # Built field by field rather than with dataclasses.replace: this runs for every ping.
+        incidents, downtime = self.incidents, self.downtime
         began = self.incident_at(spec, ping.at)
         if ping.signal is Signal.SUCCESS:
             if began is not None:
-                changes["incidents"] = self.incidents + 1
-                changes["downtime"] = self.downtime + max(0.0, ping.at - began)
-            changes["incident_start"] = None
+                incidents += 1
+                downtime += max(0.0, ping.at - began)
+            incident_start = None
         elif ping.signal is Signal.FAIL:
-            changes["incident_start"] = ping.at if began is None else began
+            incident_start = ping.at if began is None else began
         else:  # a start neither opens nor closes one: a late job that starts is still late
-            changes["incident_start"] = began
+            incident_start = began
         counts = dict(self.counts)
         counts[ping.signal] = counts.get(ping.signal, 0) + 1
         runs = dict(self.runs)
         key = (ping.instance or "", ping.rid or "")
+        last_start_at, last_duration, last_exit_code = (
+            self.last_start_at,
+            self.last_duration,
+            self.last_exit_code,
+        )
+        durations, duration_sum = self.durations, self.duration_sum
         if ping.signal is Signal.START:
             runs.pop(key, None)
             runs[key] = ping.at
             while len(runs) > MAX_OPEN_RUNS:
                 del runs[next(iter(runs))]
-            changes["last_start_at"] = ping.at
+            last_start_at = ping.at
         else:
             runs.pop(key, None)
-            changes["last_duration"] = ping.duration
-            changes["last_exit_code"] = ping.exit_code
+            last_duration = ping.duration
+            last_exit_code = ping.exit_code
             if ping.duration is not None:
-                durations = list(self.durations)
-                durations[bisect.bisect_left(DURATION_BUCKETS, ping.duration)] += 1
-                changes["durations"] = tuple(durations)
-                changes["duration_sum"] = self.duration_sum + ping.duration
-        return replace(
-            self,
+                counted = list(durations)
+                counted[bisect.bisect_left(DURATION_BUCKETS, ping.duration)] += 1
+                durations = tuple(counted)
+                duration_sum += ping.duration
+        return Facts(
             track=self.track.apply(ping, spec),
             seq=self.seq + 1,
             counts=counts,
+            last_start_at=last_start_at,
+            last_duration=last_duration,
+            last_exit_code=last_exit_code,
             runs=runs,
-            **changes,
+            durations=durations,
+            duration_sum=duration_sum,
+            incidents=incidents,
+            downtime=downtime,
+            incident_start=incident_start,
+            declared_at=self.declared_at,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -140,3 +140,29 @@ async def test_pings_fail_while_the_database_is_down_and_succeed_when_it_is_back
                 assert after.seq == 2
             finally:
                 await store.close()
+
+
+async def test_a_store_reads_back_what_other_replicas_commit_not_what_it_committed_itself(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database()
+    a, b = await opened(url), await opened(url)
+    reads: list[list[str] | None] = []
+    refresh = a._refresh
+
+    async def counted(names: list[str] | None) -> None:
+        reads.append(names)
+        await refresh(names)
+
+    a._refresh = counted  # type: ignore[method-assign]
+    try:
+        # The listener's first connection asks for a full comparison: it is listening then.
+        await eventually(holds(lambda: None in reads))
+        for n in range(5):
+            await a.record(Ping("job", Signal.SUCCESS, T0 + n), JOB)
+        last = await b.record(Ping("job", Signal.SUCCESS, T0 + 10), JOB)
+        await eventually(holds(lambda: a.facts.get("job") == last))
+        assert [names for names in reads if names is not None] == [["job"]]
+    finally:
+        await a.close()
+        await b.close()
