@@ -457,7 +457,7 @@ class PostgresStore:
                 if not isinstance(exc, StoreError):
                     log.exception("heartbeat store batch failed")
                     exc = StoreError(f"heartbeat store batch failed: {exc}")
-                self._fail(batch, exc)
+                self.health.failed(batch, exc)
                 # It may have committed all the same: read what the database holds.
                 self._request(json.dumps(sorted({item.ping.heartbeat for item in batch})))
 
@@ -601,24 +601,8 @@ class PostgresStore:
             self._adopt(name, facts, texts[name])
         folded.apply_instances(self._books)
         self.health.errors += folded.failures
-        if not self.health.up:
-            log.warning("heartbeat pings stored again", extra={"store": self.describe()})
-            self.health.up = True
-        for item, outcome in zip(batch, folded.outcomes, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
-
-    def _fail(self, batch: list[Pending], error: Exception) -> None:
-        if self.health.up:
-            log.error("heartbeat pings not stored", extra={"error": str(error)})
-            self.health.up = False
-        for item in batch:
-            if not item.future.done():
-                item.future.set_exception(error)
+        self.health.committed({"store": self.describe()})
+        folded.answer(batch)
 
     def _adopt(self, name: str, facts: Facts, text: str) -> None:
         """Publish ``facts`` (read from ``text``) unless newer ones are published already."""

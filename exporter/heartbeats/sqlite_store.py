@@ -438,12 +438,7 @@ class SqliteStore:
     def _fail(self, batch: list[_Work], error: StoreError) -> None:
         """On the loop: a failed commit, each of its pings answered with ``error``."""
         self.health.errors += 1
-        if self.health.up:
-            log.error("heartbeat pings not stored", extra={"error": str(error)})
-            self.health.up = False
-        for item in batch:
-            if not item.future.done():
-                item.future.set_exception(error)
+        self.health.failed(batch, error)
 
     def _publish(
         self,
@@ -467,16 +462,8 @@ class SqliteStore:
             self._maintenance = windows
         folded.apply_instances(self._books)
         self.health.errors += folded.failures
-        if not self.health.up:
-            log.warning("heartbeat pings stored again", extra={"path": str(self.path)})
-            self.health.up = True
-        for item, outcome in zip(pings, folded.outcomes, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+        self.health.committed({"path": str(self.path)})
+        folded.answer(pings)
         for waiting in settled:
             if not waiting.future.done():
                 waiting.future.set_result(None)

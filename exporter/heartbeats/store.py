@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter.heartbeats.spec import Heartbeat
 from exporter.heartbeats.state import Facts, Instances, Ping, Signal, TooManyInstances, Track, judge
@@ -42,6 +42,7 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "StoredPing",
+    "Waiting",
     "declarations",
     "fold",
 ]
@@ -68,6 +69,15 @@ class StoredPing:
     body: bytes
 
 
+class Waiting(Protocol):
+    """Work queued for a commit (a ping, a declaration, a maintenance window) that is answered
+    through its future."""
+
+    @property
+    def future(self) -> asyncio.Future[Any]:
+        """Answered with the outcome once the commit is done, or with its error."""
+
+
 @dataclass(slots=True)
 class StoreHealth:
     """What ``lookout_heartbeat_store_*`` exports: whether writes succeed, and the counts of
@@ -77,6 +87,22 @@ class StoreHealth:
     up: bool = True
     errors: int = 0
     quarantined: int = 0
+
+    def committed(self, where: Mapping[str, str]) -> None:
+        """A commit went through: the store is up (logged once when it was down)."""
+        if not self.up:
+            log.warning("heartbeat pings stored again", extra=dict(where))
+            self.up = True
+
+    def failed(self, batch: Sequence[Waiting], error: Exception) -> None:
+        """A commit failed: the store is down (logged once when it was up) and every ping of
+        ``batch`` still waiting is answered with ``error``."""
+        if self.up:
+            log.error("heartbeat pings not stored", extra={"error": str(error)})
+            self.up = False
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
 
 
 @dataclass(slots=True)
@@ -112,6 +138,17 @@ class Folded:
                 book.remove(name)
             else:
                 book.put(name, track)
+
+    def answer(self, batch: Sequence[Pending]) -> None:
+        """Answer each ping of ``batch`` (committed) with its outcome; a ping whose client gave
+        up meanwhile is skipped."""
+        for item, outcome in zip(batch, self.outcomes, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
 
 
 class Store(Protocol):
