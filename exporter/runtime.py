@@ -135,7 +135,9 @@ class Runtime:
         self.clients = SharedClients(bodies=BodyBudget(config.body_bytes_in_flight))
         self.server = ServerCounts(limit=connection_cap(options.server.max_connections))
         self.connectivity = Connectivity(self.clients, clock)
-        probes = ProbeCollector(lambda: self.scheduler.all_stats(), lambda: self.location)
+        probes = self.probe_collector = ProbeCollector(
+            lambda: self.scheduler.all_stats(), lambda: self.location
+        )
         self.scheduler = Scheduler(
             self.clients,
             clock,
@@ -239,6 +241,14 @@ class Runtime:
                 return plan
             await asyncio.sleep(0)
 
+    async def _prepare(self, plan: Plan) -> None:
+        """The new targets of ``plan`` rendered for the probe collector ahead, in slices
+        between other tasks: the first scrape after a reload that adds or renames thousands of
+        targets then joins their text rather than rendering all of them while it answers."""
+        fresh = [stats for _target, stats in plan.changed if stats is not None]
+        for _ in self.probe_collector.prepare(fresh):
+            await asyncio.sleep(0)
+
     def _apply(self, config: Config, plan: Plan | None = None) -> None:
         self.config = config
         self.connectivity.configure(config.connectivity)
@@ -294,6 +304,7 @@ class Runtime:
                 return ReloadOutcome((ConfigProblem(None, message, file=name),))
             await self.open_store(config)
             plan = await self._plan(config)
+            await self._prepare(plan)
         except ConfigError as exc:
             return ReloadOutcome(exc.problems)
         except StoreError as exc:

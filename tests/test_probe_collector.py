@@ -131,15 +131,66 @@ def test_a_new_result_rerenders_only_that_target(monkeypatch: pytest.MonkeyPatch
     assert sample_value(text, "lookout_probe_success", target="api") == 1
 
 
+def counted_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the targets rendered as text from now on, by collectors made after this."""
+    rendered: list[str] = []
+    real = probes_module.render_target
+
+    def counting(stats: ProbeStats, location: str | None) -> tuple[bytes, ...]:
+        rendered.append(stats.target.name)
+        return real(stats, location)
+
+    monkeypatch.setattr(probes_module, "render_target", counting)
+    return rendered
+
+
 def test_a_result_rendered_as_its_probe_completes_is_not_rendered_again_by_the_scrape(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    rendered = counted_renders(monkeypatch)
     stats = ProbeStats(make_target())
     collector = ProbeCollector(lambda: [stats], lambda: None)
     stats.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
     collector.refresh(stats)
-    monkeypatch.setattr(probes_module, "render_target", None)  # a scrape must not render
     assert sample_value("".join(collector.expose()), "lookout_probe_success") == 1
+    assert rendered == ["api"]
+
+
+def test_targets_prepared_before_they_go_live_are_not_rendered_again_by_the_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload renders its new targets ahead (``prepare``); the first scrape with them live
+    takes those renderings, except for a target that probed meanwhile or a new location."""
+    rendered = counted_renders(monkeypatch)
+    old = [ProbeStats(make_target(name="old"))]
+    new = [ProbeStats(make_target(name=f"new-{n}")) for n in range(3)]
+    live = old
+    location: list[str | None] = [None]
+    collector = ProbeCollector(lambda: live, lambda: location[0])
+    "".join(collector.expose())
+    assert list(collector.prepare(new)) == []  # fewer than a batch: no pause
+    assert rendered == ["old", "new-0", "new-1", "new-2"]
+    "".join(collector.expose())  # before the swap: the prepared ones are kept for later
+    live = new
+    new[1].record(ProbeResult(target="new-1", success=True, duration=0.01, finished_at=2.0))
+    text = "".join(collector.expose())
+    assert rendered == ["old", "new-0", "new-1", "new-2", "new-1"]
+    assert sample_value(text, "lookout_probe_success", target="new-1") == 1
+    assert sample_value(text, "lookout_probe_success", target="old") is None
+    assert list(collector.prepare(new[:1])) == []
+    location[0] = "lab"
+    "".join(collector.expose())
+    assert rendered[-3:] == ["new-0", "new-1", "new-2"]
+
+
+def test_preparing_pauses_after_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probes_module, "BATCH", 2)
+    monkeypatch.setattr(probes_module, "PROTOBUF_BATCH", 1)
+    collector = ProbeCollector(list, lambda: None)
+    fresh = [ProbeStats(make_target(name=f"new-{n}")) for n in range(4)]
+    assert len(list(collector.prepare(fresh))) == 2
+    list(collector.expose_protobuf())  # protobuf entries are prepared too from now on
+    assert len(list(collector.prepare(fresh))) == 2 + 4
 
 
 def test_a_scrape_of_cached_renderings_pauses_after_every_cached_batch_in_both_formats(

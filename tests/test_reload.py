@@ -16,7 +16,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import config
 from exporter.app import create_app
+from exporter.collectors import probes as probes_module
 from exporter.runtime import RUNTIME, Options
+from exporter.stats import ProbeStats
 from tests.metrics import sample_value
 from tests.test_config_corpus import CORPUS, ENVIRON, TESTDATA, expected
 
@@ -185,6 +187,40 @@ async def test_concurrent_reloads_share_one_load_after_the_running_one(
     reloaded = [r for r in caplog.records if r.getMessage() == "config reloaded"]
     assert 1 <= len(reloaded) <= 2
     assert [t.name for t in client.app[RUNTIME].config.targets] == ["api", "second"]
+
+
+async def test_a_reload_renders_its_new_targets_before_they_go_live(
+    aiohttp_client: AiohttpClient,
+    upstream: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first scrape after a reload that renames every target joins the text rendered
+    during the reload instead of rendering each new target while it answers."""
+    rendered: list[tuple[str, bool]] = []
+    real = probes_module.render_target
+
+    def counting(stats: ProbeStats, location: str | None) -> tuple[bytes, ...]:
+        live = stats.target.name in client.app[RUNTIME].scheduler.stats
+        rendered.append((stats.target.name, live))
+        return real(stats, location)
+
+    monkeypatch.setattr(probes_module, "render_target", counting)
+    path = tmp_path / "lookout.yml"
+    slow = "defaults: {interval: 1h, timeout: 5s}\ntargets:\n"
+    path.write_text(
+        slow + "".join(f"  - {{name: a-{n}, kind: http, url: '{upstream}'}}\n" for n in range(3))
+    )
+    client = await start(aiohttp_client, path)
+    await client.get("/metrics")
+    path.write_text(
+        slow + "".join(f"  - {{name: b-{n}, kind: http, url: '{upstream}'}}\n" for n in range(3))
+    )
+    rendered.clear()
+    assert (await client.post("/-/reload")).status == 200
+    text = await (await client.get("/metrics")).text()
+    assert sorted(rendered) == [("b-0", False), ("b-1", False), ("b-2", False)]
+    assert sample_value(text, "lookout_probe_duration_seconds_count", target="b-1") == 0
 
 
 async def test_a_failed_reload_never_shows_an_expanded_secret(

@@ -31,7 +31,7 @@ a scrape has asked for protobuf.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
@@ -356,10 +356,28 @@ class _Renderings:
         self._render = render
         self._batch = batch
         self._entries: dict[str, _Entry] = {}
+        # Renderings of the targets a reload is about to add (``prepare``), taken over by the
+        # first scrape that finds them current; replaced by the next reload's.
+        self._prepared: dict[str, _Entry] = {}
+
+    def _entry(self, stats: ProbeStats, location: str | None) -> _Entry:
+        shape, parts = _sparse(self._render(stats, location))
+        return (stats.generation, location, shape, parts)
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
-        shape, parts = _sparse(self._render(stats, location))
-        self._entries[stats.target.name] = (stats.generation, location, shape, parts)
+        name = stats.target.name
+        self._entries[name] = self._entry(stats, location)
+        if self._prepared:
+            self._prepared.pop(name, None)
+
+    def prepare(self, fresh: Sequence[ProbeStats], location: str | None) -> Iterator[None]:
+        """Render ``fresh`` (targets not live yet) ahead; yields after every batch."""
+        prepared: dict[str, _Entry] = {}
+        self._prepared = prepared
+        for count, stats in enumerate(fresh, 1):
+            prepared[stats.target.name] = self._entry(stats, location)
+            if count % self._batch == 0:
+                yield
 
     def current(
         self,
@@ -382,12 +400,14 @@ class _Renderings:
                 if cached is not None and cached[0] == stats.generation and cached[1] == location:
                     rendered.append(cached)
                     continue
-                shape, parts = _sparse(self._render(stats, location))
-                cached = entries[name] = (stats.generation, location, shape, parts)
+                cached = self._prepared.pop(name, None) if self._prepared else None
+                if cached is None or cached[0] != stats.generation or cached[1] != location:
+                    cached = self._entry(stats, location)
+                    fresh += 1
+                    if fresh % self._batch == 0:
+                        yield b""
+                entries[name] = cached
                 rendered.append(cached)
-                fresh += 1
-                if fresh % self._batch == 0:
-                    yield b""
             if len(some) == CACHED_BATCH:
                 yield b""
         if len(entries) > len(rendered):
@@ -420,6 +440,15 @@ class ProbeCollector:
         self._texts.refresh(stats, location)
         if self._protobuf_scraped:
             self._messages.refresh(stats, location)
+
+    def prepare(self, fresh: Sequence[ProbeStats]) -> Iterator[None]:
+        """Render a reload's new targets before they go live, yielding after every batch, so
+        that the first scrape after the reload joins their text instead of rendering every one
+        of them; their protobuf entries too once a scrape has asked for protobuf."""
+        location = self._location()
+        yield from self._texts.prepare(fresh, location)
+        if self._protobuf_scraped:
+            yield from self._messages.prepare(fresh, location)
 
     def expose(self) -> Iterable[str]:
         """The text of ``expose_utf8`` as str (for the probe command)."""
