@@ -111,26 +111,6 @@ def test_help_says_result_gauges_hold_the_latest_probe() -> None:
             assert "latest" in family.help, family.name
 
 
-def test_a_new_result_rerenders_only_that_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    rendered: list[str] = []
-    real = probes_module.render_target
-
-    def counting(stats: ProbeStats, location: str | None) -> tuple[bytes, ...]:
-        rendered.append(stats.target.name)
-        return real(stats, location)
-
-    monkeypatch.setattr(probes_module, "render_target", counting)
-    one, other = ProbeStats(make_target()), ProbeStats(make_target(name="other"))
-    collector = ProbeCollector(lambda: [one, other], lambda: None)
-    "".join(collector.expose())
-    "".join(collector.expose())
-    assert rendered == ["api", "other"]
-    one.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
-    text = "".join(collector.expose())
-    assert rendered == ["api", "other", "api"]
-    assert sample_value(text, "lookout_probe_success", target="api") == 1
-
-
 def counted_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the targets rendered as text from now on, by collectors made after this."""
     rendered: list[str] = []
@@ -142,6 +122,19 @@ def counted_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(probes_module, "render_target", counting)
     return rendered
+
+
+def test_a_new_result_rerenders_only_that_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = counted_renders(monkeypatch)
+    one, other = ProbeStats(make_target()), ProbeStats(make_target(name="other"))
+    collector = ProbeCollector(lambda: [one, other], lambda: None)
+    "".join(collector.expose())
+    "".join(collector.expose())
+    assert rendered == ["api", "other"]
+    one.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
+    text = "".join(collector.expose())
+    assert rendered == ["api", "other", "api"]
+    assert sample_value(text, "lookout_probe_success", target="api") == 1
 
 
 def test_a_result_rendered_as_its_probe_completes_is_not_rendered_again_by_the_scrape(
