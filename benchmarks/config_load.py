@@ -21,7 +21,8 @@ row for each.
 Then, with ``--reloads`` (the default), the stall a reload causes: per size, an exporter runs the
 config (every target at a 1 h interval, so probing adds little work, plus one heartbeat), two
 processes ask it for ``/metrics`` and ``POST /ping/bench`` in a loop (5 ms apart, one request at
-a time each, logging every answer's latency), and after a quiet baseline the config is reloaded
+a time each, logging every answer's latency; ``--scrape-every 1`` asks for ``/metrics`` once a
+second instead, closer to what a Prometheus does), and after a quiet baseline the config is reloaded
 twice: to a config whose every target has a new name (all removed, all added: the largest
 reconcile), which also starts the loader process, and back. The table shows how long each
 reload took and the longest ``/metrics`` and ``/ping`` answer in flight during the baseline and
@@ -33,7 +34,7 @@ the longest the event loop was held between two wake-ups, both in wall time and 
 the loop's thread (which other processes on the machine do not inflate).
 
     python benchmarks/config_load.py [--sizes 1000 10000 100000] [--rounds 3] [--jsonschema-alone]
-        [--no-reloads] [--no-loads] [--before DIR]
+        [--no-reloads] [--no-loads] [--before DIR] [--scrape-every SECONDS]
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ while True:
     connection.request(sys.argv[3], sys.argv[4])
     connection.getresponse().read()
     print(started, time.monotonic() - started, flush=True)
-    time.sleep(0.005)
+    time.sleep(float(sys.argv[5]))
 """
 
 
@@ -189,9 +190,9 @@ def post_reload(port: int) -> float:
     return time.monotonic() - started
 
 
-def reload_stall(size: int) -> str:
-    """One exporter with ``size`` targets, reloaded twice while it is asked for /metrics and
-    /ping: a table row."""
+def reload_stall(size: int, scrape_every: float) -> str:
+    """One exporter with ``size`` targets, reloaded twice while it is asked for /metrics (every
+    ``scrape_every`` seconds) and /ping: a table row."""
     with Processes() as procs:
         port = harness.free_port()
         flags = ["--storage.path", str(procs.tmp / "data")]
@@ -200,8 +201,13 @@ def reload_stall(size: int) -> str:
             f"http://{LOOPBACK}:{port}/-/ready", procs, "lookout", patience=900
         )
         config = procs.tmp / "lookout.yml"
-        for name, method, path in (("metrics", "GET", "/metrics"), ("ping", "POST", "/ping/bench")):
-            procs.start(name, [sys.executable, "-c", POLLER, LOOPBACK, str(port), method, path])
+        pollers = (
+            ("metrics", "GET", "/metrics", scrape_every),
+            ("ping", "POST", "/ping/bench", 0.005),
+        )
+        for name, method, path, pause in pollers:
+            argv = [sys.executable, "-c", POLLER, LOOPBACK, str(port), method, path, str(pause)]
+            procs.start(name, argv)
         time.sleep(3)  # the pollers' connections are open and answered
         baseline = time.monotonic()
         time.sleep(5)
@@ -298,6 +304,12 @@ def main() -> None:
     parser.add_argument("--no-reloads", dest="reloads", action="store_false")
     parser.add_argument("--no-loads", dest="loads", action="store_false")
     parser.add_argument("--before", type=Path, help="another checkout, measured alternately")
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=0.005,
+        help="seconds between the reload runs' /metrics requests (default: back to back)",
+    )
     args = parser.parse_args()
     print(harness.machine())
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
@@ -352,7 +364,7 @@ def main() -> None:
                 f" {first['wall'] * 1000:.0f}, {first['cpu'] * 1000:.0f} "
                 f"| {second['wall'] * 1000:.0f}, {second['cpu'] * 1000:.0f} |"
             )
-            rows.append(reload_stall(size) + held)
+            rows.append(reload_stall(size, args.scrape_every) + held)
             print(rows[-1], flush=True)
     print("\n".join(rows))
 
