@@ -186,13 +186,16 @@ http {{
             ],
         )
 
-    def lookout(self, config_text: str, port: int, flags: Sequence[str] = ()) -> psutil.Process:
-        """This checkout's exporter, run by the current interpreter, with ``config_text``."""
+    def lookout(
+        self, config_text: str, port: int, flags: Sequence[str] = (), tree: Path = REPO
+    ) -> psutil.Process:
+        """The exporter of ``tree`` (this checkout unless told), run by the current interpreter,
+        with ``config_text``."""
         config = self.tmp / "lookout.yml"
         config.write_text(config_text)
         argv = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
         argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning", *flags]
-        return self.start("lookout", argv, cwd=REPO)
+        return self.start("lookout", argv, cwd=tree)
 
 
 async def wait_until_up(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,11 +33,7 @@ def probing_cpu(tree: Path, rounds: int, seconds: float) -> list[float]:
         ports = [harness.free_port() for _ in range(4)]
         procs.nginx(binaries["nginx"], ports)
         port = harness.free_port()
-        config = procs.tmp / "lookout.yml"
-        config.write_text(lookout_config(ports, TARGETS))
-        argv = [sys.executable, "-m", "exporter", "run", "--config", str(config)]
-        argv += ["--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]
-        lookout = procs.start("lookout", argv, cwd=tree)
+        lookout = procs.lookout(lookout_config(ports, TARGETS), port, tree=tree)
         harness.wait_until_up_blocking(
             f"http://{LOOPBACK}:{port}/-/healthy", procs, "lookout", patience=120
         )
