@@ -201,7 +201,7 @@ def load_text(
     hardly any garbage, and each of the collections they would set off scans every object
     made so far (at 10,000 targets, 0.2 s of a 1.1 s load; at 100,000, 2 of 11 s). The few
     cycles a load leaves (a problem's traceback) are collected after it."""
-    paused = gc.isenabled()
+    collecting = gc.isenabled()
     gc.disable()
     try:
         return _Loading(text, source, environ, target).run()
@@ -215,7 +215,7 @@ def load_text(
         message = "internal error while reading the config (the log has its traceback)"
         raise ConfigError([ConfigProblem(None, message, file=source.name)]) from None
     finally:
-        if paused:
+        if collecting:
             gc.enable()
 
 
