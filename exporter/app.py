@@ -17,7 +17,7 @@ from exporter import protobuf as protobuf_format
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.heartbeats.routes import HEARTBEATS, add_routes
-from exporter.runtime import PIECE_BYTES, RUNTIME, Options, Runtime, settle_heap
+from exporter.runtime import RUNTIME, Options, Runtime, settle_heap
 from exporter.status import add_routes as add_status_routes
 from exporter.web_limits import read_body_within
 
@@ -111,7 +111,8 @@ async def _respond(
 ) -> web.StreamResponse:
     async with contextlib.aclosing(runtime.render_pieces(protobuf)) as pieces:
         first = await anext(pieces)
-        if len(first) < PIECE_BYTES:  # the whole exposition
+        piece = await anext(pieces, None)
+        if piece is None:  # the whole exposition
             response = web.Response(body=first, headers=headers)
             if wants_gzip and len(first) >= GZIP_MIN_BYTES:
                 response.body = gzip.compress(first, GZIP_LEVEL)
@@ -123,7 +124,7 @@ async def _respond(
         if compressor is not None:
             stream.headers["Content-Encoding"] = "gzip"
         await stream.prepare(request)
-        piece: bytes | None = first
+        await stream.write(first if compressor is None else compressor.compress(first))
         while piece is not None:
             await stream.write(piece if compressor is None else compressor.compress(piece))
             piece = await anext(pieces, None)

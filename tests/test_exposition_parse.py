@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import app as app_module
+from exporter import runtime as runtime_module
 from exporter import config
 from exporter.app import create_app
 from exporter.collectors import probes as probes_module
@@ -189,15 +190,18 @@ async def test_a_scrape_sent_in_many_pieces_parses_like_one_piece_plain_and_gzip
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "PIECE_BYTES", 700)
+    monkeypatch.setattr(runtime_module, "PIECE_BYTES", 700)
+    monkeypatch.setattr(probes_module, "CHUNK_BYTES", 300)
     monkeypatch.setattr(app_module, "GZIP_MIN_BYTES", 1)
     monkeypatch.setattr(probes_module, "BATCH", 3)
     client, stats = await probed_app(aiohttp_client, upstream, tmp_path, extra=20)
     for s in stats:
         s.retarget(s.target)  # every target is rendered afresh, in batches of 3
-    pieces = client.app[RUNTIME].render_pieces()
-    whole = b"".join([piece async for piece in pieces]).decode()
+    pieces = [piece async for piece in client.app[RUNTIME].render_pieces()]
+    assert len(pieces) > 10
+    whole = b"".join(pieces).decode()
     plain = await client.get("/metrics")
+    assert plain.headers["Transfer-Encoding"] == "chunked"  # sent piece by piece
     zipped = await client.get(
         "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
     )

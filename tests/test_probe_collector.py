@@ -186,28 +186,57 @@ def test_preparing_pauses_after_every_batch(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(list(collector.prepare(fresh))) == 2 + 4
 
 
-def test_a_scrape_of_cached_renderings_pauses_after_every_cached_batch_in_both_formats(
+def test_a_scrape_pauses_after_every_cached_batch_it_moves_to_new_rows_in_both_formats(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Taking 10,000 renderings from the cache and transposing them held the event loop for
-    tens of milliseconds: each ``CACHED_BATCH`` targets of either step are followed by a
-    pause, and the exposition is the same however it is sliced."""
+    """Moving 10,000 renderings to new rows (the first scrape, or the first after a reload)
+    held the event loop for tens of milliseconds: each ``CACHED_BATCH`` targets of either
+    step are followed by a pause. A scrape of current rows only joins, without a pause, and
+    the exposition is the same however it is sliced."""
     targets = [ProbeStats(make_target(name=f"api-{n}")) for n in range(6)]
-    collector = ProbeCollector(lambda: targets, lambda: None)
+    live = targets[:5]
+    collector = ProbeCollector(lambda: live, lambda: None)
     list(collector.expose_protobuf())  # from now on a probe renders protobuf too
     for stats in targets:
         stats.record(ProbeResult(stats.target.name, True, 0.01, 1_800_000_000.0))
         collector.refresh(stats)
     text, messages = list(collector.expose()), list(collector.expose_protobuf())
-    monkeypatch.setattr(probes_module, "CACHED_BATCH", 2)
-    sliced_text, sliced_messages = list(collector.expose()), list(collector.expose_protobuf())
     assert text.count("") == 0
-    # three pauses while taking the six from the cache, three while transposing them
-    assert sliced_text[:6] == [""] * 6
-    assert sliced_text.count("") == 6
-    assert sliced_messages.count(b"") - messages.count(b"") == 6
-    assert "".join(sliced_text) == "".join(text)
-    assert b"".join(sliced_messages) == b"".join(messages)
+    monkeypatch.setattr(probes_module, "CACHED_BATCH", 2)
+    live = targets  # a sixth target: every target moves to a new row
+    sliced_text, sliced_messages = list(collector.expose()), list(collector.expose_protobuf())
+    # two pauses while taking the five old rows, three while building the six new ones
+    assert sliced_text[:5] == [""] * 5
+    assert sliced_text.count("") == 5
+    assert sliced_messages.count(b"") - messages.count(b"") == 5
+    again_text, again_messages = list(collector.expose()), list(collector.expose_protobuf())
+    assert again_text.count("") == 0
+    assert again_messages.count(b"") == messages.count(b"")
+    assert "".join(again_text) == "".join(sliced_text)
+    assert b"".join(again_messages) == b"".join(sliced_messages)
+    live = targets[:5]
+    assert "".join(collector.expose()) == "".join(text)
+    assert b"".join(collector.expose_protobuf()) == b"".join(messages)
+
+
+def test_a_probe_completing_during_a_scrape_shows_in_the_next_one() -> None:
+    """A scrape's families all come from the same results: a probe completing while the
+    scrape pauses changes nothing in it, and the next scrape has its result."""
+    stats = ProbeStats(make_target())
+    collector = ProbeCollector(lambda: [stats], lambda: None)
+    stats.record(ProbeResult(target="api", success=True, duration=0.01, finished_at=2.0))
+    collector.refresh(stats)
+    "".join(collector.expose())
+    chunks = iter(collector.expose())
+    first = next(chunks)  # the success family
+    stats.record(ProbeResult(target="api", success=False, duration=0.01, finished_at=3.0))
+    collector.refresh(stats)
+    during = first + "".join(chunks)
+    assert sample_value(during, "lookout_probe_success") == 1
+    assert sample_value(during, "lookout_probe_last_run_timestamp_seconds") == 2.0
+    after = "".join(collector.expose())
+    assert sample_value(after, "lookout_probe_success") == 0
+    assert sample_value(after, "lookout_probe_last_run_timestamp_seconds") == 3.0
 
 
 def test_a_new_location_or_a_changed_target_rerenders_the_cached_text() -> None:

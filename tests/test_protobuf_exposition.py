@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import app as app_module
+from exporter import runtime as runtime_module
 from exporter import config
 from exporter.app import create_app, prefers_protobuf
 from exporter.collectors import probes as probes_module
@@ -296,12 +297,15 @@ def test_accept_chooses_the_format(accept: str, protobuf: bool) -> None:
 async def test_a_protobuf_scrape_sent_in_many_pieces_parses_like_one_piece_plain_and_gzip(
     still: TestClient[web.Request, web.Application], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app_module, "PIECE_BYTES", 700)
+    monkeypatch.setattr(runtime_module, "PIECE_BYTES", 700)
+    monkeypatch.setattr(probes_module, "CHUNK_BYTES", 300)
     monkeypatch.setattr(app_module, "GZIP_MIN_BYTES", 1)
     monkeypatch.setattr(probes_module, "BATCH", 2)
     runtime = still.app[RUNTIME]
     await scrape(still, None)  # reads the host once, as any scrape does
-    whole = b"".join([piece async for piece in runtime.render_pieces(protobuf=True)])
+    pieces = [piece async for piece in runtime.render_pieces(protobuf=True)]
+    assert len(pieces) > 10
+    whole = b"".join(pieces)
     for stats in runtime.scheduler.all_stats():
         stats.retarget(stats.target)  # rendered afresh by the next scrape
     _type, plain = await scrape(still, PROMETHEUS_ACCEPT)

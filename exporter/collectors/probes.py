@@ -20,17 +20,20 @@ message="status 503 not in expect.status [200]"} 1
 The families every kind shares are declared here; each kind adds its own (``Kind.families``,
 written by its ``Observation``). ``target_samples`` says which samples a target has; the text
 and the protobuf renderers both write exactly those. The collector owns a cache of each
-target's rendering in each format, keyed by the target's name with the stats' ``generation``
-and the location it was rendered for: ``refresh`` renders a target as its probe completes, so a
-scrape of 10,000 targets is mostly joins, and a scrape renders afresh only the targets whose
-cached rendering is stale (changed by a reload, a new location, or never rendered). The
+target's rendering in each format, a column per family and a row per target (``_Renderings``),
+with the stats' ``generation`` and the location each row was rendered from and for:
+``refresh`` renders a target as its probe completes, so a scrape of 10,000 targets is mostly
+joins of the columns as they are, and a scrape renders afresh only the targets whose row is
+stale (changed by a reload, a new location, never rendered, or probed during a scrape). The
 protobuf rendering also carries the duration histogram's native buckets; it is made only once
 a scrape has asked for protobuf.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import operator
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -54,6 +57,7 @@ else:  # at the first scrape that asks for protobuf (see exporter.protobuf)
 __all__ = [
     "BATCH",
     "CACHED_BATCH",
+    "CHUNK_BYTES",
     "COMMON_FAMILIES",
     "FAMILIES",
     "PROTOBUF_BATCH",
@@ -65,9 +69,12 @@ BATCH = 200
 # Targets rendered afresh in protobuf between two chances to pause: a target's messages take
 # about four times as long to build as its text.
 PROTOBUF_BATCH = BATCH // 4
-# Targets a scrape looks up in its cache, or transposes into columns, between two
-# chances to pause: a few microseconds each, so 10,000 of them held the loop for tens of ms.
+# Targets a scrape moves to new rows of its cache (after a reload, or at the first scrape)
+# between two chances to pause: 10,000 of them at once held the loop for tens of ms.
 CACHED_BATCH = 2000
+# Bytes of a family's parts joined into one chunk: large enough to go out as one piece of the
+# response without being joined again, small enough to join in a fraction of a millisecond.
+CHUNK_BYTES = 256 * 1024
 
 SUCCESS = Family(
     "lookout_probe_success",
@@ -301,120 +308,156 @@ def render_target_protobuf(stats: ProbeStats, location: str | None) -> Rendered:
     return tuple(b"" if m is None else m.SerializeToString() for m in messages)
 
 
-# Which families of ``FAMILIES`` a target has samples in, by position: a handful of shapes
-# for all targets together, one shared tuple each.
-Shape = tuple[int, ...]
-_SHAPES: dict[Shape, Shape] = {}
+_NAME_OF = operator.attrgetter("target.name")
+_GENERATION_OF = operator.attrgetter("generation")
+# Columns: one per family of ``FAMILIES``, a part per target (b"" where it has no sample).
+Columns = list[list[bytes]]
 
 
-def _sparse(rendering: Rendered) -> tuple[Shape, Rendered]:
-    """A rendering without its empty families: their positions (a shared tuple), then the
-    non-empty texts or entries in that order. A target has samples in about half the families,
-    so this keeps half the slots, and a scrape transposes only those."""
-    shape = tuple(position for position, part in enumerate(rendering) if part)
-    parts = tuple(part for part in rendering if part)
-    return _SHAPES.setdefault(shape, shape), parts
-
-
-def _columns(rendered: list[_Entry]) -> Generator[bytes, None, list[list[tuple[bytes, ...]]]]:
-    """Per family of ``FAMILIES``, its parts in the targets' order, as columns of the runs of
-    consecutive targets with the same shape (usually one run, or a few per ``CACHED_BATCH``
-    targets); yields an empty chunk after every ``CACHED_BATCH`` targets transposed."""
-    columns: list[list[tuple[bytes, ...]]] = [[] for _ in FAMILIES]
-    start = 0
-    while start < len(rendered):
-        shape = rendered[start][2]
-        end = start + 1
-        stop = min(len(rendered), (start // CACHED_BATCH + 1) * CACHED_BATCH)
-        while end < stop and rendered[end][2] is shape:
-            end += 1
-        transposed = zip(*(entry[3] for entry in rendered[start:end]), strict=True)
-        for position, column in zip(shape, transposed, strict=True):
-            columns[position].append(column)
-        if end % CACHED_BATCH == 0:
-            yield b""
-        start = end
-    return columns
-
-
-def _batches(runs: list[tuple[bytes, ...]]) -> Iterator[bytes]:
-    """A family's parts joined ``BATCH`` targets at a time."""
-    parts = itertools.chain.from_iterable(runs)
-    while chunk := b"".join(itertools.islice(parts, BATCH)):
-        yield chunk
-
-
-# A target's cached rendering: the stats generation and the location it was rendered from and
-# for, then its shape and parts (``_sparse``).
-_Entry = tuple[int, str | None, Shape, Rendered]
+def _chunks(column: list[bytes], head: bytes = b"") -> Iterator[bytes]:
+    """A family's parts joined into chunks of about ``CHUNK_BYTES``, as many targets each as
+    its first part suggests (a family's parts are of much the same size); ``head`` goes in
+    front of the first chunk. Nothing when no target has a part."""
+    first = next(filter(None, column), b"")
+    if not first:
+        return
+    per_chunk = max(1, CHUNK_BYTES // len(first))
+    for start in range(0, len(column), per_chunk):
+        yield b"".join((head, *column[start : start + per_chunk]))
+        head = b""
 
 
 class _Renderings:
-    """Each target's rendering in one format, by target name (``_Entry``)."""
+    """Each target's rendering in one format, kept as ``Columns``: a row per target, in the
+    order of the latest scrape's targets. A scrape joins slices of each family's column as
+    they are; transposing 10,000 renderings into columns at every scrape took half its time.
+
+    A row is current when its stats' ``generation`` is the one it was rendered from, for the
+    location the scrape is for. A completed probe renders its row at once (``refresh``),
+    except while a scrape is under way: the columns it reads then change only by the catching
+    up it does itself (or a scrape at the same time does), and a row whose probe completed
+    meanwhile is rendered by the next scrape."""
 
     def __init__(self, render: Callable[[ProbeStats, str | None], Rendered], batch: int) -> None:
         self._render = render
         self._batch = batch
-        self._entries: dict[str, _Entry] = {}
-        # Renderings of the targets a reload is about to add (``prepare``), taken over by the
-        # first scrape that finds them current; replaced by the next reload's.
-        self._prepared: dict[str, _Entry] = {}
-
-    def _entry(self, stats: ProbeStats, location: str | None) -> _Entry:
-        shape, parts = _sparse(self._render(stats, location))
-        return (stats.generation, location, shape, parts)
+        self._location: str | None = None
+        self._names: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._generations: list[int] = []
+        self._columns: Columns = [[] for _ in FAMILIES]
+        self._scrapes = 0
+        # Renderings of targets without a row yet: those a reload is about to add
+        # (``prepare``) and those probed before their first scrape, by name, with the
+        # generation and location each was rendered from and for. Taken by the scrape that
+        # gives them rows; replaced by the next reload's.
+        self._prepared: dict[str, tuple[int, str | None, Rendered]] = {}
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
         name = stats.target.name
-        self._entries[name] = self._entry(stats, location)
-        if self._prepared:
-            self._prepared.pop(name, None)
+        row = self._rows.get(name)
+        if row is None:
+            self._prepared[name] = (stats.generation, location, self._render(stats, location))
+        elif not self._scrapes and location == self._location:
+            self._put(row, stats.generation, self._render(stats, location))
 
     def prepare(self, fresh: Sequence[ProbeStats], location: str | None) -> Iterator[None]:
         """Render ``fresh`` (targets not live yet) ahead; yields after every batch."""
-        prepared: dict[str, _Entry] = {}
+        prepared: dict[str, tuple[int, str | None, Rendered]] = {}
         self._prepared = prepared
         for count, stats in enumerate(fresh, 1):
-            prepared[stats.target.name] = self._entry(stats, location)
+            prepared[stats.target.name] = (
+                stats.generation,
+                location,
+                self._render(stats, location),
+            )
             if count % self._batch == 0:
                 yield
 
+    def _put(self, row: int, generation: int, rendering: Rendered) -> None:
+        for column, part in zip(self._columns, rendering, strict=True):
+            column[row] = part
+        self._generations[row] = generation
+
+    @contextlib.contextmanager
+    def scraping(self) -> Iterator[None]:
+        """While a scrape reads the columns: ``refresh`` leaves them alone."""
+        self._scrapes += 1
+        try:
+            yield
+        finally:
+            self._scrapes -= 1
+
     def current(
-        self,
-        snapshot: list[ProbeStats],
-        location: str | None,
-        live: Callable[[], Iterable[ProbeStats]],
-    ) -> Generator[bytes, None, list[_Entry]]:
-        """Yields an empty chunk after every batch of targets rendered afresh (those whose cached
-        rendering is stale) and after every ``CACHED_BATCH`` targets of ``snapshot``, and
-        returns the entries of ``snapshot``'s targets in order (no new tuple for a cached one).
-        Forgets the targets that ``live()`` no longer has (removed by a reload)."""
-        rendered: list[_Entry] = []
-        entries = self._entries
-        fresh = 0
-        for start in range(0, len(snapshot), CACHED_BATCH):
-            some = snapshot[start : start + CACHED_BATCH]
-            for stats in some:
-                name = stats.target.name
-                cached = entries.get(name)
-                if cached is not None and cached[0] == stats.generation and cached[1] == location:
-                    rendered.append(cached)
-                    continue
-                cached = self._prepared.pop(name, None) if self._prepared else None
-                if cached is None or cached[0] != stats.generation or cached[1] != location:
-                    cached = self._entry(stats, location)
-                    fresh += 1
-                    if fresh % self._batch == 0:
-                        yield b""
-                entries[name] = cached
-                rendered.append(cached)
+        self, snapshot: list[ProbeStats], location: str | None
+    ) -> Generator[bytes, None, Columns]:
+        """The columns of ``snapshot``'s targets in its order, every row current. Yields an
+        empty chunk after every batch of targets rendered afresh and after every
+        ``CACHED_BATCH`` targets moved to new rows (after a reload, or at the first scrape)."""
+        names = list(map(_NAME_OF, snapshot))
+        if names != self._names or location != self._location:
+            yield from self._rearrange(snapshot, names, location)
+        generations = list(map(_GENERATION_OF, snapshot))
+        if generations != self._generations:
+            stale = [
+                row
+                for row, (now, rendered) in enumerate(
+                    zip(generations, self._generations, strict=True)
+                )
+                if now != rendered
+            ]
+            for count, row in enumerate(stale, 1):
+                self._put(row, generations[row], self._render(snapshot[row], location))
+                if count % self._batch == 0:
+                    yield b""
+        return self._columns
+
+    def _rearrange(
+        self, snapshot: list[ProbeStats], names: list[str], location: str | None
+    ) -> Generator[bytes, None, None]:
+        """New rows for ``snapshot``'s targets: each from its old row or its prepared
+        rendering when that is current, else rendered afresh."""
+        old_rows = self._rows if location == self._location else {}
+        old_generations = self._generations
+        # The old rows as tuples, transposed in C a slice at a time.
+        transposed = zip(*self._columns, strict=True)
+        old: list[Rendered] = []
+        while some := list(itertools.islice(transposed, CACHED_BATCH)):
+            old.extend(some)
             if len(some) == CACHED_BATCH:
                 yield b""
-        if len(entries) > len(rendered):
-            current = {stats.target.name for stats in live()}
-            for name in [name for name in entries if name not in current]:
-                del entries[name]
-        return rendered
+        prepared = self._prepared
+        rows: list[Rendered] = []
+        generations: list[int] = []
+        fresh = 0
+        for stats, name in zip(snapshot, names, strict=True):
+            generation = stats.generation
+            row = old_rows.get(name)
+            if row is not None and old_generations[row] == generation:
+                rows.append(old[row])
+            elif (ahead := prepared.pop(name, None)) is not None and ahead[:2] == (
+                generation,
+                location,
+            ):
+                rows.append(ahead[2])
+            else:
+                rows.append(self._render(stats, location))
+                fresh += 1
+                if fresh % self._batch == 0:
+                    yield b""
+            generations.append(generation)
+        columns: Columns = [[] for _ in FAMILIES]
+        for start in range(0, len(rows), CACHED_BATCH):
+            some = rows[start : start + CACHED_BATCH]
+            for column, parts in zip(columns, zip(*some, strict=True), strict=True):
+                column.extend(parts)
+            if len(some) == CACHED_BATCH:
+                yield b""
+        self._columns = columns
+        self._names = names
+        self._rows = {name: row for row, name in enumerate(names)}
+        self._generations = generations
+        self._location = location
 
 
 class ProbeCollector:
@@ -458,38 +501,34 @@ class ProbeCollector:
     def expose_utf8(self) -> Iterable[bytes]:
         """The probe families as UTF-8 text, following the slice protocol of
         ``exposition.TextCollector``: an empty chunk after every ``BATCH`` targets rendered
-        afresh and every ``CACHED_BATCH`` looked up in the cache or transposed (the targets are
-        a snapshot, so probes finishing or a reload in between change nothing in this
-        scrape)."""
+        afresh and every ``CACHED_BATCH`` moved to new rows, and chunks of about
+        ``CHUNK_BYTES`` (the targets are a snapshot, so a reload in between changes nothing in
+        this scrape, nor does a probe finishing)."""
         snapshot = list(self._stats())
-        rendered = yield from self._texts.current(snapshot, self._location(), self._stats)
-        # The texts of each family, transposed in one pass per run of targets of one shape:
-        # picking a family's texts out of 10,000 tuples once per family took most of a
-        # scrape's time.
-        columns = yield from _columns(rendered)
-        for family, runs in zip(FAMILIES, columns, strict=True):
-            if runs:
-                yield header(family).encode()
-                yield from _batches(runs)
+        with self._texts.scraping():
+            columns = yield from self._texts.current(snapshot, self._location())
+            for family, column in zip(FAMILIES, columns, strict=True):
+                yield from _chunks(column, header(family).encode())
 
     def expose_protobuf(self) -> Iterable[bytes]:
         """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
-        slices the text: one message per family, its entries in chunks of ``BATCH`` targets.
+        slices the text: one message per family, its entries in chunks of about
+        ``CHUNK_BYTES``.
 
         A family's length goes in front of its entries, so its chunks are joined (an empty
         chunk after each, as ``expose`` yields one chunk each) before its frame is written:
-        the length is then the sum of some fifty chunks' lengths rather than of every
-        target's, which took as long as the joins themselves. The chunks of one family are
-        held meanwhile, a few MiB at most with 10,000 targets."""
+        the length is then the sum of a few chunks' lengths rather than of every target's,
+        which took as long as the joins themselves. The chunks of one family are held
+        meanwhile, a few MiB at most with 10,000 targets."""
         self._protobuf_scraped = True
         snapshot = list(self._stats())
-        rendered = yield from self._messages.current(snapshot, self._location(), self._stats)
-        columns = yield from _columns(rendered)
-        for family, runs in zip(FAMILIES, columns, strict=True):
-            if runs:
+        with self._messages.scraping():
+            columns = yield from self._messages.current(snapshot, self._location())
+            for family, column in zip(FAMILIES, columns, strict=True):
                 chunks = []
-                for chunk in _batches(runs):
+                for chunk in _chunks(column):
                     chunks.append(chunk)
                     yield b""
-                yield protobuf.frame(family, sum(map(len, chunks)))
-                yield from chunks
+                if chunks:
+                    yield protobuf.frame(family, sum(map(len, chunks)))
+                    yield from chunks
