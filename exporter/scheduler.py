@@ -165,9 +165,10 @@ class Scheduler:
         pause_every: int = 200,
         history: tuple[float, int] = HISTORY_BUCKETS,
     ) -> Generator[None, None, Plan]:
-        """What ``reconcile`` changes, worked out without changing anything, pausing (yielding)
-        after every ``pause_every`` targets so that a caller can let other tasks run; the plan
-        holds while no other reconcile happens before its ``apply``."""
+        """What ``reconcile`` changes, worked out without changing anything (the libraries of
+        new kinds are imported), pausing (yielding) after every ``pause_every`` targets so that
+        a caller can let other tasks run; the plan holds while no other reconcile happens
+        before its ``apply``, which then holds the event loop only to swap the targets."""
         wanted = {t.name: t for t in targets}
         changed: list[tuple[Target[Any], ProbeStats | None]] = []
         for count, (name, target) in enumerate(wanted.items(), 1):
@@ -175,6 +176,7 @@ class Scheduler:
             if stats is None or stats.target != target:
                 keep = stats is not None and stats.series_identity() == identity(target)
                 changed.append((target, None if keep else ProbeStats(target, history)))
+                prepare(target)  # its kind's libraries, imported now rather than within a probe
             if count % pause_every == 0:
                 yield
         return Plan(wanted, changed, history)
@@ -187,7 +189,6 @@ class Scheduler:
             del self.stats[name]
         now = self._clock.monotonic()
         for target, fresh in plan.changed:
-            prepare(target)  # its kind's libraries, imported now rather than within a probe
             name = target.name
             if fresh is None:
                 stats = self.stats[name]
