@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import app as app_module
-from exporter import runtime as runtime_module
 from exporter import config
+from exporter import runtime as runtime_module
 from exporter.app import create_app
 from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import FAMILIES

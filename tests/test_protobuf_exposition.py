@@ -29,8 +29,8 @@ from prometheus_client.registry import Collector
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from exporter import app as app_module
-from exporter import runtime as runtime_module
 from exporter import config
+from exporter import runtime as runtime_module
 from exporter.app import create_app, prefers_protobuf
 from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import ProbeCollector
