@@ -199,9 +199,8 @@ NOT_FOR_HTTP_CHECK = (
 )
 
 
-def test_check_config_of_http_targets_imports_only_what_builds_them(tmp_path: Path) -> None:
-    path = tmp_path / "lookout.yml"
-    path.write_text("targets:\n  - {name: api, kind: http, url: 'http://127.0.0.1:8080/'}\n")
+def checked_imports(path: Path) -> set[str]:
+    """The modules ``check-config`` of ``path`` executes (lazily bound ones left out)."""
     code = (
         "import sys\n"
         "from exporter import cli\n"
@@ -211,6 +210,24 @@ def test_check_config_of_http_targets_imports_only_what_builds_them(tmp_path: Pa
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
-    imported = set(done.stdout.split())
+    return set(done.stdout.split())
+
+
+def test_check_config_of_http_targets_imports_only_what_builds_them(tmp_path: Path) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text("targets:\n  - {name: api, kind: http, url: 'http://127.0.0.1:8080/'}\n")
+    imported = checked_imports(path)
     assert "exporter.probes.http" in imported
     assert [name for name in NOT_FOR_HTTP_CHECK if name in imported] == []
+
+
+def test_check_config_of_tcp_and_tls_targets_imports_no_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text(
+        "targets:\n"
+        "  - {name: redis, kind: tcp, address: '127.0.0.1:6379'}\n"
+        "  - {name: mail, kind: tls, address: '127.0.0.1:587', tls: {starttls: smtp}}\n"
+    )
+    imported = checked_imports(path)
+    assert {"exporter.probes.tcp", "exporter.probes.tls", "exporter.probes.starttls"} <= imported
+    assert "asyncio" not in imported

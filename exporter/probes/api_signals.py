@@ -12,7 +12,6 @@ check. Failure messages quote what the response said only with ``http.response_e
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -28,8 +27,13 @@ from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 
 if TYPE_CHECKING:
+    from email import utils as email_utils
+
     import jsonschema
-else:  # only for a target with an error_format
+else:
+    # Only probes read the dates in headers.
+    email_utils = lazy_module("email.utils")
+    # Only for a target with an error_format.
     jsonschema = lazy_module("jsonschema")
 
 __all__ = [
@@ -217,7 +221,7 @@ def problem_json() -> ErrorFormat:
 
 def _http_date(value: str) -> float | None:
     try:
-        moment = email.utils.parsedate_to_datetime(value)
+        moment = email_utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if moment.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive

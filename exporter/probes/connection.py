@@ -9,12 +9,12 @@ a peer that sends an endless line or endless lines fails the probe instead of fi
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.addresses import IP_FAMILIES, format_address
+from exporter.lazy_import import lazy_module
 from exporter.probes.client_tls import ClientTLS
 from exporter.probes.tlsinfo import (
     Handshake,
@@ -25,9 +25,15 @@ from exporter.probes.tlsinfo import (
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
 
+if TYPE_CHECKING:
+    import asyncio
+
+    Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+else:  # only probes use the event loop, not the builders of a config
+    asyncio = lazy_module("asyncio")
+
 __all__ = [
     "LINE_LIMIT",
-    "Stream",
     "abort",
     "connect",
     "open_stream",
@@ -37,9 +43,6 @@ __all__ = [
 
 # The longest line a dialog or a STARTTLS negotiation accepts from a peer.
 LINE_LIMIT = 8192
-
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
 
 Address = tuple[int, tuple[Any, ...]]  # (family, sockaddr)
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,9 @@ from exporter.config_source import describe_error as describe_schema_error
 from exporter.lazy_import import lazy_module
 
 if TYPE_CHECKING:
+    from urllib import error as url_error
+    from urllib import request as url_request
+
     import jsonschema
     import referencing
     import referencing.exceptions
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     Unresolvable = referencing.exceptions.Unresolvable
 else:  # only for a target with a json_schema (referencing is imported by compile_schema)
     jsonschema = lazy_module("jsonschema")
+    # Only for a schema that references a document by URL.
+    url_request = lazy_module("urllib.request")
+    url_error = lazy_module("urllib.error")
 
     def __getattr__(name: str) -> Any:
         """``Unresolvable``, imported when first read."""
@@ -242,9 +246,9 @@ def _download(uri: str, timeout: float) -> bytes:
     """The body at ``uri``, within ``timeout`` for the whole download, at most FETCH_LIMIT + 1
     bytes. Runs at config load, off the event loop."""
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(uri, headers={"Accept": "application/json"})
+    request = url_request.Request(uri, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with url_request.urlopen(request, timeout=timeout) as response:
             if response.status != 200:
                 raise _Refused(f"{uri} answered {response.status}")
             chunks: list[bytes] = []
@@ -262,9 +266,9 @@ def _download(uri: str, timeout: float) -> bytes:
         raise _Refused(
             f"fetching {uri} took longer than {timeout:g}s (expect.json_schema_fetch_timeout)"
         ) from None
-    except urllib.error.HTTPError as exc:
+    except url_error.HTTPError as exc:
         raise _Refused(f"{uri} answered {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (url_error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError):
             raise _Refused(

@@ -8,13 +8,16 @@ talks forever fails the negotiation instead of holding the probe until its timeo
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from exporter.probes.connection import read_line
 from exporter.reasons import ProbeFailure, Reason
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["NEGOTIATIONS", "REPLY_LIMIT"]
 
@@ -23,7 +26,7 @@ REPLY_LIMIT = 64 * 1024
 # PostgreSQL's SSLRequest: length 8, then the magic code 80877103.
 _POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
-Negotiation = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Negotiation = Callable[["asyncio.StreamReader", "asyncio.StreamWriter"], Awaitable[None]]
 
 
 def _refused(message: str) -> ProbeFailure:

@@ -8,11 +8,10 @@ send and expect steps together).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.addresses import build_address, format_address
 from exporter.config_source import ConfigProblem, KeyPath, Source, compile_regex, given
@@ -23,6 +22,9 @@ from exporter.probes.kind import Kind, always
 from exporter.probes.tlsinfo import observe_handshakes
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import ProbeTrace
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["EXPECT_LIMIT", "KIND", "DialogStep", "Expect", "Send", "StartTls", "TcpSpec"]
 
