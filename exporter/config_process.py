@@ -34,6 +34,7 @@ from typing import Any
 
 from exporter.config import DEFAULT_CONFIG, Config, load
 from exporter.config_source import ConfigError, ConfigProblem
+from exporter.gc_pause import paused_gc
 
 __all__ = ["BATCH", "ConfigLoader", "load_at_start", "load_pickled"]
 
@@ -114,16 +115,11 @@ class ConfigLoader:
         # the end of a reload): each collection the million new objects would set off scanned
         # all of them made so far, holding the event loop for 10-30 ms at 10,000 targets, and
         # the rest of the reload would set off more of those.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             for batch in batches:
                 await asyncio.sleep(0)
                 targets.extend(pickle.loads(batch))
             gc.freeze()
-        finally:
-            if collecting:
-                gc.enable()
         config: Config = dataclasses.replace(header, targets=tuple(targets))
         return config
 

@@ -101,11 +101,14 @@ class _Run:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A reconcile worked out: the wanted targets by name, and each new or changed target with
-    its fresh stats (None: it keeps its stats, retargeted)."""
+    """A reconcile worked out: the stats of every wanted target by name (fresh ones for a new
+    target or one whose series changed), the kept stats whose target changed, and the runs to
+    start, each with its offset from the moment the plan is applied."""
 
-    wanted: dict[str, Target[Any]]
-    changed: list[tuple[Target[Any], ProbeStats | None]]
+    stats: dict[str, ProbeStats]
+    retargeted: list[tuple[ProbeStats, Target[Any]]]
+    started: list[tuple[_Run, float]]
+    fresh: list[ProbeStats]
     # The bucket width and count of each target's history (kept while these stay the same).
     history: tuple[float, int] = HISTORY_BUCKETS
 
@@ -138,6 +141,7 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = math.inf
         self.stats: dict[str, ProbeStats] = {}
+        self._history = HISTORY_BUCKETS  # of the stats' histories, as the last plan applied
         self.lag = Histogram(LAG_BUCKETS, native=True)
         self.in_flight = 0
         self.runs: dict[str, int] = {}
@@ -168,37 +172,59 @@ class Scheduler:
         """What ``reconcile`` changes, worked out without changing anything (the libraries of
         new kinds are imported), pausing (yielding) after every ``pause_every`` targets so that
         a caller can let other tasks run; the plan holds while no other reconcile happens
-        before its ``apply``, which then holds the event loop only to swap the targets."""
-        wanted = {t.name: t for t in targets}
-        changed: list[tuple[Target[Any], ProbeStats | None]] = []
-        for count, (name, target) in enumerate(wanted.items(), 1):
+        before its ``apply``, which then holds the event loop only to swap the targets and
+        queue the new runs."""
+        planned: dict[str, ProbeStats] = {}
+        retargeted: list[tuple[ProbeStats, Target[Any]]] = []
+        started: list[tuple[_Run, float]] = []
+        fresh: list[ProbeStats] = []
+        for count, target in enumerate(targets, 1):
+            name = target.name
             stats = self.stats.get(name)
             if stats is None or stats.target != target:
-                keep = stats is not None and stats.series_identity() == identity(target)
-                changed.append((target, None if keep else ProbeStats(target, history)))
+                if stats is not None and stats.series_identity() == identity(target):
+                    retargeted.append((stats, target))
+                else:
+                    stats = ProbeStats(target, history)
+                    fresh.append(stats)
+                started.append((_Run(stats, 0.0), _offset(name, target.interval)))
                 prepare(target)  # its kind's libraries, imported now rather than within a probe
+            planned[name] = stats
             if count % pause_every == 0:
                 yield
-        return Plan(wanted, changed, history)
+        return Plan(planned, retargeted, started, fresh, history)
 
     def apply(self, plan: Plan) -> None:
-        for kept in self.stats.values():
-            kept.history = kept.history.resized(*plan.history)
-        for name in [name for name in self.stats if name not in plan.wanted]:
+        if plan.history != self._history:
+            for kept in plan.stats.values():
+                kept.history = kept.history.resized(*plan.history)
+            self._history = plan.history
+        for name in self.stats.keys() - plan.stats.keys():
             self._stop(name)
-            del self.stats[name]
+        for stats, target in plan.retargeted:
+            stats.retarget(target)
+        self.stats = plan.stats
         now = self._clock.monotonic()
-        for target, fresh in plan.changed:
-            name = target.name
-            if fresh is None:
-                stats = self.stats[name]
-                stats.retarget(target)
-            else:
-                stats = self.stats[name] = fresh
-            self._stop(name)
-            run = _Run(stats, now + _offset(name, target.interval))
-            self._runs[name] = run
-            self._queue_run(run)
+        runs = self._runs
+        queued = []
+        for run, offset in plan.started:
+            name = run.stats.target.name
+            if name in runs:
+                self._stop(name)
+            run.scheduled = now + offset
+            runs[name] = run
+            queued.append((_on_tick(run.scheduled), next(self._sequence), run))
+        # Many new runs: one heapify (linear) instead of a push (a call and log n steps) each.
+        # Stopped runs leave the queue when due, so the stats of removed targets are freed
+        # over their interval rather than all at once here.
+        if len(queued) > len(self._queue) // 8:
+            self._queue.extend(queued)
+            heapq.heapify(self._queue)
+        else:
+            for entry in queued:
+                heapq.heappush(self._queue, entry)
+        if self._queue and self._queue[0][0] < self._timer_due:
+            self._arm()
 
     def _stop(self, name: str) -> None:
         run = self._runs.pop(name, None)

@@ -19,7 +19,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             r"exporter",
             r"exporter\.(clock|units|reasons|config_source|addresses|redaction|families|lazy_import)",
-            r"exporter\.(histogram|exposition|results|logs|recent|web_limits|history|malloc_trim)",
+            r"exporter\.(histogram|exposition|results|logs|recent|web_limits|history|malloc_trim"
+            r"|gc_pause)",
             r"exporter\.protobuf(\.\w+)?",
         ),
     ),

@@ -1,0 +1,53 @@
+"""The garbage collector's pauses around loads and reloads (``exporter.gc_pause``)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+from exporter.gc_pause import paused_gc
+
+# Run in a fresh interpreter, whose heap does not depend on the tests before: (young, full)
+# collections while two million lists are made and kept, as it is and with only young ones.
+COUNT_COLLECTIONS = """
+import gc, json
+from exporter.gc_pause import young_collections_only
+
+def making(count):
+    before = gc.get_stats()
+    kept = [[] for _ in range(count)]
+    after = gc.get_stats()
+    return [after[g]["collections"] - before[g]["collections"] for g in (0, 2)]
+
+threshold = gc.get_threshold()
+as_it_is = making(2_000_000)
+with young_collections_only():
+    young_only = making(2_000_000)
+print(json.dumps([as_it_is, young_only, gc.get_threshold() == threshold]))
+"""
+
+
+def test_many_new_objects_set_off_full_collections_unless_only_young_ones_are_allowed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_COLLECTIONS], capture_output=True, text=True, check=True
+    )
+    (young, full), (young_only, full_only), restored = json.loads(done.stdout)
+    assert young > 0, "the control: the collector runs as it is"
+    assert full > 0, "the control: the collector runs as it is"
+    assert young_only > 0, "young generations are still collected"
+    assert full_only == 0
+    assert restored
+
+
+def test_a_pause_holds_until_the_outermost_one_ends() -> None:
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        before = gc.get_stats()[0]["collections"]
+        kept: list[list[int]] = [[] for _ in range(100_000)]
+        assert gc.get_stats()[0]["collections"] == before
+        assert len(kept) == 100_000
+    assert gc.isenabled()
