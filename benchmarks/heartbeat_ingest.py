@@ -1,7 +1,7 @@
 """Acknowledged durable heartbeat pings per second: Lookout against Prometheus Pushgateway.
 
     python benchmarks/heartbeat_ingest.py [--seconds 10] [--connections 64] [--heartbeats 1000]
-        [--only sqlite,postgresql,pushgateway]
+        [--only sqlite,postgresql,pushgateway] [--processes 1,2]
 
 Both servers run on loopback on this machine, one at a time, and receive the same load: keep-alive
 HTTP/1.1 connections that each send one request, wait for the answer, and send the next, cycling
@@ -17,10 +17,11 @@ Debian's ``prometheus-pushgateway``, installed with apt-get when missing.
 Lookout runs with each heartbeat store: SQLite, and PostgreSQL (Debian's ``postgresql``, a cluster
 made with ``initdb`` in a temporary directory, as the tests do) with one exporter process and with
 two processes sharing the database, the connections split between them (the per-process figure
-is the rate divided by the processes). After Lookout's run the script stops it and counts the
-pings in its store: every acknowledged ping must be there. Lookout's CPU time per acknowledged
-ping (user and system, its processes and their children, warm-up included) is printed too: unlike
-the rate, it hardly depends on what else the machine runs. Results are printed and written to
+is the rate divided by the processes; ``--processes 1`` runs only the first). After Lookout's
+run the script stops it and counts the pings in its store: every acknowledged ping must be
+there. Lookout's CPU time per acknowledged ping (user and system, its processes and their
+children, warm-up included) is printed too: unlike the rate, it hardly depends on what else the
+machine runs. Results are printed and written to
 ``benchmarks/results/heartbeat_ingest.json``.
 """
 
@@ -251,6 +252,11 @@ def main() -> int:
         default="sqlite,postgresql,pushgateway",
         help="comma-separated subset of sqlite, postgresql, pushgateway (the first is the base)",
     )
+    parser.add_argument(
+        "--processes",
+        default="1,2",
+        help="comma-separated exporter process counts of the PostgreSQL runs",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     # Up to six runs of start-up, warm-up, the measured seconds and the stop, with plenty of room.
@@ -266,7 +272,7 @@ def main() -> int:
         if "postgresql" in only:
             runs += [
                 bench_lookout_postgresql(args.heartbeats, args.connections, args.seconds, n)
-                for n in (1, 2)
+                for n in map(int, args.processes.split(","))
             ]
         if "pushgateway" in only:
             pushgateway = harness.ensure_debian({PUSHGATEWAY: PUSHGATEWAY})[PUSHGATEWAY]
