@@ -164,6 +164,14 @@ WITH pings AS (
 SELECT pg_notify(%s, %s)
 """
 
+# json.dumps' output, without its check for reference cycles (facts have none).
+_encode = json.JSONEncoder(check_circular=False).encode
+
+# The batch's heartbeat rows, locked in name order so that replicas never deadlock.
+_LOCK_FACTS = (
+    "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%b) ORDER BY name FOR UPDATE"
+)
+
 _WRITE_INSTANCES = """
 INSERT INTO lookout_instance
 SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[], %b::text[])
@@ -178,6 +186,7 @@ class PostgresStore:
     def __init__(self, settings: PostgresStorage, pool: AsyncConnectionPool) -> None:
         self.health = StoreHealth("postgresql")
         self._settings = settings
+        self._described: str | None = None
         self._pool = pool
         self._facts: dict[str, Facts] = {}
         self._books: dict[str, Instances] = {}
@@ -240,9 +249,11 @@ class PostgresStore:
         return bool(self._tasks) and not self._tasks[0].done() and not self._stopped
 
     def describe(self) -> str:
-        info = psycopg.conninfo.conninfo_to_dict(self._settings.url)
-        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
-        return f"postgresql://{where}/{info.get('dbname', '')}"
+        if self._described is None:  # parsed once: every commit names the store
+            info = psycopg.conninfo.conninfo_to_dict(self._settings.url)
+            where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+            self._described = f"postgresql://{where}/{info.get('dbname', '')}"
+        return self._described
 
     def instances(self, heartbeat: str) -> Instances | None:
         return self._books.get(heartbeat)
@@ -478,20 +489,12 @@ class PostgresStore:
         """The batch folded into the locked rows, and the facts texts written."""
         names = sorted({item.ping.heartbeat for item in batch})
         keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
-        # Pipeline mode: the reads travel in one round trip, the writes and the commit in
-        # another, instead of one per statement.
+        # Pipeline mode without a Sync until the end: the statements run as one implicit
+        # transaction (committed at the Sync, rolled back on any error), the reads travel in one
+        # round trip and the writes with the commit in another, instead of one per statement.
         self._wrote_with(db)
-        async with db.pipeline(), db.transaction():
-            await db.execute(
-                "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
-                "ORDER BY n ON CONFLICT DO NOTHING",
-                (names,),
-            )
-            locked = await db.execute(
-                "SELECT name, facts FROM lookout_heartbeat WHERE name = ANY(%b) "
-                "ORDER BY name FOR UPDATE",
-                (names,),
-            )
+        async with db.pipeline():
+            locked = await db.execute(_LOCK_FACTS, (names,))
             tracked = None
             if keys:
                 tracked = await db.execute(
@@ -500,7 +503,18 @@ class PostgresStore:
                     "ON i.heartbeat = k.heartbeat AND i.name = k.name",
                     ([h for h, _ in keys], [n for _, n in keys]),
                 )
-            current = await self._read_facts(db, await locked.fetchall())
+            rows = await locked.fetchall()
+            if len(rows) < len(names):  # rows a declaration has not made yet: one more trip
+                found = {name for name, _ in rows}
+                missing = [name for name in names if name not in found]
+                await db.execute(
+                    "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
+                    "ORDER BY n ON CONFLICT DO NOTHING",
+                    (missing,),
+                )
+                added = await db.execute(_LOCK_FACTS, (missing,))
+                rows = sorted([*rows, *await added.fetchall()])
+            current = await self._read_facts(db, rows)
             known: dict[tuple[str, str], Track] = {}
             if tracked is not None:
                 for heartbeat, name, text in await tracked.fetchall():
@@ -512,7 +526,7 @@ class PostgresStore:
                 lambda name: self._books.get(name) or Instances(),
                 lambda heartbeat, name: known.get((heartbeat, name)),
             )
-            texts = {name: json.dumps(f.to_json()) for name, f in folded.facts.items()}
+            texts = {name: _encode(f.to_json()) for name, f in folded.facts.items()}
             await self._write_rows(db, folded, texts)
         return folded, texts
 
