@@ -91,7 +91,11 @@ class _Connection(asyncio.Protocol):
         self._guard = guard
         self._inner = inner
         self._transport: asyncio.Transport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        # While the connection owes a request head: by when (loop time). The timer is not
+        # moved at every request but set again, when it fires early, for the deadline then.
+        self._owing = False
+        self._due = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._admitted = False
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
@@ -127,7 +131,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:
             return
-        self.busy()
+        self._stop_timer()
         self._admitted = False
         self._guard.counts.open -= 1
         self._guard.counts.connections.pop(self._transport, None)
@@ -138,9 +142,9 @@ class _Connection(asyncio.Protocol):
         to make room: a new client (a scrape) gets in unless every connection is busy."""
         counts = self._guard.counts
         for connection in counts.connections.values():
-            if connection._deadline is not None and connection._transport is not None:
+            if connection._owing and connection._transport is not None:
                 counts.rejected += 1
-                connection.busy()
+                connection._stop_timer()
                 connection._transport.abort()  # connection_lost follows: open goes down
                 counts.open -= 1
                 connection._admitted = False
@@ -151,18 +155,31 @@ class _Connection(asyncio.Protocol):
 
     def busy(self) -> None:
         """A request head arrived: its handler runs without the connection's deadline."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._owing = False
 
     def idle(self) -> None:
         """The connection now owes a request head within the read timeout."""
-        self.busy()
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._guard.limits.read_timeout, self._expire)
+        self._owing = True
+        self._due = loop.time() + self._guard.limits.read_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._due, self._expire)
+
+    def _stop_timer(self) -> None:
+        self._owing = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _expire(self) -> None:
-        self._deadline = None
+        self._timer = None
+        if not self._owing:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:  # a later request moved the deadline
+            self._timer = loop.call_at(self._due, self._expire)
+            return
+        self._owing = False
         if self._transport is not None and not self._transport.is_closing():
             self._guard.counts.timed_out += 1
             self._transport.close()
