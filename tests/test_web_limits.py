@@ -129,6 +129,22 @@ async def test_a_request_head_that_trickles_is_cut_off_after_the_read_timeout(
     assert timed_out >= 1
 
 
+async def test_a_kept_alive_connection_is_cut_off_a_read_timeout_after_its_last_answer(
+    exporter: str,
+) -> None:
+    port = int(exporter.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        opened = time.monotonic()
+        while time.monotonic() - opened < 2.5:  # well past the 1 s read timeout of the opening
+            sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+            await asyncio.sleep(0.4)
+        waited = await asyncio.to_thread(_closed_within, sock, 10)
+    assert 0.3 < waited < 6
+
+
 async def test_an_incomplete_request_body_is_answered_408_after_the_read_timeout(
     exporter: str,
 ) -> None:
