@@ -31,7 +31,10 @@ during the reloads, and the resident memory of the exporter and its loader proce
 Wall times on a busy machine include waiting for a core, so the same two reloads also run in
 this process, on a ``Runtime`` of its own, with a task that wakes every millisecond and records
 the longest the event loop was held between two wake-ups, both in wall time and in CPU time of
-the loop's thread (which other processes on the machine do not inflate).
+the loop's thread (which other processes on the machine do not inflate), and a task that
+renders the exposition every 0.2 s (``Runtime.render_pieces``, without HTTP) records the
+longest render while quiet and during each reload: a reload's work taking the turns a scrape
+pauses for shows there, apart from what the machine's other processes cost.
 
     python benchmarks/config_load.py [--sizes 1000 10000 100000] [--rounds 3] [--jsonschema-alone]
         [--no-reloads] [--no-loads] [--before DIR] [--scrape-every SECONDS]
@@ -261,16 +264,32 @@ async def main():
             held["wall"] = max(held["wall"], time.perf_counter() - wall - 0.001)
             held["cpu"] = max(held["cpu"], time.thread_time() - cpu)
 
+    longest = {"scrape": 0.0}
+
+    async def scrape():
+        while True:
+            started = time.perf_counter()
+            async for _piece in runtime.render_pieces():
+                await asyncio.sleep(0)  # where the response would be written
+            longest["scrape"] = max(longest["scrape"], time.perf_counter() - started)
+            await asyncio.sleep(0.2)
+
     watcher = asyncio.create_task(watch())
-    figures = []
+    scraper = asyncio.create_task(scrape())
+    await asyncio.sleep(2)  # the first scrape renders every target
+    longest["scrape"] = 0.0
+    await asyncio.sleep(1)
+    figures = [{"scrape": longest["scrape"]}]
     for text in (second, first):
         await asyncio.sleep(0.5)
-        held["wall"] = held["cpu"] = 0.0
+        held["wall"] = held["cpu"] = longest["scrape"] = 0.0
         Path(path).write_text(Path(text).read_text())
         outcome = await runtime.reload()
         assert outcome.successful, outcome.text()
-        figures.append(dict(held))
+        await asyncio.sleep(0.3)  # the first scrape after the swap
+        figures.append({**held, "scrape": longest["scrape"]})
     watcher.cancel()
+    scraper.cancel()
     await runtime.close()
     print(json.dumps(figures))
 
@@ -279,7 +298,8 @@ asyncio.run(main())
 
 
 def loop_held(size: int, tmp: Path) -> list[dict[str, float]]:
-    """The longest event loop hold (wall, CPU) during the two reloads, in this process."""
+    """In a process of its own: the longest scrape while quiet, then the longest event loop
+    hold (wall, CPU) and the longest scrape during each of the two reloads."""
     path, first, second = tmp / "hold.yml", tmp / "hold-a.yml", tmp / "hold-b.yml"
     first.write_text(generate(size, "a-", "1h"))
     second.write_text(generate(size, "b-", "1h"))
@@ -354,15 +374,18 @@ def main() -> None:
     rows = [
         "| targets | first reload s | second reload s | longest /metrics ms: quiet "
         "| first reload | second reload | longest /ping ms: quiet | first reload | second reload "
-        "| exporter MiB | loader MiB | loop held ms, first: wall, CPU | second: wall, CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| exporter MiB | loader MiB | loop held ms, first: wall, CPU | second: wall, CPU "
+        "| in-process scrape ms: quiet, first, second |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with harness.time_limit(3600), tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            first, second = loop_held(size, Path(tmp))
+            quiet, first, second = loop_held(size, Path(tmp))
             held = (
                 f" {first['wall'] * 1000:.0f}, {first['cpu'] * 1000:.0f} "
-                f"| {second['wall'] * 1000:.0f}, {second['cpu'] * 1000:.0f} |"
+                f"| {second['wall'] * 1000:.0f}, {second['cpu'] * 1000:.0f} "
+                f"| {quiet['scrape'] * 1000:.0f}, {first['scrape'] * 1000:.0f}, "
+                f"{second['scrape'] * 1000:.0f} |"
             )
             rows.append(reload_stall(size, args.scrape_every) + held)
             print(rows[-1], flush=True)

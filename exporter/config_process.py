@@ -27,7 +27,7 @@ import logging
 import multiprocessing
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -90,8 +90,14 @@ class ConfigLoader:
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
 
-    async def load(self, path: str | None, environ: Mapping[str, str]) -> Config:
-        """The config at ``path`` (the embedded one when None), or ``ConfigError``.
+    async def load(
+        self,
+        path: str | None,
+        environ: Mapping[str, str],
+        pause: Callable[[], Awaitable[None]],
+    ) -> Config:
+        """The config at ``path`` (the embedded one when None), or ``ConfigError``;
+        ``pause`` is awaited between two batches of targets unpickled, for other tasks to run.
 
         A worker that died since the last load (killed while idle) is replaced and the load
         tried once more; one that dies during the load fails it."""
@@ -117,7 +123,7 @@ class ConfigLoader:
         # the rest of the reload would set off more of those.
         with paused_gc():
             for batch in batches:
-                await asyncio.sleep(0)
+                await pause()
                 targets.extend(pickle.loads(batch))
             gc.freeze()
         config: Config = dataclasses.replace(header, targets=tuple(targets))

@@ -108,7 +108,6 @@ class Plan:
     stats: dict[str, ProbeStats]
     retargeted: list[tuple[ProbeStats, Target[Any]]]
     started: list[tuple[_Run, float]]
-    fresh: list[ProbeStats]
     # The bucket width and count of each target's history (kept while these stay the same).
     history: tuple[float, int] = HISTORY_BUCKETS
 
@@ -177,7 +176,6 @@ class Scheduler:
         planned: dict[str, ProbeStats] = {}
         retargeted: list[tuple[ProbeStats, Target[Any]]] = []
         started: list[tuple[_Run, float]] = []
-        fresh: list[ProbeStats] = []
         for count, target in enumerate(targets, 1):
             name = target.name
             stats = self.stats.get(name)
@@ -186,13 +184,12 @@ class Scheduler:
                     retargeted.append((stats, target))
                 else:
                     stats = ProbeStats(target, history)
-                    fresh.append(stats)
                 started.append((_Run(stats, 0.0), _offset(name, target.interval)))
                 prepare(target)  # its kind's libraries, imported now rather than within a probe
             planned[name] = stats
             if count % pause_every == 0:
                 yield
-        return Plan(planned, retargeted, started, fresh, history)
+        return Plan(planned, retargeted, started, history)
 
     def apply(self, plan: Plan) -> None:
         if plan.history != self._history:

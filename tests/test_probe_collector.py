@@ -219,6 +219,33 @@ def test_a_scrape_pauses_after_every_cached_batch_it_moves_to_new_rows_in_both_f
     assert b"".join(collector.expose_protobuf()) == b"".join(messages)
 
 
+def test_a_reload_lays_out_its_rows_ahead_so_the_next_scrape_moves_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``prepare`` with the targets a reload makes live lays out their rows (old rows kept,
+    new targets rendered), pausing as a scrape would; the first scrape after the swap takes
+    that layout without a pause and shows what a layout made by the scrape itself shows."""
+    monkeypatch.setattr(probes_module, "CACHED_BATCH", 2)
+    kept = [ProbeStats(make_target(name=f"api-{n}")) for n in range(3)]
+    added = [ProbeStats(make_target(name=f"new-{n}")) for n in range(3)]
+    live = kept
+    collector = ProbeCollector(lambda: live, lambda: None)
+    for stats in kept:
+        stats.record(ProbeResult(stats.target.name, True, 0.01, 1_800_000_000.0))
+    list(collector.expose())
+    planned = [*added, *kept]
+    assert list(collector.prepare(planned)).count(b"") == 1 + 3  # old rows taken, new built
+    kept[0].record(ProbeResult("api-0", False, 0.01, 1_800_000_060.0))  # after the layout
+    live = planned
+    swapped = list(collector.expose())
+    assert swapped.count("") == 0
+    text = "".join(swapped)
+    assert sample_value(text, "lookout_probe_success", target="api-0") == 0
+    assert sample_value(text, "lookout_probe_success", target="api-1") == 1
+    unprepared = ProbeCollector(lambda: planned, lambda: None)
+    assert "".join(unprepared.expose()) == text
+
+
 def test_a_probe_completing_during_a_scrape_shows_in_the_next_one() -> None:
     """A scrape's families all come from the same results: a probe completing while the
     scrape pauses changes nothing in it, and the next scrape has its result."""

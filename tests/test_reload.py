@@ -223,6 +223,63 @@ async def test_a_reload_renders_its_new_targets_before_they_go_live(
     assert sample_value(text, "lookout_probe_duration_seconds_count", target="b-1") == 0
 
 
+def named_targets(url: str, prefix: str, count: int) -> str:
+    lines = [f"  - {{name: {prefix}-{n}, kind: http, url: '{url}'}}\n" for n in range(count)]
+    return "defaults: {interval: 1h, timeout: 5s}\ntargets:\n" + "".join(lines)
+
+
+async def test_a_reload_steps_aside_while_a_scrape_is_answered(
+    aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path
+) -> None:
+    """A scrape pauses every few milliseconds of its work; the steps of a reload wait until
+    it is answered instead of taking those turns (which made a scrape twice as slow)."""
+    path = tmp_path / "lookout.yml"
+    path.write_text(named_targets(upstream, "a", 3))
+    client = await start(aiohttp_client, path)
+    runtime = client.app[RUNTIME]
+    assert (await client.post("/-/reload")).status == 200  # the loader process is up now
+    path.write_text(named_targets(upstream, "b", 3))
+    pieces = runtime.render_pieces()
+    await anext(pieces)  # a scrape under way
+    reload = asyncio.ensure_future(client.post("/-/reload"))
+    await asyncio.sleep(1.0)  # a load of three targets takes milliseconds
+    assert not reload.done()
+    assert sorted(runtime.scheduler.stats) == ["a-0", "a-1", "a-2"]
+    async for _piece in pieces:
+        pass
+    assert (await asyncio.wait_for(reload, 30)).status == 200
+    assert sorted(runtime.scheduler.stats) == ["b-0", "b-1", "b-2"]
+
+
+async def test_scrapes_back_to_back_slow_a_reload_down_but_do_not_stop_it(
+    aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "lookout.yml"
+    path.write_text(named_targets(upstream, "a", 500))
+    client = await start(aiohttp_client, path)
+    runtime = client.app[RUNTIME]
+    path.write_text(named_targets(upstream, "b", 500))
+    scrapes = 0
+
+    async def scrape_forever() -> None:
+        nonlocal scrapes
+        while True:
+            async for _piece in runtime.render_pieces():
+                await asyncio.sleep(0)
+            scrapes += 1
+
+    # Two scrapers, so that one is always under way while the other starts again.
+    scrapers = [asyncio.ensure_future(scrape_forever()) for _ in range(2)]
+    try:
+        assert (await asyncio.wait_for(client.post("/-/reload"), 60)).status == 200
+    finally:
+        for scraper in scrapers:
+            scraper.cancel()
+    assert scrapes > 0
+    assert len(runtime.scheduler.stats) == 500
+    assert "b-499" in runtime.scheduler.stats
+
+
 async def test_a_failed_reload_never_shows_an_expanded_secret(
     aiohttp_client: AiohttpClient,
     upstream: str,

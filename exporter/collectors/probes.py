@@ -35,6 +35,7 @@ import contextlib
 import itertools
 import operator
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporter.exposition import header, histogram_lines, label_pairs, sample
@@ -327,6 +328,18 @@ def _chunks(column: list[bytes], head: bytes = b"") -> Iterator[bytes]:
         head = b""
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The rows of one list of targets: names, row by name, and each row's generation and
+    parts (one column per family), rendered for ``location``."""
+
+    names: list[str]
+    rows: dict[str, int]
+    generations: list[int]
+    columns: Columns
+    location: str | None
+
+
 class _Renderings:
     """Each target's rendering in one format, kept as ``Columns``: a row per target, in the
     order of the latest scrape's targets. A scrape joins slices of each family's column as
@@ -347,11 +360,11 @@ class _Renderings:
         self._generations: list[int] = []
         self._columns: Columns = [[] for _ in FAMILIES]
         self._scrapes = 0
-        # Renderings of targets without a row yet: those a reload is about to add
-        # (``prepare``) and those probed before their first scrape, by name, with the
-        # generation and location each was rendered from and for. Taken by the scrape that
-        # gives them rows; replaced by the next reload's.
+        # Renderings of targets probed before a scrape gave them a row, by name, with the
+        # generation and location each was rendered from and for. Taken by that scrape.
         self._prepared: dict[str, tuple[int, str | None, Rendered]] = {}
+        # The rows of the targets a reload is about to make live (``prepare``).
+        self._planned: _Layout | None = None
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
         name = stats.target.name
@@ -361,18 +374,14 @@ class _Renderings:
         elif not self._scrapes and location == self._location:
             self._put(row, stats.generation, self._render(stats, location))
 
-    def prepare(self, fresh: Sequence[ProbeStats], location: str | None) -> Iterator[None]:
-        """Render ``fresh`` (targets not live yet) ahead; yields after every batch."""
-        prepared: dict[str, tuple[int, str | None, Rendered]] = {}
-        self._prepared = prepared
-        for count, stats in enumerate(fresh, 1):
-            prepared[stats.target.name] = (
-                stats.generation,
-                location,
-                self._render(stats, location),
-            )
-            if count % self._batch == 0:
-                yield
+    def prepare(self, planned: Sequence[ProbeStats], location: str | None) -> Iterator[bytes]:
+        """Lay out the rows of ``planned``, the targets a reload is about to make live in the
+        order they will be scraped, ahead: the first scrape after the reload then takes the
+        layout as it is (``current``) instead of moving 10,000 renderings to new rows while
+        it answers. Yields after every batch rendered and every ``CACHED_BATCH`` moved."""
+        names = list(map(_NAME_OF, planned))
+        layout = yield from self._layout(planned, names, location)
+        self._planned = layout
 
     def _put(self, row: int, generation: int, rendering: Rendered) -> None:
         for column, part in zip(self._columns, rendering, strict=True):
@@ -396,7 +405,12 @@ class _Renderings:
         ``CACHED_BATCH`` targets moved to new rows (after a reload, or at the first scrape)."""
         names = list(map(_NAME_OF, snapshot))
         if names != self._names or location != self._location:
-            yield from self._rearrange(snapshot, names, location)
+            planned = self._planned
+            if planned is not None and planned.names == names and planned.location == location:
+                self._adopt(planned)  # a reload's layout; rows probed since are stale below
+            else:
+                self._adopt((yield from self._layout(snapshot, names, location)))
+            self._planned = None
         generations = list(map(_GENERATION_OF, snapshot))
         if generations != self._generations:
             stale = [
@@ -412,10 +426,10 @@ class _Renderings:
                     yield b""
         return self._columns
 
-    def _rearrange(
-        self, snapshot: list[ProbeStats], names: list[str], location: str | None
-    ) -> Generator[bytes, None, None]:
-        """New rows for ``snapshot``'s targets: each from its old row or its prepared
+    def _layout(
+        self, snapshot: Sequence[ProbeStats], names: list[str], location: str | None
+    ) -> Generator[bytes, None, _Layout]:
+        """Rows for ``snapshot``'s targets (``names``): each from its old row or its prepared
         rendering when that is current, else rendered afresh."""
         old_rows = self._rows if location == self._location else {}
         old_generations = self._generations
@@ -453,11 +467,15 @@ class _Renderings:
                 column.extend(parts)
             if len(some) == CACHED_BATCH:
                 yield b""
-        self._columns = columns
-        self._names = names
-        self._rows = {name: row for row, name in enumerate(names)}
-        self._generations = generations
-        self._location = location
+        row_of = {name: row for row, name in enumerate(names)}
+        return _Layout(names, row_of, generations, columns, location)
+
+    def _adopt(self, layout: _Layout) -> None:
+        self._names = layout.names
+        self._rows = layout.rows
+        self._generations = layout.generations
+        self._columns = layout.columns
+        self._location = layout.location
 
 
 class ProbeCollector:
@@ -484,14 +502,16 @@ class ProbeCollector:
         if self._protobuf_scraped:
             self._messages.refresh(stats, location)
 
-    def prepare(self, fresh: Sequence[ProbeStats]) -> Iterator[None]:
-        """Render a reload's new targets before they go live, yielding after every batch, so
-        that the first scrape after the reload joins their text instead of rendering every one
-        of them; their protobuf entries too once a scrape has asked for protobuf."""
+    def prepare(self, planned: Sequence[ProbeStats]) -> Iterator[bytes]:
+        """Render a reload's new targets and lay out the rows of all of ``planned`` (the
+        targets it makes live, in their order) before they go live, yielding after every
+        batch, so that the first scrape after the reload joins their text instead of
+        rendering and moving all of them; their protobuf entries too once a scrape has asked
+        for protobuf."""
         location = self._location()
-        yield from self._texts.prepare(fresh, location)
+        yield from self._texts.prepare(planned, location)
         if self._protobuf_scraped:
-            yield from self._messages.prepare(fresh, location)
+            yield from self._messages.prepare(planned, location)
 
     def expose(self) -> Iterable[str]:
         """The text of ``expose_utf8`` as str (for the probe command)."""
