@@ -486,48 +486,64 @@ class PostgresStore:
     async def _transaction(
         self, db: psycopg.AsyncConnection[TupleRow], batch: list[Pending]
     ) -> tuple[Folded, dict[str, str]]:
-        """The batch folded into the locked rows, and the facts texts written."""
+        """The batch folded into the locked rows, and the facts texts written, committed."""
+        # Pipeline mode, with BEGIN and COMMIT among its statements and no Sync until the end:
+        # the reads travel in one round trip and the writes with the commit in another, instead
+        # of one per statement (a psycopg transaction block in a pipeline adds a Sync of its own).
+        self._wrote_with(db)
+        try:
+            async with db.pipeline():
+                await db.execute("BEGIN")
+                folded, texts = await self._fold_locked(db, batch)
+                await db.execute("COMMIT")
+        except BaseException:
+            # Not committed: the transaction must not stay open on the pooled connection.
+            if not db.closed and db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await db.rollback()
+            raise
+        return folded, texts
+
+    async def _fold_locked(
+        self, db: psycopg.AsyncConnection[TupleRow], batch: list[Pending]
+    ) -> tuple[Folded, dict[str, str]]:
+        """Lock the batch's rows, fold the batch into them and write the rows back."""
         names = sorted({item.ping.heartbeat for item in batch})
         keys = sorted({(i.ping.heartbeat, i.ping.instance) for i in batch if i.ping.instance})
-        # Pipeline mode without a Sync until the end: the statements run as one implicit
-        # transaction (committed at the Sync, rolled back on any error), the reads travel in one
-        # round trip and the writes with the commit in another, instead of one per statement.
-        self._wrote_with(db)
-        async with db.pipeline():
-            locked = await db.execute(_LOCK_FACTS, (names,))
-            tracked = None
-            if keys:
-                tracked = await db.execute(
-                    "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
-                    "JOIN unnest(%b::text[], %b::text[]) AS k(heartbeat, name) "
-                    "ON i.heartbeat = k.heartbeat AND i.name = k.name",
-                    ([h for h, _ in keys], [n for _, n in keys]),
-                )
-            rows = await locked.fetchall()
-            if len(rows) < len(names):  # rows a declaration has not made yet: one more trip
-                found = {name for name, _ in rows}
-                missing = [name for name in names if name not in found]
-                await db.execute(
-                    "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
-                    "ORDER BY n ON CONFLICT DO NOTHING",
-                    (missing,),
-                )
-                added = await db.execute(_LOCK_FACTS, (missing,))
-                rows = sorted([*rows, *await added.fetchall()])
-            current = await self._read_facts(db, rows)
-            known: dict[tuple[str, str], Track] = {}
-            if tracked is not None:
-                for heartbeat, name, text in await tracked.fetchall():
-                    with contextlib.suppress(ValueError, TypeError):
-                        known[(heartbeat, name)] = Track.from_json(json.loads(text))
-            folded = fold(
-                batch,
-                lambda name: current.get(name) or Facts(),
-                lambda name: self._books.get(name) or Instances(),
-                lambda heartbeat, name: known.get((heartbeat, name)),
+        locked = await db.execute(_LOCK_FACTS, (names,))
+        tracked = None
+        if keys:
+            tracked = await db.execute(
+                "SELECT i.heartbeat, i.name, i.track FROM lookout_instance i "
+                "JOIN unnest(%b::text[], %b::text[]) AS k(heartbeat, name) "
+                "ON i.heartbeat = k.heartbeat AND i.name = k.name",
+                ([h for h, _ in keys], [n for _, n in keys]),
             )
-            texts = {name: _encode(f.to_json()) for name, f in folded.facts.items()}
-            await self._write_rows(db, folded, texts)
+        rows = await locked.fetchall()
+        if len(rows) < len(names):  # rows a declaration has not made yet: one more round trip
+            found = {name for name, _ in rows}
+            missing = [name for name in names if name not in found]
+            await db.execute(
+                "INSERT INTO lookout_heartbeat (name) SELECT n FROM unnest(%b::text[]) AS n "
+                "ORDER BY n ON CONFLICT DO NOTHING",
+                (missing,),
+            )
+            added = await db.execute(_LOCK_FACTS, (missing,))
+            rows = sorted([*rows, *await added.fetchall()])
+        current = await self._read_facts(db, rows)
+        known: dict[tuple[str, str], Track] = {}
+        if tracked is not None:
+            for heartbeat, name, text in await tracked.fetchall():
+                with contextlib.suppress(ValueError, TypeError):
+                    known[(heartbeat, name)] = Track.from_json(json.loads(text))
+        folded = fold(
+            batch,
+            lambda name: current.get(name) or Facts(),
+            lambda name: self._books.get(name) or Instances(),
+            lambda heartbeat, name: known.get((heartbeat, name)),
+        )
+        texts = {name: _encode(f.to_json()) for name, f in folded.facts.items()}
+        await self._write_rows(db, folded, texts)
         return folded, texts
 
     async def _read_facts(

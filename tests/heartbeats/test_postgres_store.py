@@ -166,3 +166,29 @@ async def test_a_store_reads_back_what_other_replicas_commit_not_what_it_committ
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_batch_whose_last_write_fails_commits_nothing_and_the_next_one_goes_through(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database()
+    store = await opened(url)
+    try:
+        await store.record(Ping("pool", Signal.SUCCESS, T0, instance="a"), POOL)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+            # The instance tracks are the batch's last write: refused by the database.
+            await db.execute(
+                "ALTER TABLE lookout_instance ADD CONSTRAINT refused CHECK (false) NOT VALID"
+            )
+        with pytest.raises(StoreError):
+            await store.record(Ping("pool", Signal.SUCCESS, T0 + 1, instance="a"), POOL)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+            cursor = await db.execute("SELECT seq FROM lookout_heartbeat WHERE name = 'pool'")
+            assert await cursor.fetchall() == [(1,)]
+            cursor = await db.execute("SELECT count(*) FROM lookout_ping WHERE heartbeat = 'pool'")
+            assert await cursor.fetchall() == [(1,)]
+            await db.execute("ALTER TABLE lookout_instance DROP CONSTRAINT refused")
+        after = await store.record(Ping("pool", Signal.SUCCESS, T0 + 2, instance="a"), POOL)
+        assert after.seq == 2
+    finally:
+        await store.close()
