@@ -246,9 +246,10 @@ class Runtime:
             await self._between_steps()
 
     async def _prepare(self, plan: Plan) -> None:
-        """The new targets of ``plan`` rendered for the probe collector ahead, in slices
-        between other tasks: the first scrape after a reload that adds or renames thousands of
-        targets then joins their text rather than rendering all of them while it answers."""
+        """The rows of ``plan``'s targets laid out for the probe collector ahead (the new ones
+        rendered), in slices between other tasks: the first scrape after a reload that adds
+        or renames thousands of targets then joins their text rather than rendering and
+        moving all of them while it answers."""
         for _ in self.probe_collector.prepare(list(plan.stats.values())):
             await self._between_steps()
 
@@ -333,8 +334,8 @@ class Runtime:
                 await self._prepare(plan)
             except Exception:
                 return self._internal_error(name)
+            await self._between_steps()
             try:
-                await self._between_steps()
                 self._apply(config, plan)
             except Exception:
                 outcome = self._internal_error(name)
