@@ -253,6 +253,14 @@ class Runtime:
         for _ in self.probe_collector.prepare(list(plan.stats.values())):
             await self._between_steps()
 
+    async def _rerender(self, plan: Plan) -> None:
+        """The targets the reload changed in place (a new interval, ``expect`` or SLO, the same
+        series) rendered again in slices after the swap, so that the first scrape after a
+        reload that changes 10,000 of them joins their text instead of rendering it."""
+        retargeted = [stats for stats, _target in plan.retargeted]
+        for _ in self.probe_collector.rerender(retargeted):
+            await self._between_steps()
+
     async def _between_steps(self) -> None:
         """Lets other tasks run between two steps of a reload and, while scrapes are being
         answered, waits until those are: a scrape pauses after every ``SCRAPE_SLICE`` of its
@@ -273,6 +281,7 @@ class Runtime:
             self.scheduler.reconcile(self._owned(config), (page.bucket, page.buckets))
         else:
             self.scheduler.apply(plan)
+            self.probe_collector.go_live()
         self.heartbeats.configure(config.heartbeats, (page.bucket, page.buckets))
         if config.host != self.host.settings:
             self.host.configure(config.host)
@@ -337,6 +346,7 @@ class Runtime:
             await self._between_steps()
             try:
                 self._apply(config, plan)
+                await self._rerender(plan)
             except Exception:
                 outcome = self._internal_error(name)
                 self._apply(old)

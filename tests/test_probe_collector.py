@@ -246,6 +246,34 @@ def test_a_reload_lays_out_its_rows_ahead_so_the_next_scrape_moves_none(
     assert "".join(unprepared.expose()) == text
 
 
+def test_a_target_probed_between_a_reload_and_its_first_scrape_is_rendered_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new target probed after a reload's swap, before the first scrape gave it a row, is
+    rendered when its probe completes; that scrape takes the rendering instead of rendering it
+    again, and so does every scrape after its next probe."""
+    rendered = counted_renders(monkeypatch)
+    old = [ProbeStats(make_target(name=f"api-{n}")) for n in range(2)]
+    live = old
+    collector = ProbeCollector(lambda: live, lambda: None)
+    list(collector.expose())
+    new = [ProbeStats(make_target(name=f"new-{n}")) for n in range(2)]
+    list(collector.prepare(new))
+    live = new
+    new[0].record(ProbeResult("new-0", False, 0.01, 1_800_000_000.0))
+    collector.refresh(new[0])
+    rendered.clear()
+    text = "".join(collector.expose())
+    assert rendered == []
+    assert sample_value(text, "lookout_probe_success", target="new-0") == 0
+    new[0].record(ProbeResult("new-0", True, 0.01, 1_800_000_030.0))
+    collector.refresh(new[0])
+    assert rendered == ["new-0"]
+    text = "".join(collector.expose())
+    assert rendered == ["new-0"]
+    assert sample_value(text, "lookout_probe_success", target="new-0") == 1
+
+
 def test_a_probe_completing_during_a_scrape_shows_in_the_next_one() -> None:
     """A scrape's families all come from the same results: a probe completing while the
     scrape pauses changes nothing in it, and the next scrape has its result."""

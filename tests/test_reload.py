@@ -21,6 +21,7 @@ from exporter.runtime import RUNTIME, Options
 from exporter.stats import ProbeStats
 from tests.metrics import sample_value
 from tests.test_config_corpus import CORPUS, ENVIRON, TESTDATA, expected
+from tests.test_probe_collector import counted_renders
 
 Client = TestClient[web.Request, web.Application]
 
@@ -221,6 +222,30 @@ async def test_a_reload_renders_its_new_targets_before_they_go_live(
     text = await (await client.get("/metrics")).text()
     assert sorted(rendered) == [("b-0", False), ("b-1", False), ("b-2", False)]
     assert sample_value(text, "lookout_probe_duration_seconds_count", target="b-1") == 0
+
+
+async def test_a_reload_that_changes_targets_in_place_renders_them_before_the_next_scrape(
+    aiohttp_client: AiohttpClient,
+    upstream: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Targets whose config changes but whose series stay (here their SLO) are rendered
+    again by the reload, after the swap: the next scrape shows the new SLO without rendering
+    any of them while it answers."""
+    rendered = counted_renders(monkeypatch)
+    path = tmp_path / "lookout.yml"
+    path.write_text(named_targets(upstream, "a", 3))
+    client = await start(aiohttp_client, path)
+    await client.get("/metrics")
+    path.write_text(named_targets(upstream, "a", 3).replace("'}", "', slo: {availability: 99.5}}"))
+    answer = await client.post("/-/reload")
+    assert answer.status == 200, await answer.text()
+    rendered.clear()
+    text = await (await client.get("/metrics")).text()
+    assert rendered == []
+    for name in ("a-0", "a-1", "a-2"):
+        assert sample_value(text, "lookout_probe_slo_objective_ratio", target=name) == 0.995
 
 
 def named_targets(url: str, prefix: str, count: int) -> str:

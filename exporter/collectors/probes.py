@@ -24,9 +24,11 @@ target's rendering in each format, a column per family and a row per target (``_
 with the stats' ``generation`` and the location each row was rendered from and for:
 ``refresh`` renders a target as its probe completes, so a scrape of 10,000 targets is mostly
 joins of the columns as they are, and a scrape renders afresh only the targets whose row is
-stale (changed by a reload, a new location, never rendered, or probed during a scrape). The
-protobuf rendering also carries the duration histogram's native buckets; it is made only once
-a scrape has asked for protobuf.
+stale (a new location, never rendered, or probed during a scrape). A reload lays out the rows
+of its targets ahead (``prepare``), makes that layout current when it swaps them in
+(``go_live``) and renders the targets it changed in place again (``rerender``), so that the
+first scrape after it mostly joins too. The protobuf rendering also carries the duration
+histogram's native buckets; it is made only once a scrape has asked for protobuf.
 """
 
 from __future__ import annotations
@@ -383,6 +385,15 @@ class _Renderings:
         layout = yield from self._layout(planned, names, location)
         self._planned = layout
 
+    def go_live(self) -> None:
+        """The reload whose rows ``prepare`` laid out has swapped its targets in: its layout is
+        the current one from now on, so that probes completing from now on render into it
+        (unless a scrape is reading the current layout: that scrape's ``current`` adopts it)."""
+        planned = self._planned
+        if planned is not None and not self._scrapes:
+            self._adopt(planned)
+            self._planned = None
+
     def _put(self, row: int, generation: int, rendering: Rendered) -> None:
         for column, part in zip(self._columns, rendering, strict=True):
             column[row] = part
@@ -404,27 +415,33 @@ class _Renderings:
         empty chunk after every batch of targets rendered afresh and after every
         ``CACHED_BATCH`` targets moved to new rows (after a reload, or at the first scrape)."""
         names = list(map(_NAME_OF, snapshot))
-        if names != self._names or location != self._location:
-            planned = self._planned
-            if planned is not None and planned.names == names and planned.location == location:
-                self._adopt(planned)  # a reload's layout; rows probed since are stale below
-            else:
-                self._adopt((yield from self._layout(snapshot, names, location)))
+        planned = self._planned
+        if planned is not None and planned.names == names and planned.location == location:
+            self._adopt(planned)  # a reload's layout; rows probed since are stale below
             self._planned = None
+        elif names != self._names or location != self._location:
+            self._adopt((yield from self._layout(snapshot, names, location)))
+            self._planned = None
+        if self._prepared:
+            self._take_prepared()
+        # This scrape's rows, kept even if another scrape adopts a layout while this one
+        # renders its stale rows.
+        columns, rendered_from = self._columns, self._generations
         generations = list(map(_GENERATION_OF, snapshot))
-        if generations != self._generations:
+        if generations != rendered_from:
             stale = [
                 row
-                for row, (now, rendered) in enumerate(
-                    zip(generations, self._generations, strict=True)
-                )
-                if now != rendered
+                for row, (now, then) in enumerate(zip(generations, rendered_from, strict=True))
+                if now != then
             ]
             for count, row in enumerate(stale, 1):
-                self._put(row, generations[row], self._render(snapshot[row], location))
+                rendering = self._render(snapshot[row], location)
+                for column, part in zip(columns, rendering, strict=True):
+                    column[row] = part
+                rendered_from[row] = generations[row]
                 if count % self._batch == 0:
                     yield b""
-        return self._columns
+        return columns
 
     def _layout(
         self, snapshot: Sequence[ProbeStats], names: list[str], location: str | None
@@ -470,6 +487,18 @@ class _Renderings:
         row_of = {name: row for row, name in enumerate(names)}
         return _Layout(names, row_of, generations, columns, location)
 
+    def _take_prepared(self) -> None:
+        """Renderings made before their targets had a row (probed after a reload's swap and
+        before its first scrape) go into the rows those targets have now, when newer than what
+        the rows hold; those of targets without a row (no longer scraped) are dropped."""
+        rows = self._rows
+        generations = self._generations
+        for name, (generation, location, rendering) in self._prepared.items():
+            row = rows.get(name)
+            if row is not None and location == self._location and generation > generations[row]:
+                self._put(row, generation, rendering)
+        self._prepared.clear()
+
     def _adopt(self, layout: _Layout) -> None:
         self._names = layout.names
         self._rows = layout.rows
@@ -512,6 +541,20 @@ class ProbeCollector:
         yield from self._texts.prepare(planned, location)
         if self._protobuf_scraped:
             yield from self._messages.prepare(planned, location)
+
+    def go_live(self) -> None:
+        """The targets ``prepare`` was given are live now (the scheduler swapped them in)."""
+        self._texts.go_live()
+        self._messages.go_live()
+
+    def rerender(self, targets: Sequence[ProbeStats]) -> Iterator[None]:
+        """Render ``targets`` again, a reload having changed their config in place (after
+        ``go_live``), yielding after every ``BATCH``: the next scrape then finds their rows
+        current instead of rendering all of them while it answers."""
+        for count, stats in enumerate(targets, 1):
+            self.refresh(stats)
+            if count % BATCH == 0:
+                yield
 
     def expose(self) -> Iterable[str]:
         """The text of ``expose_utf8`` as str (for the probe command)."""
