@@ -28,6 +28,11 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
+# Scripts that run the exporter in their own process import it from this checkout, also when the
+# interpreter has another checkout installed in editable mode: its finder would resolve
+# ``exporter`` to that one, and a script of an older tree would measure the newer code.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 LOOPBACK = "127.0.0.1"
 
 
