@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors import probes as probes_module
@@ -339,3 +341,74 @@ def _result(success: bool, reason: Reason | None = None, message: str = "") -> P
         reason=reason,
         message=message,
     )
+
+
+# What a reload makes of each name: kept as it is, changed in place (a new SLO, the same
+# series), replaced by a new target of that name, or gone; names not live yet may come.
+_RELOAD = st.sampled_from(["keep", "change", "replace", "drop", "add"])
+_STEP = st.one_of(
+    st.tuples(st.just("probe"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("scrape")),
+    st.tuples(st.just("reload"), st.lists(_RELOAD, min_size=6, max_size=6), st.booleans()),
+)
+_TARGETS = {
+    (name, slo): make_target(name=name, slo=slo)
+    for name in (f"t-{n}" for n in range(6))
+    for slo in ("", ", slo: {availability: 99.5}")
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(_STEP, max_size=25))
+def test_every_scrape_shows_what_a_fresh_collector_renders_whatever_came_before(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    """Probes, scrapes and reloads (laid out ahead, swapped in, changed targets rendered again;
+    sometimes while a scrape is under way, which keeps reading its own columns) in any
+    order: each full scrape's text is what a collector without a cache renders of the same
+    targets."""
+    live: list[ProbeStats] = [ProbeStats(_TARGETS[(f"t-{n}", "")]) for n in range(3)]
+    collector = ProbeCollector(lambda: live, lambda: None)
+    clock = 1_800_000_000.0
+    for step in steps:
+        if step[0] == "probe" and live:
+            stats = live[step[1] % len(live)]
+            clock += 1
+            stats.record(ProbeResult(stats.target.name, step[2], 0.01, clock))
+            collector.refresh(stats)
+        elif step[0] == "scrape":
+            assert "".join(collector.expose()) == render(*live)
+        elif step[0] == "reload":
+            _, choices, during_a_scrape = step
+            by_name = {stats.target.name: stats for stats in live}
+            planned: list[ProbeStats] = []
+            changed: list[tuple[ProbeStats, Target[Any]]] = []
+            for n, choice in enumerate(choices):
+                name = f"t-{n}"
+                old = by_name.get(name)
+                if old is None:
+                    if choice == "add":
+                        planned.append(ProbeStats(_TARGETS[(name, "")]))
+                elif choice in ("keep", "add"):
+                    planned.append(old)
+                elif choice == "change":
+                    slo = (
+                        ""
+                        if old.target.slo != _TARGETS[(name, "")].slo
+                        else ", slo: {availability: 99.5}"
+                    )
+                    changed.append((old, _TARGETS[(name, slo)]))
+                    planned.append(old)
+                elif choice == "replace":
+                    planned.append(ProbeStats(_TARGETS[(name, "")]))
+            before = render(*live)
+            scrape = iter(collector.expose()) if during_a_scrape else None
+            first = next(scrape, "") if scrape is not None else ""
+            list(collector.prepare(planned))
+            live = planned
+            for stats, target in changed:
+                stats.retarget(target)
+            collector.go_live()
+            list(collector.rerender([stats for stats, _ in changed]))
+            if scrape is not None:
+                assert first + "".join(scrape) == before

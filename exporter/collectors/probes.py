@@ -387,10 +387,10 @@ class _Renderings:
 
     def go_live(self) -> None:
         """The reload whose rows ``prepare`` laid out has swapped its targets in: its layout is
-        the current one from now on, so that probes completing from now on render into it
-        (unless a scrape is reading the current layout: that scrape's ``current`` adopts it)."""
+        the current one from now on, so that probes completing from now on render into it. A
+        scrape under way keeps reading (and catching up) the columns it started with."""
         planned = self._planned
-        if planned is not None and not self._scrapes:
+        if planned is not None:
             self._adopt(planned)
             self._planned = None
 
