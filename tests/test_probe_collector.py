@@ -167,6 +167,7 @@ def test_targets_prepared_before_they_go_live_are_not_rendered_again_by_the_scra
     assert rendered == ["old", "new-0", "new-1", "new-2"]
     "".join(collector.expose())  # before the swap: the prepared ones are kept for later
     live = new
+    collector.go_live()  # the swap
     new[1].record(ProbeResult(target="new-1", success=True, duration=0.01, finished_at=2.0))
     text = "".join(collector.expose())
     assert rendered == ["old", "new-0", "new-1", "new-2", "new-1"]
@@ -239,6 +240,7 @@ def test_a_reload_lays_out_its_rows_ahead_so_the_next_scrape_moves_none(
     assert list(collector.prepare(planned)).count(b"") == 1 + 3  # old rows taken, new built
     kept[0].record(ProbeResult("api-0", False, 0.01, 1_800_000_060.0))  # after the layout
     live = planned
+    collector.go_live()  # the swap
     swapped = list(collector.expose())
     assert swapped.count("") == 0
     text = "".join(swapped)
@@ -251,9 +253,9 @@ def test_a_reload_lays_out_its_rows_ahead_so_the_next_scrape_moves_none(
 def test_a_target_probed_between_a_reload_and_its_first_scrape_is_rendered_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A new target probed after a reload's swap, before the first scrape gave it a row, is
-    rendered when its probe completes; that scrape takes the rendering instead of rendering it
-    again, and so does every scrape after its next probe."""
+    """A new target probed after a reload's swap, before the next scrape, is rendered once,
+    when its probe completes (the swap gave it its row): that scrape joins the rendering
+    instead of rendering it again, and so does every scrape after its next probe."""
     rendered = counted_renders(monkeypatch)
     old = [ProbeStats(make_target(name=f"api-{n}")) for n in range(2)]
     live = old
@@ -262,6 +264,7 @@ def test_a_target_probed_between_a_reload_and_its_first_scrape_is_rendered_once(
     new = [ProbeStats(make_target(name=f"new-{n}")) for n in range(2)]
     list(collector.prepare(new))
     live = new
+    collector.go_live()  # the swap
     new[0].record(ProbeResult("new-0", False, 0.01, 1_800_000_000.0))
     collector.refresh(new[0])
     rendered.clear()

@@ -365,7 +365,8 @@ class _Renderings:
         # Renderings of targets probed before a scrape gave them a row, by name, with the
         # generation and location each was rendered from and for. Taken by that scrape.
         self._prepared: dict[str, tuple[int, str | None, Rendered]] = {}
-        # The rows of the targets a reload is about to make live (``prepare``).
+        # The rows of the targets a reload is about to make live (``prepare``), current from
+        # its swap on (``go_live``).
         self._planned: _Layout | None = None
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
@@ -378,9 +379,9 @@ class _Renderings:
 
     def prepare(self, planned: Sequence[ProbeStats], location: str | None) -> Iterator[bytes]:
         """Lay out the rows of ``planned``, the targets a reload is about to make live in the
-        order they will be scraped, ahead: the first scrape after the reload then takes the
-        layout as it is (``current``) instead of moving 10,000 renderings to new rows while
-        it answers. Yields after every batch rendered and every ``CACHED_BATCH`` moved."""
+        order they will be scraped, ahead: the layout goes live with them (``go_live``), so the
+        first scrape after the reload does not move 10,000 renderings to new rows while it
+        answers. Yields after every batch rendered and every ``CACHED_BATCH`` moved."""
         names = list(map(_NAME_OF, planned))
         layout = yield from self._layout(planned, names, location)
         self._planned = layout
@@ -415,13 +416,8 @@ class _Renderings:
         empty chunk after every batch of targets rendered afresh and after every
         ``CACHED_BATCH`` targets moved to new rows (after a reload, or at the first scrape)."""
         names = list(map(_NAME_OF, snapshot))
-        planned = self._planned
-        if planned is not None and planned.names == names and planned.location == location:
-            self._adopt(planned)  # a reload's layout; rows probed since are stale below
-            self._planned = None
-        elif names != self._names or location != self._location:
+        if names != self._names or location != self._location:
             self._adopt((yield from self._layout(snapshot, names, location)))
-            self._planned = None
         if self._prepared:
             self._take_prepared()
         # This scrape's rows, kept even if another scrape adopts a layout while this one
