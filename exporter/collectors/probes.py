@@ -341,6 +341,12 @@ class _Layout:
     columns: Columns
     location: str | None
 
+    def put(self, row: int, generation: int, rendering: Rendered) -> None:
+        """Row ``row`` as ``rendering``, rendered from the stats' ``generation``."""
+        for column, part in zip(self.columns, rendering, strict=True):
+            column[row] = part
+        self.generations[row] = generation
+
 
 class _Renderings:
     """Each target's rendering in one format, kept as ``Columns``: a row per target, in the
@@ -356,14 +362,11 @@ class _Renderings:
     def __init__(self, render: Callable[[ProbeStats, str | None], Rendered], batch: int) -> None:
         self._render = render
         self._batch = batch
-        self._location: str | None = None
-        self._names: list[str] = []
-        self._rows: dict[str, int] = {}
-        self._generations: list[int] = []
-        self._columns: Columns = [[] for _ in FAMILIES]
+        self._current = _Layout([], {}, [], [[] for _ in FAMILIES], None)
         self._scrapes = 0
         # Renderings of targets probed before a scrape gave them a row, by name, with the
-        # generation and location each was rendered from and for. Taken by that scrape.
+        # generation and location each was rendered from and for. Taken by that scrape, which
+        # drops the rest (targets no longer scraped).
         self._prepared: dict[str, tuple[int, str | None, Rendered]] = {}
         # The rows of the targets a reload is about to make live (``prepare``), current from
         # its swap on (``go_live``).
@@ -371,11 +374,12 @@ class _Renderings:
 
     def refresh(self, stats: ProbeStats, location: str | None) -> None:
         name = stats.target.name
-        row = self._rows.get(name)
+        current = self._current
+        row = current.rows.get(name)
         if row is None:
             self._prepared[name] = (stats.generation, location, self._render(stats, location))
-        elif not self._scrapes and location == self._location:
-            self._put(row, stats.generation, self._render(stats, location))
+        elif not self._scrapes and location == current.location:
+            current.put(row, stats.generation, self._render(stats, location))
 
     def prepare(self, planned: Sequence[ProbeStats], location: str | None) -> Iterator[bytes]:
         """Lay out the rows of ``planned``, the targets a reload is about to make live in the
@@ -390,15 +394,8 @@ class _Renderings:
         """The reload whose rows ``prepare`` laid out has swapped its targets in: its layout is
         the current one from now on, so that probes completing from now on render into it. A
         scrape under way keeps reading (and catching up) the columns it started with."""
-        planned = self._planned
-        if planned is not None:
-            self._adopt(planned)
-            self._planned = None
-
-    def _put(self, row: int, generation: int, rendering: Rendered) -> None:
-        for column, part in zip(self._columns, rendering, strict=True):
-            column[row] = part
-        self._generations[row] = generation
+        if self._planned is not None:
+            self._current, self._planned = self._planned, None
 
     @contextlib.contextmanager
     def scraping(self) -> Iterator[None]:
@@ -416,38 +413,36 @@ class _Renderings:
         empty chunk after every batch of targets rendered afresh and after every
         ``CACHED_BATCH`` targets moved to new rows (after a reload, or at the first scrape)."""
         names = list(map(_NAME_OF, snapshot))
-        if names != self._names or location != self._location:
-            self._adopt((yield from self._layout(snapshot, names, location)))
-        if self._prepared:
-            self._take_prepared()
-        # This scrape's rows, kept even if another scrape adopts a layout while this one
-        # renders its stale rows.
-        columns, rendered_from = self._columns, self._generations
+        # This scrape's rows, kept even if a reload's swap or another scrape makes another
+        # layout current while this one renders its stale rows.
+        layout = self._current
+        if names != layout.names or location != layout.location:
+            layout = yield from self._layout(snapshot, names, location)
+            self._current = layout
+        self._prepared.clear()
         generations = list(map(_GENERATION_OF, snapshot))
-        if generations != rendered_from:
+        if generations != layout.generations:
             stale = [
                 row
-                for row, (now, then) in enumerate(zip(generations, rendered_from, strict=True))
+                for row, (now, then) in enumerate(zip(generations, layout.generations, strict=True))
                 if now != then
             ]
             for count, row in enumerate(stale, 1):
-                rendering = self._render(snapshot[row], location)
-                for column, part in zip(columns, rendering, strict=True):
-                    column[row] = part
-                rendered_from[row] = generations[row]
+                layout.put(row, generations[row], self._render(snapshot[row], location))
                 if count % self._batch == 0:
                     yield b""
-        return columns
+        return layout.columns
 
     def _layout(
         self, snapshot: Sequence[ProbeStats], names: list[str], location: str | None
     ) -> Generator[bytes, None, _Layout]:
         """Rows for ``snapshot``'s targets (``names``): each from its old row or its prepared
         rendering when that is current, else rendered afresh."""
-        old_rows = self._rows if location == self._location else {}
-        old_generations = self._generations
+        current = self._current
+        old_rows = current.rows if location == current.location else {}
+        old_generations = current.generations
         # The old rows as tuples, transposed in C a slice at a time.
-        transposed = zip(*self._columns, strict=True)
+        transposed = zip(*current.columns, strict=True)
         old: list[Rendered] = []
         while some := list(itertools.islice(transposed, CACHED_BATCH)):
             old.extend(some)
@@ -482,25 +477,6 @@ class _Renderings:
                 yield b""
         row_of = {name: row for row, name in enumerate(names)}
         return _Layout(names, row_of, generations, columns, location)
-
-    def _take_prepared(self) -> None:
-        """Renderings made before their targets had a row (probed after a reload's swap and
-        before its first scrape) go into the rows those targets have now, when newer than what
-        the rows hold; those of targets without a row (no longer scraped) are dropped."""
-        rows = self._rows
-        generations = self._generations
-        for name, (generation, location, rendering) in self._prepared.items():
-            row = rows.get(name)
-            if row is not None and location == self._location and generation > generations[row]:
-                self._put(row, generation, rendering)
-        self._prepared.clear()
-
-    def _adopt(self, layout: _Layout) -> None:
-        self._names = layout.names
-        self._rows = layout.rows
-        self._generations = layout.generations
-        self._columns = layout.columns
-        self._location = layout.location
 
 
 class ProbeCollector:
