@@ -333,9 +333,7 @@ def main() -> None:
     args = parser.parse_args()
     print(harness.machine())
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
-    trees = {"this tree": REPO}
-    if args.before is not None:
-        trees = {"before": args.before.resolve(), "after": REPO}
+    trees = harness.trees(args.before)
     rows = [
         "| tree | targets | file KiB | load wall s | load CPU s | peak MiB | check-config wall s "
         "| check-config CPU s | jsonschema alone s |",

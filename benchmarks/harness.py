@@ -375,6 +375,13 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 INTERVAL = 30.0
 
 
+def trees(before: Path | None) -> dict[str, Path]:
+    """The checkouts a script measures by name: this one, or ``before`` and then this one."""
+    if before is None:
+        return {"this tree": REPO}
+    return {"before": before.resolve(), "after": REPO}
+
+
 def lookout_config(nginx_ports: list[int], targets: int) -> str:
     """The 10,000-target benchmarks' config: http targets spread over the nginx ports, each with
     two labels and an SLO."""

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import harness
-from harness import INTERVAL, LOOPBACK, REPO, Processes, lookout_config
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 
 TARGETS = 10_000
 
@@ -53,9 +53,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
     print(harness.machine())
-    trees = {"this tree": REPO}
-    if args.before is not None:
-        trees = {"before": args.before.resolve(), "after": REPO}
+    trees = harness.trees(args.before)
     limit = len(trees) * (180 + INTERVAL + args.rounds * args.seconds)
     rows = [["tree", "CPU, % of a core (median)", "windows"]]
     with harness.time_limit(limit):

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import harness
-from harness import INTERVAL, LOOPBACK, REPO, Processes, lookout_config
+from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 
 TARGETS = 10_000
 GAP = 0.2  # seconds between two scrapes of a window
@@ -87,9 +87,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=25)
     args = parser.parse_args()
     print(harness.machine())
-    trees = {"this tree": REPO}
-    if args.before is not None:
-        trees = {"before": args.before.resolve(), "after": REPO}
+    trees = harness.trees(args.before)
     rows = [["tree", "CPU ms per scrape, by window", "resident MiB after each window"]]
     with harness.time_limit(len(trees) * (300 + INTERVAL + args.rounds * args.scrapes * 2)):
         for name, tree in trees.items():
