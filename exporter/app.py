@@ -87,7 +87,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response; a large one is sent piece by piece while it is rendered, so the whole body never
     sits in memory."""
     runtime = request.app[RUNTIME]
-    await runtime.host.fresh()  # reads the host in a worker thread, bounded by a deadline
     wants_gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     protobuf = prefers_protobuf(request.headers.get("Accept", ""))
     headers = {"Content-Type": protobuf_format.CONTENT_TYPE if protobuf else CONTENT_TYPE}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import psutil
@@ -17,6 +18,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from exporter import config
 from exporter.app import create_app
 from exporter.collectors import probes as probes_module
+from exporter.host.reading import HostReader
+from exporter.host.settings import HostSettings
+from exporter.host.snapshot import HostSnapshot
 from exporter.runtime import RUNTIME, Options
 from exporter.stats import ProbeStats
 from tests.metrics import sample_value
@@ -272,6 +276,42 @@ async def test_a_reload_steps_aside_while_a_scrape_is_answered(
     assert sorted(runtime.scheduler.stats) == ["a-0", "a-1", "a-2"]
     async for _piece in pieces:
         pass
+    assert (await asyncio.wait_for(reload, 30)).status == 200
+    assert sorted(runtime.scheduler.stats) == ["b-0", "b-1", "b-2"]
+
+
+async def test_a_reload_steps_aside_while_a_scrape_reads_the_host(
+    aiohttp_client: AiohttpClient,
+    upstream: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape reads the host in a worker thread before it renders; the steps of a reload
+    taking the event loop meanwhile kept that thread waiting for the interpreter lock."""
+    path = tmp_path / "lookout.yml"
+    path.write_text(named_targets(upstream, "a", 3))
+    client = await start(aiohttp_client, path)
+    runtime = client.app[RUNTIME]
+    assert (await client.post("/-/reload")).status == 200  # the loader process is up now
+    path.write_text(named_targets(upstream, "b", 3))
+    reading, release = threading.Event(), threading.Event()
+    read = HostReader.read
+
+    def held_read(reader: HostReader, settings: HostSettings) -> HostSnapshot:
+        reading.set()
+        release.wait(10)
+        return read(reader, settings)
+
+    monkeypatch.setattr(HostReader, "read", held_read)
+    pieces = runtime.render_pieces()
+    first = asyncio.ensure_future(anext(pieces))  # a scrape reading the host
+    assert await asyncio.to_thread(reading.wait, 10)
+    reload = asyncio.ensure_future(client.post("/-/reload"))
+    await asyncio.sleep(1.0)  # a load of three targets takes milliseconds
+    assert not reload.done()
+    assert sorted(runtime.scheduler.stats) == ["a-0", "a-1", "a-2"]
+    release.set()
+    assert b"lookout_host_" in await first + b"".join([piece async for piece in pieces])
     assert (await asyncio.wait_for(reload, 30)).status == 200
     assert sorted(runtime.scheduler.stats) == ["b-0", "b-1", "b-2"]
 
