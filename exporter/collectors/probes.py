@@ -469,13 +469,18 @@ class _Renderings:
                     yield b""
             generations.append(generation)
         columns: Columns = [[] for _ in FAMILIES]
+        # The row of each name, made in the same slices: with 100,000 targets in a large heap
+        # the whole dictionary at once held the event loop for 0.1-0.2 s.
+        row_of: dict[str, int] = {}
         for start in range(0, len(rows), CACHED_BATCH):
             some = rows[start : start + CACHED_BATCH]
             for column, parts in zip(columns, zip(*some, strict=True), strict=True):
                 column.extend(parts)
+            row_of.update(
+                zip(names[start : start + len(some)], range(start, start + len(some)), strict=True)
+            )
             if len(some) == CACHED_BATCH:
                 yield b""
-        row_of = {name: row for row, name in enumerate(names)}
         return _Layout(names, row_of, generations, columns, location)
 
 
