@@ -374,7 +374,7 @@ class Runtime:
     async def _answering(self, pieces: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """``pieces``, a scrape being answered from the host's read until they end or are
         closed. The read counts: a reload's steps taking the event loop meanwhile kept the
-        reading thread waiting for the interpreter lock, 20-60 ms instead of 2-6."""
+        reading thread waiting for the interpreter lock, 17-60 ms instead of 2-6."""
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._scrapes.add(answered)
         try:

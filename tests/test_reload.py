@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
@@ -257,23 +257,37 @@ def named_targets(url: str, prefix: str, count: int) -> str:
     return "defaults: {interval: 1h, timeout: 5s}\ntargets:\n" + "".join(lines)
 
 
+async def renamed_after_a_reload(
+    aiohttp_client: AiohttpClient, upstream: str, path: Path
+) -> Client:
+    """An exporter of ``a-0`` to ``a-2`` whose loader process is up (one reload done), its
+    config file now naming ``b-0`` to ``b-2``."""
+    await asyncio.to_thread(path.write_text, named_targets(upstream, "a", 3))
+    client = await start(aiohttp_client, path)
+    assert (await client.post("/-/reload")).status == 200
+    await asyncio.to_thread(path.write_text, named_targets(upstream, "b", 3))
+    return client
+
+
+async def a_reload_held_back(client: Client) -> asyncio.Future[ClientResponse]:
+    """A reload, asserted to have changed nothing a second after it began."""
+    reload = asyncio.ensure_future(client.post("/-/reload"))
+    await asyncio.sleep(1.0)  # a load of three targets takes milliseconds
+    assert not reload.done()
+    assert sorted(client.app[RUNTIME].scheduler.stats) == ["a-0", "a-1", "a-2"]
+    return reload
+
+
 async def test_a_reload_steps_aside_while_a_scrape_is_answered(
     aiohttp_client: AiohttpClient, upstream: str, tmp_path: Path
 ) -> None:
     """A scrape pauses every few milliseconds of its work; the steps of a reload wait until
     it is answered instead of taking those turns (which made a scrape twice as slow)."""
-    path = tmp_path / "lookout.yml"
-    path.write_text(named_targets(upstream, "a", 3))
-    client = await start(aiohttp_client, path)
+    client = await renamed_after_a_reload(aiohttp_client, upstream, tmp_path / "lookout.yml")
     runtime = client.app[RUNTIME]
-    assert (await client.post("/-/reload")).status == 200  # the loader process is up now
-    path.write_text(named_targets(upstream, "b", 3))
     pieces = runtime.render_pieces()
     await anext(pieces)  # a scrape under way
-    reload = asyncio.ensure_future(client.post("/-/reload"))
-    await asyncio.sleep(1.0)  # a load of three targets takes milliseconds
-    assert not reload.done()
-    assert sorted(runtime.scheduler.stats) == ["a-0", "a-1", "a-2"]
+    reload = await a_reload_held_back(client)
     async for _piece in pieces:
         pass
     assert (await asyncio.wait_for(reload, 30)).status == 200
@@ -288,12 +302,8 @@ async def test_a_reload_steps_aside_while_a_scrape_reads_the_host(
 ) -> None:
     """A scrape reads the host in a worker thread before it renders; the steps of a reload
     taking the event loop meanwhile kept that thread waiting for the interpreter lock."""
-    path = tmp_path / "lookout.yml"
-    path.write_text(named_targets(upstream, "a", 3))
-    client = await start(aiohttp_client, path)
+    client = await renamed_after_a_reload(aiohttp_client, upstream, tmp_path / "lookout.yml")
     runtime = client.app[RUNTIME]
-    assert (await client.post("/-/reload")).status == 200  # the loader process is up now
-    path.write_text(named_targets(upstream, "b", 3))
     reading, release = threading.Event(), threading.Event()
     read = HostReader.read
 
@@ -306,10 +316,7 @@ async def test_a_reload_steps_aside_while_a_scrape_reads_the_host(
     pieces = runtime.render_pieces()
     first = asyncio.ensure_future(anext(pieces))  # a scrape reading the host
     assert await asyncio.to_thread(reading.wait, 10)
-    reload = asyncio.ensure_future(client.post("/-/reload"))
-    await asyncio.sleep(1.0)  # a load of three targets takes milliseconds
-    assert not reload.done()
-    assert sorted(runtime.scheduler.stats) == ["a-0", "a-1", "a-2"]
+    reload = await a_reload_held_back(client)
     release.set()
     assert b"lookout_host_" in await first + b"".join([piece async for piece in pieces])
     assert (await asyncio.wait_for(reload, 30)).status == 200
