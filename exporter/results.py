@@ -10,10 +10,11 @@ must still show its NotAfter).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from exporter.clock import Clock
 from exporter.families import Family
@@ -101,14 +102,17 @@ class Observation(Protocol):
         ...
 
 
-@runtime_checkable
-class Accumulating(Protocol):
+class Accumulating(abc.ABC):
     """An observation that also feeds series kept between probes (a flow's per-step
-    histogram and failure counters); the target's stats keep them."""
+    histogram and failure counters); the target's stats keep them. A base class rather than a
+    runtime-checkable protocol: the stats check every result against it, and a protocol's
+    check took 11-12 us per probe."""
 
+    __slots__ = ()
+
+    @abc.abstractmethod
     def accumulate(self) -> Iterable[Sample]:
         """Samples to keep: a histogram family's value is observed, a counter's is added."""
-        ...
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ from exporter.probes.values import (
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import REDACTED, redact_url, secret_header
-from exporter.results import ProbeTrace, Sample, TlsSeen
+from exporter.results import Accumulating, ProbeTrace, Sample, TlsSeen
 
 __all__ = ["KIND", "FlowObservation", "FlowSpec", "Step", "StepRun"]
 
@@ -128,7 +128,7 @@ class StepRun:
 
 
 @dataclass(frozen=True, slots=True)
-class FlowObservation:
+class FlowObservation(Accumulating):
     """Every step of one probe, and the numbers its steps exported."""
 
     steps: tuple[StepRun, ...]

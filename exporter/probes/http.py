@@ -500,7 +500,6 @@ async def _follow(
     method, url, body = spec.method, spec.url, spec.body
     headers = {"User-Agent": user_agent(), **dict(spec.headers)}
     tls = spec.tls
-    origin = urlsplit(url)
     hops = 0
     while True:
         response = await session.request(
@@ -537,6 +536,7 @@ async def _follow(
                     else ""
                 ),
             )
+        origin = urlsplit(spec.url)  # split here: most probes are not redirected
         other_host = parts.hostname.lower() != (origin.hostname or "").lower()
         if other_host and not spec.cross_host_redirects:
             where = f" to {excerpt(parts.hostname)}" if spec.response_excerpts else ""
