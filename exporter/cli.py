@@ -251,10 +251,12 @@ def run(args: argparse.Namespace) -> int:
 def _new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (cheaper sockets and TLS), else the standard event loop."""
     try:
-        import uvloop
-    except ImportError:
+        from exporter.event_loop import NumericHostsLoop
+    except ModuleNotFoundError as exc:
+        if exc.name != "uvloop":
+            raise
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    return NumericHostsLoop()
 
 
 def _positive(text: str) -> int:

@@ -49,7 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "serving",
         (
-            r"exporter\.(runtime|app|probe_command|cli|__main__|gzip_stream)",
+            r"exporter\.(runtime|app|probe_command|cli|__main__|gzip_stream|event_loop)",
             r"exporter\.status(\.\w+)?",
             r"exporter\.report(\.\w+)?",
         ),
