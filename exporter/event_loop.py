@@ -29,21 +29,13 @@ class NumericHostsLoop(uvloop.Loop):
         proto: int = 0,
         flags: int = 0,
     ) -> list[tuple[Any, ...]]:
-        if isinstance(host, str) and _numeric(host):
-            return socket.getaddrinfo(
-                host, port, family, type, proto, flags | socket.AI_NUMERICHOST
-            )
+        if isinstance(host, str):
+            try:
+                return socket.getaddrinfo(
+                    host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+                )
+            except socket.gaierror:
+                pass  # a name (or no address of that family): uvloop's answer
         return await super().getaddrinfo(
             host, port, family=family, type=type, proto=proto, flags=flags
         )
-
-
-def _numeric(host: str) -> bool:
-    """Whether ``host`` is an IPv4 or IPv6 address (a scope such as ``%eth0`` goes to uvloop)."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return True
-    return False
