@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import exporter
 from exporter import config
 from exporter.config import ConfigError
+from exporter.gc_pause import collect_young_less_often
 from exporter.lazy_import import lazy_module
 from exporter.logs import setup_logging
 from exporter.units import parse_duration
@@ -240,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
     app.on_startup.append(on_startup)
     sys.setswitchinterval(SWITCH_INTERVAL)
+    collect_young_less_often()
     try:
         web_limits.serve(app, host, port, limits, app[RUNTIME].server, _new_loop())
     except StoreError as exc:

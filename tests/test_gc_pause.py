@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from exporter.gc_pause import paused_gc
+from exporter.gc_pause import YOUNG_THRESHOLD, paused_gc
 
 # Run in a fresh interpreter, whose heap does not depend on the tests before: (young, full)
 # collections while two million lists are made and kept, as it is and with only young ones.
@@ -51,3 +51,30 @@ def test_a_pause_holds_until_the_outermost_one_ends() -> None:
         assert gc.get_stats()[0]["collections"] == before
         assert len(kept) == 100_000
     assert gc.isenabled()
+
+
+COUNT_YOUNG_COLLECTIONS = """
+import gc, json
+from exporter.gc_pause import YOUNG_THRESHOLD, collect_young_less_often
+
+def collections(count):
+    # Every tenth collection of the youngest generation is one of the middle (counted there).
+    before = sum(generation["collections"] for generation in gc.get_stats())
+    kept = [[] for _ in range(count)]
+    return sum(generation["collections"] for generation in gc.get_stats()) - before
+
+default = collections(200_000)
+older = gc.get_threshold()[1:]
+collect_young_less_often()
+print(json.dumps([default, collections(200_000), gc.get_threshold()[1:] == older]))
+"""
+
+
+def test_the_running_exporter_collects_the_youngest_generation_less_often() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_YOUNG_COLLECTIONS], capture_output=True, text=True, check=True
+    )
+    default, tuned, older_kept = json.loads(done.stdout)
+    assert default >= 200_000 // 700 - 1, "the control: Python's default threshold"
+    assert 0 < tuned <= 200_000 // YOUNG_THRESHOLD + 1
+    assert older_kept, "the middle and oldest generations keep their thresholds"
