@@ -31,6 +31,7 @@ from harness import INTERVAL, LOOPBACK, Processes, lookout_config
 
 from exporter.app import create_app
 from exporter.config_process import load_at_start
+from exporter.gc_pause import collect_young_less_often
 from exporter.history import reason_code
 from exporter.reasons import Reason
 from exporter.runtime import RUNTIME, Options
@@ -51,6 +52,7 @@ def stage(rows: list[list[str]], name: str) -> None:
 
 async def measure(args: argparse.Namespace, procs: Processes, nginx: str, curl: str) -> None:
     rows = [["stage", "resident MiB", "GC-tracked objects"]]
+    collect_young_less_often()  # as `lookout-exporter run` does
     stage(rows, "modules imported")
     ports = [harness.free_port() for _ in range(4)]
     procs.nginx(nginx, ports)

@@ -7,61 +7,83 @@ first probe, the script reads the process's CPU time over ``--rounds`` windows o
 rendering take, which ``scrape_cost.py``'s scrape CPU also contains (probes keep running
 during a scrape).
 
-With ``--before DIR`` (another checkout of the repository), that tree's exporter runs first and
-then this one's, in the same few minutes, each with the current interpreter.
+With ``--before DIR`` (another checkout of the repository; repeat it for more), every tree's
+exporter runs at the same time, each with its own nginx and the current interpreter, and the
+CPU of all of them is read over the same windows. Run one after another, the windows of one
+tree moved by up to a quarter of their median with the machine's speed, more than most changes
+they were to measure; side by side, each window's ratio between the trees shares that drift.
+The ratios printed are the medians of the per-window ratios to the first tree.
 
-    python benchmarks/probing_cpu.py [--before DIR] [--rounds 3] [--seconds 15]
+    python benchmarks/probing_cpu.py [--before DIR ...] [--rounds 8] [--seconds 15]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from pathlib import Path
 
 import harness
-from harness import INTERVAL, LOOPBACK, Processes, lookout_config
+import psutil
+from harness import INTERVAL, LOOPBACK, REPO, Processes, lookout_config
 
 TARGETS = 10_000
 
 
-def probing_cpu(tree: Path, rounds: int, seconds: float) -> list[float]:
-    """The exporter of ``tree``'s CPU seconds per second over each window."""
+def probing_cpu(trees: dict[str, Path], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Each tree's exporter's CPU seconds per second over the same windows, all running."""
     binaries = harness.ensure_debian({"nginx": "nginx"})
-    with Processes() as procs:
-        ports = [harness.free_port() for _ in range(4)]
-        procs.nginx(binaries["nginx"], ports)
-        port = harness.free_port()
-        lookout = procs.lookout(lookout_config(ports, TARGETS), port, tree=tree)
-        harness.wait_until_up_blocking(
-            f"http://{LOOPBACK}:{port}/-/healthy", procs, "lookout", patience=120
-        )
+    with contextlib.ExitStack() as stack:
+        exporters: dict[str, psutil.Process] = {}
+        for name, tree in trees.items():
+            procs = stack.enter_context(Processes())
+            ports = [harness.free_port() for _ in range(4)]
+            procs.nginx(binaries["nginx"], ports)
+            port = harness.free_port()
+            exporters[name] = procs.lookout(lookout_config(ports, TARGETS), port, tree=tree)
+            harness.wait_until_up_blocking(
+                f"http://{LOOPBACK}:{port}/-/healthy", procs, name, patience=120
+            )
         time.sleep(INTERVAL + 15)  # every target probed once, start-up work done
-        shares = []
+        shares: dict[str, list[float]] = {name: [] for name in trees}
         for _ in range(rounds):
-            cpu = harness.cpu_seconds(lookout)
+            cpu = {name: harness.cpu_seconds(proc) for name, proc in exporters.items()}
             time.sleep(seconds)
-            shares.append((harness.cpu_seconds(lookout) - cpu) / seconds)
+            for name, proc in exporters.items():
+                shares[name].append((harness.cpu_seconds(proc) - cpu[name]) / seconds)
+            print("  " + "  ".join(f"{s[-1] * 100:5.1f}" for s in shares.values()), flush=True)
         return shares
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, help="another checkout, measured first")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--before", type=Path, action="append", default=[], help="another checkout (repeatable)"
+    )
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
     print(harness.machine())
-    trees = harness.trees(args.before)
-    limit = len(trees) * (180 + INTERVAL + args.rounds * args.seconds)
-    rows = [["tree", "CPU, % of a core (median)", "windows"]]
+    trees = {str(path): path.resolve() for path in args.before} | {"this tree": REPO}
+    print("  columns: " + ", ".join(trees), flush=True)
+    limit = 120 * len(trees) + INTERVAL + 60 + args.rounds * args.seconds
     with harness.time_limit(limit):
-        for name, tree in trees.items():
-            shares = probing_cpu(tree, args.rounds, args.seconds)
-            windows = ", ".join(f"{share * 100:.1f}" for share in shares)
-            rows.append([name, f"{statistics.median(shares) * 100:.1f}", windows])
-            print(f"  {name}: {windows} % of a core", flush=True)
+        shares = probing_cpu(trees, args.rounds, args.seconds)
+    first = next(iter(shares.values()))
+    rows = [["tree", "CPU, % of a core (median)", "ratio to the first (median)", "windows"]]
+    for name, windows in shares.items():
+        pairs = zip(first, windows, strict=True)
+        ratio = statistics.median(after / before for before, after in pairs)
+        rows.append(
+            [
+                name,
+                f"{statistics.median(windows) * 100:.1f}",
+                f"{ratio:.2f}",
+                ", ".join(f"{share * 100:.1f}" for share in windows),
+            ]
+        )
     print(harness.table(rows))
 
 
