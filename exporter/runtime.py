@@ -222,6 +222,7 @@ class Runtime:
 
     def start(self) -> None:
         self._apply(self.config)
+        self.probe_collector.lay_out(list(self.scheduler.all_stats()))
 
     async def close(self) -> None:
         self.loader.close()

@@ -151,6 +151,29 @@ def test_a_result_rendered_as_its_probe_completes_is_not_rendered_again_by_the_s
     assert rendered == ["api"]
 
 
+def test_at_start_probes_render_into_their_rows_and_the_first_scrape_renders_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows are there before the first scrape, which moves no rendering into them (with
+    2 targets to a batch, a scrape that made its rows would pause after the first two)."""
+    rendered = counted_renders(monkeypatch)
+    monkeypatch.setattr(probes_module, "CACHED_BATCH", 2)
+    live = [ProbeStats(make_target(name=f"t-{n}")) for n in range(3)]
+    collector = ProbeCollector(lambda: live, lambda: None)
+    collector.lay_out(live)
+    assert rendered == []
+    live[1].record(ProbeResult(target="t-1", success=True, duration=0.01, finished_at=2.0))
+    collector.refresh(live[1])
+    assert rendered == ["t-1"]
+    chunks = list(collector.expose())
+    assert chunks.count("") == 0
+    text = "".join(chunks)
+    assert rendered == ["t-1", "t-0", "t-2"]
+    assert "".join(collector.expose()) == text
+    assert len(rendered) == 3, "the second scrape renders nothing"
+    assert text == render(*live)
+
+
 def test_targets_prepared_before_they_go_live_are_not_rendered_again_by_the_scrape(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -362,9 +385,9 @@ _TARGETS = {
 
 
 @settings(max_examples=150, deadline=None)
-@given(steps=st.lists(_STEP, max_size=25))
+@given(steps=st.lists(_STEP, max_size=25), laid_out=st.booleans())
 def test_every_scrape_shows_what_a_fresh_collector_renders_whatever_came_before(
-    steps: list[tuple[Any, ...]],
+    steps: list[tuple[Any, ...]], laid_out: bool
 ) -> None:
     """Probes, scrapes and reloads (laid out ahead, swapped in, changed targets rendered again;
     sometimes while a scrape is under way, which keeps reading its own columns) in any
@@ -372,6 +395,8 @@ def test_every_scrape_shows_what_a_fresh_collector_renders_whatever_came_before(
     targets."""
     live: list[ProbeStats] = [ProbeStats(_TARGETS[(f"t-{n}", "")]) for n in range(3)]
     collector = ProbeCollector(lambda: live, lambda: None)
+    if laid_out:  # as the exporter starts
+        collector.lay_out(live)
     clock = 1_800_000_000.0
     for step in steps:
         if step[0] == "probe" and live:

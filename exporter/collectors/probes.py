@@ -386,6 +386,20 @@ class _Renderings:
         elif not self._scrapes and location == current.location:
             current.put(row, stats.generation, self._render(stats, location))
 
+    def lay_out(self, targets: Sequence[ProbeStats], location: str | None) -> None:
+        """Rows for ``targets`` with nothing rendered in them yet (at start, before the first
+        probe): each probe then renders into its target's row, and the first scrape renders
+        only the rows no probe has. Without it the first probes' renderings waited for the
+        first scrape as tuples, which it moved into columns and freed: 3-4 MiB at 10,000
+        targets that the allocator kept."""
+        names = list(map(_NAME_OF, targets))
+        count = len(names)
+        rows = dict(zip(names, range(count), strict=True))
+        columns: Columns = [[b""] * count for _ in FAMILIES]
+        # Generation 0 is no stats' generation (they count from 1): every row is stale.
+        self._current = _Layout(list(targets), names, rows, [0] * count, columns, location)
+        self._prepared.clear()
+
     def prepare(self, planned: Sequence[ProbeStats], location: str | None) -> Iterator[bytes]:
         """Lay out the rows of ``planned``, the targets a reload is about to make live in the
         order they will be scraped, ahead: the layout goes live with them (``go_live``), so the
@@ -517,6 +531,11 @@ class ProbeCollector:
         self._texts.refresh(stats, location)
         if self._protobuf_scraped:
             self._messages.refresh(stats, location)
+
+    def lay_out(self, targets: Sequence[ProbeStats]) -> None:
+        """Rows for the targets the exporter starts with, before their first probes, so that
+        those render into them (text; protobuf waits for a protobuf scrape)."""
+        self._texts.lay_out(targets, self._location())
 
     def prepare(self, planned: Sequence[ProbeStats]) -> Iterator[bytes]:
         """Render a reload's new targets and lay out the rows of all of ``planned`` (the
