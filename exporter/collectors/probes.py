@@ -337,7 +337,13 @@ def _chunks(column: list[bytes], head: bytes = b"") -> Iterator[bytes]:
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """The rows of one list of targets (``stats``): names, row by name, and each row's
-    generation and parts (one column per family), rendered for ``location``."""
+    generation and parts (one column per family), rendered for ``location``.
+
+    Every column in which no row has a part is ``empty`` itself (``b""`` per row), one list
+    shared by those columns and never written to: the families of kinds no target has, and
+    those no target has a sample in, hold no 8 bytes per target each (at 10,000 HTTP
+    targets, 24 of the 36 columns: 1.9 MiB). A column gets its own list when a part first
+    lands in it."""
 
     stats: list[ProbeStats]
     names: list[str]
@@ -345,12 +351,34 @@ class _Layout:
     generations: list[int]
     columns: Columns
     location: str | None
+    empty: list[bytes]
 
     def put(self, row: int, generation: int, rendering: Rendered) -> None:
         """Row ``row`` as ``rendering``, rendered from the stats' ``generation``."""
-        for column, part in zip(self.columns, rendering, strict=True):
+        columns = self.columns
+        empty = self.empty
+        for index, part in enumerate(rendering):
+            column = columns[index]
+            if column is empty:
+                if not part:
+                    continue
+                column = columns[index] = empty.copy()
             column[row] = part
         self.generations[row] = generation
+
+
+def _new_layout(
+    stats: list[ProbeStats],
+    names: list[str],
+    rows: dict[str, int],
+    generations: list[int],
+    columns: Columns,
+    location: str | None,
+) -> _Layout:
+    """A ``_Layout`` whose columns without a part are its shared empty one."""
+    empty = [b""] * len(names)
+    shared = [empty if column.count(b"") == len(column) else column for column in columns]
+    return _Layout(stats, names, rows, generations, shared, location, empty)
 
 
 class _Renderings:
@@ -367,7 +395,7 @@ class _Renderings:
     def __init__(self, render: Callable[[ProbeStats, str | None], Rendered], batch: int) -> None:
         self._render = render
         self._batch = batch
-        self._current = _Layout([], [], {}, [], [[] for _ in FAMILIES], None)
+        self._current = _new_layout([], [], {}, [], [[] for _ in FAMILIES], None)
         self._scrapes = 0
         # Renderings of targets probed before a scrape gave them a row, by name, with the
         # generation and location each was rendered from and for. Taken by that scrape, which
@@ -395,9 +423,10 @@ class _Renderings:
         names = list(map(_NAME_OF, targets))
         count = len(names)
         rows = dict(zip(names, range(count), strict=True))
-        columns: Columns = [[b""] * count for _ in FAMILIES]
+        empty = [b""] * count
+        columns: Columns = [empty] * len(FAMILIES)
         # Generation 0 is no stats' generation (they count from 1): every row is stale.
-        self._current = _Layout(list(targets), names, rows, [0] * count, columns, location)
+        self._current = _Layout(list(targets), names, rows, [0] * count, columns, location, empty)
         self._prepared.clear()
 
     def prepare(self, planned: Sequence[ProbeStats], location: str | None) -> Iterator[bytes]:
@@ -505,7 +534,7 @@ class _Renderings:
             )
             if len(some) == CACHED_BATCH:
                 yield b""
-        return _Layout(list(snapshot), names, row_of, generations, columns, location)
+        return _new_layout(list(snapshot), names, row_of, generations, columns, location)
 
 
 class ProbeCollector:
