@@ -340,10 +340,10 @@ class _Layout:
     generation and parts (one column per family), rendered for ``location``.
 
     Every column in which no row has a part is ``empty`` itself (``b""`` per row), one list
-    shared by those columns and never written to: the families of kinds no target has, and
-    those no target has a sample in, hold no 8 bytes per target each (at 10,000 HTTP
-    targets, 24 of the 36 columns: 1.9 MiB). A column gets its own list when a part first
-    lands in it."""
+    shared by those columns and never written to, so that the families of kinds no target
+    has, and those no target has a sample in, do not take 8 bytes per target each (24 of the
+    36 columns at 10,000 HTTP targets: 1.9 MiB). A column gets its own list when a part
+    first lands in it."""
 
     stats: list[ProbeStats]
     names: list[str]
@@ -417,7 +417,7 @@ class _Renderings:
     def lay_out(self, targets: Sequence[ProbeStats], location: str | None) -> None:
         """Rows for ``targets`` with nothing rendered in them yet (at start, before the first
         probe): each probe then renders into its target's row, and the first scrape renders
-        only the rows no probe has. Without it the first probes' renderings waited for the
+        only the targets not probed yet. Without it the first probes' renderings waited for the
         first scrape as tuples, which it moved into columns and freed: 3-4 MiB at 10,000
         targets that the allocator kept."""
         names = list(map(_NAME_OF, targets))
