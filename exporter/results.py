@@ -14,7 +14,7 @@ import abc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from exporter.clock import Clock
 from exporter.families import Family
@@ -29,6 +29,7 @@ __all__ = [
     "ProbeTrace",
     "Sample",
     "TlsSeen",
+    "shared",
 ]
 
 
@@ -63,17 +64,21 @@ class TlsSeen:
     version: str | None
 
 
-# Checks and tuples of checks that passing probes of many targets repeat word for word ("status
-# 200 in 2xx"): one shared object each instead of one per target's latest result. Forgotten
-# when it grows past ``_SHARED_LIMIT`` (details with changing numbers would otherwise pile up).
+# Checks, tuples of checks and observations that passing probes of many targets repeat word for
+# word ("status 200 in 2xx"): one shared object each instead of one per target's latest result.
+# Forgotten when it grows past ``_SHARED_LIMIT`` (details with changing numbers would otherwise
+# pile up).
 _SHARED_LIMIT = 4096
-_SHARED_CHECKS: dict[Any, Any] = {}
+_SHARED: dict[Any, Any] = {}
+_Value = TypeVar("_Value")
 
 
-def _shared(value: Any) -> Any:
-    if len(_SHARED_CHECKS) >= _SHARED_LIMIT:
-        _SHARED_CHECKS.clear()
-    return _SHARED_CHECKS.setdefault(value, value)
+def shared(value: _Value) -> _Value:
+    """``value``, or an equal one kept from an earlier call (``value`` must be hashable)."""
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()
+    kept: _Value = _SHARED.setdefault(value, value)
+    return kept
 
 
 # A sample an observation adds to its target's series: the family, the value, and the
@@ -145,7 +150,7 @@ class ProbeTrace:
         self.phases[name] = self.phases.get(name, 0.0) + max(seconds, 0.0)
 
     def check(self, name: str, passed: bool, detail: str) -> bool:
-        self.checks.append(_shared(Check(name, passed, detail)))
+        self.checks.append(shared(Check(name, passed, detail)))
         return passed
 
 
@@ -203,7 +208,7 @@ class ProbeResult:
             reason=reason,
             message=message,
             phases=tuple(trace.phases.items()),
-            checks=_shared(tuple(trace.checks)),
+            checks=shared(tuple(trace.checks)),
             tls=trace.tls,
             observation=trace.observation,
         )

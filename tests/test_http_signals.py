@@ -14,6 +14,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from exporter.config import ConfigError
+from exporter.probes.api_signals import NO_SIGNALS
 from exporter.probes.http import HttpObservation
 from exporter.reasons import Reason
 from tests.conftest import ProbeOnce, config_from_text
@@ -139,6 +140,22 @@ async def test_without_the_headers_the_gauges_are_absent_and_deprecated_true_fai
     exported = samples(observed(result))
     assert "lookout_http_sunset_timestamp_seconds" not in exported
     assert "lookout_http_deprecation_timestamp_seconds" not in exported
+
+
+async def test_probes_with_the_same_answer_share_one_observation(
+    api: str, probe_once: ProbeOnce
+) -> None:
+    """The latest result of every target keeps its observation: equal ones (most targets'
+    answers) are one object, and an answer without announcements holds the shared empty
+    signals."""
+    first = observed(await probe_once(target(f"{api}/v2/orders")))
+    second = observed(await probe_once(target(f"{api}/v2/orders")))
+    assert first is second
+    assert first.signals is NO_SIGNALS
+    announced = observed(await probe_once(target(f"{api}/v1/orders")))
+    assert announced is not first
+    assert announced.signals is not NO_SIGNALS
+    assert announced.signals.sunset == SUNSET.timestamp()
 
 
 async def test_a_version_that_must_not_be_deprecated_fails_when_it_announces_it(

@@ -64,7 +64,7 @@ from exporter.probes.values import (
 )
 from exporter.reasons import ProbeFailure, Reason
 from exporter.redaction import REDACTED, redact_url, secret_header
-from exporter.results import ProbeTrace, Sample
+from exporter.results import ProbeTrace, Sample, shared
 from exporter.units import StatusPattern, format_duration, parse_duration, parse_size, parse_status
 
 if TYPE_CHECKING:
@@ -429,7 +429,8 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
     document = None
     try:
-        trace.observation = seen = dataclasses.replace(seen, response_size=body.size)
+        # Equal observations of many targets are one object (status, version, size).
+        trace.observation = seen = shared(dataclasses.replace(seen, response_size=body.size))
         readable = body.data is not None and body.complete and not body.cut
         text = body.text("replace") if readable else None
         if spec.expect.version is not None and text is not None:
