@@ -4,7 +4,7 @@ Keeping the last 20 ``ProbeResult`` objects of each of 10,000 targets took about
 it object headers around a few numbers. Only a target's latest result keeps everything (checks,
 certificate chain, versions); its recent probes keep what the history table shows: when, pass
 or fail with reason and message, duration, status code and the phases. The numbers of all of
-them sit in three flat arrays per target, phases as 32-bit floats (reported to the
+them sit in two flat arrays per target, phases as 32-bit floats (reported to the
 microsecond), as many per probe as the target's probes have recorded at most so far (a TCP
 probe one, an HTTP probe four or five, up to ``MAX_PHASES``); the rest is one shared tuple per
 probe, the same object as long as nothing but the numbers changed.
@@ -52,18 +52,17 @@ class RecentProbes:
 
     __slots__ = (
         "_count",
-        "_durations",
         "_failures",
-        "_finished",
         "_next",
         "_numbers",
         "_shapes",
+        "_times",
         "_width",
     )
 
     def __init__(self, capacity: int) -> None:
-        self._finished = array("d", [0.0]) * capacity
-        self._durations = array("d", [0.0]) * capacity
+        # Per probe: when it finished, then its duration (one array rather than two).
+        self._times = array("d", [0.0]) * (2 * capacity)
         self._width = 0  # phases kept per probe: the most any probe had so far
         # Per probe: the status code (NaN without one), then ``_width`` phases.
         self._numbers = array("f", [math.nan]) * capacity
@@ -92,8 +91,8 @@ class RecentProbes:
         for index, (_name, seconds) in enumerate(kept):
             numbers[1 + index] = seconds
         slot = self._next
-        self._finished[slot] = result.finished_at
-        self._durations[slot] = result.duration
+        self._times[2 * slot] = result.finished_at
+        self._times[2 * slot + 1] = result.duration
         self._numbers[slot * stride : (slot + 1) * stride] = array("f", numbers)
         self._failures += (shape[0] is not None) - (self._shapes[slot][0] is not None)
         self._shapes[slot] = shape
@@ -122,9 +121,9 @@ class RecentProbes:
         reason, message, names = self._shapes[slot]
         status = numbers[0]
         return RecentProbe(
-            finished_at=self._finished[slot],
+            finished_at=self._times[2 * slot],
             success=reason is None,
-            duration=self._durations[slot],
+            duration=self._times[2 * slot + 1],
             reason=reason,
             message=message,
             status_code=None if math.isnan(status) else int(status),
@@ -135,7 +134,7 @@ class RecentProbes:
 
     def durations(self) -> list[float]:
         """The kept probes' durations, in no particular order."""
-        return self._durations[: self._count].tolist()
+        return self._times[1 : 2 * self._count : 2].tolist()
 
     def failures(self) -> int:
         return self._failures
