@@ -23,6 +23,7 @@ __all__ = [
     "format_value",
     "header",
     "histogram_lines",
+    "label_pair",
     "label_pairs",
     "sample",
 ]
@@ -49,18 +50,23 @@ def label_pairs(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
 
 
+@functools.lru_cache(maxsize=4096)
+def label_pair(name: str, value: str) -> str:
+    """``label_pairs`` of one label whose values repeat across targets and probes (a phase, a
+    reason, a TLS version), escaped once per value."""
+    return f'{name}="{escape(value)}"'
+
+
 def format_value(value: float) -> str:
     if isinstance(value, int):
         return str(int(value))  # int() turns a bool into 1 or 0
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
+    if math.isfinite(value):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
     if math.isnan(value):
         return "NaN"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
+    return "+Inf" if value > 0 else "-Inf"
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collectors import probes as probes_module
 from exporter.collectors.probes import FAILURE_MESSAGE_CHARS, FAMILIES, ProbeCollector
 from exporter.config import Source, load_text
+from exporter.exposition import label_pair, label_pairs
 from exporter.reasons import Reason
 from exporter.results import Certificate, ProbeResult, TlsSeen
 from exporter.stats import ProbeStats
@@ -99,6 +100,24 @@ def test_label_values_are_escaped() -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     sample = families["lookout_probe_duration_seconds"].samples[0]
     assert sample.labels["team"] == 'a "quoted" \\ name\nline2'
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_a_repeated_label_is_escaped_as_any_other(name: str, value: str) -> None:
+    """``label_pair`` keeps the text of labels that repeat (phases, reasons, TLS versions);
+    asked twice, it answers as ``label_pairs`` does."""
+    assert label_pair(name, value) == label_pairs([(name, value)])
+    assert label_pair(name, value) == label_pairs([(name, value)])
+
+
+def test_phase_names_are_escaped_in_the_phase_family() -> None:
+    stats = ProbeStats(make_target())
+    stats.record(ProbeResult("api", True, 0.01, 1.0, phases=(('a "b"\\n', 0.002),)))
+    families = {f.name: f for f in text_string_to_metric_families(render(stats))}
+    (phase,) = families["lookout_probe_phase_seconds"].samples
+    assert phase.labels["phase"] == 'a "b"\\n'
+    assert phase.value == 0.002
 
 
 def test_help_says_result_gauges_hold_the_latest_probe() -> None:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from exporter.exposition import header, histogram_lines, label_pairs, sample
+from exporter.exposition import header, histogram_lines, label_pair, label_pairs, sample
 from exporter.families import Family
 from exporter.lazy_import import lazy_module
 from exporter.probes.registry import KINDS
@@ -215,7 +215,7 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
     """The target's samples besides its duration histogram, in the order they are written:
     (family, value, label-pairs text of the sample's own labels besides the target's)."""
     for reason, count in sorted(stats.failures.items()):
-        yield FAILURES, count, label_pairs([("reason", reason.value)])
+        yield FAILURES, count, label_pair("reason", reason.value)
     if stats.kept is not None:
         for (family, extra), total in stats.kept.counters.items():
             yield family, total, extra
@@ -252,7 +252,7 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
         yield STATE_CHANGES, stats.state_changes, ""
     yield LAST_RUN, last.finished_at, ""
     for phase, seconds in last.phases:
-        yield PHASE, seconds, label_pairs([("phase", phase)])
+        yield PHASE, seconds, label_pair("phase", phase)
     if stats.cert_expiry is not None:
         yield CERT_EXPIRY, stats.cert_expiry, ""
     tls = last.tls
@@ -267,7 +267,7 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
             ]
             yield CERT_INFO, 1, label_pairs(identity)
         if tls.version is not None:
-            yield TLS_VERSION, 1, label_pairs([("version", tls.version)])
+            yield TLS_VERSION, 1, label_pair("version", tls.version)
     if last.observation is not None:
         yield from last.observation.samples()
 
@@ -283,7 +283,7 @@ def render_target(stats: ProbeStats, location: str | None) -> Rendered:
         out[_POSITION[family]] += histogram_lines(family, f"{base},{extra}", histogram)
     for family, value, extra in target_samples(stats):
         out[_POSITION[family]] += sample(family, f"{base},{extra}" if extra else base, value)
-    return tuple(part.encode() for part in out)
+    return tuple(map(str.encode, out))
 
 
 def render_target_protobuf(stats: ProbeStats, location: str | None) -> Rendered:
