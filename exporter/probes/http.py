@@ -429,8 +429,10 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
     document = None
     try:
-        # Equal observations of many targets are one object (status, version, size).
-        trace.observation = seen = shared(dataclasses.replace(seen, response_size=body.size))
+        # With the body's size (nothing else was added since the head); equal observations of
+        # many targets are one object.
+        seen = HttpObservation(seen.status_code, seen.http_version, body.size, seen.signals)
+        trace.observation = seen = shared(seen)
         readable = body.data is not None and body.complete and not body.cut
         text = body.text("replace") if readable else None
         if spec.expect.version is not None and text is not None:
