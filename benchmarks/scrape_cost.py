@@ -413,7 +413,8 @@ def report_protobuf(
     )
 
 
-PHASES = (("resolve", 1e-05), ("connect", 0.0002), ("request", 0.0003), ("first_byte", 0.001))
+PHASE_NAMES = ("resolve", "connect", "request", "first_byte")
+PHASE_SECONDS = (1e-05, 0.0002, 0.0003, 0.001)
 
 
 async def render_once(runtime: Runtime, protobuf: bool) -> tuple[float, float, int]:
@@ -462,7 +463,8 @@ async def render_in_process(args: argparse.Namespace) -> None:
                     True,
                     duration,
                     finished,
-                    phases=PHASES,
+                    phase_names=PHASE_NAMES,
+                    phase_seconds=PHASE_SECONDS,
                     observation=observation,
                 )
             )

@@ -75,21 +75,20 @@ class RecentProbes:
         return self._count
 
     def add(self, result: ProbeResult) -> None:
-        kept = result.phases[:MAX_PHASES]
-        names = tuple(name for name, _ in kept)
+        names = result.phase_names[:MAX_PHASES]
+        seconds = result.phase_seconds[:MAX_PHASES]
         shape: _Shape = (result.reason, result.message, names)
         if result.reason is None:  # passing probes of every target share a few shapes
             shape = _PASSED.setdefault(names, shape)
         elif self._shapes[self._slot(self._count - 1)] == shape:
             shape = self._shapes[self._slot(self._count - 1)]
-        if len(kept) > self._width:
-            self._widen(len(kept))
+        if len(seconds) > self._width:
+            self._widen(len(seconds))
         stride = 1 + self._width
         numbers = [math.nan] * stride
         if result.status_code is not None:
             numbers[0] = result.status_code
-        for index, (_name, seconds) in enumerate(kept):
-            numbers[1 + index] = seconds
+        numbers[1 : 1 + len(seconds)] = seconds
         slot = self._next
         self._times[2 * slot] = result.finished_at
         self._times[2 * slot + 1] = result.duration

@@ -66,7 +66,8 @@ def test_a_failed_tls_probe_still_exports_certificate_expiry_and_identity() -> N
             finished_at=1_800_000_000.0,
             reason=Reason.CERT_EXPIRED,
             message="certificate has expired",
-            phases=(("connect", 0.001), ("tls", 0.004)),
+            phase_names=("connect", "tls"),
+            phase_seconds=(0.001, 0.004),
             tls=TlsSeen((CERT,), None),
         )
     )
@@ -113,7 +114,9 @@ def test_a_repeated_label_is_escaped_as_any_other(name: str, value: str) -> None
 
 def test_phase_names_are_escaped_in_the_phase_family() -> None:
     stats = ProbeStats(make_target())
-    stats.record(ProbeResult("api", True, 0.01, 1.0, phases=(('a "b"\\n', 0.002),)))
+    stats.record(
+        ProbeResult("api", True, 0.01, 1.0, phase_names=('a "b"\\n',), phase_seconds=(0.002,))
+    )
     families = {f.name: f for f in text_string_to_metric_families(render(stats))}
     (phase,) = families["lookout_probe_phase_seconds"].samples
     assert phase.labels["phase"] == 'a "b"\\n'

@@ -27,7 +27,15 @@ def _result(
     message = "" if reason is None else f"{reason} went wrong at {at}"
     seen = None if status is None else HttpObservation(status, "1.1", 0)
     return ProbeResult(
-        "t", reason is None, duration, at, reason, message, phases=phases, observation=seen
+        "t",
+        reason is None,
+        duration,
+        at,
+        reason,
+        message,
+        phase_names=tuple(name for name, _ in phases),
+        phase_seconds=tuple(seconds for _, seconds in phases),
+        observation=seen,
     )
 
 

@@ -251,7 +251,7 @@ def target_samples(stats: ProbeStats) -> Iterator[Sample]:
         yield ATTEMPT_SUCCESS, 1 if last.success else 0, ""
         yield STATE_CHANGES, stats.state_changes, ""
     yield LAST_RUN, last.finished_at, ""
-    for phase, seconds in last.phases:
+    for phase, seconds in zip(last.phase_names, last.phase_seconds, strict=True):
         yield PHASE, seconds, label_pair("phase", phase)
     if stats.cert_expiry is not None:
         yield CERT_EXPIRY, stats.cert_expiry, ""
