@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,23 @@ async def test_a_scrape_sent_in_many_pieces_parses_like_one_piece_plain_and_gzip
     assert len(expected["lookout_probe_success"][2]) == 24
     assert parse(await plain.text()) == expected
     assert parse(unzipped) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (3, "3"),
+        (True, "1"),
+        (False, "0"),
+        (2.0, "2"),
+        (-0.0, "0"),
+        (0.25, "0.25"),
+        (1e15, "1000000000000000.0"),
+        (1.5e300, "1.5e+300"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+        (math.nan, "NaN"),
+    ],
+)
+def test_sample_values_are_written_as_prometheus_reads_them(value: float, text: str) -> None:
+    assert format_value(value) == text
