@@ -241,11 +241,11 @@ def read_signals(headers: Mapping[str, str], status: int, now: float) -> Signals
     """The announcements in ``headers`` of a response with ``status``, received at ``now``."""
     sunset_value = headers.get("Sunset")
     deprecation_value = headers.get("Deprecation")
-    retry_after = None
-    invalid = None
     retry_value = headers.get("Retry-After") if status in RETRY_STATUSES else None
     if sunset_value is None and deprecation_value is None and retry_value is None:
         return NO_SIGNALS  # most responses: one shared value rather than one per target
+    retry_after = None
+    invalid = None
     if retry_value is not None:
         text = retry_value.strip()
         if text.isascii() and text.isdigit():

@@ -171,6 +171,11 @@ class HttpObservation:
     # The exported numbers found, by name (export:).
     values: tuple[tuple[str, float], ...] = ()
 
+    def sized(self, size: int) -> HttpObservation:
+        """This observation with the body's size: every field copied here rather than by
+        ``dataclasses.replace``, which took about 3 us per probe."""
+        return HttpObservation(self.status_code, self.http_version, size, self.signals, self.values)
+
     def samples(self) -> Iterator[Sample]:
         yield STATUS_CODE, self.status_code, ""
         if self.response_size is not None:
@@ -429,10 +434,8 @@ async def exchange(spec: HttpSpec, ctx: ProbeContext) -> Exchange:
                 body = await _read_body(response, spec.expect, budget, spec.response_excerpts)
     document = None
     try:
-        # With the body's size (nothing else was added since the head); equal observations of
-        # many targets are one object.
-        seen = HttpObservation(seen.status_code, seen.http_version, body.size, seen.signals)
-        trace.observation = seen = shared(seen)
+        # Equal observations of many targets are one object.
+        trace.observation = seen = shared(seen.sized(body.size))
         readable = body.data is not None and body.complete and not body.cut
         text = body.text("replace") if readable else None
         if spec.expect.version is not None and text is not None:
