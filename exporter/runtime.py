@@ -416,21 +416,25 @@ async def _pieces(chunks: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
     """``chunks`` joined into pieces of about ``PIECE_BYTES``, letting other tasks run after
     every ``SCRAPE_SLICE`` of work (an empty chunk is where a collector may pause, and
     asking for the next chunk is where its work happens). A chunk of half that size or more
-    is a piece as it is (after what is pending): the probe families come in such chunks, and
-    copying 30 MiB of them once more took a fifth of a scrape's CPU."""
+    is a piece as it is (after what is pending, as a piece of its own): the probe families
+    come in such chunks, and copying 30 MiB of them once more took a fifth of a scrape's
+    CPU."""
     pending: list[bytes] = []
     size = 0
     sent = False
     resume_by = time.perf_counter() + SCRAPE_SLICE
     for chunk in chunks:
-        large = len(chunk) >= PIECE_BYTES // 2
-        if large and not pending:
+        if len(chunk) >= PIECE_BYTES // 2:
+            if size:
+                yield b"".join(pending)
+            pending.clear()
+            size = 0
             yield chunk
             sent = True
         else:
             pending.append(chunk)
             size += len(chunk)
-            if large or size >= PIECE_BYTES:
+            if size >= PIECE_BYTES:
                 yield b"".join(pending)
                 sent = True
                 pending.clear()
