@@ -247,8 +247,10 @@ async def test_a_plan_changes_nothing_until_it_is_applied(clients: SharedClients
             break
     assert pauses == 2
     assert scheduler.stats == kept, "planning touched nothing"
+    assert scheduler.targets_by_kind == {"http": 3}
     scheduler.apply(plan)
     assert sorted(scheduler.stats) == sorted(t.name for t in second)
+    assert scheduler.targets_by_kind == {"http": 450}
     await scheduler.close()
 
 

@@ -24,9 +24,7 @@ grafana_url="https://grafana.example.com"} 1
 
 from __future__ import annotations
 
-import operator
 import platform
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,9 +161,6 @@ def _by_kind(counts: Iterable[tuple[str, int]]) -> Samples:
     return [(label_pairs([("kind", kind)]), n) for kind, n in sorted(counts)]
 
 
-_KIND_OF = operator.attrgetter("target.kind.name")
-
-
 class SelfCollector:
     """Text and protobuf collector of the exporter's own state; the scheduler lag histogram
     keeps native buckets too."""
@@ -190,7 +185,6 @@ class SelfCollector:
     def _families(self) -> Iterator[tuple[Family, Samples]]:
         scheduler = self._scheduler
         reload = self._reload
-        kinds = Counter(map(_KIND_OF, scheduler.all_stats()))  # in C: 10,000 targets, 0.5 ms
         yield BUILD_INFO, [(self._build, 1)]
         external, grafana = self._links()
         if external is not None or grafana is not None:
@@ -198,7 +192,7 @@ class SelfCollector:
             yield LINKS_INFO, [(label_pairs(pairs), 1)]
         yield RELOAD_SUCCESSFUL, [("", int(reload.successful))]
         yield RELOAD_SUCCESS_TIME, [("", reload.last_success)]
-        yield TARGETS, _by_kind(kinds.items())
+        yield TARGETS, _by_kind(scheduler.targets_by_kind.items())
         yield IN_FLIGHT, [("", scheduler.in_flight)]
         yield RUNS, _by_kind(scheduler.runs.items())
         yield LAG, scheduler.lag
