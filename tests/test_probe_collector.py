@@ -462,3 +462,44 @@ def test_every_scrape_shows_what_a_fresh_collector_renders_whatever_came_before(
             list(collector.rerender([stats for stats, _ in changed]))
             if scrape is not None:
                 assert first + "".join(scrape) == before
+
+
+def test_the_config_families_are_rendered_once_per_config_of_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The objectives and the endpoint come from the target's config alone: its probes do not
+    render them again, a change of its config in place does (as the reload renders the
+    target again, or as the scrape catches up), and a new location renders them afresh."""
+    rendered: list[str] = []
+    real = probes_module.render_config
+
+    def counting(stats: ProbeStats, location: str | None) -> tuple[bytes, ...]:
+        rendered.append(f"{stats.target.name}@{location}")
+        return real(stats, location)
+
+    monkeypatch.setattr(probes_module, "render_config", counting)
+    stats = ProbeStats(make_target(slo=", slo: {availability: 99.5}"))
+    location: list[str | None] = [None]
+    collector = ProbeCollector(lambda: [stats], lambda: location[0])
+    collector.lay_out([stats])
+    assert rendered == ["api@None"]
+    for n in range(3):
+        stats.record(ProbeResult("api", True, 0.01, 1_800_000_000.0 + n))
+        collector.refresh(stats)
+    text = "".join(collector.expose())
+    assert rendered == ["api@None"]
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.995
+    stats.retarget(make_target(slo=", slo: {availability: 99.9}"))
+    text = "".join(collector.expose())  # caught up by the scrape
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.999
+    assert rendered == ["api@None"] * 2
+    stats.retarget(make_target(slo=", slo: {availability: 99}"))
+    collector.refresh(stats)  # rendered again, as a reload does
+    assert rendered == ["api@None"] * 3
+    text = "".join(collector.expose())
+    assert sample_value(text, "lookout_probe_slo_objective_ratio", slo="availability") == 0.99
+    assert rendered == ["api@None"] * 3
+    location[0] = "eu"
+    text = "".join(collector.expose())
+    assert rendered == ["api@None"] * 3 + ["api@eu"]
+    assert sample_value(text, "lookout_probe_endpoint_info", location="eu") == 1

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 
 from exporter import config
 from exporter.clock import SystemClock
-from exporter.collectors.probes import render_target
+from exporter.collectors.probes import CONFIG_FAMILIES, FAMILIES, render_config, render_target
 from exporter.probes.clients import SharedClients
 from exporter.probes.runner import run_probe
 from exporter.results import ProbeResult
@@ -323,7 +323,9 @@ class Prober:
         assert self.target is not None
         stats = ProbeStats(self.target)
         stats.record(result)
-        return b"".join(render_target(stats, None)).decode()
+        configs = dict(zip(CONFIG_FAMILIES, render_config(stats, None), strict=True))
+        parts = zip(FAMILIES, render_target(stats, None), strict=True)
+        return b"".join(configs.get(family, part) for family, part in parts).decode()
 
 
 @pytest.fixture
