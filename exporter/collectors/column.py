@@ -8,9 +8,9 @@ besides its text.
 
 A ``Column`` keeps its rows in blocks of about ``BLOCK_BYTES``. A block is *joined* (its parts
 as one ``bytes`` and the end of each part in it) or *loose* (a list of its parts, which ``put``
-replaces in place). A scrape (``blocks``) writes a joined block as it is and joins a loose one;
-a loose block no ``put`` changed since the previous scrape is kept joined from then on. A
-``put`` of the part a joined block already holds leaves it joined; any other loosens it.
+replaces in place). A ``put`` of the part a joined block already holds leaves it joined; any
+other loosens it, and the next scrape (``blocks``) joins it again and keeps it so: a block is
+loose only between a reload that changed one of its targets and the next scrape.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Column:
     ``rows`` is 0 while no row has a part: such a column (the families of kinds no target
     has, for one) takes no memory per row. The first part put sets it, from its size."""
 
-    __slots__ = ("_changed", "_ends", "_joined", "_loose", "count", "rows")
+    __slots__ = ("_ends", "_joined", "_loose", "count", "rows")
 
     def __init__(self, count: int) -> None:
         """``count`` rows, none with a part."""
@@ -42,8 +42,6 @@ class Column:
         # Where each part of a joined block ends in it; None for a block without any part.
         self._ends: list[array[int] | None] = []
         self._loose: list[list[bytes] | None] = []
-        # Per block: whether a put changed a part of the loose block since the last scrape.
-        self._changed = bytearray()
 
     @classmethod
     def of(cls, parts: Sequence[bytes]) -> Column:
@@ -66,7 +64,6 @@ class Column:
         self._joined = [b""] * blocks
         self._ends = [None] * blocks
         self._loose = [None] * blocks
-        self._changed = bytearray(blocks)
 
     def put(self, row: int, part: bytes) -> None:
         """Row ``row``'s part from now on."""
@@ -89,10 +86,7 @@ class Column:
                 if end - start == len(part) and self._joined[block][start:end] == part:
                     return
             loose = self._loosen(block)
-        elif loose[at] == part:
-            return
         loose[at] = part
-        self._changed[block] = 1
 
     def _size(self, block: int) -> int:
         return min(self.rows, self.count - block * self.rows)
@@ -127,20 +121,15 @@ class Column:
         return parts[offset : offset + stop - start]
 
     def blocks(self) -> Iterator[bytes]:
-        """The column's text, a block at a time (blocks without any part left out); a loose
-        block unchanged since the previous call is kept joined from now on. Each block is
-        read when the iteration reaches it."""
+        """The column's text, a block at a time (blocks without any part left out), each
+        loose block joined and kept so. Each block is read when the iteration reaches it."""
         for block in range(len(self._loose)):
             loose = self._loose[block]
             if loose is None:
                 text = self._joined[block]
             else:
-                text = b"".join(loose)
-                if self._changed[block]:
-                    self._changed[block] = 0
-                else:
-                    self._joined[block] = text
-                    self._ends[block] = array("I", accumulate(map(len, loose))) if text else None
-                    self._loose[block] = None
+                text = self._joined[block] = b"".join(loose)
+                self._ends[block] = array("I", accumulate(map(len, loose))) if text else None
+                self._loose[block] = None
             if text:
                 yield text

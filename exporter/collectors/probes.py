@@ -362,10 +362,18 @@ _GENERATION_OF = operator.attrgetter("generation")
 Columns = list[list[bytes]]
 
 
-def _chunks(column: list[bytes]) -> Iterator[bytes]:
-    """A family's parts joined into chunks of about ``CHUNK_BYTES``, as many targets each as
-    its first part suggests (a family's parts are of much the same size). Nothing when no
-    target has a part."""
+def _chunks(column: list[bytes] | Column, head: bytes = b"") -> Iterator[bytes]:
+    """A family's parts as a scrape writes them, ``head`` in front: a ``Column``'s blocks as
+    they are (``head`` a chunk of its own), or a list's parts joined into chunks of about
+    ``CHUNK_BYTES``, as many targets each as its first part suggests (a family's parts are of
+    much the same size; ``head`` joined with the first). Nothing when no target has a part."""
+    if isinstance(column, Column):
+        for block in column.blocks():
+            if head:
+                yield head
+                head = b""
+            yield block
+        return
     first = column[0] if column else b""
     if not first:
         # Most columns of a kind no target has are all b"": counted in C at a few ns a part,
@@ -375,15 +383,15 @@ def _chunks(column: list[bytes]) -> Iterator[bytes]:
         first = next(filter(None, column))
     per_chunk = max(1, CHUNK_BYTES // len(first))
     for start in range(0, len(column), per_chunk):
-        yield b"".join(column[start : start + per_chunk])
+        yield b"".join((head, *column[start : start + per_chunk]))
+        head = b""
 
 
-def _family_parts(layout: _Layout) -> Iterator[tuple[Family, Iterator[bytes]]]:
-    """Each family of ``FAMILIES`` with its parts as a scrape writes them: its column's
-    parts joined into chunks, or its config column's blocks."""
+def _family_parts(layout: _Layout) -> Iterator[tuple[Family, list[bytes] | Column]]:
+    """Each family of ``FAMILIES`` with its parts: its column, or its config column."""
     for family, column in zip(FAMILIES, layout.columns, strict=True):
         config = _CONFIG_POSITION.get(family)
-        yield family, _chunks(column) if config is None else layout.configs[config].blocks()
+        yield family, column if config is None else layout.configs[config]
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,12 +729,7 @@ class ProbeCollector:
         with self._texts.scraping():
             layout = yield from self._texts.current(snapshot, self._location())
             for family, parts in _family_parts(layout):
-                head = header(family).encode()
-                for chunk in parts:
-                    if head:  # a family without samples has no header either
-                        yield head
-                        head = b""
-                    yield chunk
+                yield from _chunks(parts, header(family).encode())
 
     def expose_protobuf(self) -> Iterable[bytes]:
         """The probe families as delimited ``MetricFamily`` messages, sliced as ``expose``
@@ -744,7 +747,7 @@ class ProbeCollector:
             layout = yield from self._messages.current(snapshot, self._location())
             for family, parts in _family_parts(layout):
                 chunks = []
-                for chunk in parts:
+                for chunk in _chunks(parts):
                     chunks.append(chunk)
                     yield b""
                 if chunks:
